@@ -1,0 +1,32 @@
+"""firecaffe: Caffe networks on NumPy/CuPy, trained data-parallel over MPI.
+
+The Python API follows pycaffe::
+
+    import firecaffe
+    net = firecaffe.Net("deploy.prototxt", "weights.caffemodel", firecaffe.TEST)
+    out = net.forward(data=images)
+"""
+__version__ = "0.1.0"
+
+from .backend import seed as set_random_seed, set_mode_cpu, set_mode_gpu  # noqa: E402
+from .errors import FirecaffeError  # noqa: E402
+from .net import Net  # noqa: E402
+
+TRAIN = "TRAIN"
+TEST = "TEST"
+
+
+def set_device(device_id):
+    set_mode_gpu(device_id)
+
+
+def __getattr__(name):
+    """Solvers load lazily so that ``import firecaffe`` stays light."""
+    from . import solvers
+    if hasattr(solvers, name):
+        return getattr(solvers, name)
+    raise AttributeError(f"module 'firecaffe' has no attribute {name!r}")
+
+
+__all__ = ["Net", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu",
+           "set_device", "set_random_seed"]

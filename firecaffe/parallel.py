@@ -1,0 +1,169 @@
+"""Data-parallel training over MPI (FireCaffe's scheme).
+
+Every worker rank runs the same net on its own slice of each batch. Rank 0's
+initial weights are broadcast; after backward the gradient arena is summed
+across workers by the chosen strategy (``--comm``) and averaged, and every
+worker applies the same update, so all ranks hold identical weights and p
+ranks with batch b step exactly like one rank with batch p*b.
+
+With ``--comm ps`` the last S ranks are parameter servers: workers push
+gradients and pull fresh weights, and each server applies the solver update
+to its shard of the parameters.
+
+With ``--bucket-mb`` the arena is reduced in buckets on a background thread
+while backward is still running (the arena is laid out in reverse layer order,
+so backward fills it front to back); the time hidden that way is logged.
+"""
+import time
+
+import numpy as np
+
+from . import backend
+from .comm import make_communicator
+from .errors import FirecaffeError
+from .log import LOGGER
+
+
+def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
+    """The DataParallel object for this rank, or a clear error before any work."""
+    if world is None:
+        if comm_name == "nccl":
+            raise FirecaffeError("--comm nccl needs MPI ranks and GPUs: run under mpirun with --gpu")
+        return None
+    return DataParallel(world, comm_name, ps_servers=ps_servers, bucket_mb=bucket_mb,
+                        check_consistency=check_consistency)
+
+
+class DataParallel:
+    def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
+        from mpi4py import MPI
+        self.world = world
+        self.comm_name = comm_name
+        self.split = None
+        if comm_name == "ps":
+            from .comm.ps import split_servers
+            self.split = split_servers(world, ps_servers)
+            self.is_worker = self.split.role == "worker"
+            worker_comm = self.split.worker_comm
+            self.num_workers = self.split.num_workers
+        else:
+            self.is_worker, worker_comm, self.num_workers = True, world, world.Get_size()
+        self.worker_comm = worker_comm
+        self.worker_rank = worker_comm.Get_rank() if self.is_worker else -1
+        self.is_root = world.Get_rank() == 0
+        node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
+        self.local_rank = node.Get_rank()
+        node.Free()
+        self.bucket_bytes = int(bucket_mb * 2**20)
+        self.check_every = check_consistency
+        self.communicator = None
+        if self.is_worker:
+            options = {"split": self.split} if comm_name == "ps" else {}
+            self.communicator = make_communicator(comm_name, worker_comm, **options)
+        self.reducer = None
+        self.comm_seconds = self.hidden_seconds = 0.0
+
+    # --- set-up --------------------------------------------------------------
+    def attach(self, solver):
+        """Called by the Solver once its nets exist: start every rank from rank 0's weights."""
+        self.solver = solver
+        self.broadcast_weights(solver.net)
+        if self.is_worker and self.bucket_bytes and self.comm_name != "ps":
+            from .comm.overlap import BucketReducer
+            self.reducer = BucketReducer(self.communicator, solver.net.diff_arena, self.bucket_bytes)
+
+    def broadcast_weights(self, net):
+        """Rank 0's parameters to every rank (workers and parameter servers)."""
+        with _host(net.param_arena) as buf:
+            self.world.Bcast(buf, root=0)
+
+    # --- one step ------------------------------------------------------------
+    def forward_backward(self, net):
+        if self.reducer is None or self.solver.param.iter_size > 1:
+            return net.forward_backward()
+        loss = net.forward_range()
+        self.reducer.start()
+        net.backward_range(grad_ready=self.reducer.ready)
+        return loss
+
+    def update(self, solver, rate):
+        net = solver.net
+        start = time.perf_counter()
+        if self.comm_name == "ps":
+            self.communicator.push_pull_(net.diff_arena, out=net.param_arena)
+            self.comm_seconds = time.perf_counter() - start
+            self.hidden_seconds = 0.0
+        else:
+            if self.reducer is not None and solver.param.iter_size == 1:
+                stats = self.reducer.wait()
+                self.comm_seconds, self.hidden_seconds = stats["comm_seconds"], stats["hidden_seconds"]
+            else:
+                self.communicator.allreduce_(net.diff_arena)
+                self.comm_seconds, self.hidden_seconds = time.perf_counter() - start, 0.0
+            net.diff_arena *= net.dtype.type(1.0 / self.num_workers)
+            solver.apply_rule(rate)
+        p = solver.param
+        if p.display and solver.iter % p.display == 0:
+            LOGGER.info(f"Iteration {solver.iter}, communication ({self.comm_name}, {self.num_workers} workers) "
+                        f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward")
+        if self.check_every and (solver.iter + 1) % self.check_every == 0:
+            self.check_consistency(net, solver.iter + 1)
+
+    def check_consistency(self, net, iteration):
+        """Stop, naming the ranks, if any worker's weights differ from worker 0's."""
+        params = backend.to_host(net.param_arena)
+        mine = np.array([float(np.sum(params, dtype=np.float64)),
+                         float(np.dot(params.astype(np.float64), np.arange(1, params.size + 1) % 7919))])
+        every = np.empty((self.num_workers, 2))
+        self.worker_comm.Allgather(mine, every)
+        differ = [r for r in range(self.num_workers) if not np.array_equal(every[r], every[0])]
+        if differ:
+            raise FirecaffeError(f"iteration {iteration}: weights differ across ranks: worker rank(s) "
+                                 f"{', '.join(map(str, differ))} disagree with rank 0 (--check-consistency)")
+
+    # --- parameter server ----------------------------------------------------
+    def serve(self, solver):
+        """A server rank's life: apply the solver update to its shard until the workers close."""
+        from .comm.ps import PSServer
+        from .solvers import lr_policy
+        from .solvers.updates import make_update_rule
+        net = solver.net
+        server = PSServer(self.split, net.param_arena.size, net.dtype)
+        shard = server.shard
+        params = net.param_arena[shard]
+        rule = make_update_rule(solver.param, params.size, net.dtype, backend.xp_of(params))
+        lr_mult, decay_mult = solver.lr_mult[shard], solver.decay_mult[shard]
+        scale = net.dtype.type(1.0 / self.num_workers)
+        if solver.param.clip_gradients >= 0 and self.split.num_servers > 1:
+            raise FirecaffeError("clip_gradients with --comm ps needs --ps-servers 1 "
+                                 "(the global gradient norm spans every server's shard)")
+
+        def update(shard_sum):
+            shard_sum *= scale
+            rate = lr_policy.learning_rate(solver.param, solver.iter)
+            rule.apply(params, shard_sum, lr_mult, decay_mult, rate, solver.iter)
+            solver.iter += 1
+            return params
+
+        server.serve(update)
+
+    def close(self):
+        if self.comm_name == "ps" and self.is_worker:
+            self.communicator.close()
+        if self.reducer is not None and hasattr(self.reducer, "close"):
+            self.reducer.close()
+
+
+class _host:
+    """Context manager: a host buffer for ``array`` that is copied back on exit."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __enter__(self):
+        self.host = backend.to_host(self.array)
+        return self.host
+
+    def __exit__(self, *exc):
+        if self.host is not self.array:
+            self.array[...] = backend.xp_of(self.array).asarray(self.host)

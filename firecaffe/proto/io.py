@@ -1,0 +1,153 @@
+"""Read and write Caffe's files: prototxt nets and solvers, .caffemodel weights,
+.binaryproto blobs.
+
+Readers return messages of `caffe_pb2`, already upgraded to the current form
+(see `upgrade`). Every problem with a file becomes a PrototxtError whose
+message starts with the file name, and with ``FILE:LINE:COL:`` when the text
+itself is at fault. Writers replace their target atomically.
+"""
+import re
+
+import numpy as np
+from google.protobuf import message as _message
+from google.protobuf import text_format
+
+from ..atomic import write_bytes
+from ..errors import PrototxtError
+from . import caffe_pb2, upgrade
+
+_POSITION = re.compile(r"^\d+:\d+ : ")
+
+
+def parse_net(text, filename="<string>"):
+    """Parse prototxt `text` into an upgraded NetParameter."""
+    net = _parse(text, caffe_pb2.NetParameter(), filename)
+    return _upgraded(upgrade.upgrade_net, net, filename)
+
+
+def read_net(path):
+    """Read a net from a prototxt file, or from a binary file ending in .caffemodel."""
+    if str(path).endswith(".caffemodel"):
+        return read_caffemodel(path)
+    return parse_net(_read_text(path), str(path))
+
+
+def parse_solver(text, filename="<string>"):
+    """Parse prototxt `text` into an upgraded SolverParameter (inline nets upgraded too)."""
+    solver = _upgraded(upgrade.upgrade_solver, _parse(text, caffe_pb2.SolverParameter(), filename), filename)
+    for name in ("net_param", "train_net_param"):
+        if solver.HasField(name):
+            getattr(solver, name).CopyFrom(_upgraded(upgrade.upgrade_net, getattr(solver, name), filename))
+    for i, net in enumerate(solver.test_net_param):
+        solver.test_net_param[i].CopyFrom(_upgraded(upgrade.upgrade_net, net, filename))
+    return solver
+
+
+def read_solver(path):
+    """Read a solver prototxt file into an upgraded SolverParameter."""
+    return parse_solver(_read_text(path), str(path))
+
+
+def read_caffemodel(path):
+    """Read a binary NetParameter (.caffemodel), upgraded like a prototxt net."""
+    net = _read_binary(path, caffe_pb2.NetParameter())
+    return _upgraded(upgrade.upgrade_net, net, str(path))
+
+
+def write_caffemodel(net, path):
+    """Write NetParameter `net` in Caffe's binary form, atomically."""
+    try:
+        data = net.SerializeToString()
+    except _message.EncodeError as err:
+        raise PrototxtError(f"{path}: cannot write the net: {err}") from None
+    write_bytes(path, data)
+
+
+def read_blobproto(path):
+    """Read a binary BlobProto, such as a mean file (.binaryproto)."""
+    return _read_binary(path, caffe_pb2.BlobProto())
+
+
+def blob_to_array(blob, dtype=np.float32):
+    """The values of BlobProto `blob` as an array of `dtype`, shaped as Caffe would.
+
+    The shape comes from ``shape.dim``, or else from the legacy 4-D
+    num/channels/height/width. Values come from ``double_data`` when it is
+    filled, else from ``data``.
+    """
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    array = np.array(values, dtype=dtype)
+    if array.size != int(np.prod(shape)):
+        raise PrototxtError(f"blob holds {array.size} values but its shape {shape} "
+                            f"needs {int(np.prod(shape))}")
+    return array.reshape(shape)
+
+
+def array_to_blob(array):
+    """A BlobProto holding `array`: float64 in ``double_data``, anything else as float32 ``data``."""
+    array = np.asarray(array)
+    blob = caffe_pb2.BlobProto()
+    blob.shape.dim.extend(array.shape)
+    if array.dtype == np.float64:
+        blob.double_data.extend(array.ravel().tolist())
+    else:
+        blob.data.extend(array.astype(np.float32, copy=False).ravel().tolist())
+    return blob
+
+
+def net_to_text(message):
+    """Any message (usually a NetParameter) in prototxt form."""
+    return text_format.MessageToString(message)
+
+
+def write_text(message, path):
+    """Write `message` as prototxt to `path`, atomically."""
+    write_bytes(path, net_to_text(message).encode("utf-8"))
+
+
+def _parse(text, message, filename):
+    try:
+        return text_format.Parse(text, message)
+    except text_format.ParseError as err:
+        what = _POSITION.sub("", str(err))
+        if err.GetLine() is None:
+            raise PrototxtError(f"{filename}: {what}") from None
+        raise PrototxtError(f"{filename}:{err.GetLine()}:{err.GetColumn()}: {what}") from None
+
+
+def _upgraded(function, message, filename):
+    try:
+        return function(message)
+    except PrototxtError as err:
+        raise PrototxtError(f"{filename}: {err}") from None
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise PrototxtError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise PrototxtError(f"{path}: not a text file ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise PrototxtError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def _read_binary(path, message):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise PrototxtError(f"{path}: no such file") from None
+    except OSError as err:
+        raise PrototxtError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        message.ParseFromString(data)
+    except _message.DecodeError:
+        raise PrototxtError(f"{path}: not a binary {type(message).__name__}") from None
+    return message
