@@ -1,0 +1,229 @@
+"""Layers that move data without arithmetic: Concat, Slice, Split, Flatten,
+Reshape, Silence.
+
+Caffe types and parameters:
+  Concat   concat_param { axis (1) | concat_dim (legacy, >= 0) }: join bottoms along axis
+  Slice    slice_param { axis (1) | slice_dim (legacy); slice_point* }: cut the bottom
+           along axis at the slice points (one fewer than the tops), or into equal
+           parts, one per top, when no points are given
+  Split    (none): copy the bottom to every top; backward sums the top diffs (the
+           net inserts Split layers wherever a blob feeds several layers)
+  Flatten  flatten_param { axis (1), end_axis (-1) }: merge axes axis..end_axis
+  Reshape  reshape_param { shape { dim* }, axis (0), num_axes (-1) }: replace the
+           axes [axis, axis + num_axes) with shape; a 0 copies the bottom's dim at
+           that position, a single -1 is inferred from the count
+  Silence  (no tops): swallow blobs; backward writes zero bottom diffs
+
+Caffe shares memory between Flatten/Reshape/Split tops and bottoms; here tops
+are copies, so an in-place layer downstream can never clobber another reader.
+"""
+from ..errors import PrototxtError
+from . import register
+from .base import Layer
+
+
+def _canonical(layer, blob, axis):
+    try:
+        return blob.canonical_axis(axis)
+    except ValueError as exc:
+        layer.fail(str(exc))
+
+
+def _legacy_axis(layer, bottom, param, legacy_field):
+    if param.HasField(legacy_field):
+        if param.HasField("axis"):
+            layer.fail(f"set either axis or the legacy {legacy_field}, not both")
+        return _canonical(layer, bottom, getattr(param, legacy_field))
+    return _canonical(layer, bottom, param.axis)
+
+
+@register("Concat")
+class Concat(Layer):
+    min_num_bottom = 1
+    exact_num_top = 1
+
+    def reshape(self, bottom, top):
+        self.axis = _legacy_axis(self, bottom[0], self.param.concat_param, "concat_dim")
+        first = tuple(bottom[0].shape)
+        shape = list(first)
+        for i, b in enumerate(bottom[1:], 1):
+            other = tuple(b.shape)
+            if len(other) != len(first) or any(
+                    a != c for j, (a, c) in enumerate(zip(first, other)) if j != self.axis):
+                self.fail(f"bottom[{i}] shape {other} does not match bottom[0] shape {first} "
+                          f"on the axes other than the concat axis {self.axis}")
+            shape[self.axis] += other[self.axis]
+        top[0].reshape(shape)
+        self.sizes = [b.shape[self.axis] for b in bottom]
+
+    def _slices(self):
+        start = 0
+        for size in self.sizes:
+            yield (slice(None),) * self.axis + (slice(start, start + size),)
+            start += size
+
+    def forward_cpu(self, bottom, top):
+        for b, index in zip(bottom, self._slices()):
+            top[0].data[index] = b.data
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        for b, down, index in zip(bottom, propagate_down, self._slices()):
+            if down:
+                b.diff[...] = top[0].diff[index]
+
+
+@register("Slice")
+class Slice(Layer):
+    exact_num_bottom = 1
+    min_num_top = 1
+
+    def reshape(self, bottom, top):
+        p = self.param.slice_param
+        self.axis = _legacy_axis(self, bottom[0], p, "slice_dim")
+        shape = tuple(bottom[0].shape)
+        length = shape[self.axis]
+        points = list(p.slice_point)
+        if points:
+            if len(points) != len(top) - 1:
+                self.fail(f"{len(points)} slice_point value(s) for {len(top)} tops; "
+                          f"give exactly {len(top) - 1}")
+            bounds = [0] + points + [length]
+            if any(b <= a for a, b in zip(bounds, bounds[1:])):
+                self.fail(f"slice points {points} must increase strictly and lie inside "
+                          f"(0, {length}) for axis {self.axis} of bottom shape {shape}")
+        else:
+            if length % len(top):
+                self.fail(f"cannot cut axis {self.axis} of size {length} (bottom shape {shape}) "
+                          f"into {len(top)} equal slices")
+            step = length // len(top)
+            bounds = [i * step for i in range(len(top) + 1)]
+        self.bounds = bounds
+        for t, a, b in zip(top, bounds, bounds[1:]):
+            t.reshape(shape[:self.axis] + (b - a,) + shape[self.axis + 1:])
+
+    def _index(self, i):
+        return (slice(None),) * self.axis + (slice(self.bounds[i], self.bounds[i + 1]),)
+
+    def forward_cpu(self, bottom, top):
+        for i, t in enumerate(top):
+            t.data[...] = bottom[0].data[self._index(i)]
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            for i, t in enumerate(top):
+                bottom[0].diff[self._index(i)] = t.diff
+
+
+@register("Split")
+class Split(Layer):
+    exact_num_bottom = 1
+    min_num_top = 1
+
+    def reshape(self, bottom, top):
+        for i, t in enumerate(top):
+            if t is bottom[0]:
+                self.fail(f"top[{i}] cannot be the bottom blob (Split does not work in place)")
+            t.reshape_like(bottom[0])
+
+    def forward_cpu(self, bottom, top):
+        for t in top:
+            t.data[...] = bottom[0].data
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        diff = bottom[0].diff
+        diff[...] = top[0].diff
+        for t in top[1:]:
+            diff += t.diff
+
+
+@register("Flatten")
+class Flatten(Layer):
+    exact_num_bottom = 1
+    exact_num_top = 1
+
+    def reshape(self, bottom, top):
+        p = self.param.flatten_param
+        shape = tuple(bottom[0].shape)
+        start = _canonical(self, bottom[0], p.axis)
+        end = _canonical(self, bottom[0], p.end_axis)
+        if end < start:
+            self.fail(f"end_axis {p.end_axis} comes before axis {p.axis} for bottom shape {shape}")
+        top[0].reshape(shape[:start] + (bottom[0].count_range(start, end + 1),) + shape[end + 1:])
+
+    def forward_cpu(self, bottom, top):
+        top[0].data[...] = bottom[0].data.reshape(top[0].shape)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            bottom[0].diff[...] = top[0].diff.reshape(bottom[0].shape)
+
+
+@register("Reshape")
+class Reshape(Flatten):
+    def layer_setup(self, bottom, top):
+        dims = [int(d) for d in self.param.reshape_param.shape.dim]
+        if dims.count(-1) > 1:
+            self.fail(f"reshape_param.shape {dims} has more than one -1 (inferred) dimension",
+                      error=PrototxtError)
+        if any(d < -1 for d in dims):
+            self.fail(f"reshape_param.shape {dims} has a dimension below -1",
+                      error=PrototxtError)
+        self.dims = dims
+
+    def reshape(self, bottom, top):
+        p = self.param.reshape_param
+        shape = tuple(bottom[0].shape)
+        ndim = len(shape)
+        start = p.axis if p.axis >= 0 else ndim + p.axis + 1
+        if not 0 <= start <= ndim:
+            self.fail(f"reshape_param.axis {p.axis} is out of range for bottom shape {shape}")
+        if p.num_axes < -1:
+            self.fail(f"reshape_param.num_axes must be >= -1, got {p.num_axes}")
+        end = ndim if p.num_axes == -1 else start + p.num_axes
+        if end > ndim:
+            self.fail(f"reshape_param axis {p.axis} + num_axes {p.num_axes} run past "
+                      f"bottom shape {shape}")
+        new = list(self.dims)
+        for i, d in enumerate(new):
+            if d == 0:
+                if start + i >= ndim:
+                    self.fail(f"shape dim {i} is 0 (copy) but bottom shape {shape} has no "
+                              f"axis {start + i} to copy")
+                new[i] = shape[start + i]
+        if -1 in new:
+            known = bottom[0].count_range(0, start) * bottom[0].count_range(end)
+            for d in new:
+                if d != -1:
+                    known *= d
+            if known == 0 or bottom[0].count % known:
+                self.fail(f"cannot infer the -1 dimension of shape {self.dims}: bottom shape "
+                          f"{shape} has {bottom[0].count} values, not a multiple of {known}")
+            new[new.index(-1)] = bottom[0].count // known
+        out = shape[:start] + tuple(new) + shape[end:]
+        count = 1
+        for d in out:
+            count *= d
+        if count != bottom[0].count:
+            self.fail(f"output shape {out} ({count} values) does not match bottom shape "
+                      f"{shape} ({bottom[0].count} values)")
+        top[0].reshape(out)
+
+
+@register("Silence")
+class Silence(Layer):
+    min_num_bottom = 1
+    exact_num_top = 0
+
+    def reshape(self, bottom, top):
+        pass
+
+    def forward_cpu(self, bottom, top):
+        pass
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        for b, down in zip(bottom, propagate_down):
+            if down:
+                b.diff[...] = 0
+
