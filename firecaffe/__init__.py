@@ -20,10 +20,14 @@ def set_device(device_id):
     set_mode_gpu(device_id)
 
 
+_SOLVER_NAMES = ("Solver", "get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver",
+                 "RMSPropSolver", "AdaDeltaSolver", "AdamSolver")
+
+
 def __getattr__(name):
-    """Solvers load lazily so that ``import firecaffe`` stays light."""
-    from . import solvers
-    if hasattr(solvers, name):
+    """Solvers load lazily (pycaffe's names: get_solver, SGDSolver, ...)."""
+    if name in _SOLVER_NAMES:
+        from . import solvers
         return getattr(solvers, name)
     raise AttributeError(f"module 'firecaffe' has no attribute {name!r}")
 

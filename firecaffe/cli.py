@@ -9,8 +9,11 @@ import sys
 import click
 
 from . import backend
+from .bench.cli import bench
+from .design import design
 from .errors import FirecaffeError
 from .log import LOGGER, setup as setup_logging
+from .predict import apply_prediction, format_prediction, prediction_options
 
 GPU_OPTION = click.option("--gpu", type=int, is_flag=False, flag_value=0, default=None, metavar="[ID]",
                           help="Run on GPU ID (default 0) through CuPy.")
@@ -20,7 +23,8 @@ CPU_OPTION = click.option("--cpu", is_flag=True, help="Run on the CPU with NumPy
 def choose_device(cpu, gpu, solver_param=None, local_rank=0):
     if cpu and gpu is not None:
         raise click.UsageError("give --cpu or --gpu, not both")
-    if gpu is None and not cpu and solver_param is not None and solver_param.solver_mode == solver_param.GPU:
+    if (gpu is None and not cpu and solver_param is not None and solver_param.HasField("solver_mode")
+            and solver_param.solver_mode == solver_param.GPU):
         gpu = solver_param.device_id
     if gpu is not None:
         backend.set_mode_gpu(gpu + local_rank)
@@ -89,17 +93,26 @@ def time_cmd(model, iterations, phase, weights, cpu, gpu):
 @click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def analyze(model, phase, as_json):
-    """Per-layer output shapes, parameters, bytes and forward FLOPs of a net."""
+@prediction_options
+def analyze(model, phase, as_json, **prediction):
+    """Per-layer output shapes, parameters, bytes and forward FLOPs of a net; with
+    --workers, the bytes each strategy moves and its predicted time and speedup."""
     from .analysis import analyze as analyze_net, format_table
     from .net import Net
     setup_logging(level="WARNING")
     backend.set_mode_cpu()
     report = analyze_net(Net(model, phase=phase.upper()))
+    predicted = apply_prediction(report, **prediction)
     if as_json:
         click.echo(json.dumps(report))
-    else:
-        click.echo(format_table(report))
+        return
+    click.echo(format_table(report))
+    if predicted:
+        click.echo("\n" + format_prediction(report))
+
+
+cli.add_command(bench)
+cli.add_command(design)
 
 
 def main(argv=None):
@@ -130,7 +143,3 @@ def _fail(message):
     if where:
         world.Abort(1)
     sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,6 +14,7 @@ With ``--bucket-mb`` the arena is reduced in buckets on a background thread
 while backward is still running (the arena is laid out in reverse layer order,
 so backward fills it front to back); the time hidden that way is logged.
 """
+import os
 import time
 
 import numpy as np
@@ -52,8 +53,9 @@ class DataParallel:
         self.worker_rank = worker_comm.Get_rank() if self.is_worker else -1
         self.is_root = world.Get_rank() == 0
         node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
-        self.local_rank = node.Get_rank()
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         node.Free()
+        _share_cores(self.local_size)
         self.bucket_bytes = int(bucket_mb * 2**20)
         self.check_every = check_consistency
         self.communicator = None
@@ -152,6 +154,18 @@ class DataParallel:
             self.communicator.close()
         if self.reducer is not None and hasattr(self.reducer, "close"):
             self.reducer.close()
+
+
+def _share_cores(ranks_on_node):
+    """Give each rank its share of the node's cores for BLAS, so that ranks
+    do not oversubscribe the CPU with BLAS threads (unless the user chose)."""
+    if any(v in os.environ for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(max(1, (os.cpu_count() or 1) // ranks_on_node))
 
 
 class _host:

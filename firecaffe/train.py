@@ -153,7 +153,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         if resume is None:
             LOGGER.info(f"--resume-latest: no complete snapshot of {resume_prefix} yet; starting fresh")
     solver = Solver(param, path=solver_path, sync=sync,
-                    shard=(sync.worker_rank, workers) if sync is not None else (0, 1),
+                    shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
                     train_net_hook=batch_hook(global_batch, workers))
     if weights:
         solver.net.copy_from(weights)

@@ -95,8 +95,8 @@ def restore(solver, path):
             iteration, learned_net, history, extra = _read_hdf5_state(path)
         else:
             iteration, learned_net, history, extra = _read_binary_state(path)
-    except FirecaffeError:
-        raise
+    except FirecaffeError as exc:
+        raise FirecaffeError(f"snapshot {path}: {exc}") from None
     except Exception as exc:
         raise FirecaffeError(f"snapshot {path}: not a readable solver state ({type(exc).__name__}: {exc}); "
                              "is the file truncated, or from another program?") from None

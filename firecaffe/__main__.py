@@ -1,0 +1,4 @@
+"""`python -m firecaffe ...` is the `firecaffe` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""Reduce gradient buckets while backward is still running.
+
+The gradient arena is laid out in reverse layer order, so backward fills it from
+the front: once it has written up to element ``offset_end``, every bucket that
+ends at or before that offset is final and can be summed across ranks while the
+remaining layers compute.
+
+Threading: one background thread per reducer takes buckets from a queue and
+reduces them in arena order with the strategy's blocking ``allreduce_``. Every
+rank enqueues the same buckets in the same order, so the collective calls match
+across ranks. NumPy's kernels and MPI's blocking calls release the GIL, so the
+thread really runs beside backward. MPI calls from two threads need
+``MPI_THREAD_MULTIPLE``, which mpi4py requests by default; if the library
+granted less, nothing runs in the background and ``wait()`` reduces every
+bucket itself. While buckets are in flight the communicator belongs to the
+reducer: the training loop makes no other MPI call on it until ``wait()``.
+"""
+import queue
+import threading
+import time
+from typing import NamedTuple
+
+from mpi4py import MPI
+
+from .base import chunk_slices
+
+DEFAULT_BUCKET_BYTES = 4 * 2**20
+
+
+class OverlapStats(NamedTuple):
+    comm_s: float     # seconds spent in allreduce_ over all buckets
+    hidden_s: float   # of those, seconds that elapsed before wait() was called (behind backward)
+
+
+class BucketReducer:
+    """Sums ``flat_diff`` across ranks in contiguous buckets of about ``bucket_bytes``."""
+
+    def __init__(self, communicator, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES):
+        self.communicator = communicator
+        self.flat_diff = flat_diff
+        self.buckets = chunk_slices(flat_diff.size, max(1, bucket_bytes // flat_diff.itemsize))
+        self.threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
+        self._next = 0          # first bucket not yet handed out this iteration
+        self._spans = []        # (start, end) perf_counter of each reduced bucket
+        self._error = None
+        self._queue = queue.Queue()
+        if self.threaded:
+            threading.Thread(target=self._reduce_forever, name="firecaffe-bucket-reducer",
+                             daemon=True).start()
+
+    def ready(self, offset_end):
+        """Backward has written ``flat_diff[:offset_end]``: start on the buckets it covers."""
+        while self._next < len(self.buckets) and self.buckets[self._next].stop <= offset_end:
+            if self.threaded:
+                self._queue.put(self.buckets[self._next])
+            self._next += 1
+
+    def wait(self):
+        """Finish every bucket of this iteration; return its OverlapStats."""
+        called = time.perf_counter()
+        if self.threaded:
+            self.ready(self.flat_diff.size)
+            self._queue.join()
+        else:
+            for bucket in self.buckets:
+                self._reduce(bucket)
+        self._next = 0
+        spans, self._spans = self._spans, []
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return OverlapStats(comm_s=sum(end - start for start, end in spans),
+                            hidden_s=sum(max(0.0, min(end, called) - start) for start, end in spans))
+
+    def close(self):
+        """Stop the background thread (after the last ``wait()``)."""
+        if self.threaded:
+            self._queue.put(None)
+
+    def _reduce(self, bucket):
+        start = time.perf_counter()
+        self.communicator.allreduce_(self.flat_diff[bucket])
+        self._spans.append((start, time.perf_counter()))
+
+    def _reduce_forever(self):
+        while (bucket := self._queue.get()) is not None:
+            try:
+                if self._error is None:  # after a failure the rest is skipped; wait() raises it
+                    self._reduce(bucket)
+            except BaseException as error:  # noqa: BLE001 - raised in the training loop by wait()
+                self._error = error
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()

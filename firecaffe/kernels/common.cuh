@@ -1,0 +1,26 @@
+// Shared by every kernel file: float/double math helpers and the loop macro.
+// Kept free of system headers so NVRTC (cupy.RawModule), nvcc and the CPU
+// shim (tests/kernels/shim/cuda_shim.h) all compile it unchanged.
+#pragma once
+
+// Every element i in [0, n), whatever the launch geometry (grid-stride loop).
+#define FC_KERNEL_LOOP(i, n) \
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += blockDim.x * gridDim.x)
+
+__device__ __forceinline__ float fc_exp(float x) { return expf(x); }
+__device__ __forceinline__ double fc_exp(double x) { return exp(x); }
+__device__ __forceinline__ float fc_log(float x) { return logf(x); }
+__device__ __forceinline__ double fc_log(double x) { return log(x); }
+__device__ __forceinline__ float fc_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double fc_pow(double x, double y) { return pow(x, y); }
+
+template <typename T> __device__ __forceinline__ T fc_neg_inf();
+template <> __device__ __forceinline__ float fc_neg_inf<float>() {
+  return -__int_as_float(0x7f800000);
+}
+template <> __device__ __forceinline__ double fc_neg_inf<double>() {
+  return -__longlong_as_double(0x7ff0000000000000LL);
+}
+
+// Smallest positive normal float (Caffe's FLT_MIN), the floor of a probability in a log.
+template <typename T> __device__ __forceinline__ T fc_flt_min() { return T(1.17549435e-38f); }

@@ -1,0 +1,114 @@
+"""Cost formulas against hand-computed values, and the fit against data made by the model itself."""
+import math
+
+import numpy as np
+import pytest
+
+from firecaffe.bench import model
+from firecaffe.errors import FirecaffeError
+
+PROFILE = {"alpha_s": 1e-6, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 1e-10}
+
+
+@pytest.mark.parametrize("comm, n, p, servers, expected", [
+    ("tree", 1000, 8, 1, (6, 6000, 3000)),         # L = 3: 2L(a + n b) + L n g
+    ("tree", 1000, 5, 1, (6, 6000, 3000)),         # L = ceil(log2 5) = 3
+    ("tree", 1000, 2, 1, (2, 2000, 1000)),
+    ("ring", 1000, 4, 1, (6, 1500, 750)),          # 2(p-1) a + 2(p-1)/p n b + (p-1)/p n g
+    ("mpi", 1000, 8, 1, (6, 1750, 875)),           # 2 log2 p a + 2(p-1)/p n b + (p-1)/p n g
+    ("ps", 1000, 4, 2, (8, 4000, 1500)),           # 2W a + 2 W/S n b + (W-1) n/S g
+    ("ps", 1000, 1, 1, (2, 2000, 0)),              # one worker still talks to its server
+    ("ps", 1000, 2, 4, (8, 2000, 250)),            # more servers than workers: the worker's link
+    ("ring", 1000, 1, 1, (0, 0, 0)),
+])
+def test_coefficients_match_hand_computed_values(comm, n, p, servers, expected):
+    assert model.coefficients(comm, n, p, servers) == pytest.approx(expected)
+
+
+def test_predict_combines_the_three_constants():
+    # tree, 1000 bytes, 8 ranks: 6 us + 6 us + 0.3 us
+    assert model.predict("tree", 1000, 8, PROFILE) == pytest.approx(12.3e-6)
+    assert model.predict("ps", 1000, 4, PROFILE, servers=2) == pytest.approx(8e-6 + 4e-6 + 0.15e-6)
+
+
+def test_pipelined_tree_on_two_ranks_is_one_pass_plus_one_latency_per_chunk():
+    a, b, c = model.coefficients("tree_pipelined", 4 * 2**20, 2, chunk_bytes=2**20)
+    assert (a, b, c) == (4, 4 * 2**20, 4 * 2**20)
+
+
+def test_ps_grows_linearly_and_tree_logarithmically_in_bandwidth_term():
+    n = 2**26
+    assert model.coefficients("ps", n, 64)[1] / model.coefficients("ps", n, 8)[1] == 8
+    assert model.coefficients("tree", n, 64)[1] / model.coefficients("tree", n, 8)[1] == 2
+
+
+def test_unknown_strategy_and_nonsense_sizes_are_refused():
+    with pytest.raises(FirecaffeError, match="no cost model"):
+        model.coefficients("gossip", 10, 4)
+    with pytest.raises(FirecaffeError, match="p >= 1"):
+        model.coefficients("ring", 10, 0)
+    with pytest.raises(FirecaffeError, match="at least 1 server"):
+        model.coefficients("ps", 10, 4, servers=0)
+
+
+def synthetic_records(profile, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    records = []
+    for n in (4096, 65536, 2**20, 2**24, 2**26):
+        for comm in ("tree", "ring", "mpi"):
+            for p in (2, 3, 4, 8):
+                records.append({"comm": comm, "bytes": n, "ranks": p, "median_s": model.predict(comm, n, p, profile)})
+        for w in (1, 2, 4, 7):
+            for s in (1, 2):
+                records.append({"comm": "ps", "bytes": n, "ranks": w, "num_servers": s,
+                                "median_s": model.predict("ps", n, w, profile, s)})
+    for record in records:
+        record["median_s"] *= 1 + noise * rng.standard_normal()
+    return records
+
+
+def test_fit_recovers_alpha_beta_gamma_from_the_model_itself():
+    truth = {"alpha_s": 5e-6, "beta_s_per_byte": 1 / 2e9, "gamma_s_per_byte": 1 / 8e9}
+    fitted = model.fit(synthetic_records(truth))
+    for key in model.PROFILE_KEYS:
+        assert fitted[key] == pytest.approx(truth[key], rel=1e-6)
+    assert fitted["bandwidth_Bps"] == pytest.approx(2e9, rel=1e-6)
+
+
+def test_fit_tolerates_noise_and_stays_non_negative():
+    truth = {"alpha_s": 5e-6, "beta_s_per_byte": 1 / 2e9, "gamma_s_per_byte": 0.0}
+    fitted = model.fit(synthetic_records(truth, noise=0.05, seed=1))
+    assert fitted["alpha_s"] == pytest.approx(5e-6, rel=0.3)
+    assert fitted["beta_s_per_byte"] == pytest.approx(1 / 2e9, rel=0.1)
+    assert 0 <= fitted["gamma_s_per_byte"] < 0.1 / 2e9
+
+
+def test_fit_reports_each_points_error():
+    records = synthetic_records(PROFILE)
+    rows = model.errors(records, model.fit(records))
+    assert len(rows) == len(records)
+    assert max(abs(error) for _, _, error in rows) < 1e-6
+
+
+def test_fit_needs_enough_points():
+    with pytest.raises(FirecaffeError, match="at least 3"):
+        model.fit([{"comm": "tree", "bytes": 10, "ranks": 2, "median_s": 1.0}])
+
+
+def test_nnls_clamps_a_negative_solution_to_zero():
+    a = np.array([[1.0, 1.0], [1.0, 2.0], [1.0, 3.0]])
+    x = model.nnls(a, np.array([3.0, 2.0, 1.0]))  # unconstrained slope is -1
+    assert x[1] == 0 and x[0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("profile, message", [
+    ({"alpha_s": 1e-6}, "missing"),
+    ({"alpha_s": -1, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 0}, "non-negative"),
+    ({"alpha_s": 1e-6, "beta_s_per_byte": "fast", "gamma_s_per_byte": 0}, "non-negative"),
+    ({"alpha_s": 0, "beta_s_per_byte": 0, "gamma_s_per_byte": 0}, "free"),
+    ({"alpha_s": math.nan, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 0}, "non-negative"),
+    ([1, 2, 3], "JSON object"),
+])
+def test_nonsense_profiles_are_refused(profile, message):
+    with pytest.raises(FirecaffeError, match=message):
+        model.check_profile(profile)

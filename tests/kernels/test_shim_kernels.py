@@ -1,0 +1,234 @@
+"""The CUDA kernels, run on the CPU through the shim, against the NumPy path.
+
+im2col/col2im are compared with firecaffe/im2col.py directly; the layer kernels
+through firecaffe.gpu_ops (NumPy standing in for CuPy, launches routed to the
+shim), so the wrappers' argument lists and geometry are checked too: one layer
+runs its CPU methods, a twin with the same weights runs the gpu_ops functions.
+"""
+import numpy as np
+import pytest
+
+from firecaffe.errors import DataError
+from firecaffe.im2col import col2im, im2col, out_size
+from firecaffe.testing import make_layer
+
+DTYPES = [np.float64, np.float32]
+
+
+def _tol(dtype):
+    return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
+
+
+def _twins(text, bottoms, dtype, num_top=1, phase="TRAIN"):
+    cpu = make_layer(text, bottoms, dtype=dtype, num_top=num_top, phase=phase)
+    gpu = make_layer(text, bottoms, dtype=dtype, num_top=num_top, phase=phase)
+    for a, b in zip(cpu[0].blobs, gpu[0].blobs):
+        b.data[...] = a.data
+    return cpu, gpu
+
+
+def _run_both(ops, type_name, cpu, gpu, seed=1, propagate=None):
+    """Forward and backward on both twins with the same top diffs; compare everything."""
+    fwd, bwd = ops.GPU_METHODS[type_name]
+    (lc, bc, tc), (lg, bg, tg) = cpu, gpu
+    lc.forward(bc, tc)
+    fwd(lg, bg, tg)
+    gen = np.random.default_rng(seed)
+    for a, b in zip(tc, tg):
+        b.diff[...] = a.diff[...] = gen.standard_normal(a.shape)
+    for layer in (lc, lg):
+        for p in layer.blobs:
+            p.diff[...] = 0
+    propagate = propagate or [True] * len(bc)
+    lc.backward(tc, propagate, bc)
+    (bwd or type(lg).backward_cpu)(lg, tg, propagate, bg)
+    tol = _tol(lc.dtype)
+    for i, (a, b) in enumerate(zip(tc, tg)):
+        np.testing.assert_allclose(b.data, a.data, err_msg=f"top[{i}] data", **tol)
+    for i, (a, b) in enumerate(zip(bc, bg)):
+        if propagate[i]:
+            np.testing.assert_allclose(b.diff, a.diff, err_msg=f"bottom[{i}] diff", **tol)
+    for i, (a, b) in enumerate(zip(lc.blobs, lg.blobs)):
+        np.testing.assert_allclose(b.diff, a.diff, err_msg=f"param[{i}] diff", **tol)
+
+
+# --- im2col / col2im -------------------------------------------------------------------
+GEOMETRIES = [  # (N, C, H, W), kernel, pad, stride, dilation
+    ((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((1, 2, 9, 8), (3, 2), (2, 0), (2, 3), (1, 1)),
+    ((3, 2, 10, 9), (3, 3), (2, 1), (1, 2), (2, 3)),
+    ((2, 4, 5, 5), (1, 1), (0, 0), (1, 1), (1, 1)),
+    ((1, 1, 4, 11), (4, 5), (3, 4), (3, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", GEOMETRIES)
+def test_im2col_kernel_matches_numpy(ops_on_shim, shape, kernel, pad, stride, dilation, dtype):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    out = tuple(out_size(*a) for a in zip(shape[2:], kernel, pad, stride, dilation))
+    expected = im2col(x, kernel, pad, stride, dilation, out, batch_major=False)
+    got = ops_on_shim.im2col_gpu(x, kernel, pad, stride, dilation, out)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,pad,stride,dilation", GEOMETRIES)
+def test_col2im_kernel_matches_numpy(ops_on_shim, shape, kernel, pad, stride, dilation, dtype):
+    out = tuple(out_size(*a) for a in zip(shape[2:], kernel, pad, stride, dilation))
+    rows, cols = shape[1] * int(np.prod(kernel)), shape[0] * int(np.prod(out))
+    col = np.random.default_rng(1).standard_normal((rows, cols)).astype(dtype)
+    expected = col2im(col, shape, kernel, pad, stride, dilation, out, batch_major=False)
+    got = ops_on_shim.col2im_gpu(col, shape, kernel, pad, stride, dilation, out,
+                                 out=np.full(shape, np.nan, dtype=dtype))
+    np.testing.assert_allclose(got, expected, **_tol(dtype))
+
+
+# --- Convolution / Deconvolution -------------------------------------------------------------
+CONVS = [
+    ("num_output: 4 kernel_size: 3 pad: 1", (2, 3, 6, 5)),
+    ("num_output: 6 kernel_size: 3 stride: 2 group: 3 pad: 2", (2, 3, 7, 7)),
+    ("num_output: 4 kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 1 pad_w: 1 dilation: 2", (3, 2, 8, 9)),
+    ("num_output: 5 kernel_size: 1", (2, 4, 3, 4)),
+    ("num_output: 4 kernel_size: 1 group: 2 bias_term: false", (2, 4, 3, 3)),
+    ("num_output: 3 kernel_size: 3 stride: 2 pad: 1", (2, 2, 9)),          # 1-d
+    ("num_output: 2 kernel_size: 2 pad: 1", (2, 2, 3, 4, 3)),              # 3-d: host columns
+]
+FILLERS = "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 0.5 }"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+@pytest.mark.parametrize("params,shape", CONVS)
+def test_convolution_gpu_ops_match_cpu(ops_on_shim, kind, params, shape, dtype):
+    x = np.random.default_rng(2).standard_normal(shape)
+    text = f"type: '{kind}' convolution_param {{ {params} {FILLERS} }}"
+    cpu, gpu = _twins(text, [x], dtype)
+    _run_both(ops_on_shim, kind, cpu, gpu)
+
+
+@pytest.mark.parametrize("budget", [1, 200])
+def test_convolution_in_batch_chunks_matches_cpu(ops_on_shim, monkeypatch, budget):
+    monkeypatch.setattr(ops_on_shim, "COL_BUDGET", budget)     # one or a few samples per chunk
+    x = np.random.default_rng(3).standard_normal((5, 2, 5, 5))
+    text = f"type: 'Convolution' convolution_param {{ num_output: 3 kernel_size: 3 pad: 1 {FILLERS} }}"
+    cpu, gpu = _twins(text, [x], np.float64)
+    _run_both(ops_on_shim, "Convolution", cpu, gpu)
+
+
+def test_convolution_with_two_bottoms_shares_weights(ops_on_shim):
+    gen = np.random.default_rng(4)
+    xs = [gen.standard_normal((2, 2, 5, 4)) for _ in range(2)]
+    text = (f"type: 'Convolution' bottom: 'a' bottom: 'b' top: 'c' top: 'd' "
+            f"convolution_param {{ num_output: 3 kernel_size: 2 {FILLERS} }}")
+    cpu, gpu = _twins(text, xs, np.float64, num_top=2)
+    _run_both(ops_on_shim, "Convolution", cpu, gpu)
+
+
+# --- Pooling ---------------------------------------------------------------------------
+POOLS = [
+    ("kernel_size: 3 stride: 2", (2, 3, 7, 7)),
+    ("kernel_size: 3 stride: 2", (1, 2, 8, 8)),                   # rounds up: a partial window
+    ("kernel_size: 3 stride: 2 pad: 1", (2, 2, 6, 7)),
+    ("kernel_h: 2 kernel_w: 3 stride_h: 1 stride_w: 2 pad_h: 1 pad_w: 2", (1, 3, 5, 8)),
+    ("kernel_size: 2 stride: 3 round_mode: FLOOR", (2, 1, 8, 8)),
+    ("global_pooling: true", (2, 3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("params,shape", POOLS)
+def test_pooling_gpu_ops_match_cpu(ops_on_shim, method, params, shape, dtype):
+    x = np.random.default_rng(5).standard_normal(shape)
+    text = f"type: 'Pooling' pooling_param {{ pool: {method} {params} }}"
+    cpu, gpu = _twins(text, [x], dtype)
+    _run_both(ops_on_shim, "Pooling", cpu, gpu)
+
+
+def test_max_pooling_ties_pick_the_first_and_mask_top_matches(ops_on_shim):
+    x = np.round(np.random.default_rng(6).standard_normal((2, 2, 6, 6)))   # many ties
+    text = "type: 'Pooling' top: 'p' top: 'mask' pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }"
+    cpu, gpu = _twins(text, [x], np.float64, num_top=2)
+    _run_both(ops_on_shim, "Pooling", cpu, gpu)
+
+
+# --- LRN -------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("params", [
+    "local_size: 5 alpha: 0.5 beta: 0.75 k: 2",
+    "local_size: 3 alpha: 2 beta: 0.6 k: 1",
+    "local_size: 9 alpha: 1 beta: 0.75",                        # window wider than the channels
+    "local_size: 3 alpha: 0.7 beta: 0.75 norm_region: WITHIN_CHANNEL",
+])
+def test_lrn_gpu_ops_match_cpu(ops_on_shim, params, dtype):
+    x = np.random.default_rng(7).standard_normal((2, 6, 4, 5))
+    cpu, gpu = _twins(f"type: 'LRN' lrn_param {{ {params} }}", [x], dtype)
+    _run_both(ops_on_shim, "LRN", cpu, gpu)
+
+
+# --- SoftmaxWithLoss -----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss_param,spatial", [
+    ("", ()),
+    ("ignore_label: 2", (3, 2)),
+    ("ignore_label: -1 normalization: FULL", (4,)),
+    ("normalization: BATCH_SIZE", (2, 2)),
+    ("ignore_label: 0 normalization: NONE", (3,)),
+    ("normalize: false", (2,)),
+])
+def test_softmax_loss_gpu_ops_match_cpu(ops_on_shim, loss_param, spatial, dtype):
+    gen = np.random.default_rng(8)
+    scores = 3 * gen.standard_normal((3, 5) + spatial)
+    labels = gen.integers(0, 5, (3,) + spatial).astype(float)
+    if "-1" in loss_param:
+        labels.reshape(-1)[::3] = -1
+    text = f"type: 'SoftmaxWithLoss' top: 'loss' top: 'prob' loss_param {{ {loss_param} }}"
+    cpu, gpu = _twins(text, [scores, labels], dtype, num_top=2)
+    for layer, top in ((cpu[0], cpu[2]), (gpu[0], gpu[2])):
+        top[0].diff[...] = 0.7        # a loss weight, as the net sets it
+    _run_both(ops_on_shim, "SoftmaxWithLoss", cpu, gpu, propagate=[True, False])
+
+
+def test_softmax_loss_bad_label_is_a_data_error(ops_on_shim):
+    scores, labels = np.zeros((2, 3)), np.array([1.0, 3.0])
+    layer, bottom, top = make_layer("type: 'SoftmaxWithLoss'", [scores, labels])
+    with pytest.raises(DataError, match="label 3 is outside the 3 classes"):
+        ops_on_shim.softmax_loss_forward_gpu(layer, bottom, top)
+
+
+# --- Dropout ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_kernel_keeps_units_at_or_above_the_ratio(ops_on_shim, fake_cupy, monkeypatch, dtype):
+    gen = np.random.default_rng(9)
+    layer, bottom, top = make_layer("type: 'Dropout' dropout_param { dropout_ratio: 0.3 }",
+                                    [gen.standard_normal((3, 4, 5))], dtype=dtype)
+    x, uniform = bottom[0].data.copy(), gen.random((3, 4, 5)).astype(dtype)
+    uniform.reshape(-1)[0] = layer.ratio      # exactly the ratio: kept, as the CPU path keeps it
+    monkeypatch.setattr(ops_on_shim, "_cupy", lambda: fake_cupy(uniform))
+    ops_on_shim.dropout_forward_gpu(layer, bottom, top)
+    mask = (uniform >= dtype(layer.ratio)) * dtype(layer.scale)
+    assert mask.reshape(-1)[0] > 0
+    np.testing.assert_allclose(layer.mask, mask, **_tol(dtype))
+    np.testing.assert_allclose(top[0].data, x * mask, **_tol(dtype))
+    top[0].diff[...] = gen.standard_normal(x.shape)
+    layer.backward(top, [True], bottom)
+    np.testing.assert_allclose(bottom[0].diff, top[0].diff * mask, **_tol(dtype))
+
+
+def test_dropout_at_test_time_is_the_identity(ops_on_shim):
+    x = np.random.default_rng(10).standard_normal((2, 3))
+    layer, bottom, top = make_layer("type: 'Dropout'", [x], phase="TEST")
+    ops_on_shim.dropout_forward_gpu(layer, bottom, top)
+    np.testing.assert_array_equal(top[0].data, x)
+
+
+def test_install_attaches_gpu_methods_to_layers_without_them(monkeypatch):
+    import firecaffe.gpu_ops as gpu_ops
+    from firecaffe.layers import LAYERS, Layer
+    for type_name in gpu_ops.GPU_METHODS:          # undone after the test
+        for attr in ("forward_gpu", "backward_gpu"):
+            monkeypatch.setattr(LAYERS[type_name], attr, getattr(LAYERS[type_name], attr))
+    gpu_ops.install()
+    for type_name in gpu_ops.GPU_METHODS:
+        assert LAYERS[type_name].forward_gpu is not Layer.forward_gpu

@@ -1,0 +1,216 @@
+"""Every strategy against NumPy, in one launch: ``mpiexec -n W+2 python check_reducers.py W``.
+
+The first W ranks are the workers. tree, ring and mpi run on them while the two
+extra ranks wait; ps runs with the two extras as servers, then with one (the
+last rank waits). Every rank draws every worker's data from a seed, so each one
+computes the expected sum itself, in float64. Results print per failure and as
+a summary line on rank 0; the exit status is 1 if any rank saw a failure.
+"""
+import functools
+import importlib.util
+import sys
+import time
+
+import fake_cupy
+import numpy as np
+from mpi4py import MPI
+
+from firecaffe.comm import make_communicator
+from firecaffe.comm.overlap import BucketReducer
+from firecaffe.comm.ps import PSServer, split_servers
+from firecaffe.comm.tree import binomial_links
+from firecaffe.errors import FirecaffeError
+from firecaffe.mpi_util import abort_on_error
+
+SIZES = (1, 2, 7, 1000, 65537, 3 * 2**18 + 1)  # the last is 3 MB of float32
+DTYPES = (np.float32, np.float64)
+PEERS = (("tree", {}), ("tree", {"chunk_bytes": 4000}), ("ring", {}), ("mpi", {}))
+
+world = MPI.COMM_WORLD
+failures = []
+cases = 0
+
+
+def check(ok, what):
+    global cases
+    cases += 1
+    if not ok:
+        failures.append(what)
+        print(f"FAIL rank {world.rank}: {what}", flush=True)
+
+
+def worker_data(rank, size, dtype):
+    return np.random.default_rng([rank, size]).standard_normal(size).astype(dtype)
+
+
+@functools.cache
+def expected_sum(size, dtype, num_workers):
+    """The exact (float64) sum of the workers' data, and how far any float sum of it may stray."""
+    parts = [worker_data(rank, size, dtype).astype(np.float64) for rank in range(num_workers)]
+    exact, magnitude = sum(parts), sum(np.abs(part) for part in parts)
+    return exact, num_workers * np.finfo(dtype).eps * magnitude
+
+
+def check_sum(result, num_workers, what):
+    """``result`` equals the sum of every worker's data, within float rounding of any summation order."""
+    exact, bound = expected_sum(result.size, result.dtype, num_workers)
+    check(np.all(np.abs(result - exact) <= bound), f"{what}: allreduce_ differs from the NumPy sum")
+
+
+def sleepy_barrier(comm):
+    """Wait for the other ranks without spinning, so that waiting ranks leave the cores to the workers."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.002)
+
+
+def check_peer(name, options, workers):
+    communicator = make_communicator(name, workers, **options)
+    for dtype in DTYPES:
+        for size in SIZES:
+            what = f"{name}{options or ''} {np.dtype(dtype).name}[{size}] on {workers.size} workers"
+            flat = worker_data(workers.rank, size, dtype)
+            communicator.allreduce_(flat)
+            check_sum(flat, workers.size, what)
+            for root in sorted({0, workers.size - 1}):
+                flat = worker_data(workers.rank, size, dtype)
+                communicator.broadcast_(flat, root=root)
+                check(np.array_equal(flat, worker_data(root, size, dtype)), f"{what}: broadcast_ from {root}")
+
+
+def check_parameter_server(split):
+    num_servers = split.num_servers
+    for dtype in DTYPES:
+        for size in SIZES:
+            what = f"ps({num_servers} servers) {np.dtype(dtype).name}[{size}] on {split.num_workers} workers"
+            if split.role == "server":
+                check(PSServer(split, size, dtype).serve() == 2, f"{what}: server did not serve 2 steps")
+                continue
+            communicator = make_communicator("ps", split.worker_comm, split=split)
+            flat = worker_data(communicator.rank, size, dtype)
+            communicator.allreduce_(flat)
+            check_sum(flat, split.num_workers, what)
+            pulled = np.zeros(size, dtype)
+            grad = worker_data(communicator.rank, size, dtype)
+            communicator.push_pull_(grad, out=pulled)
+            check(np.array_equal(pulled, flat), f"{what}: push_pull_ differs from allreduce_")
+            check(np.array_equal(grad, worker_data(communicator.rank, size, dtype)),
+                  f"{what}: push_pull_ changed the gradient")
+            root = split.num_workers - 1
+            communicator.broadcast_(grad, root=root)
+            check(np.array_equal(grad, worker_data(root, size, dtype)), f"{what}: broadcast_ from {root}")
+            communicator.close()
+
+
+def check_buckets(workers):
+    for name in ("tree", "ring"):
+        communicator = make_communicator(name, workers)
+        arena = np.zeros(100003, np.float32)
+        reducer = BucketReducer(communicator, arena, bucket_bytes=40000)
+        for iteration in range(2):
+            what = f"BucketReducer({name}) iteration {iteration} on {workers.size} workers"
+            arena[:] = 0
+            data = worker_data(workers.rank, arena.size, np.float32)
+            for offset in range(0, arena.size + 7919, 7919):  # backward fills the arena from the front
+                arena[offset:offset + 7919] = data[offset:offset + 7919]
+                reducer.ready(min(offset + 7919, arena.size))
+            stats = reducer.wait()
+            check_sum(arena, workers.size, what)
+            check(0 <= stats.hidden_s <= stats.comm_s, f"{what}: stats {stats}")
+        reducer.close()
+    if workers.rank == 0:
+        mode = "in the background" if reducer.threaded else "at wait()"
+        print(f"BucketReducer: buckets reduced {mode}", flush=True)
+
+
+def check_device_staging(split):
+    """CuPy arrays go through pinned host buffers: every strategy, with a stand-in CuPy (see fake_cupy)."""
+    size = 1001
+    if split.role == "server":
+        check(PSServer(split, size, np.float64).serve() == 2, "ps server on fake device arrays")
+        return
+    fake_cupy.install()
+    workers = split.worker_comm
+    for name, options in PEERS + (("ps", {"split": split}),):
+        what = f"{name} on fake device arrays"
+        communicator = make_communicator(name, workers, **options)
+        flat = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
+        communicator.allreduce_(flat)
+        check_sum(flat.copy_to_host(), workers.size, what)
+        root = workers.size - 1
+        flat = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
+        communicator.broadcast_(flat, root=root)
+        check(np.array_equal(flat.copy_to_host(), worker_data(root, size, np.float64)), f"{what}: broadcast_")
+    grad = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
+    out = fake_cupy.FakeDeviceArray(np.zeros(size))
+    communicator.push_pull_(grad, out=out)
+    check_sum(out.copy_to_host(), workers.size, "ps push_pull_ on fake device arrays")
+    check(np.array_equal(grad.copy_to_host(), worker_data(workers.rank, size, np.float64)),
+          "ps push_pull_ on fake device arrays changed the gradient")
+    communicator.close()
+    check(fake_cupy.transfers["get"] > 0 and fake_cupy.transfers["set"] > 0, "fake device arrays were not staged")
+    del sys.modules["cupy"]
+
+
+def check_errors():
+    if importlib.util.find_spec("cupy") is None:
+        try:
+            make_communicator("nccl", world)
+            check(False, "nccl without CuPy did not fail")
+        except FirecaffeError as error:
+            check(str(error).startswith("--comm nccl needs CuPy and an NVIDIA GPU on every rank"), str(error))
+    for servers in (0, world.size):
+        try:
+            split_servers(world, servers)
+            check(False, f"split_servers(num_servers={servers}) with {world.size} ranks did not fail")
+        except FirecaffeError:
+            check(True, "")
+    for size in range(1, 12):
+        for root in range(size):
+            check(is_spanning_tree([binomial_links(rank, size, root) for rank in range(size)], root),
+                  f"binomial_links({size} ranks, root {root}) is not a spanning tree")
+
+
+def is_spanning_tree(links, root):
+    """Parents and children agree, and every rank's chain of parents ends at ``root``."""
+    parents = {child: rank for rank, (_, children) in enumerate(links) for child in children}
+    if parents != {rank: parent for rank, (parent, _) in enumerate(links) if parent is not None}:
+        return False
+    for rank in range(len(links)):
+        for _ in range(len(links)):
+            rank = parents.get(rank, rank)
+        if rank != root:
+            return False
+    return True
+
+
+def main():
+    abort_on_error()
+    num_workers = int(sys.argv[1])
+    assert world.size == num_workers + 2, "launch with two ranks more than the workers"
+    is_worker = world.rank < num_workers
+    workers = world.Split(color=int(is_worker), key=world.rank)
+    if is_worker:
+        for name, options in PEERS:
+            check_peer(name, options, workers)
+        check_buckets(workers)
+    sleepy_barrier(world)
+    split = split_servers(world, 2)
+    check_parameter_server(split)
+    if importlib.util.find_spec("cupy") is None:  # without the real CuPy, a stand-in drives the device path
+        check_device_staging(split)
+    sleepy_barrier(world)
+    first = world.Split(color=int(world.rank <= num_workers), key=world.rank)
+    if world.rank <= num_workers:
+        check_parameter_server(split_servers(first, 1))
+    sleepy_barrier(world)
+    check_errors()
+    totals = np.array([cases, len(failures)])
+    world.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
+    if world.rank == 0:
+        print(f"{totals[0]} checks on {num_workers} workers, {totals[1]} failed", flush=True)
+    sys.exit(1 if totals[1] else 0)
+
+
+if __name__ == "__main__":
+    main()

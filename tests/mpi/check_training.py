@@ -1,0 +1,48 @@
+"""Run under mpiexec: train lenet_digits for a few steps with every strategy at a
+fixed global batch, and save worker 0's weights for each, for comparison with
+one process training on the whole batch (tests/mpi/test_training.py).
+
+usage: check_training.py OUT_DIR GLOBAL_BATCH STEPS STRATEGY[:SERVERS] ...
+"""
+import os
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+from firecaffe.parallel import make_sync
+from firecaffe.proto import io
+from firecaffe.solvers import Solver
+from firecaffe.train import batch_hook
+
+SOLVER = "nets/lenet_digits/solver.prototxt"
+
+
+def run(world, out_dir, global_batch, steps, name, servers):
+    sync = make_sync(world, name, ps_servers=servers, check_consistency=1)
+    param = io.read_solver(SOLVER)
+    param.display = param.test_interval = 0
+    del param.test_iter[:]
+    solver = Solver(param, sync=sync, shard=(max(sync.worker_rank, 0), sync.num_workers),
+                    train_net_hook=batch_hook(global_batch, sync.num_workers))
+    if not sync.is_worker:
+        sync.serve(solver)
+        return
+    solver.step(steps)
+    sync.close()
+    if sync.worker_rank == 0:
+        tag = f"{name}{servers if name == 'ps' else ''}"
+        np.save(os.path.join(out_dir, f"{tag}_{world.Get_size()}.npy"), solver.net.param_arena)
+
+
+def main():
+    out_dir, global_batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    world = MPI.COMM_WORLD
+    for spec in sys.argv[4:]:
+        name, _, servers = spec.partition(":")
+        run(world, out_dir, global_batch, steps, name, int(servers or 1))
+        world.Barrier()
+
+
+if __name__ == "__main__":
+    main()

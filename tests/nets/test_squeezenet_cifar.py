@@ -1,0 +1,45 @@
+"""squeezenet_cifar trains end to end on CPU from the HDF5 files its make_data.py writes."""
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from firecaffe.proto import caffe_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDER = ROOT / "nets" / "squeezenet_cifar"
+
+
+def test_make_data_writes_mean_subtracted_hdf5_and_lists(tmp_path):
+    import h5py
+    runpy.run_path(str(FOLDER / "make_data.py"), run_name="make_data")["main"](
+        ["--synthetic", "40", "--out", str(tmp_path)])
+    with h5py.File(tmp_path / "cifar10_train.h5") as f:
+        assert f["data"].shape == (40, 3, 32, 32) and f["label"].shape == (40,)
+        assert abs(float(f["data"][...].mean())) < 1e-3            # the train mean is taken out
+    assert (tmp_path / "cifar10_test_h5.txt").read_text() == "cifar10_test.h5\n"
+
+
+def test_solver_trains_two_iterations_on_synthetic_data(tmp_path):
+    runpy.run_path(str(FOLDER / "make_data.py"), run_name="make_data")["main"](
+        ["--synthetic", "16", "--out", str(tmp_path)])
+    net = text_format.Parse((FOLDER / "train_val.prototxt").read_text(), caffe_pb2.NetParameter())
+    for layer in net.layer:
+        if layer.type == "HDF5Data":
+            layer.hdf5_data_param.source = str(tmp_path / os.path.basename(layer.hdf5_data_param.source))
+            layer.hdf5_data_param.batch_size = 4
+    (tmp_path / "train_val.prototxt").write_text(text_format.MessageToString(net))
+    solver = text_format.Parse((FOLDER / "solver.prototxt").read_text(), caffe_pb2.SolverParameter())
+    solver.net = str(tmp_path / "train_val.prototxt")
+    (tmp_path / "solver.prototxt").write_text(text_format.MessageToString(solver))
+    run = subprocess.run(
+        [sys.executable, "-m", "firecaffe", "train", str(tmp_path / "solver.prototxt"), "--global-batch", "4",
+         "--max-iter", "2", "--display", "1", "--test-interval", "1000",
+         "--snapshot-prefix", str(tmp_path / "snap")],
+        cwd=ROOT, env=dict(os.environ, FIRECAFFE_NO_PROGRESS="1"), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Iteration 2" in run.stdout + run.stderr
+    assert (tmp_path / "snap_iter_2.caffemodel").exists()
