@@ -16,8 +16,11 @@ def set_mode_cpu():
     _state["gpu"] = False
 
 
-def set_mode_gpu(device_id=0):
-    """Run layers on GPU ``device_id`` through CuPy; a clear error if there is none."""
+def set_mode_gpu(device_id=0, wrap=False):
+    """Run layers on GPU ``device_id`` through CuPy; a clear error if there is none.
+
+    ``wrap`` takes the id modulo the visible devices (ranks of a node beyond its
+    GPU count, or a launcher that binds each rank to one visible GPU)."""
     try:
         import cupy
         count = cupy.cuda.runtime.getDeviceCount()
@@ -27,6 +30,8 @@ def set_mode_gpu(device_id=0):
             "install them with: pip install 'firecaffe[gpu]', or run with --cpu") from None
     if count == 0:
         raise FirecaffeError("--gpu: CUDA reports no GPU on this machine; run with --cpu")
+    if wrap:
+        device_id %= count
     if not 0 <= device_id < count:
         raise FirecaffeError(f"--gpu: device {device_id} asked for, but this machine has {count}")
     cupy.cuda.Device(device_id).use()

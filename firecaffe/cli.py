@@ -27,7 +27,7 @@ def choose_device(cpu, gpu, solver_param=None, local_rank=0):
             and solver_param.solver_mode == solver_param.GPU):
         gpu = solver_param.device_id
     if gpu is not None:
-        backend.set_mode_gpu(gpu + local_rank)
+        backend.set_mode_gpu(gpu + local_rank, wrap=local_rank > 0)
     else:
         backend.set_mode_cpu()
 
@@ -141,5 +141,7 @@ def _fail(message):
     click.echo(f"firecaffe: {where}error: {message}", err=True)
     sys.stderr.flush()
     if where:
+        from .watchdog import disarm
+        disarm()            # this rank has said why it ends: its last-words watcher stays quiet
         world.Abort(1)
     sys.exit(1)

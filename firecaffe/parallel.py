@@ -19,10 +19,25 @@ import time
 
 import numpy as np
 
-from . import backend
+from . import backend, watchdog
 from .comm import make_communicator
+from .solvers.solver import snapshot_due
 from .errors import FirecaffeError
 from .log import LOGGER
+
+TAG_PS_HISTORY = 24          # solver history, parameter server -> worker 0, for snapshots
+
+
+def MPI_IN_PLACE():
+    from mpi4py import MPI
+    return MPI.IN_PLACE
+
+
+def MPI_WAITALL(requests):
+    if requests:
+        from mpi4py import MPI
+        MPI.Request.Waitall(requests)
+        requests.clear()
 
 
 def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
@@ -45,6 +60,7 @@ class DataParallel:
             from .comm.ps import split_servers
             self.split = split_servers(world, ps_servers)
             self.is_worker = self.split.role == "worker"
+            self.server_comm = world.Split(0 if not self.is_worker else MPI.UNDEFINED, world.Get_rank())
             worker_comm = self.split.worker_comm
             self.num_workers = self.split.num_workers
         else:
@@ -64,6 +80,7 @@ class DataParallel:
             self.communicator = make_communicator(comm_name, worker_comm, **options)
         self.reducer = None
         self.comm_seconds = self.hidden_seconds = 0.0
+        self.watchdog = watchdog.NoWatchdog()     # firecaffe/watchdog.py: --stall-timeout
 
     # --- set-up --------------------------------------------------------------
     def attach(self, solver):
@@ -92,15 +109,18 @@ class DataParallel:
         net = solver.net
         start = time.perf_counter()
         if self.comm_name == "ps":
-            self.communicator.push_pull_(net.diff_arena, out=net.param_arena)
+            with self.watchdog.guard("the push of the gradients and pull of the weights", solver.iter):
+                self.communicator.push_pull_(net.diff_arena, out=net.param_arena)
             self.comm_seconds = time.perf_counter() - start
             self.hidden_seconds = 0.0
         else:
             if self.reducer is not None and solver.param.iter_size == 1:
-                stats = self.reducer.wait()
+                with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
+                    stats = self.reducer.wait()
                 self.comm_seconds, self.hidden_seconds = stats["comm_seconds"], stats["hidden_seconds"]
             else:
-                self.communicator.allreduce_(net.diff_arena)
+                with self.watchdog.guard("the allreduce of the gradients", solver.iter):
+                    self.communicator.allreduce_(net.diff_arena)
                 self.comm_seconds, self.hidden_seconds = time.perf_counter() - start, 0.0
             net.diff_arena *= net.dtype.type(1.0 / self.num_workers)
             solver.apply_rule(rate)
@@ -128,26 +148,47 @@ class DataParallel:
         """A server rank's life: apply the solver update to its shard until the workers close."""
         from .comm.ps import PSServer
         from .solvers import lr_policy
-        from .solvers.updates import make_update_rule
-        net = solver.net
+        from .solvers.updates import grad_sumsq, make_update_rule
+        net, param = solver.net, solver.param
         server = PSServer(self.split, net.param_arena.size, net.dtype)
         shard = server.shard
         params = net.param_arena[shard]
-        rule = make_update_rule(solver.param, params.size, net.dtype, backend.xp_of(params))
+        rule = make_update_rule(param, params.size, net.dtype, backend.xp_of(params))
+        rule.load_state([h[shard] for h in solver.rule.state()])     # restored history, if any
         lr_mult, decay_mult = solver.lr_mult[shard], solver.decay_mult[shard]
         scale = net.dtype.type(1.0 / self.num_workers)
-        if solver.param.clip_gradients >= 0 and self.split.num_servers > 1:
-            raise FirecaffeError("clip_gradients with --comm ps needs --ps-servers 1 "
-                                 "(the global gradient norm spans every server's shard)")
+
+        pending = []                  # history sends to worker 0, finished before the history changes
 
         def update(shard_sum):
+            MPI_WAITALL(pending)
             shard_sum *= scale
-            rate = lr_policy.learning_rate(solver.param, solver.iter)
-            rule.apply(params, shard_sum, lr_mult, decay_mult, rate, solver.iter)
+            sumsq = None
+            if param.clip_gradients >= 0:          # the norm spans every server's shard
+                total = np.array([grad_sumsq(shard_sum)])
+                self.server_comm.Allreduce(MPI_IN_PLACE(), total)
+                sumsq = float(total[0])
+            rate = lr_policy.learning_rate(param, solver.iter)
+            rule.apply(params, shard_sum, lr_mult, decay_mult, rate, solver.iter, global_sumsq=sumsq)
             solver.iter += 1
+            if snapshot_due(param, solver.iter):       # worker 0 writes the snapshot
+                pending.extend(self.world.Isend(backend.to_host(h), dest=0, tag=TAG_PS_HISTORY)
+                               for h in rule.state())
             return params
 
         server.serve(update)
+        MPI_WAITALL(pending)
+
+    def gather_history(self, solver):
+        """On worker 0 before a snapshot: fetch the solver history the servers hold."""
+        if self.comm_name != "ps" or not self.is_root:
+            return
+        from .comm.base import even_bounds
+        bounds = even_bounds(solver.net.param_arena.size, self.split.num_servers)
+        for s in range(self.split.num_servers):
+            for history in solver.rule.state():
+                with _host(history[bounds[s]:bounds[s + 1]]) as buf:
+                    self.world.Recv(buf, source=self.num_workers + s, tag=TAG_PS_HISTORY)
 
     def close(self):
         if self.comm_name == "ps" and self.is_worker:

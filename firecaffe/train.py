@@ -4,6 +4,8 @@
     firecaffe train NET.prototxt --base-lr 0.01 --max-iter 1000   (a bare net: solver from flags)
     mpirun -n 16 firecaffe train SOLVER.prototxt --comm tree --global-batch 1024
 """
+import os
+
 import click
 
 from .cli import CPU_OPTION, GPU_OPTION, choose_device, cli
@@ -112,12 +114,15 @@ def batch_hook(global_batch, workers):
               help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
 @click.option("--check-consistency", type=click.IntRange(min=0), default=0,
               help="Every N steps, check that all ranks hold identical weights.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+              help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
 @CPU_OPTION
 @GPU_OPTION
 def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snapshot_every,
           snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
-    from . import mpi_util
+    from . import mpi_util, watchdog
+    stall_timeout = flags.pop("stall_timeout")
     from .proto import caffe_pb2
     from .solvers import Solver, snapshot as snapshots
     if weights and (snapshot or resume_prefix):
@@ -129,6 +134,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if world is not None and size > 1:
         mpi_util.abort_on_error()
     setup_logging(rank, size)
+    if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
+                       "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
     param, solver_path = load_solver_param(target, solver_flag)
     for key, value in flags.items():
         if value is not None:
@@ -145,6 +153,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from .parallel import make_sync
     sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb,
                      check_consistency=check_consistency) if size > 1 or comm == "nccl" else None
+    if sync is not None:
+        watchdog.install(sync, stall_timeout)
     workers = sync.num_workers if sync is not None else 1
     choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
     resume = snapshot

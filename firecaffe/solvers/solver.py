@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from .. import backend
+from .. import backend, divergence
 from ..errors import FirecaffeError
 from ..log import LOGGER, progress
 from ..net import Net
@@ -117,6 +117,7 @@ class Solver:
                 for _ in range(max(1, p.iter_size)):
                     loss += self._forward_backward()
                 loss /= max(1, p.iter_size)
+                divergence.check_step(self, loss)      # names the iteration, layer (and rank)
                 self._check_finite(loss)
                 self._update_smoothed_loss(loss)
                 if display and not self.quiet:
@@ -182,7 +183,7 @@ class Solver:
         self.step(self.param.max_iter - self.iter)
         p = self.param
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
-            self.snapshot()
+            self.snapshot()         # (the parameter server mirrors this rule: snapshot_due)
         if p.display and self.iter % p.display == 0 and not self.quiet:
             loss = self.net.forward_range()
             LOGGER.info(f"Iteration {self.iter}, loss = {loss:.6g}")
@@ -220,7 +221,13 @@ class Solver:
 
     # --- snapshots ---------------------------------------------------------
     def snapshot(self):
-        """Write weights and solver state (atomically); return the state file's path."""
+        """Write weights and solver state (atomically); return the state file's path.
+
+        With a parameter server, call it only where ``snapshot_due`` says so (the
+        servers send their solver history to worker 0 exactly then).
+        """
+        if self.sync is not None:
+            self.sync.gather_history(self)
         if not self.is_root:
             return None
         path = snapshot.save(self)
@@ -229,6 +236,12 @@ class Solver:
 
     def restore(self, path):
         snapshot.restore(self, path)
+
+
+def snapshot_due(param, iteration):
+    """Whether solve() snapshots after reaching ``iteration``."""
+    periodic = param.snapshot and iteration % param.snapshot == 0
+    return bool(periodic or (param.snapshot_after_train and iteration == param.max_iter))
 
 
 def share_weights(test_net, train_net):
