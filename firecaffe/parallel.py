@@ -101,7 +101,6 @@ class DataParallel:
         if self.reducer is None or self.solver.param.iter_size > 1:
             return net.forward_backward()
         loss = net.forward_range()
-        self.reducer.start()
         net.backward_range(grad_ready=self.reducer.ready)
         return loss
 
@@ -117,7 +116,7 @@ class DataParallel:
             if self.reducer is not None and solver.param.iter_size == 1:
                 with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
                     stats = self.reducer.wait()
-                self.comm_seconds, self.hidden_seconds = stats["comm_seconds"], stats["hidden_seconds"]
+                self.comm_seconds, self.hidden_seconds = stats.comm_s, stats.hidden_s
             else:
                 with self.watchdog.guard("the allreduce of the gradients", solver.iter):
                     self.communicator.allreduce_(net.diff_arena)

@@ -1,0 +1,92 @@
+"""`firecaffe train` under mpiexec as users run it: many ranks, bucketed overlap,
+and set-ups that must be refused with a clear message before any work."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firecaffe.proto import io
+
+pytestmark = pytest.mark.mpi
+REPO = Path(__file__).resolve().parents[2]
+SOLVER = "nets/lenet_digits/solver.prototxt"
+
+
+def train(ranks, *args, timeout=240):
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("mpiexec not found (pip install 'firecaffe[mpich]')")
+    command = [sys.executable, "-m", "firecaffe", "train", SOLVER, *map(str, args)]
+    if ranks:
+        command = [mpiexec, "-n", str(ranks)] + command
+    env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{' '.join(command)} still running after {timeout} s\n{err[-3000:]}")
+    return process.returncode, out + err
+
+
+def final_accuracy(log):
+    values = re.findall(r"Test net output #0: accuracy = ([0-9.]+)", log)
+    assert values, log[-3000:]
+    return float(values[-1])
+
+
+@pytest.mark.slow
+def test_16_ranks_train_to_the_accuracy_of_one(tmp_path):
+    common = ["--global-batch", 64, "--max-iter", 300, "--display", 0, "--test-interval", 300]
+    code, one = train(0, *common, "--snapshot-prefix", tmp_path / "one")
+    assert code == 0, one[-3000:]
+    code, many = train(16, *common, "--snapshot-prefix", tmp_path / "many")
+    assert code == 0, many[-3000:]
+    assert final_accuracy(one) >= 0.95
+    assert abs(final_accuracy(many) - final_accuracy(one)) <= 0.01
+
+
+@pytest.mark.slow
+def test_128_ranks_run_to_the_end(tmp_path):
+    code, log = train(128, "--global-batch", 128, "--max-iter", 2, "--test-interval", 0, "--display", 1,
+                      "--snapshot-prefix", tmp_path / "x", timeout=400)
+    assert code == 0, log[-3000:]
+    assert "communication (tree, 128 workers)" in log
+    assert log.count("Optimization Done.") == 1
+
+
+def test_bucketed_overlap_gives_the_same_weights_and_reports_hidden_time(tmp_path):
+    common = ["--global-batch", 60, "--max-iter", 6, "--test-interval", 0, "--display", 3,
+              "--check-consistency", 2]
+    code, plain = train(3, *common, "--snapshot-prefix", tmp_path / "plain")
+    assert code == 0, plain[-3000:]
+    code, bucketed = train(3, *common, "--bucket-mb", 0.02, "--snapshot-prefix", tmp_path / "bucket")
+    assert code == 0, bucketed[-3000:]
+    assert "hidden behind backward" in bucketed
+    a = io.read_caffemodel(str(tmp_path / "plain_iter_6.caffemodel"))
+    b = io.read_caffemodel(str(tmp_path / "bucket_iter_6.caffemodel"))
+    for la, lb in zip(a.layer, b.layer):
+        for x, y in zip(la.blobs, lb.blobs):
+            np.testing.assert_allclose(io.blob_to_array(x), io.blob_to_array(y), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("ranks, args, needle", [
+    (3, ["--global-batch", 64], "--global-batch 64 does not divide evenly among 3"),
+    (2, ["--comm", "ps", "--ps-servers", 2], "num_servers"),
+    (2, ["--comm", "nccl"], "nccl"),
+    (2, ["--comm", "carrier-pigeon"], "unknown communication strategy"),
+])
+def test_bad_parallel_setups_fail_clearly(ranks, args, needle):
+    code, log = train(ranks, *args, "--max-iter", 1, timeout=60)
+    assert code != 0
+    assert needle in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert "Iteration 0" not in log          # refused before any work
