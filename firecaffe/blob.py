@@ -1,7 +1,10 @@
 """Blob: an N-d array of data with a same-shaped array of gradients (diff)."""
+import os
+
 import numpy as np
 
 from . import backend
+from .errors import ShapeError
 
 
 class Blob:
@@ -23,7 +26,8 @@ class Blob:
         if self.data is not None and self.data.shape == shape:
             return
         if any(s < 0 for s in shape):
-            raise ValueError(f"blob {self.name!r}: negative dimension in shape {shape}")
+            raise ShapeError(f"blob '{self.name}': negative dimension in shape {shape}")
+        _check_fits(self.name, shape, self.dtype)
         xp = backend.xp()
         self.data = xp.zeros(shape, dtype=self.dtype)
         self.diff = xp.zeros(shape, dtype=self.dtype)
@@ -69,3 +73,19 @@ def shape_str(shape):
     """Caffe's shape string: '64 3 224 224 (9633792)'."""
     shape = tuple(shape)
     return " ".join(str(s) for s in shape) + f" ({int(np.prod(shape, dtype=np.int64))})"
+
+
+def _check_fits(name, shape, dtype):
+    """Refuse, before allocating, a blob larger than the memory of the machine (or GPU)."""
+    nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize * 2      # data and diff
+    if nbytes > 2**30 and nbytes > _memory_bytes():
+        raise ShapeError(f"blob '{name}' of shape {' '.join(map(str, shape))} needs {nbytes / 2**30:.4g} GiB "
+                         f"(data and diff), more than the {_memory_bytes() / 2**30:.4g} GiB of memory here; "
+                         "reduce the batch size or the input size")
+
+
+def _memory_bytes():
+    xp = backend.xp()
+    if xp is np:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return xp.cuda.Device().mem_info[1]

@@ -43,6 +43,8 @@ def fill(param, shape, dtype=np.float32):
     shape = tuple(shape)
     gen = backend.rng()
     kind = param.type
+    if 0 in shape and kind in ("constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra"):
+        return np.zeros(shape, dtype=dtype)          # nothing to fill (and no fan to divide by)
     if kind == "constant":
         out = np.full(shape, param.value)
     elif kind == "uniform":

@@ -29,8 +29,12 @@ class Net:
         self.dtype = np.dtype(dtype)
         self.source = model if isinstance(model, str) else (source or "<NetParameter>")
         param = io.read_net(model) if isinstance(model, str) else model
-        param = graph.inputs_to_layer(graph.filter_net(param, self.phase, level, stages))
-        param = graph.insert_splits(param, _loss_weight_of)
+        try:
+            param = graph.inputs_to_layer(graph.filter_net(param, self.phase, level, stages))
+            param = graph.insert_splits(param, _loss_weight_of)
+        except PrototxtError as exc:       # name the file and line of the layer the message names
+            named = re.match(r"layer '([^']*)'", str(exc))
+            raise PrototxtError(f"{locate_layer(self.source, named[1]) if named else ''}{exc}") from None
         self.name = param.name
         self.param = param
         self.layers, self.bottom_vecs, self.top_vecs = [], [], []

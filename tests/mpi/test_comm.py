@@ -29,10 +29,11 @@ def test_bucket_reducer_falls_back_to_wait_without_thread_multiple(run_mpi):
     ("thread", "firecaffe: rank 2 of 3 failed: ZeroDivisionError: gradient scale is zero"),
 ])
 def test_a_failing_rank_takes_the_job_down_naming_itself(run_mpi, kind, message):
-    run = run_mpi(3, ["check_abort.py", 2, kind], timeout=30)
+    # Without the abort the other ranks would wait forever, so ending before the timeout is the check;
+    # it leaves room for slow start-up on a loaded machine (a quiet one takes about a second).
+    run = run_mpi(3, ["check_abort.py", 2, kind], timeout=60)
     assert run.returncode != 0, str(run)
     assert message in run.stderr, str(run)
-    assert run.seconds < 20, str(run)
     assert ("Traceback" in run.stderr) == (kind != "firecaffe"), str(run)
 
 

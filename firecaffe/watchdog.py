@@ -1,0 +1,220 @@
+"""Keep a data-parallel job from hanging, and say which rank is to blame.
+
+Two guards, both started by ``firecaffe train`` under MPI (``install``):
+
+* **Last words.** A rank killed outright (SIGKILL, the out-of-memory killer)
+  cannot say anything, and MPICH's launcher then reports only a process id. So
+  each rank starts a tiny watcher process that holds the read end of a pipe:
+  the rank writes where it is (iteration and phase) into the pipe, and ``bye``
+  when it ends normally or has already explained its failure. A watcher that
+  sees the pipe close without ``bye`` prints ``rank R of P (pid N on HOST)
+  died ..., last seen in ...``. The launcher tears the rest of the job down.
+
+* **Stall timeout** (``--stall-timeout SECONDS``). Before the gradient reduction
+  every worker announces its arrival (a 4-byte message to worker 0) and enters
+  a nonblocking barrier; a thread watches the deadline. A rank that waits
+  longer than the timeout (in the arrival barrier or in the reduction itself)
+  prints where it waits, with worker 0 naming the ranks that have not arrived,
+  and aborts the job (MPI_Abort).
+"""
+import atexit
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+TAG_ARRIVAL = 31
+GRACE_SECONDS = 1.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
+
+# The watcher: reads the pipe until EOF, keeps the last line, speaks unless told "bye".
+# It runs in a process group of its own, so the launcher's clean-up (which kills each
+# rank's group) cannot silence it; of the watchers on a node only the first to see its
+# rank end speaks (an O_EXCL claim file), since the launcher then kills the others.
+_WATCHER = r"""
+import os, sys
+fd, who, claim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        chunk = b""
+    if not chunk:
+        break
+    data = (data + chunk)[-4096:]
+lines = [l for l in data.decode("utf-8", "replace").split("\n") if l]
+if not lines or lines[-1] != "bye":
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except OSError:
+        sys.exit(0)
+    last = f"; its last sign of life: {lines[-1]}" if lines else ""
+    sys.stderr.write(f"firecaffe: {who} died without a message (killed by a signal: "
+                     f"SIGKILL, the out-of-memory killer, or a crash){last}; the job is ended\n")
+    sys.stderr.flush()
+"""
+
+_pipe = None       # write end of this rank's last-words pipe
+
+
+def start_last_words(rank, size, job_id=None):
+    """Start this rank's watcher process (once). ``job_id`` is the same on every rank of the job."""
+    global _pipe
+    if _pipe is not None:
+        return
+    import tempfile
+    job_id = job_id or f"{os.getpid()}-{time.time():.0f}"
+    claim = os.path.join(tempfile.gettempdir(), f"firecaffe-died-{job_id}")
+    read_end, write_end = os.pipe()
+    who = f"rank {rank} of {size} (pid {os.getpid()} on {socket.gethostname()})"
+    try:
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER, str(read_end), who, claim],
+                         pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         start_new_session=True)
+    except OSError:
+        os.close(write_end)
+        return
+    finally:
+        os.close(read_end)
+    _pipe = write_end
+    atexit.register(disarm)
+    _chain_excepthooks()
+
+
+def note(where):
+    """Tell the watcher where this rank is now (one short line)."""
+    if _pipe is not None:
+        try:
+            os.write(_pipe, (where.replace("\n", " ") + "\n").encode())
+        except OSError:
+            pass
+
+
+def disarm():
+    """This rank ends normally or has reported its own failure: the watcher stays quiet."""
+    global _pipe
+    if _pipe is not None:
+        note("bye")
+        os.close(_pipe)
+        _pipe = None
+
+
+def _chain_excepthooks():
+    """An uncaught exception is reported by mpi_util.abort_on_error: keep the watcher quiet."""
+    previous, previous_thread = sys.excepthook, threading.excepthook
+
+    def hook(*args):
+        disarm()
+        previous(*args)
+
+    def thread_hook(args):
+        if args.exc_type is not SystemExit:
+            disarm()
+        previous_thread(args)
+
+    sys.excepthook, threading.excepthook = hook, thread_hook
+
+
+class NoWatchdog:
+    """Stand-in when stall detection is off: ``guard`` only tells the last-words watcher."""
+
+    def guard(self, what, iteration):
+        note(f"iteration {iteration}, entered {what}")
+        return contextlib.nullcontext()
+
+
+class StallWatchdog:
+    """Abort the job when a worker waits longer than ``timeout`` seconds at a guarded point.
+
+    ``with watchdog.guard("the allreduce of the gradients", iteration): reduce()``
+    first waits (nonblocking barrier) until every worker of ``comm`` has arrived,
+    then runs the block; both waits are under the deadline.
+    """
+
+    def __init__(self, comm, timeout, strategy, world=None):
+        self.comm = comm.Dup()              # heartbeats never mix with the gradient traffic
+        self.timeout = float(timeout)
+        self.strategy = strategy
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.world = world if world is not None else comm
+        group = comm.Get_group()
+        self.world_ranks = group.Translate_ranks(list(range(self.size)), self.world.Get_group())
+        group.Free()
+        self._arrivals = np.zeros(max(self.size, 1), np.int64)
+        self._pending = []                   # worker 0: arrival receives of the current guard
+        self._cond = threading.Condition()
+        self._phase = None                   # (description, iteration, deadline) while guarded
+        threading.Thread(target=self._watch, name="firecaffe-stall-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def guard(self, what, iteration):
+        note(f"iteration {iteration}, entered {what} ({self.strategy})")
+        with self._cond:
+            self._phase = (what, iteration, time.monotonic() + self.timeout, ["arriving"])
+            self._cond.notify()
+        try:
+            self._arrive(iteration)
+            self._phase[3][0] = "reducing"
+            yield
+        finally:
+            with self._cond:
+                self._phase = None
+
+    def _arrive(self, iteration):
+        from mpi4py import MPI
+        mine = np.array([iteration], np.int64)
+        if self.rank == 0:
+            self._pending = [self.comm.Irecv(self._arrivals[r:r + 1], source=r, tag=TAG_ARRIVAL)
+                             for r in range(1, self.size)]
+            sent = []
+        else:
+            sent = [self.comm.Isend(mine, dest=0, tag=TAG_ARRIVAL)]
+        self.comm.Ibarrier().Wait()
+        MPI.Request.Waitall(self._pending + sent)
+
+    def _watch(self):
+        with self._cond:
+            while True:
+                phase = self._phase
+                if phase is None:
+                    self._cond.wait()
+                    continue
+                left = phase[2] - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._report(phase)
+
+    def _report(self, phase):
+        what, iteration, _, state = phase
+        where = (f"firecaffe: rank {self.world.Get_rank()} of {self.world.Get_size()}: stalled: waited "
+                 f"{self.timeout:g} s (--stall-timeout) in {what}, iteration {iteration} ({self.strategy})")
+        if state[0] == "arriving" and self.rank == 0:
+            missing = [self.world_ranks[r + 1] for r, req in enumerate(self._pending) if not req.Test()]
+            where += (f"; rank(s) {', '.join(map(str, missing))} have not arrived" if missing
+                      else "; every rank has arrived")
+        elif state[0] == "arriving":
+            where += "; not every rank has arrived (rank 0 names them)"
+        else:
+            where += "; every rank arrived, the reduction itself does not finish"
+        sys.stderr.write(where + "; aborting the job\n")
+        sys.stderr.flush()
+        disarm()
+        if self.rank != 0:
+            time.sleep(GRACE_SECONDS)
+        self.world.Abort(3)
+
+
+def install(sync, stall_timeout):
+    """Start both guards for this rank of a data-parallel job; attach the stall watchdog to ``sync``."""
+    world = sync.world
+    job_id = world.bcast(f"{os.getpid()}-{time.time():.0f}" if world.Get_rank() == 0 else None, root=0)
+    start_last_words(world.Get_rank(), world.Get_size(), job_id)
+    note("start-up (building the net)" if sync.is_worker else "parameter server, serving the workers")
+    if stall_timeout and stall_timeout > 0 and sync.is_worker and sync.num_workers > 1:
+        sync.watchdog = StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world)

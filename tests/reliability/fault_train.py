@@ -1,0 +1,99 @@
+"""`firecaffe train` with one injected fault: ``fault_train.py RANK ITER KIND -- TRAIN ARGS...``.
+
+On world rank RANK, at iteration ITER:
+  raise       a RuntimeError just before the gradient reduction
+  kill        SIGKILL itself just before the gradient reduction (mid-iteration)
+  kill-mid    SIGKILL itself inside the reduction, after its second MPI call (mid-collective)
+  sleep:S     sleep S seconds before the reduction (a stall)
+  nan-grad    put a NaN into layer ip1's weight gradient after backward
+  kill-server on a parameter server rank: SIGKILL itself after summing ITER pushes
+  raise-server on a parameter server rank: raise a RuntimeError after summing ITER pushes
+"""
+import os
+import signal
+import sys
+import time
+
+from mpi4py import MPI
+
+from firecaffe import cli, parallel
+from firecaffe.comm import ps
+
+RANK, ITER, KIND = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ARGS = sys.argv[sys.argv.index("--") + 1:]
+ME = MPI.COMM_WORLD.Get_rank()
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillingComm:
+    """Forwards to an MPI communicator; SIGKILLs this process before its ``after``-th call."""
+
+    def __init__(self, comm, after):
+        self._comm, self._calls, self._after = comm, 0, after
+
+    def __getattr__(self, name):
+        target = getattr(self._comm, name)
+        if not callable(target) or name.startswith("Get_"):
+            return target
+
+        def call(*args, **kwargs):
+            self._calls += 1
+            if self._calls >= self._after:
+                die()
+            return target(*args, **kwargs)
+        return call
+
+
+original_update = parallel.DataParallel.update
+
+
+def update(self, solver, rate):
+    if ME == RANK and solver.iter == ITER:
+        if KIND == "raise":
+            raise RuntimeError("injected fault")
+        if KIND == "kill":
+            die()
+        if KIND.startswith("sleep:"):
+            time.sleep(float(KIND.split(":")[1]))
+        if KIND == "kill-mid":
+            communicator = self.communicator
+            if hasattr(communicator, "split"):       # parameter server worker: talks over split.world
+                communicator.split = communicator.split._replace(world=KillingComm(communicator.split.world, 2))
+            else:
+                communicator.comm = KillingComm(communicator.comm, 2)
+    return original_update(self, solver, rate)
+
+
+original_gather = ps.PSServer._gather_sum
+served = [0]
+
+
+def gather_sum(self):
+    result = original_gather(self)
+    served[0] += 1
+    if ME == RANK and served[0] > ITER:
+        if KIND == "kill-server":
+            die()
+        if KIND == "raise-server":
+            raise RuntimeError("injected fault in the parameter server")
+    return result
+
+
+original_forward_backward = parallel.DataParallel.forward_backward
+
+
+def forward_backward(self, net):
+    loss = original_forward_backward(self, net)
+    if ME == RANK and KIND == "nan-grad" and self.solver.iter == ITER:
+        net.layer_dict["ip1"].blobs[0].diff[0] = float("nan")
+    return loss
+
+
+parallel.DataParallel.update = update
+parallel.DataParallel.forward_backward = forward_backward
+ps.PSServer._gather_sum = gather_sum
+sys.argv = ["firecaffe"] + ARGS
+cli.main(ARGS)
