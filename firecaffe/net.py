@@ -266,10 +266,11 @@ class Net:
         return OrderedDict((lp.name, list(lp.bottom)) for lp in self.param.layer)
 
     # --- weights -------------------------------------------------------------
-    def copy_from(self, weights):
-        """Load weights from a .caffemodel, a .caffemodel.h5 / .h5, or a NetParameter."""
+    def copy_from(self, weights, require_all=False):
+        """Load weights from a .caffemodel, a .caffemodel.h5 / .h5, or a NetParameter
+        (``require_all``: every layer with weights must be in the file)."""
         from . import weights as weight_io
-        weight_io.copy_into(self, weights)
+        weight_io.copy_into(self, weights, require_all)
 
     def to_proto(self, write_diff=False):
         from . import weights as weight_io

@@ -13,8 +13,12 @@ def _is_hdf5(path):
     return str(path).endswith(".h5")
 
 
-def copy_into(net, source):
-    """Copy weights by layer name; source layers the net lacks are ignored, as in Caffe."""
+def copy_into(net, source, require_all=False):
+    """Copy weights by layer name; source layers the net lacks are ignored, as in Caffe.
+
+    With ``require_all`` (a snapshot being restored), every layer of the net that
+    has weights must be in the source: a file cut short is refused, not half-loaded.
+    """
     label = source if isinstance(source, str) else "<NetParameter>"
     if isinstance(source, str) and _is_hdf5(source):
         pairs = _hdf5_layers(source)
@@ -22,9 +26,11 @@ def copy_into(net, source):
         param = io.read_caffemodel(source) if isinstance(source, str) else source
         pairs = ((lp.name, [io.blob_to_array(b, np.float64) for b in lp.blobs]) for lp in param.layer)
     layers = net.layer_dict
+    copied = set()
     for name, arrays in pairs:
         if name not in layers or not arrays:
             continue
+        copied.add(name)
         target = layers[name].blobs
         if len(arrays) != len(target):
             raise PrototxtError(f"{label}: layer '{name}' has {len(arrays)} weight blob(s) "
@@ -37,6 +43,10 @@ def copy_into(net, source):
                         f"source {shape_str(array.shape)} vs net {shape_str(blob.shape)}")
                 array = array.reshape(blob.shape)       # legacy num/channels/height/width blobs
             blob.data[...] = backend.xp().asarray(array, dtype=blob.dtype)
+    missing = [layer.name for layer in net.layers if layer.blobs and layer.name not in copied]
+    if require_all and missing:
+        raise PrototxtError(f"{label}: holds no weights for layer(s) {', '.join(missing)}; "
+                            "is the file truncated, or from another net?")
 
 
 def _hdf5_layers(path):

@@ -149,5 +149,6 @@ def _read_binary(path, message):
     try:
         message.ParseFromString(data)
     except _message.DecodeError:
-        raise PrototxtError(f"{path}: not a binary {type(message).__name__}") from None
+        raise PrototxtError(f"{path}: not a readable binary {type(message).__name__} "
+                            "(truncated, or another kind of file?)") from None
     return message

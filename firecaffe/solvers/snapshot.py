@@ -101,11 +101,12 @@ def restore(solver, path):
         raise FirecaffeError(f"snapshot {path}: not a readable solver state ({type(exc).__name__}: {exc}); "
                              "is the file truncated, or from another program?") from None
     if learned_net:
-        weights = learned_net if os.path.exists(learned_net) else os.path.join(
-            os.path.dirname(path), os.path.basename(learned_net))
+        # the weights beside the state file first (snapshot folders get moved), then the recorded path
+        beside = os.path.join(os.path.dirname(path), os.path.basename(learned_net))
+        weights = beside if os.path.exists(beside) else learned_net
         if not os.path.exists(weights):
             raise FirecaffeError(f"snapshot {path}: the weights file it names, {learned_net}, is missing")
-        solver.net.copy_from(weights)
+        solver.net.copy_from(weights, require_all=True)
     _load_history(solver, path, history)
     solver.iter = iteration
     if extra:

@@ -79,9 +79,7 @@ def fail_through_cli(args, capsys):
 TRAIN = ["train", "nets/lenet_digits/solver.prototxt", "--max-iter", "6", "--test-interval", "0", "--display", "0"]
 
 
-@pytest.mark.parametrize("damage", ["truncated state", pytest.param("truncated weights", marks=pytest.mark.xfail(
-    reason="a .caffemodel cut at a field boundary still parses; restore loads the layers it holds and "
-           "leaves the rest as initialized, without a word (snapshot.restore should require every layer)"))])
+@pytest.mark.parametrize("damage", ["truncated state", "truncated weights"])
 def test_resume_latest_reports_a_truncated_newest_snapshot(four_snapshots, tmp_path, capsys, damage, monkeypatch):
     monkeypatch.chdir(REPO)
     prefix = copy_of(four_snapshots, tmp_path)
