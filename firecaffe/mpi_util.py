@@ -63,11 +63,13 @@ def abort_on_error():
     """
     def report_and_abort(exc_type, exc, tb):
         comm = world()
-        if not issubclass(exc_type, FirecaffeError):
-            traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+        text = "" if issubclass(exc_type, FirecaffeError) else "".join(
+            traceback.format_exception(exc_type, exc, tb))
         where = "" if comm is None else f"rank {comm.Get_rank()} of {comm.Get_size()} "
         message = str(exc) if issubclass(exc_type, FirecaffeError) else f"{exc_type.__name__}: {exc}"
-        print(f"firecaffe: {where}failed: {message}", file=sys.stderr, flush=True)
+        text += f"firecaffe: {where}failed: {message}\n"
+        sys.stderr.flush()
+        os.write(2, text.encode(errors="replace"))      # one write: nothing lost to the abort
         if comm is not None and comm.Get_size() > 1:
             comm.Abort(1)
 

@@ -173,8 +173,8 @@ def format_prediction(report):
     profile = report["profile"]
     bandwidth = 1 / profile["beta_s_per_byte"] if profile["beta_s_per_byte"] else math.inf
     lines = [f"gradient {_mb(report['param_bytes'])} MB per iteration; network {bandwidth / 1e9:.3g} GB/s, "
-             f"latency {profile['alpha_s'] * 1e6:.3g} us, reduction {profile['gamma_s_per_byte'] * 1e12:.3g} "
-             f"ps/byte ({profile.get('source', 'given')})"]
+             f"latency {profile['alpha_s'] * 1e6:.3g} us, reduction {profile['gamma_s_per_byte'] * 1e9:.3g} "
+             f"s/GB ({profile.get('source', 'given')})"]
     with_speedup = any("speedup" in r for r in report["predicted"])
     header = f"{'comm':6s} {'workers':>7s} {'MB/worker':>10s} {'MB total':>11s} {'MB busiest':>11s} {'comm ms':>9s}"
     lines.append(header + (f" {'iter ms':>9s} {'speedup':>8s} {'eff':>6s}" if with_speedup else ""))

@@ -12,7 +12,6 @@ from .cli import CPU_OPTION, GPU_OPTION, choose_device, cli
 from .errors import FirecaffeError
 from .log import LOGGER, setup as setup_logging
 
-DATA_LAYERS = ("Data", "HDF5Data", "ImageData", "DummyData", "MemoryData", "WindowData")
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
 SOLVER_FLAGS = {
@@ -70,8 +69,8 @@ def batch_hook(global_batch, workers):
     def hook(net_param):
         touched = 0
         for layer in net_param.layer:
-            for field in ("data_param", "hdf5_data_param", "image_data_param", "memory_data_param"):
-                if layer.type in DATA_LAYERS and layer.HasField(field):
+            for field in ("data_param", "hdf5_data_param"):
+                if layer.type in ("Data", "HDF5Data") and layer.HasField(field):
                     getattr(layer, field).batch_size = per_rank
                     touched += 1
         if not touched:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import backend, divergence
 from ..errors import FirecaffeError
-from ..log import LOGGER, progress
+from ..log import LOGGER, progress, setup as setup_logging
 from ..net import Net
 from . import lr_policy, snapshot
 from .updates import make_update_rule
@@ -28,6 +28,8 @@ class Solver:
                  train_net_hook=None):
         from ..proto import io
         self.train_net_hook = train_net_hook
+        if not LOGGER.handlers:          # pycaffe logs by default; so does a solver made from Python
+            setup_logging()
         self.path = solver if isinstance(solver, str) else path
         self.param = io.read_solver(solver) if isinstance(solver, str) else solver
         for key, value in (overrides or {}).items():
