@@ -83,3 +83,49 @@ def check_gradient(layer, bottom, top, *, check_bottom=None, eps=1e-6, rtol=1e-5
                 f"({int(np.sum(err > bound))} of {flat.size} elements off)")
     layer.reshape(bottom, top)
     layer.forward(bottom, top)
+
+
+class Finished:
+    """What a finished command left: exit status, output, seconds."""
+
+    def __init__(self, returncode, stdout, stderr, seconds):
+        self.returncode, self.stdout, self.stderr, self.seconds = returncode, stdout, stderr, seconds
+
+    def __str__(self):
+        return (f"exit status {self.returncode} after {self.seconds:.1f} s\n--- stdout\n{self.stdout[-3000:]}"
+                f"\n--- stderr\n{self.stderr[-5000:]}")
+
+
+def run_job(args, ranks=None, timeout=60, cwd=None, env=None):
+    """Run ``args`` (under ``mpiexec -n ranks`` when given) in a process session of
+    its own, with ``cwd`` first on PYTHONPATH; on timeout kill the whole session and
+    fail the test, so that no test can hang on a stuck MPI job."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    import pytest
+    args = [str(a) for a in args]
+    if ranks is not None:
+        mpiexec = shutil.which("mpiexec")
+        if mpiexec is None:
+            pytest.skip("mpiexec not found (pip install 'firecaffe[mpich]')")
+        args = [mpiexec, "-n", str(ranks)] + args
+    environment = dict(os.environ, FIRECAFFE_NO_PROGRESS="1")
+    if cwd is not None:
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(cwd)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    environment.update(env or {})
+    start = time.perf_counter()
+    process = subprocess.Popen(args, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(args)} still running after {timeout} s\n--- stdout\n{stdout[-3000:]}"
+                    f"\n--- stderr\n{stderr[-5000:]}")
+    return Finished(process.returncode, stdout, stderr, time.perf_counter() - start)

@@ -1,13 +1,11 @@
 """`bench comm` under mpiexec: valid records, ps against tree, and agreement with a direct Allreduce."""
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from firecaffe.testing import run_job
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -17,27 +15,13 @@ pytestmark = [pytest.mark.mpi, pytest.mark.timeout(120)]
 
 def bench_module():
     """The `bench` group run on its own: the same click group `firecaffe bench` attaches."""
-    return ["-m", "firecaffe.bench.cli"]
+    return ["-m", "firecaffe", "bench"]
 
 
 def run(n, args, timeout=60):
     """``mpiexec -n n python ARGS`` (n=None: no mpiexec) from the repository root, killed on timeout."""
-    environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    command = [sys.executable, *map(str, args)]
-    if n is not None:
-        mpiexec = shutil.which("mpiexec")
-        if mpiexec is None:
-            pytest.skip("mpiexec not found (pip install 'firecaffe[mpich]')")
-        command = [mpiexec, "-n", str(n), *command]
-    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        pytest.fail(f"{' '.join(command)} still running after {timeout} s\n{out}\n{err}")
-    return process.returncode, out, err
+    done = run_job([sys.executable, *args], ranks=n, timeout=timeout, cwd=REPO, env={"OMP_NUM_THREADS": "1"})
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture(autouse=True)

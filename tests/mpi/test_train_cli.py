@@ -1,10 +1,6 @@
 """`firecaffe train` under mpiexec as users run it: many ranks, bucketed overlap,
 and set-ups that must be refused with a clear message before any work."""
-import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +8,7 @@ import numpy as np
 import pytest
 
 from firecaffe.proto import io
+from firecaffe.testing import run_job
 
 pytestmark = pytest.mark.mpi
 REPO = Path(__file__).resolve().parents[2]
@@ -19,22 +16,9 @@ SOLVER = "nets/lenet_digits/solver.prototxt"
 
 
 def train(ranks, *args, timeout=240):
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("mpiexec not found (pip install 'firecaffe[mpich]')")
-    command = [sys.executable, "-m", "firecaffe", "train", SOLVER, *map(str, args)]
-    if ranks:
-        command = [mpiexec, "-n", str(ranks)] + command
-    env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        pytest.fail(f"{' '.join(command)} still running after {timeout} s\n{err[-3000:]}")
-    return process.returncode, out + err
+    done = run_job([sys.executable, "-m", "firecaffe", "train", SOLVER, *args], ranks=ranks or None,
+                   timeout=timeout, cwd=REPO)
+    return done.returncode, done.stdout + done.stderr
 
 
 def final_accuracy(log):
