@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..errors import PrototxtError
-from ..im2col import valid_ranges
+from ..im2col import _parallel, valid_ranges
 from . import Layer, register
 
 
@@ -112,21 +112,96 @@ class Pooling(Layer):
 
     def forward_cpu(self, bottom, top):
         x, y = bottom[0].data, top[0].data
+        whole = self._is_whole_window(x.shape)
         if self.method == "AVE":
+            if whole:
+                np.mean(x, axis=(2, 3), keepdims=True, out=y)
+                return
             y[...] = 0
             for _, _, region, src in self._offsets(x.shape):
                 y[region] += x[src]
             y /= self._pool_sizes(x.shape).astype(y.dtype)
             return
-        y[...] = -np.inf
-        self.argmax = np.full(y.shape, -1, dtype=np.int32)    # kernel offset index of the max
-        better = np.empty(y.shape, dtype=bool)
-        for index, _, region, src in self._offsets(x.shape):
-            np.greater(x[src], y[region], out=better[region])   # strict: the first max wins, as in Caffe
-            np.copyto(y[region], x[src], where=better[region])
-            self.argmax[region][better[region]] = index
+        if whole:
+            flat = x.reshape(x.shape[:2] + (-1,))
+            self.argmax = flat.argmax(axis=-1).astype(np.int32).reshape(y.shape)   # the first max
+            y[...] = np.take_along_axis(flat, self.argmax.reshape(flat.shape[:2] + (1,)), -1).reshape(y.shape)
+        else:
+            self._max_forward(x, y)
         if len(top) > 1:
             top[1].data[...] = self._mask_indices(x.shape)
+
+    def _is_whole_window(self, shape):
+        """One window per channel that covers the whole image (global pooling)."""
+        return self.out_spatial == (1, 1) and tuple(self.kernel) == tuple(shape[2:]) and self.pad == (0, 0)
+
+    def _buffer(self, name, shape, dtype):
+        """A scratch array kept on the layer between calls (reallocated on a new shape)."""
+        array = getattr(self, name, None)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = np.empty(shape, dtype=dtype)
+            setattr(self, name, array)
+        return array
+
+    def _fill_planes(self, planes, x):
+        """x padded with -inf and split by stride phase: planes[a, b] holds padded rows
+        a, a + sh, ... and columns b, b + sw, ..., so that every kernel offset reads a
+        window with contiguous rows (strided reads are several times slower in NumPy)."""
+        (sh, sw), (ph, pw), (h, w) = self.stride, self.pad, x.shape[2:]
+        hq, wq = planes.shape[-2:]
+        for a in range(sh):
+            for b in range(sw):
+                # plane row q is padded row a + q*sh, input row a + q*sh - ph
+                rows = valid_ranges((a,), (h,), (hq,), (ph,), (sh,), (1,))[0]
+                cols = valid_ranges((b,), (w,), (wq,), (pw,), (sw,), (1,))[0]
+                dst = planes[a, b]
+                dst[:, :, rows[0]:rows[1], cols[0]:cols[1]] = x[:, :, rows[2], cols[2]]
+                dst[:, :, :rows[0]] = -np.inf
+                dst[:, :, rows[1]:] = -np.inf
+                dst[:, :, :, :cols[0]] = -np.inf
+                dst[:, :, :, cols[1]:] = -np.inf
+
+    def _max_forward(self, x, y):
+        """y = the max over the kernel offsets; argmax = the first offset that reaches it.
+        Done sample by sample (the passes stay in cache), samples split over threads."""
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        (ho, wo), count = self.out_spatial, kh * kw
+        hq, wq = (ho - 1) + -(-kh // sh), (wo - 1) + -(-kw // sw)
+        n, c = x.shape[:2]
+        planes = self._buffer("_plane_buffer", (sh, sw, n, c, hq, wq), x.dtype)
+        self.argmax = self._buffer("_argmax_buffer", y.shape, np.int8 if count < 128 else np.int32)
+        searching = self._buffer("_searching", y.shape, bool)
+        below = self._buffer("_below", y.shape, bool)
+
+        def work(nb, cb):
+            step = max(1, (1 << 20) // max(1, x[0].nbytes))      # about 1 MiB of input per step
+            samples = range(n)[nb]
+            for first in range(samples.start, samples.stop, step):
+                part = (slice(first, min(first + step, samples.stop)), cb)
+                self._max_forward_part(x[part], y[part], planes[(slice(None),) * 2 + part],
+                                       self.argmax[part], searching[part], below[part])
+
+        _parallel(work, n, c, x.nbytes)
+
+    def _max_forward_part(self, x, y, planes, argmax, searching, below):
+        (kh, kw), (sh, sw), (ho, wo) = self.kernel, self.stride, self.out_spatial
+        self._fill_planes(planes, x)
+        windows = [planes[i % sh, j % sw, :, :, i // sh:i // sh + ho, j // sw:j // sw + wo]
+                   for i in range(kh) for j in range(kw)]
+        np.maximum(windows[0], windows[-1], out=y) if len(windows) > 1 else np.copyto(y, windows[0])
+        for window in windows[1:-1]:
+            np.maximum(y, window, out=y)
+        # argmax = the number of leading offsets below the max (so the first max wins, as
+        # in Caffe): counted with compares and adds, which NumPy does faster than masked writes
+        argmax[...] = 0
+        searching[...] = True
+        for window in windows[:-1]:
+            np.less(window, y, out=below)
+            np.logical_and(searching, below, out=searching)
+            np.add(argmax, searching, out=argmax)
+        lost = np.isneginf(y)
+        if lost.any():                              # no input beat -inf: Caffe keeps -1
+            argmax[lost] = -1
 
     def _mask_indices(self, shape):
         """Caffe's mask: the argmax as an index into H*W."""
@@ -140,14 +215,45 @@ class Pooling(Layer):
         if not propagate_down[0]:
             return
         dx, dy = bottom[0].diff, top[0].diff
+        if self.method == "AVE" and self._is_whole_window(dx.shape):
+            np.multiply(dy, dx.dtype.type(1.0 / (dx.shape[2] * dx.shape[3])), out=dx)
+            return
         dx[...] = 0
         if self.method == "AVE":
             dy = dy / self._pool_sizes(dx.shape).astype(dy.dtype)
             for _, _, region, src in self._offsets(dx.shape):
                 dx[src] += dy[region]
             return
-        for index, _, region, src in self._offsets(dx.shape):
-            dx[src] += np.where(self.argmax[region] == index, dy[region], 0)
+        self._max_backward(dy, dx)
+
+    def _max_backward(self, dy, dx):
+        """dx[argmax input] += dy: one scatter-add over the outputs."""
+        index = self._flat_index(dx.shape)
+        if self._is_whole_window(dx.shape):
+            index = index + self.argmax.reshape(-1)
+        else:
+            kh, kw = self.kernel
+            lookup = np.array([i * dx.shape[3] + j for i in range(kh) for j in range(kw)] + [0], dtype=np.intp)
+            index = index + lookup[self.argmax.reshape(-1)]     # -1 (no max) reads the trailing 0
+        values = dy.reshape(-1)
+        if (self.argmax < 0).any():
+            values = np.where(self.argmax.reshape(-1) >= 0, values, 0)
+        np.add.at(dx.reshape(-1), index, values)
+
+    def _flat_index(self, shape):
+        """Per output: the flat index into the bottom of its window's (top, left) corner
+        (may lie in the pad); cached per shape."""
+        cached = getattr(self, "_corner_cache", None)
+        if cached is not None and cached[0] == shape:
+            return cached[1]
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        rows = np.arange(self.out_spatial[0]) * sh - ph
+        cols = np.arange(self.out_spatial[1]) * sw - pw
+        corners = rows[:, None] * shape[3] + cols[None, :]
+        planes = np.arange(shape[0] * shape[1]) * (shape[2] * shape[3])
+        index = (planes[:, None, None] + corners).astype(np.intp).reshape(-1)
+        self._corner_cache = (shape, index)
+        return index
 
     def flops(self, bottom, top):
         return top[0].count * int(np.prod(self.kernel))

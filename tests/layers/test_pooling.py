@@ -140,3 +140,29 @@ def test_pooling_rejects_bad_parameters(params, shape, words):
 def test_ave_pooling_has_no_mask_top():
     with pytest.raises(FirecaffeError, match="second top"):
         make_layer(pool_text("pool: AVE kernel_size: 2"), [np.zeros((1, 1, 4, 4))], num_top=2)
+
+
+def test_max_pooling_threaded_path_keeps_first_max_and_routes_gradient_to_it():
+    # > 1 MiB of input takes the threaded, sample-by-sample path; rounding makes many ties
+    x = np.round(np.random.default_rng(3).standard_normal((4, 8, 91, 91)) * 2).astype(np.float32)
+    layer, bottom, top = make_layer(pool_text("pool: MAX kernel_size: 3 stride: 2 pad: 1"), [x],
+                                    num_top=2, dtype=np.float32)
+    layer.forward(bottom, top)
+    ho, wo = top[0].shape[2:]
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 3), (1, 3)), constant_values=-np.inf)
+    best, where = np.full(top[0].shape, -np.inf, np.float32), np.zeros(top[0].shape, np.int64)
+    for i in range(3):
+        for j in range(3):
+            window = padded[:, :, i:i + 2 * ho:2, j:j + 2 * wo:2]
+            better = window > best
+            index = ((np.arange(ho) * 2 - 1)[:, None] + i) * 91 + (np.arange(wo) * 2 - 1)[None, :] + j
+            best[better] = window[better]
+            where[better] = np.broadcast_to(index, where.shape)[better]
+    np.testing.assert_array_equal(top[0].data, best)
+    np.testing.assert_array_equal(top[1].data, where)
+    top[0].diff[...] = np.random.default_rng(4).standard_normal(top[0].shape)
+    layer.backward(top, [True], bottom)
+    expect = np.zeros(x.size)
+    planes = (np.arange(4 * 8) * 91 * 91)[:, None]
+    np.add.at(expect, (where.reshape(32, -1) + planes).ravel(), top[0].diff.ravel())
+    np.testing.assert_allclose(bottom[0].diff.ravel(), expect, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,263 @@
+"""CPU whole-net speed: one forward + backward of SqueezeNet v1.1 (batch 32,
+3x224x224, float32) with firecaffe (NumPy) and with PyTorch CPU, in the same
+run, interleaved, and the ratio of their medians.
+
+    python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
+                                 [--net nets/squeezenet_v1.1/deploy.prototxt]
+
+The net is the deploy.prototxt with the input resized, Dropout left out (both
+sides), and the final Softmax turned into SoftmaxWithLoss on a random label.
+The PyTorch model is built from the same NetParameter (conv, ReLU, pooling with
+ceil_mode, concat, cross entropy), gets firecaffe's weights, and its loss is
+checked against firecaffe's. Also printed: the float32 GEMM rate (np.matmul on
+2048^2 and on the GEMM shapes of the 3x3 expand convolutions), firecaffe's
+per-layer times (top layers), and the convolutions' rate as a share of GEMM.
+Timings on a shared machine are noisy: read the medians and the ratio.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from firecaffe.net import Net                    # noqa: E402
+from firecaffe.proto import caffe_pb2, io        # noqa: E402
+
+
+def build_param(path, batch, size):
+    param = io.read_net(path)
+    out = caffe_pb2.NetParameter()
+    out.CopyFrom(param)
+    del out.layer[:]
+    label = out.layer.add(name="label", type="Input", top=["label"])
+    label.input_param.shape.add().dim.extend([batch])
+    for src in param.layer:
+        if src.type == "Dropout":
+            continue
+        layer = out.layer.add()
+        layer.CopyFrom(src)
+        if layer.type == "Input":
+            dims = layer.input_param.shape[0].dim
+            dims[0] = batch
+            dims[2:] = [size, size]
+        if layer.type == "Softmax":
+            layer.type = "SoftmaxWithLoss"
+            layer.bottom.append("label")
+            layer.top[:] = ["loss"]
+    return out
+
+
+def make_firecaffe(param, seed=0):
+    net = Net(param, phase="TRAIN", dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if layer.blobs:
+            w = layer.blobs[0]
+            fan_in = w.count // w.shape[0]
+            w.data[...] = rng.standard_normal(w.shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+            if len(layer.blobs) > 1:
+                layer.blobs[1].data[...] = np.float32(0.01)
+    net.blobs["data"].data[...] = rng.standard_normal(net.blobs["data"].shape, dtype=np.float32)
+    net.blobs["label"].data[...] = rng.integers(0, 1000, net.blobs["label"].shape)
+    return net
+
+
+def _pair(p, name, default):
+    h, w = (f"{name}_h", f"{name}_w") if name != "kernel_size" else ("kernel_h", "kernel_w")
+    if p.HasField(h) or p.HasField(w):
+        return int(getattr(p, h)), int(getattr(p, w))
+    value = getattr(p, name)
+    if isinstance(value, int):
+        return (value,) * 2 if p.HasField(name) else (default,) * 2
+    return (int(value[0]),) * 2 if len(value) else (default,) * 2
+
+
+class TorchNet:
+    """The NetParameter as (name, function, bottoms, top) steps over a dict of tensors."""
+
+    def __init__(self, torch, param, net):
+        F = torch.nn.functional
+        self.steps, self.params = [], []
+        for lp in param.layer:
+            kind, bottoms = lp.type, list(lp.bottom)
+            if kind == "Input":
+                continue
+            if kind == "Convolution":
+                p = lp.convolution_param
+                blobs = net.layer_dict[lp.name].blobs
+                w = torch.tensor(blobs[0].data, requires_grad=True)
+                b = torch.tensor(blobs[1].data, requires_grad=True) if p.bias_term else None
+                self.params += [w] + ([b] if b is not None else [])
+                fn = (lambda x, w=w, b=b, s=_pair(p, "stride", 1), q=_pair(p, "pad", 0),
+                      d=(list(p.dilation) or [1])[0], g=p.group: F.conv2d(x, w, b, s, q, d, g))
+            elif kind == "Pooling":
+                p = lp.pooling_param
+                k, s, q = _pair(p, "kernel_size", 1), _pair(p, "stride", 1), _pair(p, "pad", 0)
+                if p.global_pooling:
+                    fn = lambda x: x.mean(dim=(2, 3), keepdim=True)
+                elif p.pool == p.MAX:
+                    fn = lambda x, k=k, s=s, q=q, c=p.round_mode != p.FLOOR: F.max_pool2d(x, k, s, q, ceil_mode=c)
+                else:
+                    fn = lambda x, k=k, s=s, q=q, c=p.round_mode != p.FLOOR: F.avg_pool2d(x, k, s, q, ceil_mode=c)
+            elif kind == "ReLU":
+                fn = F.relu
+            elif kind == "Concat":
+                fn = lambda *xs, axis=lp.concat_param.axis: torch.cat(xs, dim=axis)
+            elif kind == "SoftmaxWithLoss":
+                fn = lambda x, y: F.cross_entropy(x.flatten(1), y.long())
+            else:
+                raise NotImplementedError(f"cpu_net: no PyTorch equivalent for layer type {kind}")
+            self.steps.append((lp.name, fn, bottoms, lp.top[0]))
+
+    def forward(self, blobs):
+        for _, fn, bottoms, top in self.steps:
+            blobs[top] = fn(*(blobs[b] for b in bottoms))
+        return blobs
+
+
+def gemm_rates(conv_shapes, repeat=5):
+    """np.matmul float32 GFLOP/s: 2048^2 squares and (M, K) x (K, N) conv-like shapes."""
+    rng = np.random.default_rng(0)
+    rates = {}
+    for m, k, n in [(2048, 2048, 2048)] + conv_shapes:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        out = np.empty((m, n), dtype=np.float32)
+        np.matmul(a, b, out=out)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            np.matmul(a, b, out=out)
+            times.append(time.perf_counter() - t)
+        rates[(m, k, n)] = 2 * m * k * n / statistics.median(times) / 1e9
+    return rates
+
+
+def per_layer_times(net, iters):
+    n = len(net.layers)
+    fwd, bwd = np.zeros((iters, n)), np.zeros((iters, n))
+    for it in range(iters):
+        net.clear_param_diffs()
+        for i in range(n):
+            t = time.perf_counter()
+            net.forward_layer(i)
+            fwd[it, i] = time.perf_counter() - t
+        for i in reversed(range(n)):
+            t = time.perf_counter()
+            net.backward_layer(i)
+            bwd[it, i] = time.perf_counter() - t
+    return np.median(fwd, axis=0) * 1e3, np.median(bwd, axis=0) * 1e3
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", default=os.path.join(ROOT, "nets", "squeezenet_v1.1", "deploy.prototxt"))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--layers", type=int, default=12, help="rows of the per-layer table")
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+
+    try:
+        import threadpoolctl
+        for info in threadpoolctl.threadpool_info():
+            print(f"BLAS: {info.get('internal_api')} {info.get('version')} {info.get('architecture')} "
+                  f"threads={info.get('num_threads')}")
+    except ImportError:
+        pass
+    print(f"numpy {np.__version__}, cpu_count {os.cpu_count()}")
+    param = build_param(args.net, args.batch, args.size)
+    net = make_firecaffe(param)
+
+    def fc_step():
+        net.clear_param_diffs()
+        return net.forward_backward()
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch not installed: firecaffe only")
+    if torch is not None:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+        tnet = TorchNet(torch, param, net)
+        inputs = {"data": torch.tensor(net.blobs["data"].data), "label": torch.tensor(net.blobs["label"].data)}
+
+        def torch_step():
+            for p in tnet.params:
+                p.grad = None
+            loss = tnet.forward(dict(inputs))["loss"]
+            loss.backward()
+            return float(loss)
+
+        ours, theirs = fc_step(), torch_step()
+        print(f"loss: firecaffe {ours:.6f}  torch {theirs:.6f}")
+        if not np.isclose(ours, theirs, rtol=1e-3):
+            print("WARNING: the two nets disagree")
+
+    # whole net, interleaved
+    fc_step()
+    fc_times, torch_times = [], []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        fc_step()
+        fc_times.append(time.perf_counter() - t)
+        if torch is not None:
+            t = time.perf_counter()
+            torch_step()
+            torch_times.append(time.perf_counter() - t)
+    fc_ms = statistics.median(fc_times) * 1e3
+    print(f"\nforward+backward, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat}:")
+    print(f"  firecaffe {fc_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in fc_times)})")
+    if torch is not None:
+        torch_ms = statistics.median(torch_times) * 1e3
+        print(f"  torch     {torch_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in torch_times)})")
+        print(f"  ratio firecaffe/torch: {fc_ms / torch_ms:.2f}")
+
+    # per layer (firecaffe) and the convolutions' share of the GEMM rate
+    fwd, bwd = per_layer_times(net, max(3, args.repeat // 2))
+    convs = [i for i, layer in enumerate(net.layers) if layer.type == "Convolution"]
+    shapes = []
+    for i in convs:
+        layer = net.layers[i]
+        if layer.kernel == (3, 3) and layer.stride == (1, 1):
+            L = int(np.prod(layer.out_spatial))
+            shapes.append((layer.num_output, layer.channels * 9, args.batch * L))
+    rates = gemm_rates(sorted(set(shapes)))
+    peak = rates[(2048, 2048, 2048)]
+    print("\nnp.matmul float32 GFLOP/s:")
+    for (m, k, n), r in rates.items():
+        print(f"  {m:5d} x {k:5d} x {n:7d}: {r:7.1f}")
+    total = fwd.sum() + bwd.sum()
+    print(f"\nper layer (firecaffe, median ms; sum {total:.1f}):")
+    print(f"  {'layer':24s} {'type':16s} {'fwd':>7s} {'bwd':>7s} {'share':>6s} {'GFLOP/s':>8s} {'of GEMM':>7s}")
+    order = np.argsort(-(fwd + bwd))
+    for i in order[:args.layers]:
+        layer = net.layers[i]
+        line = f"  {layer.name:24s} {layer.type:16s} {fwd[i]:7.2f} {bwd[i]:7.2f} {(fwd[i] + bwd[i]) / total:6.1%}"
+        if layer.type == "Convolution":
+            flops = layer.flops(net.bottom_vecs[i], net.top_vecs[i]) * (3 if net.bottom_need_backward[i][0] else 2)
+            rate = flops / ((fwd[i] + bwd[i]) * 1e-3) / 1e9
+            line += f" {rate:8.1f} {rate / peak:7.0%}"
+        print(line)
+    by_type = {}
+    for i, layer in enumerate(net.layers):
+        by_type[layer.type] = by_type.get(layer.type, 0.0) + fwd[i] + bwd[i]
+    print("  by type: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    conv_ms = sum(fwd[i] + bwd[i] for i in convs)
+    conv_flops = sum(net.layers[i].flops(net.bottom_vecs[i], net.top_vecs[i])
+                     * (3 if net.bottom_need_backward[i][0] else 2) for i in convs)
+    rate = conv_flops / (conv_ms * 1e-3) / 1e9
+    print(f"\nconvolutions: {conv_ms:.1f} ms, {conv_flops / 1e9:.1f} GFLOP, {rate:.1f} GFLOP/s "
+          f"= {rate / peak:.0%} of the 2048^2 GEMM rate")
+
+
+if __name__ == "__main__":
+    main()
