@@ -122,8 +122,9 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
 @click.option("--min-ranks", type=click.IntRange(min=1), default=4, show_default=True,
               help="Summarize the error over points with at least this many ranks.")
 @click.option("--min-bytes", default="0", show_default=True, help="Fit only messages of at least this size.")
-@click.option("--cores", type=click.IntRange(min=1), help="The ranks shared this many cores per node: scale "
-              "every term by processes/cores (see firecaffe.bench.model.contention).")
+@click.option("--cores", type=click.IntRange(min=0), help="The ranks shared this many cores per node: where "
+              "processes outnumber them, use the contended model (firecaffe.bench.model.busiest_rank). "
+              "Default: this machine's cores if RESULTS were measured on it, else 0 (off).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the fitted profile (JSON) here.")
 def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
     """Fit alpha, beta, gamma to RESULTS (JSON files or sweep folders) and print each point's error.
@@ -132,14 +133,20 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
     on relative error), since they run on the same links; --per-strategy adds
     each strategy's own fit for comparison.
     """
-    from . import model
-    from .report import error_table, load_folder, load_records
     from pathlib import Path
+
+    from . import model
+    from .report import _median, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
                for r in (load_folder(path) if Path(path).is_dir() else load_records(path))]
     from ..predict import parse_size
     smallest = parse_size(min_bytes) if min_bytes not in ("0", 0) else 0
     records = [r for r in records if r["bytes"] >= smallest]
+    if cores is None:
+        cores = model.default_cores(records)
+        if cores:
+            click.echo(f"measured on this machine: contended model for more than {cores} processes "
+                       "(--cores 0 turns it off)")
     profile = dict(model.fit(records, cores=cores), min_bytes=smallest)
     click.echo(_describe(profile, "all strategies"))
     click.echo(error_table(records, profile))
@@ -148,6 +155,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
         worst = max(abs(error) for _, _, error in rows)
         click.echo(f"\nlargest error at >= {min_ranks} ranks: {worst:.0%}")
     if per_strategy:
+        summary = {name: (errs, None) for name, errs in summary_by_comm(rows).items()}
         for name in sorted({r["comm"] for r in records if r["comm"] in model.STRATEGIES}):
             subset = [r for r in records if r["comm"] == name]
             try:
@@ -157,6 +165,13 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
                 continue
             click.echo("\n" + _describe(own, name))
             click.echo(error_table(subset, own))
+            own_rows = [row for row in model.errors(subset, own) if row[0]["ranks"] >= min_ranks]
+            if name in summary:
+                summary[name] = (summary[name][0], summary_by_comm(own_rows).get(name))
+        click.echo(f"\nabs error at >= {min_ranks} ranks, median / max: shared fit | own fit")
+        for name, (shared, own_errs) in summary.items():
+            own_text = f"{_median(own_errs):.0%} / {max(own_errs):.0%}" if own_errs else "-"
+            click.echo(f"  {name:5s} {_median(shared):.0%} / {max(shared):.0%} | {own_text}")
     if out:
         saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.bench.model", version=1)
         with open(out, "w") as handle:

@@ -22,6 +22,32 @@ moves in k chunks of c bytes, and the root, which has L children, receives
 and sends L chunks per step, so once the pipe is full each chunk costs
 L (alpha + c beta + c gamma) on the root's link (sends overlap receives):
     (k + 2 L - 2) L (alpha + c beta) + k L c gamma.
+
+**Contention** (``busiest_rank`` and ``totals``). The formulas above give each
+rank its own core and each link its own wire. When a job's P processes
+(p workers, plus S servers for ps) share C < P cores on one node, the "links"
+are memory copies done by those same cores: a sender copies into shared
+memory and the receiver copies out, so a rank's CPU work is the bytes it
+sends *plus* the bytes it receives (times beta) plus the bytes it adds
+(times gamma). MPI ranks that wait for a message spin, so all P stay runnable
+and each gets C/P of a core; the step ends when the busiest rank has done its
+own work:
+
+    contended time = (P / C) * busiest rank's (messages alpha + (sent + received) beta + added gamma)
+
+    busiest rank   messages  sent + received             added
+    tree (root)    2 L       2 L n                       L n
+    ring           2 (p-1)   4 (p-1)/p n                 (p-1)/p n
+    mpi            2 L       4 (p-1)/p n                 (p-1)/p n           (p a power of two)
+                   2 L'+ 2   2 n + 4 (q-1)/q n           n + (q-1)/q n       (q = 2^L' < p: the ranks
+                                                                             that fold the p-q extra ones in)
+    ps             2 max(W,S)  2 max(W/S, 1) n           (W-1) n/S           (a server, or a worker if S > W)
+
+The other bound, all ranks' work spread over the C cores, is 1/C of
+``totals`` (2 copies per byte sent): every strategy sends 2 (p-1) n bytes
+(ps: 2 W n) and adds (p-1) n (ps: (W-1) n). P times the busiest rank's work
+is never less than that, term by term, so the busiest rank decides; with
+P <= C the uncontended formulas hold.
 """
 import math
 
@@ -67,28 +93,74 @@ def coefficients(comm, n, p, servers=1, chunk_bytes=DEFAULT_CHUNK_BYTES):
     raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(STRATEGIES)}")
 
 
-def contention(comm, p, servers=1, cores=None):
-    """How much slower every term runs when the job's processes outnumber ``cores`` (None: never).
+def processes(comm, p, servers=1):
+    """MPI processes of one allreduce: p ranks, or p workers plus the servers for ps."""
+    return p + (servers if comm == "ps" else 0)
 
-    On one node the "links" are memory copies done by the cores, so p processes
-    on C < p cores each get C/p of a core: every term is scaled by p/C. A ps job
-    has p workers plus its servers.
-    """
-    if not cores:
-        return 1.0
-    processes = p + (servers if comm == "ps" else 0)
-    return max(1.0, processes / cores)
+
+def contended(comm, p, servers=1, cores=None):
+    """True when the job's processes outnumber ``cores`` (None or 0: never)."""
+    return bool(cores) and processes(comm, p, servers) > cores
+
+
+def totals(comm, n, p, servers=1):
+    """``(messages, bytes sent, bytes added)`` summed over all ranks of one allreduce (flat tree, no chunks)."""
+    if comm == "ps":
+        return 2.0 * p * servers, 2.0 * p * n, float((p - 1) * n)
+    if p == 1:
+        return 0.0, 0.0, 0.0
+    messages = {"tree": 2 * (p - 1), "tree_pipelined": 2 * (p - 1), "ring": 2 * p * (p - 1),
+                "nccl": 2 * p * (p - 1), "mpi": 2 * p * log2_ceil(p)}
+    if comm not in messages:
+        raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(STRATEGIES)}")
+    return float(messages[comm]), 2.0 * (p - 1) * n, float((p - 1) * n)
+
+
+def busiest_rank(comm, n, p, servers=1):
+    """``(messages, bytes sent + received, bytes added)`` of the rank with the most CPU work."""
+    if comm == "ps":
+        w, s = p, servers
+        return 2.0 * max(w, s), 2.0 * max(w / s, 1.0) * n, (w - 1) * n / s
+    if p == 1:
+        return 0.0, 0.0, 0.0
+    levels = log2_ceil(p)
+    if comm in ("tree", "tree_pipelined"):
+        return 2.0 * levels, 2.0 * levels * n, float(levels * n)
+    if comm in ("ring", "nccl"):
+        return 2.0 * (p - 1), 4.0 * (p - 1) / p * n, (p - 1) / p * n
+    if comm == "mpi":
+        q = 1 << (p.bit_length() - 1)
+        if q == p:
+            return 2.0 * levels, 4.0 * (p - 1) / p * n, (p - 1) / p * n
+        return 2.0 * log2_ceil(q) + 2, 2.0 * n + 4.0 * (q - 1) / q * n, n + (q - 1) / q * n
+    raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(STRATEGIES)}")
+
+
+def terms(comm, n, p, servers=1, cores=None):
+    """``(a, b, c)`` of ``coefficients``, or of the contended time when processes outnumber ``cores``."""
+    if contended(comm, p, servers, cores):
+        scale = processes(comm, p, servers) / cores
+        return tuple(scale * x for x in busiest_rank(comm, n, p, servers))
+    return coefficients(comm, n, p, servers)
 
 
 def predict(comm, n, p, profile, servers=1):
     """Predicted seconds of one allreduce of n bytes on p ranks (workers for ps) on ``profile``.
 
     A profile with ``cores`` (fitted with ``bench fit --cores``) describes ranks
-    sharing that many cores, see ``contention``.
+    sharing that many cores, see ``busiest_rank``; without it (a cluster profile
+    from --bandwidth/--latency) contention is off.
     """
-    a, b, c = coefficients(comm, n, p, servers)
-    scale = contention(comm, p, servers, profile.get("cores"))
-    return scale * (a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"])
+    a, b, c = terms(comm, n, p, servers, profile.get("cores"))
+    return a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"]
+
+
+def default_cores(records):
+    """This machine's core count if every record was measured on it (its ``host``), else None."""
+    import os
+    import platform
+    hosts = {record.get("host") for record in records}
+    return os.cpu_count() if records and hosts == {platform.node()} else None
 
 
 def check_profile(profile, source="profile"):
@@ -137,7 +209,8 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
     point weighs as much as a 64 MB one: the fit minimizes squared relative
     error, which is what the per-point error report shows. Records of
     strategies without a model, or on one rank, or below ``min_bytes`` are
-    left out. With ``cores`` each row is scaled by ``contention``.
+    left out. With ``cores``, points whose processes outnumber the cores use
+    the contended terms (``terms``).
     """
     rows, times = [], []
     for record in records:
@@ -147,8 +220,7 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
         if record["ranks"] < 2 and comm != "ps" or record["median_s"] <= 0 or record["bytes"] < min_bytes:
             continue
         servers = record.get("num_servers") or 1
-        scale = contention(comm, record["ranks"], servers, cores)
-        rows.append([scale * x for x in coefficients(comm, record["bytes"], record["ranks"], servers)])
+        rows.append(list(terms(comm, record["bytes"], record["ranks"], servers, cores)))
         times.append(record["median_s"])
     if len(rows) < 3:
         raise FirecaffeError(f"need at least 3 measured points with 2 or more ranks (and at least "
@@ -159,7 +231,7 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
     x = nnls(a / scale / t[:, None], np.ones_like(t)) / scale
     return {"alpha_s": float(x[0]), "beta_s_per_byte": float(x[1]), "gamma_s_per_byte": float(x[2]),
             "bandwidth_Bps": float(1 / x[1]) if x[1] > 0 else None, "points": len(rows),
-            "cores": cores, "min_bytes": min_bytes}
+            "cores": cores or None, "min_bytes": min_bytes}
 
 
 def errors(records, profile, min_bytes=0):

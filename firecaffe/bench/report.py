@@ -108,7 +108,7 @@ def write_report(folder, out=None, fit=True, min_ranks=4):
     """Markdown for a sweep folder, with a figure per strategy set written next to it; returns the text."""
     from .plot import plot_time_vs_ranks
     records = load_folder(folder)
-    profile = model.fit(records) if fit else None
+    profile = model.fit(records, cores=model.default_cores(records)) if fit else None
     figure = Path(out).parent if out else Path(folder)
     figure = figure / "scaling.png"
     plot_time_vs_ranks(records, figure, profile, title=f"allreduce time, {os.path.basename(os.path.abspath(folder))}")
@@ -118,7 +118,9 @@ def write_report(folder, out=None, fit=True, min_ranks=4):
         parts += ["## Fitted model\n",
                   f"alpha = {profile['alpha_s'] * 1e6:.3g} us, beta = {profile['beta_s_per_byte'] * 1e12:.4g} "
                   f"ps/byte ({_bandwidth(profile)}), gamma = {profile['gamma_s_per_byte'] * 1e12:.4g} ps/byte, "
-                  f"fitted on {profile['points']} points.\n",
+                  f"fitted on {profile['points']} points"
+                  + (f", contended model above {profile['cores']} processes" if profile.get("cores") else "")
+                  + ".\n",
                   f"Error at {min_ranks} ranks and more:\n", error_table(records, profile, min_ranks), ""]
     text = "\n".join(parts)
     if out:

@@ -55,9 +55,9 @@ def growth(records, comm):
 
 def test_ps_time_grows_faster_with_ranks_than_tree(tmp_path):
     # 4 MB: bandwidth-bound (milliseconds against microseconds of latency) yet quick. 8 workers + 1
-    # server on 2 shared cores is noisy, so a failed comparison is measured once more.
+    # server on 2 shared cores is noisy, so a failed comparison is measured again (up to 3 runs).
     out = tmp_path / "growth.json"
-    for attempt in range(2):
+    for attempt in range(3):
         code, _, stderr = run(9, [*bench_module(), "comm", "--comm", "tree,ps", "--sizes", "4M",
                                   "--ranks", "2,8", "--repeats", "7", "--quiet", "--json", out], timeout=90)
         assert code == 0, stderr

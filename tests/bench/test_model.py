@@ -51,13 +51,57 @@ def test_unknown_strategy_and_nonsense_sizes_are_refused():
         model.coefficients("ps", 10, 4, servers=0)
 
 
+@pytest.mark.parametrize("comm, n, p, servers, expected", [
+    ("tree", 1000, 8, 1, (6, 6000, 3000)),         # the root: L children up, L down, L adds
+    ("ring", 1000, 4, 1, (6, 3000, 750)),          # 2(p-1)/p n out and as much in
+    ("mpi", 1000, 8, 1, (6, 3500, 875)),
+    ("mpi", 1000, 9, 1, (8, 5500, 1875)),          # q = 8 folds the 9th in: 2n + 4(7/8)n, n + (7/8)n
+    ("ps", 1000, 4, 2, (8, 4000, 1500)),           # a server: W pushes in, W pulls out of n/S
+    ("ring", 1000, 1, 1, (0, 0, 0)),
+])
+def test_busiest_rank_matches_hand_computed_values(comm, n, p, servers, expected):
+    assert model.busiest_rank(comm, n, p, servers) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("comm, n, p, servers, expected", [
+    ("tree", 1000, 8, 1, (14, 14000, 7000)),       # every non-root sends n up and gets n down
+    ("ring", 1000, 4, 1, (24, 6000, 3000)),
+    ("mpi", 1000, 8, 1, (48, 14000, 7000)),
+    ("ps", 1000, 4, 2, (16, 8000, 3000)),          # each worker pushes n and pulls n
+])
+def test_totals_match_hand_computed_values(comm, n, p, servers, expected):
+    assert model.totals(comm, n, p, servers) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("comm", ["tree", "ring", "mpi", "ps"])
+@pytest.mark.parametrize("p", [2, 3, 4, 7, 8, 9, 16])
+def test_busiest_rank_bounds_the_work_spread_over_all_cores(comm, p):
+    # P x busiest >= all ranks' work (2 copies per byte sent) term by term, so (P/C) x busiest is the
+    # contended time and the total-work bound never decides.
+    busiest, total = model.busiest_rank(comm, 2**20, p, 2), model.totals(comm, 2**20, p, 2)
+    procs = model.processes(comm, p, 2)
+    for mine, all_, copies in zip(busiest, total, (1, 2, 1)):
+        assert procs * mine >= copies * all_ - 1e-6
+
+
+def test_contention_applies_only_when_processes_outnumber_cores():
+    assert model.terms("ring", 1000, 2, cores=2) == model.coefficients("ring", 1000, 2)
+    assert model.terms("ring", 1000, 4, cores=None) == model.coefficients("ring", 1000, 4)
+    assert model.terms("ring", 1000, 4, cores=2) == pytest.approx((12, 6000, 1500))  # 4/2 x busiest
+    assert model.terms("ps", 1000, 2, servers=1, cores=2) == pytest.approx((6, 6000, 1500))  # 3/2 x (4, 4000, 1000)
+    contended = dict(PROFILE, cores=2)
+    assert model.predict("ring", 1000, 4, contended) == pytest.approx(12e-6 + 6e-6 + 0.15e-6)
+    assert model.predict("ring", 1000, 2, contended) == model.predict("ring", 1000, 2, PROFILE)
+
+
 def synthetic_records(profile, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
     records = []
     for n in (4096, 65536, 2**20, 2**24, 2**26):
         for comm in ("tree", "ring", "mpi"):
             for p in (2, 3, 4, 8):
-                records.append({"comm": comm, "bytes": n, "ranks": p, "median_s": model.predict(comm, n, p, profile)})
+                records.append({"comm": comm, "bytes": n, "ranks": p,
+                                "median_s": model.predict(comm, n, p, profile)})
         for w in (1, 2, 4, 7):
             for s in (1, 2):
                 records.append({"comm": "ps", "bytes": n, "ranks": w, "num_servers": s,
@@ -73,6 +117,27 @@ def test_fit_recovers_alpha_beta_gamma_from_the_model_itself():
     for key in model.PROFILE_KEYS:
         assert fitted[key] == pytest.approx(truth[key], rel=1e-6)
     assert fitted["bandwidth_Bps"] == pytest.approx(2e9, rel=1e-6)
+
+
+def test_fit_recovers_alpha_beta_gamma_from_the_contended_model_itself():
+    truth = {"alpha_s": 5e-6, "beta_s_per_byte": 1 / 2e9, "gamma_s_per_byte": 1 / 8e9, "cores": 2}
+    records = synthetic_records(truth)
+    assert any(model.contended(r["comm"], r["ranks"], r.get("num_servers") or 1, 2) for r in records)
+    fitted = model.fit(records, cores=2)
+    for key in model.PROFILE_KEYS:
+        assert fitted[key] == pytest.approx(truth[key], rel=1e-6)
+    assert fitted["cores"] == 2
+    assert max(abs(error) for _, _, error in model.errors(records, fitted)) < 1e-6
+    assert model.fit(records)["alpha_s"] != pytest.approx(truth["alpha_s"], rel=0.01)  # without cores: off
+
+
+def test_default_cores_only_for_results_measured_here():
+    import os
+    import platform
+    here = [{"host": platform.node()}]
+    assert model.default_cores(here) == os.cpu_count()
+    assert model.default_cores(here + [{"host": "node17"}]) is None
+    assert model.default_cores([{}]) is None
 
 
 def test_fit_tolerates_noise_and_stays_non_negative():
