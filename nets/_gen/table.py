@@ -5,8 +5,10 @@
 Parameters and FLOPs come from `firecaffe analyze` (firecaffe.analysis on the
 deploy net). Communication is for one reduction of the gradient of the train net,
 G = 4 x its parameters bytes (GoogLeNet's auxiliary classifiers make its train net
-larger than its deploy net; BatchNorm's statistics ride along in the arena), among p workers, counted at the busiest rank (bytes it sends plus bytes it
-receives), which is what bounds the time of a bandwidth-bound step:
+larger than its deploy net; BatchNorm's statistics ride along in the arena), among p workers,
+counted at the busiest rank (bytes it sends plus bytes it receives), which is what bounds the
+time of a bandwidth-bound step. The counts are firecaffe.predict.traffic's, the ones
+`firecaffe analyze --workers` prints:
 
     tree  binomial reduce then broadcast (FireCaffe): the root takes ceil(log2 p)
           gradients in and sends ceil(log2 p) out          -> 2 ceil(log2 p) G
@@ -17,12 +19,12 @@ receives), which is what bounds the time of a bandwidth-bound step:
     mpi / nccl: the library picks; for large arrays MPICH's Allreduce and NCCL
           move a ring's bytes.
 """
-import math
 import os
 import sys
 
 from firecaffe.analysis import analyze
 from firecaffe.net import Net
+from firecaffe.predict import traffic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zoo  # noqa: E402
@@ -31,12 +33,6 @@ NETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORDER = ["alexnet", "caffenet", "nin", "googlenet", "vgg11", "vgg16", "vgg19", "resnet50",
          "squeezenet_v1.0", "squeezenet_v1.1", "firenet", "squeezenet_cifar"]
 WORKERS = (32, 128)
-
-
-def busiest_rank_bytes(grad_bytes, p):
-    return {"tree": 2 * math.ceil(math.log2(p)) * grad_bytes,
-            "ring": 4 * (p - 1) / p * grad_bytes,
-            "ps": 2 * p * grad_bytes}
 
 
 def main(names):
@@ -48,7 +44,7 @@ def main(names):
     for name in names or ORDER:
         report = analyze(Net(os.path.join(NETS, name, "deploy.prototxt"), phase="TEST"))
         train_params = zoo.build(name, True).params
-        moved = {p: busiest_rank_bytes(4 * train_params, p) for p in WORKERS}
+        moved = {p: {s: traffic(s, 4 * train_params, p)[2] for s in ("tree", "ring", "ps")} for p in WORKERS}
         cells = [f"`{name}`", f"{report['params']:,d}", f"{report['param_bytes'] / mb:.1f}",
                  f"{report['flops_per_image'] / 1e9:.2f}", f"{train_params:,d}"]
         cells += [f"{moved[p][s] / mb:,.0f}" for s in ("tree", "ring", "ps") for p in WORKERS]
