@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import backend, graph
+from . import backend, gpu_errors, graph
 from .blob import Blob, shape_str
 from .errors import FirecaffeError, PrototxtError
 from .layers import LAYERS, create_layer
@@ -74,6 +74,9 @@ class Net:
             layer.setup(bottom, top)
         except FirecaffeError as exc:
             raise type(exc)(f"{self._where(layer_param)}{exc}") from None
+        except Exception as exc:
+            gpu_errors.reraise_oom(exc, self, layer)
+            raise
         if layer_param.type == "Input":
             self.inputs.extend(layer_param.top)
         self.layers.append(layer)
@@ -200,7 +203,11 @@ class Net:
                 grad_ready(self.layer_arena_end[i])
 
     def forward_layer(self, i):
-        return self.layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
+        try:
+            return self.layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
+        except Exception as exc:
+            gpu_errors.reraise_oom(exc, self, self.layers[i])
+            raise
 
     def backward_layer(self, i):
         """Seed loss tops with their loss weights, then run layer i's backward if needed."""
@@ -209,7 +216,11 @@ class Net:
             if weight:
                 blob.diff[...] = weight
         if self.layer_need_backward[i]:
-            layer.backward(top, self.bottom_need_backward[i], self.bottom_vecs[i])
+            try:
+                layer.backward(top, self.bottom_need_backward[i], self.bottom_vecs[i])
+            except Exception as exc:
+                gpu_errors.reraise_oom(exc, self, layer)
+                raise
 
     def forward(self, blobs=None, start=None, end=None, **inputs):
         """pycaffe's forward: set input blobs from keyword arrays, run, return outputs."""

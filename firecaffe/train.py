@@ -155,7 +155,10 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if sync is not None:
         watchdog.install(sync, stall_timeout)
     workers = sync.num_workers if sync is not None else 1
-    choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
+    if sync is not None and not sync.is_worker:
+        choose_device(True, None)          # parameter servers only add and update: host memory
+    else:
+        choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
     resume = snapshot
     if resume_prefix:
         resume = snapshots.latest(resume_prefix)

@@ -22,6 +22,7 @@ import numpy as np
 from .. import backend
 from ..data import HDF5Source, LMDBSource, ShardCursor, Transformer
 from ..data.db import datum_to_array, parse_datum, record_name
+from ..data.staging import staged_forward
 from ..errors import DataError, PrototxtError
 from . import register
 from .base import Layer
@@ -181,7 +182,7 @@ class HDF5Data(_SourceLayer):
         for name, blob in zip(self.names, top):
             self._to_top(blob, hosts[name])
 
-    forward_gpu = forward_cpu
+    forward_gpu = staged_forward  # pinned, one batch ahead (firecaffe.data.staging)
 
 
 @register("Data")
@@ -225,7 +226,7 @@ class Data(_SourceLayer):
         except DataError as exc:
             self.fail(str(exc), DataError)
 
-    forward_gpu = forward_cpu
+    forward_gpu = staged_forward
 
     def _load(self, top):
         source = self.param.data_param.source
