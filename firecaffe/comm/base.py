@@ -3,7 +3,7 @@
 A communicator sums a contiguous 1-D array in place across the worker ranks of
 an mpi4py communicator (``allreduce_``) and copies one rank's array to all
 (``broadcast_``). Gradients travel as buffers: only mpi4py's upper-case methods
-(Send, Recv, Isend, Irecv, Sendrecv, Allreduce, Bcast), never pickles.
+(Send, Recv, Isend, Irecv, Sendrecv, Allreduce, Bcast), never serialized objects.
 
 CuPy arrays are handed to MPI through ``staged``: the current stream is
 synchronized and the data goes through a pinned host buffer, or straight to MPI

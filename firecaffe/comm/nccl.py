@@ -30,19 +30,19 @@ class NCCLCommunicator(Communicator):
         if comm.Get_rank() == 0:
             unique_id[:] = nccl.get_unique_id()
         comm.Bcast(unique_id, root=0)
-        self.nccl_comm = nccl.NcclCommunicator(comm.Get_size(), tuple(int(b) for b in unique_id),
+        self.nccl = nccl.NcclCommunicator(comm.Get_size(), tuple(int(b) for b in unique_id),
                                                comm.Get_rank())
         self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
 
     def allreduce_(self, flat):
         stream = self._device_stream(flat)
-        self.nccl_comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._types[flat.dtype],
-                                 self._nccl.NCCL_SUM, stream.ptr)
+        self.nccl.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._types[flat.dtype],
+                            self._nccl.NCCL_SUM, stream.ptr)
         stream.synchronize()
 
     def broadcast_(self, flat, root=0):
         stream = self._device_stream(flat)
-        self.nccl_comm.bcast(flat.data.ptr, flat.size, self._types[flat.dtype], root, stream.ptr)
+        self.nccl.bcast(flat.data.ptr, flat.size, self._types[flat.dtype], root, stream.ptr)
         stream.synchronize()
 
     def _device_stream(self, flat):
