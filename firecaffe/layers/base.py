@@ -20,7 +20,6 @@ class Layer:
     min_num_top = None
     max_num_top = None
     is_loss = False          # loss layers default to loss_weight 1 on their first top
-    learnable = False        # has parameter blobs that take gradients
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
@@ -77,9 +76,6 @@ class Layer:
 
     def allow_force_backward(self, bottom_index):
         return True
-
-    def auto_top_blobs(self):
-        return False
 
     # --- helpers for subclasses --------------------------------------------
     def check_arity(self, bottom, top):

@@ -19,7 +19,6 @@ from .base import Layer
 class InnerProduct(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
-    learnable = True
 
     def layer_setup(self, bottom, top):
         p = self.param.inner_product_param

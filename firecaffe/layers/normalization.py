@@ -157,7 +157,6 @@ class Bias(_Broadcast):
         if len(bottom) == 1:
             shape = _learned_shape(self, bottom[0], p.axis, p.num_axes)
             self.make_blob(shape, p.filler)
-        self.learnable = bool(self.blobs)
 
     def reshape(self, bottom, top):
         b = self._operand(bottom, 0)
@@ -197,7 +196,6 @@ class Scale(_Broadcast):
             shape = _learned_shape(self, bottom[0], p.axis, num_axes)
             self.make_blob(shape, p.bias_filler)
         self.x_copy = None
-        self.learnable = bool(self.blobs)
 
     def reshape(self, bottom, top):
         axis = self.param.scale_param.axis
