@@ -29,10 +29,9 @@ FLT_MIN = float(np.finfo(np.float32).tiny)     # Caffe clamps probabilities at F
 def softmax(x, axis, out):
     """Numerically stable softmax of ``x`` along ``axis``, written into ``out``."""
     xp = backend.xp_of(x)
-    e = x - x.max(axis=axis, keepdims=True)
-    xp.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
-    out[...] = e
+    xp.subtract(x, x.max(axis=axis, keepdims=True), out=out)     # out may be x
+    xp.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
 
 
 def _around(layer, blob, axis_param):
@@ -79,8 +78,11 @@ class Softmax(Layer):
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            y, dy = top[0].data, top[0].diff
-            bottom[0].diff[...] = (dy - (dy * y).sum(axis=self.axis, keepdims=True)) * y
+            xp = backend.xp_of(top[0].diff)
+            y, dy, dx = top[0].data, top[0].diff, bottom[0].diff     # dx may be dy
+            dot = (dy * y).sum(axis=self.axis, keepdims=True)
+            xp.subtract(dy, dot, out=dx)
+            dx *= y
 
     forward_gpu, backward_gpu = forward_cpu, backward_cpu
 

@@ -17,9 +17,33 @@ Caffe types and parameters:
 Caffe shares memory between Flatten/Reshape/Split tops and bottoms; here tops
 are copies, so an in-place layer downstream can never clobber another reader.
 """
+import numpy as np
+
 from ..errors import PrototxtError
 from . import register
 from .base import Layer
+from .neuron import elementwise, run_parts
+
+_MIN_PARALLEL_BYTES = 1 << 20
+
+
+def _copy_pairs(pairs, axis):
+    """``np.copyto(dst, src)`` for each (dst, src) pair of same-shaped arrays;
+    NumPy arrays of 1 MiB or more, cut along a leading axis before ``axis``
+    (axis > 0), are shared out over threads by ranges of that first axis."""
+    pairs = list(pairs)
+    big = sum(d.nbytes for d, _ in pairs)
+    numpy = all(isinstance(d, np.ndarray) and isinstance(v, np.ndarray) for d, v in pairs)
+    n = pairs[0][0].shape[0] if pairs and axis > 0 and pairs[0][0].ndim else 0
+    if not numpy or big < _MIN_PARALLEL_BYTES or n < 2:
+        for d, v in pairs:
+            d[...] = v
+        return
+
+    def part(lo, hi):
+        for d, v in pairs:
+            np.copyto(d[lo:hi], v[lo:hi])
+    run_parts(part, n, min_n=2)
 
 
 def _canonical(layer, blob, axis):
@@ -63,13 +87,16 @@ class Concat(Layer):
             start += size
 
     def forward_cpu(self, bottom, top):
-        for b, index in zip(bottom, self._slices()):
-            top[0].data[index] = b.data
+        # each bottom straight into its slice of the top: no temporary
+        _copy_pairs(((top[0].data[index], b.data) for b, index in zip(bottom, self._slices())),
+                    self.axis)
 
     def backward_cpu(self, top, propagate_down, bottom):
-        for b, down, index in zip(bottom, propagate_down, self._slices()):
-            if down:
-                b.diff[...] = top[0].diff[index]
+        # copies into the bottoms' own diff arrays (a view of the top diff would
+        # be overwritten by the next backward and break blob ownership)
+        _copy_pairs(((b.diff, top[0].diff[index])
+                     for b, down, index in zip(bottom, propagate_down, self._slices()) if down),
+                    self.axis)
 
 
 @register("Slice")
@@ -105,13 +132,12 @@ class Slice(Layer):
         return (slice(None),) * self.axis + (slice(self.bounds[i], self.bounds[i + 1]),)
 
     def forward_cpu(self, bottom, top):
-        for i, t in enumerate(top):
-            t.data[...] = bottom[0].data[self._index(i)]
+        _copy_pairs(((t.data, bottom[0].data[self._index(i)]) for i, t in enumerate(top)), self.axis)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            for i, t in enumerate(top):
-                bottom[0].diff[self._index(i)] = t.diff
+            _copy_pairs(((bottom[0].diff[self._index(i)], t.diff) for i, t in enumerate(top)),
+                        self.axis)
 
 
 @register("Split")
@@ -126,13 +152,24 @@ class Split(Layer):
             t.reshape_like(bottom[0])
 
     def forward_cpu(self, bottom, top):
-        for t in top:
-            t.data[...] = bottom[0].data
+        x = bottom[0].data
+        _copy_pairs(((t.data.reshape(-1), x.reshape(-1)) for t in top), 1)
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         diff = bottom[0].diff
+        arrays = [diff] + [t.diff for t in top]
+        if all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays):
+            if len(top) == 1:
+                elementwise(lambda out, a: np.copyto(out, a), *arrays)
+            else:
+                def part(out, a, b, *rest):
+                    np.add(a, b, out=out)
+                    for r in rest:
+                        out += r
+                elementwise(part, *arrays)
+            return
         diff[...] = top[0].diff
         for t in top[1:]:
             diff += t.diff

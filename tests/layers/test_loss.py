@@ -214,3 +214,27 @@ def test_euclidean_loss_gradient_both_bottoms():
 def test_euclidean_loss_shape_mismatch_names_both_shapes():
     with pytest.raises(ShapeError, match=r"\(3, 4\).*\(3, 5\)"):
         make_layer('type: "EuclideanLoss"', [np.zeros((3, 4)), np.zeros((3, 5))])
+
+
+@pytest.mark.parametrize("axis", [1, 0, -1])
+def test_softmax_in_place_matches_out_of_place(axis):
+    from firecaffe.blob import Blob
+    from firecaffe.layers import create_layer
+    from firecaffe.testing import layer_param
+    x = rng.standard_normal((3, 5, 4))
+    dy = rng.standard_normal(x.shape)
+    layer, bottom, top = make_layer(f'type: "Softmax" softmax_param {{ axis: {axis} }}', [x])
+    top[0].diff[...] = dy
+    layer.backward(top, [True], bottom)
+    param = layer_param(f'type: "Softmax" softmax_param {{ axis: {axis} }}')
+    param.name = "inplace"
+    layer2 = create_layer(param, dtype=np.float64)
+    blob = Blob(x.shape, np.float64)
+    blob.data[...] = x
+    layer2.setup([blob], [blob])
+    layer2.forward([blob], [blob])
+    np.testing.assert_allclose(blob.data, _softmax(x, axis), rtol=1e-12)
+    blob.diff[...] = dy
+    layer2.backward([blob], [True], [blob])
+    np.testing.assert_allclose(blob.diff, bottom[0].diff, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(bottom[0].data, x)        # out of place: input untouched

@@ -136,3 +136,76 @@ def test_dropout_rejects_ratio_of_one():
     from firecaffe.errors import FirecaffeError
     with pytest.raises(FirecaffeError, match="'test'.*dropout_ratio"):
         make_layer('type: "Dropout" dropout_param { dropout_ratio: 1.0 }', [np.ones(3)])
+
+
+def _relu_pair(slope, x, dy, inplace, dtype):
+    param = layer_param(f'type: "ReLU" relu_param {{ negative_slope: {slope} }}')
+    param.name = "test"
+    layer = create_layer(param, dtype=dtype)
+    bottom = Blob(x.shape, dtype)
+    bottom.data[...] = x
+    top = bottom if inplace else Blob((), dtype)
+    layer.setup([bottom], [top])
+    layer.forward([bottom], [top])
+    y = top.data.copy()
+    top.diff[...] = dy
+    layer.backward([top], [True], [bottom])
+    return y, bottom.diff.copy(), bottom, top
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.25])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("chunk", [None, 1000])
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk):
+    """Big enough for the chunked, threaded NumPy path (odd size, chunk edges
+    inside rows): exactly the reference formulas, in place or not, with
+    zeros, -0.0, NaN and inf in x and dy."""
+    from firecaffe.layers import neuron
+    if chunk:
+        monkeypatch.setattr(neuron, "_CHUNK", chunk)
+    monkeypatch.setattr(neuron, "_THREADS", 2)
+    gen = np.random.default_rng(4)
+    shape = (3, 7, 101, 131)
+    x = gen.standard_normal(shape).astype(np.float32)
+    dy = gen.standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[::97] = 0.0
+    flat[1::97] = -0.0
+    flat[2::997] = np.nan
+    flat[3::991] = -np.inf
+    dy.reshape(-1)[5::89] = np.inf
+    s = np.float32(slope)
+    with np.errstate(invalid="ignore"):
+        y_ref = np.where(x > 0, x, x * s) if slope else np.maximum(x, 0)
+        # in place the sign comes from y: the same as x's for slope >= 0
+        dx_ref = np.where(x > 0, dy, dy * s) if slope else dy * (x > 0)
+        y, dx, bottom, top = _relu_pair(slope, x, dy, inplace, np.float32)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(y_ref))
+    np.testing.assert_array_equal(dx, dx_ref)
+    if not inplace:
+        np.testing.assert_array_equal(bottom.data, x)      # input untouched
+        np.testing.assert_array_equal(top.diff, dy)        # top diff untouched
+
+
+def test_relu_reuses_blob_arrays():
+    """Forward and backward write into the blobs' own arrays (no rebinding)."""
+    x = away_from_zero((4, 5, 6))
+    layer, bottom, top = make_layer('type: "ReLU"', [x])
+    data, diff = top[0].data, bottom[0].diff
+    layer.forward(bottom, top)
+    top[0].diff[...] = 1.0
+    layer.backward(top, [True], bottom)
+    assert top[0].data is data and bottom[0].diff is diff
+    np.testing.assert_array_equal(diff, (x > 0).astype(float))
+
+
+def test_elementwise_covers_every_element_once(monkeypatch):
+    from firecaffe.layers import neuron
+    monkeypatch.setattr(neuron, "_CHUNK", 7)
+    monkeypatch.setattr(neuron, "_MIN_PARALLEL", 10)
+    monkeypatch.setattr(neuron, "_THREADS", 3)
+    a = np.zeros((5, 11, 3))
+    neuron.elementwise(lambda part: np.add(part, 1, out=part), a)
+    np.testing.assert_array_equal(a, 1.0)

@@ -138,3 +138,49 @@ def test_silence_has_no_tops_and_zeroes_bottom_diffs():
     layer.backward(top, [True, True], bottom)
     for b in bottom:
         np.testing.assert_array_equal(b.diff, 0.0)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 3])
+def test_concat_slice_split_large_threaded(monkeypatch, axis):
+    """Arrays past the threading threshold: Concat writes each bottom into its
+    slice of the top, backward copies into the bottoms' own diff arrays; Slice
+    and Split agree with NumPy; nothing is rebound to views."""
+    from firecaffe.layers import neuron, shape
+    monkeypatch.setattr(neuron, "_THREADS", 2)
+    monkeypatch.setattr(neuron, "_CHUNK", 1000)
+    monkeypatch.setattr(neuron, "_MIN_PARALLEL", 2000)
+    monkeypatch.setattr(shape, "_MIN_PARALLEL_BYTES", 1000)
+    shapes = [[5, 16, 33, 41], [5, 16, 33, 41], [5, 16, 33, 41]]
+    for i, s in enumerate(shapes):
+        s[axis] = 3 + 4 * i
+    xs = [rand(*s, seed=i).astype(np.float32) for i, s in enumerate(shapes)]
+    layer, bottom, top = make_layer(f'type: "Concat" concat_param {{ axis: {axis} }}', xs,
+                                    dtype=np.float32)
+    diffs = [b.diff for b in bottom]
+    layer.forward(bottom, top)
+    np.testing.assert_array_equal(top[0].data, np.concatenate(xs, axis=axis))
+    dy = rand(*top[0].shape, seed=9).astype(np.float32)
+    top[0].diff[...] = dy
+    layer.backward(top, [True, False, True], bottom)
+    parts = np.split(dy, np.cumsum([x.shape[axis] for x in xs])[:-1], axis=axis)
+    for b, d, part, down in zip(bottom, diffs, parts, [True, False, True]):
+        assert b.diff is d and not np.shares_memory(b.diff, top[0].diff)
+        np.testing.assert_array_equal(b.diff, part if down else 0)
+
+    points = " ".join(f"slice_point: {p}" for p in np.cumsum([x.shape[axis] for x in xs])[:-1])
+    sl, sb, st = make_layer(f'type: "Slice" slice_param {{ axis: {axis} {points} }}',
+                            [top[0].data], dtype=np.float32, num_top=3)
+    sl.forward(sb, st)
+    for t, x in zip(st, xs):
+        np.testing.assert_array_equal(t.data, x)
+        t.diff[...] = x * 2
+    sl.backward(st, [True], sb)
+    np.testing.assert_array_equal(sb[0].diff, top[0].data * 2)
+
+    sp, pb, pt = make_layer('type: "Split"', [xs[0]], dtype=np.float32, num_top=3)
+    sp.forward(pb, pt)
+    for k, t in enumerate(pt):
+        np.testing.assert_array_equal(t.data, xs[0])
+        t.diff[...] = xs[0] * (k + 1)
+    sp.backward(pt, [True], pb)
+    np.testing.assert_array_equal(pb[0].diff, pt[0].diff + pt[1].diff + pt[2].diff)
