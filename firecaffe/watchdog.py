@@ -33,10 +33,11 @@ GRACE_SECONDS = 1.0        # a rank other than worker 0 waits this long so that 
 
 # The watcher: reads the pipe until EOF, keeps the last line, speaks unless told "bye".
 # It runs in a process group of its own, so the launcher's clean-up (which kills each
-# rank's group) cannot silence it; of the watchers on a node only the first to see its
-# rank end speaks (an O_EXCL claim file), since the launcher then kills the others.
+# rank's group) cannot silence it. When one rank dies the launcher kills the others, so
+# every watcher on the node sees its rank end: each notes the moment it did (before any
+# other work), waits a little, and only the watcher whose rank ended first speaks.
 _WATCHER = r"""
-import os, sys
+import glob, os, sys, time
 fd, who, claim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 data = b""
 while True:
@@ -47,11 +48,21 @@ while True:
     if not chunk:
         break
     data = (data + chunk)[-4096:]
+ended = time.monotonic()
 lines = [l for l in data.decode("utf-8", "replace").split("\n") if l]
 if not lines or lines[-1] != "bye":
-    try:
-        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except OSError:
+    mine = f"{claim}.{os.getpid()}"
+    with open(mine, "w") as f:
+        f.write(repr(ended))
+    time.sleep(0.5)
+    times = []
+    for path in glob.glob(claim + ".*"):
+        try:
+            with open(path) as f:
+                times.append((float(f.read()), path))
+        except (OSError, ValueError):
+            pass
+    if times and min(times)[1] != mine:
         sys.exit(0)
     last = f"; its last sign of life: {lines[-1]}" if lines else ""
     sys.stderr.write(f"firecaffe: {who} died without a message (killed by a signal: "
