@@ -17,7 +17,7 @@
 #   SIZES        message sizes when no NET is given (default 4K,64K,1M,4M,16M,64M)
 #   REPEATS      timed calls per point (default 10); WARMUP untimed ones (default 2)
 #   MPIEXEC      launcher, called as "$MPIEXEC -n P ..." (default: mpiexec; srun in scaling.sbatch)
-#   BENCH        the bench command (default "firecaffe bench"; e.g. "python -m firecaffe.bench.cli")
+#   BENCH        the bench command (default "firecaffe bench"; e.g. "python -m firecaffe bench")
 #   OMP_NUM_THREADS  BLAS threads per rank (default 1: ranks usually outnumber cores)
 set -euo pipefail
 

@@ -4,7 +4,6 @@ Attached to the main command with ``cli.add_command(bench)``; also runs alone:
 ``mpiexec -n 8 python -m firecaffe.bench.cli comm --sizes 4K,16M``.
 """
 import json
-import sys
 
 import click
 
@@ -199,32 +198,3 @@ def report(folder, out, no_fit, min_ranks):
     text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks)
     if not out:
         click.echo(text)
-
-
-def _fail(message):
-    """Print ``message`` as the main command does; under MPI, name the rank and abort the job."""
-    import importlib
-    world = importlib.import_module("firecaffe.mpi_util").world()
-    where = f"rank {world.Get_rank()} of {world.Get_size()}: " if world is not None and world.Get_size() > 1 else ""
-    click.echo(f"firecaffe: {where}error: {message}", err=True)
-    sys.stderr.flush()
-    if where:
-        world.Abort(1)
-    sys.exit(1)
-
-
-def main(argv=None):
-    """Run ``bench`` alone, with the main command's error handling."""
-    try:
-        bench.main(args=argv, prog_name="firecaffe bench", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except FirecaffeError as exc:
-        _fail(str(exc))
-
-
-if __name__ == "__main__":
-    main()
