@@ -23,6 +23,10 @@ from . import Layer, register
 # Output positions per sample from which per-sample (batched) GEMMs beat one
 # whole-batch GEMM plus a transpose (measured with benchmarks/conv_cpu.py).
 BATCH_MAJOR_MIN_POSITIONS = 4096
+# Batch-major weight gradients: above this size (bytes) the per-sample products
+# (num, Cout, Cin*K) are summed one by one instead of stacked and reduced (for
+# SqueezeNet's conv10 the stack is 65 MB and costs ~1.5x the GEMMs themselves).
+STACKED_WEIGHT_GRAD_MAX_BYTES = 8 << 20
 
 
 def _per_axis(layer, p, name, n_spatial, default):
@@ -157,7 +161,14 @@ class _ConvolutionBase(Layer):
         if batch_major:
             dy4 = dy3.reshape(num, g, -1, length)
             col4 = col.reshape(num, g, -1, length)
-            wdiff += np.matmul(dy4, col4.swapaxes(-1, -2)).sum(axis=0)
+            if num * wdiff.nbytes <= STACKED_WEIGHT_GRAD_MAX_BYTES:
+                wdiff += np.matmul(dy4, col4.swapaxes(-1, -2)).sum(axis=0)
+            else:
+                acc = np.matmul(dy4[0], col4[0].swapaxes(-1, -2))
+                tmp = np.empty_like(acc)
+                for n in range(1, num):
+                    acc += np.matmul(dy4[n], col4[n].swapaxes(-1, -2), out=tmp)
+                wdiff += acc
         else:
             dy4 = np.ascontiguousarray(dy3.transpose(1, 0, 2)).reshape(g, -1, num * length)
             col4 = col.reshape(g, -1, num * length)

@@ -175,3 +175,30 @@ def test_deconvolution_matches_torch_and_gradient(params):
         padding=(list(p.pad) or [0])[0], dilation=(list(p.dilation) or [1])[0], groups=p.group).numpy()
     np.testing.assert_allclose(top[0].data, expect, rtol=1e-10, atol=1e-10)
     check_gradient(layer, bottom, top)
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("Convolution", "num_output: 6 kernel_size: 1"),
+    ("Convolution", "num_output: 6 kernel_size: 3 group: 2 pad: 1"),
+    ("Deconvolution", "num_output: 4 kernel_size: 3 group: 2 stride: 2"),
+])
+def test_weight_gradient_summed_per_sample_matches_stacked(kind, params, monkeypatch):
+    """Large batch-major weight gradients are summed one sample at a time."""
+    monkeypatch.setattr(conv, "BATCH_MAJOR_MIN_POSITIONS", 0)
+    diffs, weights = [], None
+    for limit in (10**12, 0):                     # stacked, then summed per sample
+        monkeypatch.setattr(conv, "STACKED_WEIGHT_GRAD_MAX_BYTES", limit)
+        layer, bottom, top = make_layer(conv_text(params, kind), [rand(3, 4, 5, 5)])
+        if weights is None:
+            weights = [b.data.copy() for b in layer.blobs]
+        for blob, w in zip(layer.blobs, weights):
+            blob.data[...] = w
+        layer.forward(bottom, top)
+        top[0].diff[...] = rand(*top[0].shape, seed=3)
+        layer.blobs[0].diff[...] = 1.0            # accumulates onto what is there
+        layer.backward(top, [True], bottom)
+        diffs.append((layer.blobs[0].diff.copy(), bottom[0].diff.copy()))
+    np.testing.assert_allclose(diffs[1][0], diffs[0][0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(diffs[1][1], diffs[0][1])
+    if kind == "Convolution":
+        check_gradient(layer, bottom, top)
