@@ -6,7 +6,6 @@ through ``self.sync`` (see firecaffe/parallel.py): it sums gradients across
 ranks while backward runs, or, for a parameter server, replaces the local
 update with a push of gradients and a pull of fresh weights.
 """
-import math
 import os
 import time
 from collections import deque
@@ -120,7 +119,6 @@ class Solver:
                     loss += self._forward_backward()
                 loss /= max(1, p.iter_size)
                 divergence.check_step(self, loss)      # names the iteration, layer (and rank)
-                self._check_finite(loss)
                 self._update_smoothed_loss(loss)
                 if display and not self.quiet:
                     now = time.perf_counter()
@@ -167,14 +165,6 @@ class Solver:
     def _update_smoothed_loss(self, loss):
         self.losses.append(loss)
         self.smoothed_loss = sum(self.losses) / len(self.losses)
-
-    def _check_finite(self, loss):
-        if math.isfinite(loss):
-            return
-        last = getattr(self, "last_snapshot", None)
-        kept = f"; the last snapshot, {last}, is kept" if last else "; no snapshot was taken before it"
-        raise FirecaffeError(f"Iteration {self.iter}: the loss is {loss}; training stopped (diverged){kept}. "
-                             "Try a lower base_lr or clip_gradients.")
 
     def solve(self, resume_file=None):
         if resume_file:
