@@ -54,7 +54,6 @@ def _per_axis(layer, p, name, n_spatial, default):
 class _ConvolutionBase(Layer):
     min_num_bottom = 1
     min_num_top = 1
-    learnable = True
     transposed = False   # Deconvolution: the conv direction runs from top to bottom
 
     def layer_setup(self, bottom, top):
@@ -155,7 +154,7 @@ class _ConvolutionBase(Layer):
 
     def _gemm_backward(self, col, batch_major, dy3, weight_diff, dx, slot):
         """weight_diff += dy * col^T; dx (num, Cin, *big) = col2im(W^T * dy) when given."""
-        g, (num, cout, length) = self.group, dy3.shape
+        g, (num, _, length) = self.group, dy3.shape
         big, small, w3 = self._geometry()
         wdiff = weight_diff.reshape(w3.shape)
         if batch_major:
