@@ -54,8 +54,7 @@ def test(model, weights, iterations, phase, cpu, gpu):
     if not weights:
         LOGGER.warning("no --weights given: testing the net's initial (random) weights")
     totals, loss = {}, 0.0
-    weights_of = {b.name: w for layer, top in zip(net.layers, net.top_vecs)
-                  for b, w in zip(top, layer.loss_weights) if w}
+    weights_of = net.loss_weights_by_blob()
     for i in range(iterations):
         loss += net.forward_range()
         for name in net.outputs:

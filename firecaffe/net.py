@@ -248,6 +248,11 @@ class Net:
         self.backward_range(grad_ready=grad_ready)
         return loss
 
+    def loss_weights_by_blob(self):
+        """{blob name: loss weight} for the tops that carry a loss weight."""
+        return {blob.name: weight for layer, top in zip(self.layers, self.top_vecs)
+                for blob, weight in zip(top, layer.loss_weights) if weight}
+
     def clear_param_diffs(self):
         self.diff_arena[...] = 0
 

@@ -16,13 +16,13 @@ speedup / p. Computation and communication are not overlapped (an upper bound
 on time, as in FireCaffe's analysis).
 """
 import functools
-import json
 import math
 import re
 
 import click
 
 from .bench import model
+from .bench.report import read_json
 from .errors import FirecaffeError
 
 DEFAULT_BANDWIDTH = "10GB/s"
@@ -92,13 +92,7 @@ def parse_workers(text):
 
 def load_profile(path):
     """A machine profile written by ``firecaffe bench fit --out``."""
-    try:
-        with open(path) as handle:
-            profile = json.load(handle)
-    except OSError as exc:
-        raise FirecaffeError(f"cannot read profile {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise FirecaffeError(f"profile {path} is not JSON: {exc}") from None
+    profile = read_json(path, "profile")
     return model.check_profile(profile, str(path))
 
 

@@ -10,15 +10,20 @@ from .comm import VERSION, add_ratios, human_bytes
 REQUIRED_KEYS = ("comm", "bytes", "ranks", "median_s")
 
 
-def load_records(path):
-    """The records of one ``bench comm --json`` file, checked for version and keys."""
+def read_json(path, what):
+    """The JSON in ``path``; a FirecaffeError naming ``what`` and the path if unreadable."""
     try:
         with open(path) as handle:
-            data = json.load(handle)
+            return json.load(handle)
     except OSError as exc:
-        raise FirecaffeError(f"cannot read results {path}: {exc.strerror}") from None
+        raise FirecaffeError(f"cannot read {what} {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise FirecaffeError(f"results {path} are not JSON: {exc}") from None
+        raise FirecaffeError(f"{what} file {path} is not JSON: {exc}") from None
+
+
+def load_records(path):
+    """The records of one ``bench comm --json`` file, checked for version and keys."""
+    data = read_json(path, "results")
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise FirecaffeError(f"results {path}: expected a JSON list of records from `firecaffe bench comm --json`")
     for index, record in enumerate(data):

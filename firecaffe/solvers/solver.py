@@ -203,7 +203,7 @@ class Solver:
 
     def _log_outputs(self, net, kind, values):
         k = 0
-        weights = _output_loss_weights(net)
+        weights = net.loss_weights_by_blob()
         for name, value in zip(net.outputs, values):
             for v in np.ravel(backend.to_host(value)):
                 w = weights.get(name, 0.0)
@@ -248,15 +248,6 @@ def share_weights(test_net, train_net):
                 raise FirecaffeError(f"layer '{layer.name}': test net blob shape {blob.shape} differs "
                                      f"from the train net's {src.shape}")
             blob.data = src.data
-
-
-def _output_loss_weights(net):
-    weights = {}
-    for layer, top in zip(net.layers, net.top_vecs):
-        for blob, w in zip(top, layer.loss_weights):
-            if w:
-                weights[blob.name] = w
-    return weights
 
 
 def _per_element(net, values, xp):
