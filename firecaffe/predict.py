@@ -22,7 +22,6 @@ import re
 import click
 
 from .bench import model
-from .bench.report import read_json
 from .errors import FirecaffeError
 
 DEFAULT_BANDWIDTH = "10GB/s"
@@ -92,7 +91,7 @@ def parse_workers(text):
 
 def load_profile(path):
     """A machine profile written by ``firecaffe bench fit --out``."""
-    profile = read_json(path, "profile")
+    profile = model.read_json(path, "profile")
     return model.check_profile(profile, str(path))
 
 

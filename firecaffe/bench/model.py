@@ -49,6 +49,7 @@ The other bound, all ranks' work spread over the C cores, is 1/C of
 is never less than that, term by term, so the busiest rank decides; with
 P <= C the uncontended formulas hold.
 """
+import json
 import math
 
 import numpy as np
@@ -161,6 +162,17 @@ def default_cores(records):
     import platform
     hosts = {record.get("host") for record in records}
     return os.cpu_count() if records and hosts == {platform.node()} else None
+
+
+def read_json(path, what):
+    """The JSON in ``path``; a FirecaffeError naming ``what`` and the path if unreadable."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise FirecaffeError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise FirecaffeError(f"{what} file {path} is not JSON: {exc}") from None
 
 
 def check_profile(profile, source="profile"):

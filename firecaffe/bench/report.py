@@ -1,24 +1,13 @@
 """Read benchmark results, check them, and turn a sweep folder into Markdown tables and figures."""
-import json
 import os
 from pathlib import Path
 
 from ..errors import FirecaffeError
 from . import model
+from .model import read_json
 from .comm import VERSION, add_ratios, human_bytes
 
 REQUIRED_KEYS = ("comm", "bytes", "ranks", "median_s")
-
-
-def read_json(path, what):
-    """The JSON in ``path``; a FirecaffeError naming ``what`` and the path if unreadable."""
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except OSError as exc:
-        raise FirecaffeError(f"cannot read {what} {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise FirecaffeError(f"{what} file {path} is not JSON: {exc}") from None
 
 
 def load_records(path):
