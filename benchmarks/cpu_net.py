@@ -20,10 +20,13 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+# firecaffe before numpy, as in the `firecaffe` command: it sets OpenBLAS's thread
+# timeout, which only works before numpy loads OpenBLAS (firecaffe/__init__.py)
+import firecaffe                                 # noqa: E402,F401
+import numpy as np                               # noqa: E402
 
 from firecaffe.net import Net                    # noqa: E402
 from firecaffe.proto import caffe_pb2, io        # noqa: E402
@@ -171,7 +174,8 @@ def main():
                   f"threads={info.get('num_threads')}")
     except ImportError:
         pass
-    print(f"numpy {np.__version__}, cpu_count {os.cpu_count()}")
+    print(f"numpy {np.__version__}, cpu_count {os.cpu_count()}, "
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(default)')}")
     param = build_param(args.net, args.batch, args.size)
     net = make_firecaffe(param)
 
