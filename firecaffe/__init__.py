@@ -11,13 +11,14 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
-# OpenBLAS's idle threads spin for about 2^28 cycles after every GEMM; on a machine
-# with few cores they then steal the CPU from the NumPy passes that follow a
-# convolution (pooling, ReLU, im2col), up to 1.5x slower. 2^4 cycles makes them sleep
-# at once. Only takes effect when numpy was not loaded before firecaffe; a value the
-# user set wins. See docs/performance.md.
+# OpenBLAS's idle threads spin for about 2^28 cycles (~0.1 s) after every GEMM; on a
+# machine with few cores they then steal the CPU from the NumPy passes that follow a
+# convolution (pooling, ReLU, im2col), up to 1.5x slower. 2^14 cycles (a few us) still
+# bridges the back-to-back per-sample GEMMs of one layer; 2^4 (sleep at once) makes
+# every GEMM wake its threads and was slower (docs/performance.md). Only takes effect
+# when numpy was not loaded before firecaffe; a value the user set wins.
 if "numpy" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
 from .backend import seed as set_random_seed, set_mode_cpu, set_mode_gpu  # noqa: E402
 from .errors import FirecaffeError  # noqa: E402

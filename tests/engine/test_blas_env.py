@@ -14,7 +14,7 @@ def _run(code, **env):
 
 
 def test_timeout_set_when_firecaffe_comes_first():
-    assert _run(CODE) == "4"
+    assert _run(CODE) == "14"
 
 
 def test_user_value_wins():
