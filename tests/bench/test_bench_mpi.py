@@ -50,16 +50,19 @@ def test_bench_comm_on_4_ranks_writes_valid_records(tmp_path):
 
 def growth(records, comm):
     median = {r["ranks"]: r["median_s"] for r in records if r["comm"] == comm}
-    return median[8] / median[2]
+    return median[8] / median[4]
 
 
 def test_ps_time_grows_faster_with_ranks_than_tree(tmp_path):
-    # 4 MB: bandwidth-bound (milliseconds against microseconds of latency) yet quick. 8 workers + 1
-    # server on 2 shared cores is noisy, so a failed comparison is measured again (up to 3 runs).
+    # From 4 to 8 workers at 16 MB: out of the cache and bandwidth-bound, and on this 2-core
+    # machine both strategies are contended at both counts (from 2 ranks it would compare an
+    # uncontended tree, 2 processes, with a contended ps, 2 workers + 1 server). The model says
+    # ps grows 3.6x and tree 3.0x; measured 4.4-5.0x against 3.0-3.1x (docs/scaling.md).
+    # Shared cores are noisy, so a failed comparison is measured again (up to 3 runs).
     out = tmp_path / "growth.json"
     for attempt in range(3):
-        code, _, stderr = run(9, [*bench_module(), "comm", "--comm", "tree,ps", "--sizes", "4M",
-                                  "--ranks", "2,8", "--repeats", "7", "--quiet", "--json", out], timeout=90)
+        code, _, stderr = run(9, [*bench_module(), "comm", "--comm", "tree,ps", "--sizes", "16M",
+                                  "--ranks", "4,8", "--repeats", "5", "--quiet", "--json", out], timeout=120)
         assert code == 0, stderr
         records = json.loads(out.read_text())
         if growth(records, "ps") > growth(records, "tree"):
