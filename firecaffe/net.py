@@ -15,7 +15,7 @@ import numpy as np
 
 from . import backend, gpu_errors, graph
 from .blob import Blob, shape_str
-from .errors import FirecaffeError, PrototxtError
+from .errors import DataError, FirecaffeError, PrototxtError
 from .layers import LAYERS, create_layer
 from .proto import io
 
@@ -205,9 +205,34 @@ class Net:
     def forward_layer(self, i):
         try:
             return self.layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
+        except DataError as exc:
+            where = self.sample_origin(i, getattr(exc, "blob", None), getattr(exc, "sample", None))
+            if where is None:
+                raise
+            raise DataError(f"{exc} (that sample comes from {where})") from None
         except Exception as exc:
             gpu_errors.reraise_oom(exc, self, self.layers[i])
             raise
+
+    def sample_origin(self, i, blob, sample):
+        """Where sample ``sample`` of ``blob`` (a bottom of layer i) was read from, as the
+        data layer that produced it describes it (through Split copies); None if unknown."""
+        if blob is None or sample is None:
+            return None
+        for j in range(i - 1, -1, -1):
+            tops = self.top_vecs[j]
+            if not any(t is blob for t in tops):
+                continue
+            layer = self.layers[j]
+            if hasattr(layer, "describe_sample"):
+                return layer.describe_sample(sample)
+            if layer.type == "Split" and self.bottom_vecs[j]:
+                blob = self.bottom_vecs[j][0]
+                continue
+            if any(b is blob for b in self.bottom_vecs[j]):
+                continue            # in place: keep looking for the producer
+            return None
+        return None
 
     def backward_layer(self, i):
         """Seed loss tops with their loss weights, then run layer i's backward if needed."""

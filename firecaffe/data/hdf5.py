@@ -106,6 +106,11 @@ class HDF5Source:
             return np.concatenate(parts)
         return epoch_order
 
+    def locate(self, index):
+        """(file, row) of sample ``index``."""
+        f = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.files[f], int(index - self.offsets[f])
+
     def read(self, indices, outs):
         """Fill ``outs[name][k]`` with sample ``indices[k]`` of each dataset."""
         indices = np.asarray(indices, dtype=np.int64)

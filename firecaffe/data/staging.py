@@ -83,12 +83,14 @@ class Stager:
             blob.data[...] = device
         self.taken = stream.record()
         layer.cursor.next()
+        layer.batch_indices = indices
         return True
 
     def stage(self, layer, bottom):
         """Read the next batch into the pinned buffers and start copying it to the device."""
         cursor, gen = layer.cursor, backend.rng()
         position, indices = cursor.position, cursor.peek()
+        in_tops = getattr(layer, "batch_indices", None)     # forward_cpu below reads the next batch
         before = gen.bit_generator.state
         mine = copy.deepcopy(gen)
         self._wait_copied()
@@ -100,6 +102,7 @@ class Stager:
         finally:
             backend._rng["gen"] = gen
             cursor.position = position
+            layer.batch_indices = in_tops
         after = mine.bit_generator.state
         if self.taken is not None:
             self.stream.wait_event(self.taken)

@@ -100,7 +100,11 @@ class Layer:
 
     def fail(self, message, error=ShapeError):
         """Raise an error that names this layer."""
-        raise error(f"layer '{self.name}' ({self.type}): {message}")
+        raise self.error(message, error)
+
+    def error(self, message, error=ShapeError):
+        """The error ``fail`` raises, for callers that attach more to it."""
+        return error(f"layer '{self.name}' ({self.type}): {message}")
 
     def make_blob(self, shape, filler=None):
         """A new parameter blob of ``shape``, filled by the FillerParameter ``filler``."""

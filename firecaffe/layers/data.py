@@ -108,6 +108,16 @@ class _SourceLayer(Layer):
     is_data = True
     exact_num_bottom = 0
     shard = (0, 1)
+    batch_indices = None        # source indices of the batch in the tops (for error messages)
+
+    def describe_sample(self, n):
+        """Where sample ``n`` of the batch in the tops came from, or None."""
+        if self.batch_indices is None or not 0 <= n < len(self.batch_indices):
+            return None
+        return self._describe_index(int(self.batch_indices[n]))
+
+    def _describe_index(self, index):
+        return None
 
     def _batch_size(self, p, what):
         if p.batch_size <= 0:
@@ -172,8 +182,13 @@ class HDF5Data(_SourceLayer):
         for blob, name in zip(top, self.names):
             blob.reshape((self.batch_size,) + self.source.shapes[name])
 
+    def _describe_index(self, index):
+        path, row = self.source.locate(index)
+        return f"{path}, row {row}"
+
     def forward_cpu(self, bottom, top):
         indices = self.cursor.next()
+        self.batch_indices = indices
         hosts = {name: self._host(blob) for name, blob in zip(self.names, top)}
         try:
             self.source.read(indices, hosts)
@@ -228,9 +243,18 @@ class Data(_SourceLayer):
 
     forward_gpu = staged_forward
 
+    def _describe_index(self, index):
+        try:
+            key = self.source.read([index])[0][0]
+        except DataError:
+            return f"{self.param.data_param.source}, record number {index}"
+        return f"{self.param.data_param.source}, record {record_name(key)} (number {index})"
+
     def _load(self, top):
         source = self.param.data_param.source
-        records = self.source.read(self.cursor.next())
+        indices = self.cursor.next()
+        self.batch_indices = indices
+        records = self.source.read(indices)
         images, labels = [], np.empty(self.batch_size, dtype=top[0].dtype)
         for i, (key, value) in enumerate(records):
             datum = parse_datum(value, key, source)

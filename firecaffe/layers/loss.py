@@ -51,9 +51,15 @@ def _labels(layer, bottom, outer, classes, inner, ignore):
     valid = labels != ignore if ignore is not None else xp.ones(labels.shape, bool)
     bad = valid & ((labels < 0) | (labels >= classes))
     if bool(bad.any()):
-        value = float(bottom[1].data.reshape(outer, inner)[bad][0])
-        layer.fail(f"label {value:g} is outside the {classes} classes [0, {classes})"
-                   + (f" and is not ignore_label {ignore}" if ignore is not None else ""), DataError)
+        flat = bottom[1].data.reshape(-1)
+        position = int(xp.flatnonzero(bad.reshape(-1))[0])
+        per_sample = max(1, bottom[1].count // max(1, bottom[1].shape[0])) if bottom[1].ndim else 1
+        sample = position // per_sample
+        exc = layer.error(f"label {float(flat[position]):g} of sample {sample} in the batch is outside "
+                          f"the {classes} classes [0, {classes})"
+                          + (f" and is not ignore_label {ignore}" if ignore is not None else ""), DataError)
+        exc.blob, exc.sample = bottom[1], sample      # the net names the record (Net.forward_layer)
+        raise exc
     return xp.where(valid, labels, 0), valid
 
 

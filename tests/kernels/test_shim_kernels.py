@@ -193,7 +193,7 @@ def test_softmax_loss_gpu_ops_match_cpu(ops_on_shim, loss_param, spatial, dtype)
 def test_softmax_loss_bad_label_is_a_data_error(ops_on_shim):
     scores, labels = np.zeros((2, 3)), np.array([1.0, 3.0])
     layer, bottom, top = make_layer("type: 'SoftmaxWithLoss'", [scores, labels])
-    with pytest.raises(DataError, match="label 3 is outside the 3 classes"):
+    with pytest.raises(DataError, match="label 3 of sample 1 in the batch is outside the 3 classes"):
         ops_on_shim.softmax_loss_forward_gpu(layer, bottom, top)
 
 

@@ -314,3 +314,59 @@ def test_data_leveldb_and_missing_source_are_data_errors(db, tmp_path):
                    num_top=1)
     with pytest.raises(DataError, match="nope_lmdb"):
         lmdb_layer(tmp_path / "nope_lmdb")
+
+
+# --- a bad label names the record it came from --------------------------------------
+
+def _net_text(data_layer_text, with_accuracy):
+    accuracy = ('layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" }'
+                if with_accuracy else "")
+    return f"""name: "bad_label"
+{data_layer_text}
+layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param {{ num_output: 10 }} }}
+{accuracy}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
+"""
+
+
+@pytest.mark.parametrize("with_accuracy", [False, True])    # with Accuracy the label goes through a Split
+def test_bad_label_names_hdf5_file_and_row(tmp_path, with_accuracy):
+    from firecaffe.net import Net
+    paths = []
+    for f in range(2):
+        labels = np.arange(6, dtype=np.float64) % 10
+        if f == 1:
+            labels[4] = 42                     # global sample 10: batch 2 (samples 8..11), sample 2
+        path = tmp_path / f"part{f}.h5"
+        with h5py.File(path, "w") as h:
+            h["data"] = np.zeros((6, 1, 2, 2))
+            h["label"] = labels
+        paths.append(str(path))
+    (tmp_path / "list.txt").write_text("\n".join(paths) + "\n")
+    text = _net_text(f'layer {{ name: "data" type: "HDF5Data" top: "data" top: "label" '
+                     f'hdf5_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 4 }} }}', with_accuracy)
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    net = Net(str(path), phase="TRAIN", dtype=np.float64)
+    net.forward()
+    net.forward()
+    with pytest.raises(DataError) as info:
+        net.forward()
+    message = str(info.value)
+    assert "label 42 of sample 2 in the batch is outside the 10 classes" in message
+    assert f"that sample comes from {paths[1]}, row 4" in message
+
+
+def test_bad_label_names_lmdb_record(tmp_path):
+    from firecaffe.net import Net
+    labels = np.array([0, 1, 2, 3, 4, 77, 6, 7])
+    write_lmdb(tmp_path / "db", np.zeros((8, 1, 2, 2), dtype=np.uint8), labels)
+    text = _net_text(f'layer {{ name: "data" type: "Data" top: "data" top: "label" '
+                     f'data_param {{ source: "{tmp_path / "db"}" batch_size: 4 }} }}', False)
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    net = Net(str(path), phase="TRAIN", dtype=np.float64)
+    net.forward()
+    with pytest.raises(DataError, match=r"label 77 of sample 1 in the batch .* \(that sample comes from "
+                                        r".*db, record '?00000005'? \(number 5\)\)"):
+        net.forward()

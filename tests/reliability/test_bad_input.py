@@ -45,7 +45,9 @@ CASES = {
                                        "not a readable HDF5 file (Unable to synchronously open file (truncated file"),
     "no_dataset.prototxt": ("train", "no_dataset.prototxt:2: layer 'data' (HDF5Data): tests/bad_input/no_dataset.h5: "
                                      "no dataset 'data' (the file holds: images, label)"),
-    "label_out_of_range.prototxt": ("train", "layer 'loss' (SoftmaxWithLoss): label 12 is outside the 10 classes"),
+    "label_out_of_range.prototxt": ("train", "layer 'loss' (SoftmaxWithLoss): label 12 of sample 3 in the batch is "
+                                             "outside the 10 classes [0, 10) (that sample comes from "
+                                             "tests/bad_input/label_out_of_range.h5, row 3)"),
     "solver_unknown_field.prototxt": ("train", "solver_unknown_field.prototxt:2:1: Message type "
                                                "\"caffe.SolverParameter\" has no field named \"base_lrr\""),
     "solver_syntax_error.prototxt": ("train", "solver_syntax_error.prototxt:2:15"),
