@@ -318,6 +318,14 @@ def test_data_leveldb_and_missing_source_are_data_errors(db, tmp_path):
 
 # --- a bad label names the record it came from --------------------------------------
 
+def _bad_label_net(tmp_path, data_layer_text, with_accuracy=False):
+    """A net (data -> InnerProduct -> SoftmaxWithLoss [+ Accuracy]) over ``data_layer_text``."""
+    from firecaffe.net import Net
+    path = tmp_path / "net.prototxt"
+    path.write_text(_net_text(data_layer_text, with_accuracy))
+    return Net(str(path), phase="TRAIN", dtype=np.float64)
+
+
 def _net_text(data_layer_text, with_accuracy):
     accuracy = ('layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" }'
                 if with_accuracy else "")
@@ -331,7 +339,6 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: 
 
 @pytest.mark.parametrize("with_accuracy", [False, True])    # with Accuracy the label goes through a Split
 def test_bad_label_names_hdf5_file_and_row(tmp_path, with_accuracy):
-    from firecaffe.net import Net
     paths = []
     for f in range(2):
         labels = np.arange(6, dtype=np.float64) % 10
@@ -343,11 +350,9 @@ def test_bad_label_names_hdf5_file_and_row(tmp_path, with_accuracy):
             h["label"] = labels
         paths.append(str(path))
     (tmp_path / "list.txt").write_text("\n".join(paths) + "\n")
-    text = _net_text(f'layer {{ name: "data" type: "HDF5Data" top: "data" top: "label" '
-                     f'hdf5_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 4 }} }}', with_accuracy)
-    path = tmp_path / "net.prototxt"
-    path.write_text(text)
-    net = Net(str(path), phase="TRAIN", dtype=np.float64)
+    net = _bad_label_net(tmp_path, f'layer {{ name: "data" type: "HDF5Data" top: "data" top: "label" '
+                         f'hdf5_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 4 }} }}',
+                         with_accuracy)
     net.forward()
     net.forward()
     with pytest.raises(DataError) as info:
@@ -358,14 +363,10 @@ def test_bad_label_names_hdf5_file_and_row(tmp_path, with_accuracy):
 
 
 def test_bad_label_names_lmdb_record(tmp_path):
-    from firecaffe.net import Net
     labels = np.array([0, 1, 2, 3, 4, 77, 6, 7])
     write_lmdb(tmp_path / "db", np.zeros((8, 1, 2, 2), dtype=np.uint8), labels)
-    text = _net_text(f'layer {{ name: "data" type: "Data" top: "data" top: "label" '
-                     f'data_param {{ source: "{tmp_path / "db"}" batch_size: 4 }} }}', False)
-    path = tmp_path / "net.prototxt"
-    path.write_text(text)
-    net = Net(str(path), phase="TRAIN", dtype=np.float64)
+    net = _bad_label_net(tmp_path, f'layer {{ name: "data" type: "Data" top: "data" top: "label" '
+                         f'data_param {{ source: "{tmp_path / "db"}" batch_size: 4 }} }}')
     net.forward()
     with pytest.raises(DataError, match=r"label 77 of sample 1 in the batch .* \(that sample comes from "
                                         r".*db, record '?00000005'? \(number 5\)\)"):
