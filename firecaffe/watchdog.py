@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 TAG_ARRIVAL = 31
-GRACE_SECONDS = 1.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
+GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
 
 # The watcher: reads the pipe until EOF, keeps the last line, speaks unless told "bye".
 # It runs in a process group of its own, so the launcher's clean-up (which kills each
@@ -218,7 +218,12 @@ class StallWatchdog:
         disarm()
         if self.rank != 0:
             time.sleep(GRACE_SECONDS)
-        self.world.Abort(3)
+        try:
+            self.world.Abort(3)
+        finally:
+            # MPICH's MPI_Abort can return when another thread of this rank is inside a
+            # blocking collective (--bucket-mb); never go back to the loop and report again
+            os._exit(3)
 
 
 def install(sync, stall_timeout):

@@ -5,6 +5,8 @@ On world rank RANK, at iteration ITER:
   kill        SIGKILL itself just before the gradient reduction (mid-iteration)
   kill-mid    SIGKILL itself inside the reduction, after its second MPI call (mid-collective)
   sleep:S     sleep S seconds before the reduction (a stall)
+  sleep-fwd:S sleep S seconds before forward (a stall while the others' backward, and with
+              --bucket-mb their bucket reductions, already run)
   nan-grad    put a NaN into layer ip1's weight gradient after backward
   kill-server on a parameter server rank: SIGKILL itself after summing ITER pushes
   raise-server on a parameter server rank: raise a RuntimeError after summing ITER pushes
@@ -86,6 +88,8 @@ original_forward_backward = parallel.DataParallel.forward_backward
 
 
 def forward_backward(self, net):
+    if ME == RANK and KIND.startswith("sleep-fwd:") and self.solver.iter == ITER:
+        time.sleep(float(KIND.split(":")[1]))
     loss = original_forward_backward(self, net)
     if ME == RANK and KIND == "nan-grad" and self.solver.iter == ITER:
         net.layer_dict["ip1"].blobs[0].diff[0] = float("nan")
