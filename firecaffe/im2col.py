@@ -62,21 +62,12 @@ def valid_ranges(offsets, in_shape, out_shape, pad, stride, dilation):
     return result
 
 
-def _split_view(col, shape):
-    """``col`` reshaped to ``shape`` as a view (col may be a row slice of a larger
-    buffer: splitting its axes never needs a copy, and a copy would lose the writes)."""
-    view = col.reshape(shape)
-    if view.size and not np.may_share_memory(view, col):
-        raise ValueError(f"column buffer {col.shape} with strides {col.strides} cannot be viewed as {shape}")
-    return view
-
-
 def _col_view(col, shape, kernel, out_shape, batch_major):
     n, c = shape[:2]
     if batch_major:
-        return _split_view(col, (n, c) + tuple(kernel) + tuple(out_shape))
+        return col.reshape((n, c) + tuple(kernel) + tuple(out_shape))
     d = len(kernel)
-    view = _split_view(col, (c,) + tuple(kernel) + (n,) + tuple(out_shape))
+    view = col.reshape((c,) + tuple(kernel) + (n,) + tuple(out_shape))
     return view.transpose((d + 1, 0) + tuple(range(1, d + 1)) + tuple(range(d + 2, 2 * d + 2)))
 
 
