@@ -91,14 +91,6 @@ def _chunks(num, col_elements_per_sample):
     return [(a, min(a + step, num)) for a in range(0, num, step)]
 
 
-def _conv_geometry(layer):
-    """(big, small, w3): big/small spatial shapes in the convolution direction and
-    the weights as (group, Cout/group, Cin/group*K), Cout/Cin in that direction."""
-    big, small, _ = layer._geometry()
-    w = layer.blobs[0].data
-    return big, small, w.reshape(layer.group, w.shape[0] // layer.group, -1)
-
-
 def _conv_columns(layer, x, big, small):
     return im2col_gpu(x, layer.kernel, layer.pad, layer.stride, layer.dilation, small)
 
@@ -106,7 +98,7 @@ def _conv_columns(layer, x, big, small):
 def _conv_direction_forward(layer, x, out, bias):
     """out (num, Cout, *small) = conv(x (num, Cin, *big)) (+ bias), in chunks."""
     cp = _cupy()
-    big, small, w3 = _conv_geometry(layer)
+    big, small, w3 = layer._geometry()
     g, length = layer.group, int(np.prod(small))
     num, cin, cout = x.shape[0], x.shape[1], out.shape[1]
     out3 = out.reshape(num, cout, length)
@@ -125,7 +117,7 @@ def _conv_direction_forward(layer, x, out, bias):
 def _conv_direction_backward(layer, x, dy, weight_diff, dx):
     """weight_diff += dy (x) columns of x; dx = col2im(W^T dy) when dx is given."""
     cp = _cupy()
-    big, small, w3 = _conv_geometry(layer)
+    big, small, w3 = layer._geometry()
     g, length = layer.group, int(np.prod(small))
     num, cin, cout = x.shape[0], x.shape[1], dy.shape[1]
     dy3 = dy.reshape(num, cout, length)
@@ -153,7 +145,7 @@ def _conv_direction_backward(layer, x, dy, weight_diff, dx):
 def _conv_data_gradient(layer, dy, dx):
     """dx (num, Cin, *big) = col2im(W^T dy), dy (num, Cout, *small): Deconvolution's forward."""
     cp = _cupy()
-    big, small, w3 = _conv_geometry(layer)
+    big, small, w3 = layer._geometry()
     g, length = layer.group, int(np.prod(small))
     num, cin, cout = dx.shape[0], dx.shape[1], dy.shape[1]
     dy3 = dy.reshape(num, cout, length)
