@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from firecaffe.testing import make_layer
+from firecaffe.engine.testing import make_layer
 
 # name, count in the net, (C, H), num_output, kernel, stride, pad
 SQUEEZENET_V1_1 = [

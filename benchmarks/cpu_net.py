@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 import firecaffe                                 # noqa: E402,F401
 import numpy as np                               # noqa: E402
 
-from firecaffe.net import Net                    # noqa: E402
+from firecaffe.engine.net import Net                    # noqa: E402
 from firecaffe.proto import caffe_pb2, io        # noqa: E402
 
 

@@ -52,9 +52,9 @@ def build_param(net_name, batch):
 # --- firecaffe ----------------------------------------------------------------------
 def time_firecaffe(param, iters, warmup):
     import cupy
-    import firecaffe.gpu_ops as gpu_ops
-    from firecaffe import backend
-    from firecaffe.net import Net
+    import firecaffe.ops.gpu_ops as gpu_ops
+    from firecaffe.core import backend
+    from firecaffe.engine.net import Net
     backend.set_mode_gpu(0)
     gpu_ops.install()
     net = Net(param, phase="TRAIN")

@@ -20,9 +20,9 @@ import sys as _sys
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
-from .backend import seed as set_random_seed, set_mode_cpu, set_mode_gpu  # noqa: E402
+from .core.backend import seed as set_random_seed, set_mode_cpu, set_mode_gpu  # noqa: E402
 from .errors import FirecaffeError  # noqa: E402
-from .net import Net  # noqa: E402
+from .engine.net import Net  # noqa: E402
 
 TRAIN = "TRAIN"
 TEST = "TEST"

@@ -15,14 +15,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..errors import FirecaffeError
-from .base import (
-    TAG_PS_PULL,
-    TAG_PS_PUSH,
-    TAG_PS_STOP,
-    Communicator,
-    check_flat,
-    even_bounds,
-)
+from .base import TAG_PS_PULL, TAG_PS_PUSH, TAG_PS_STOP, Communicator, check_flat, even_bounds
 
 
 class ServerSplit(NamedTuple):

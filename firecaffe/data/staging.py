@@ -24,7 +24,7 @@ import copy
 
 import numpy as np
 
-from .. import backend
+from ..core import backend
 
 
 class _HostBlob:

@@ -9,7 +9,7 @@ probability 1/2 (Caffe draws the flip in both phases).
 """
 import numpy as np
 
-from .. import backend
+from ..core import backend
 from ..errors import DataError, FirecaffeError
 
 

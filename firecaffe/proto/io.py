@@ -12,7 +12,7 @@ import numpy as np
 from google.protobuf import message as _message
 from google.protobuf import text_format
 
-from ..atomic import write_bytes
+from ..core.atomic import write_bytes
 from ..errors import PrototxtError
 from . import caffe_pb2, upgrade
 

@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
-from .. import backend
-from ..atomic import atomic_path, write_bytes
+from ..core import backend
+from ..core.atomic import atomic_path, write_bytes
 from ..errors import FirecaffeError
-from ..log import LOGGER
+from ..core.log import LOGGER
 from ..proto import caffe_pb2, io
 
 

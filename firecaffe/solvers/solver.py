@@ -12,10 +12,11 @@ from collections import deque
 
 import numpy as np
 
-from .. import backend, divergence
+from ..core import backend
+from . import divergence
 from ..errors import FirecaffeError
-from ..log import LOGGER, progress, setup as setup_logging
-from ..net import Net
+from ..core.log import LOGGER, progress, setup as setup_logging
+from ..engine.net import Net
 from . import lr_policy, snapshot
 from .updates import make_update_rule
 

@@ -20,7 +20,7 @@ as ``global_sumsq`` when clipping. Arrays may be NumPy or CuPy; the dtype of
 """
 import numpy as np
 
-from .. import backend
+from ..core import backend
 from ..errors import FirecaffeError
 
 REGULARIZATION_TYPES = ("L1", "L2")

@@ -2,12 +2,12 @@
 
     python nets/_gen/table.py > /tmp/table.md
 
-Parameters and FLOPs come from `firecaffe analyze` (firecaffe.analysis on the
+Parameters and FLOPs come from `firecaffe analyze` (firecaffe.insight.analysis on the
 deploy net). Communication is for one reduction of the gradient of the train net,
 G = 4 x its parameters bytes (GoogLeNet's auxiliary classifiers make its train net
 larger than its deploy net; BatchNorm's statistics ride along in the arena), among p workers,
 counted at the busiest rank (bytes it sends plus bytes it receives), which is what bounds the
-time of a bandwidth-bound step. The counts are firecaffe.predict.traffic's, the ones
+time of a bandwidth-bound step. The counts are firecaffe.insight.predict.traffic's, the ones
 `firecaffe analyze --workers` prints:
 
     tree  binomial reduce then broadcast (FireCaffe): the root takes ceil(log2 p)
@@ -22,9 +22,9 @@ time of a bandwidth-bound step. The counts are firecaffe.predict.traffic's, the 
 import os
 import sys
 
-from firecaffe.analysis import analyze
-from firecaffe.net import Net
-from firecaffe.predict import traffic
+from firecaffe.insight.analysis import analyze
+from firecaffe.engine.net import Net
+from firecaffe.insight.predict import traffic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zoo  # noqa: E402

@@ -11,7 +11,7 @@ import math
 import os
 import sys
 
-from firecaffe.design import (MSRA, SQUEEZENET_SOLVER, SQUEEZENET_SOLVER_NOTE, SQUEEZENET_V1_0,
+from firecaffe.insight.design import (MSRA, SQUEEZENET_SOLVER, SQUEEZENET_SOLVER_NOTE, SQUEEZENET_V1_0,
                               SQUEEZENET_V1_1, XAVIER, Enum, NetBuilder, SqueezeNetSpec,
                               build_squeezenet, constant, gaussian, paper_mb, solver_text)
 

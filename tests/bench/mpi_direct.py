@@ -7,7 +7,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.bench import comm as bench_comm
+from firecaffe.insight.bench import comm as bench_comm
 
 NBYTES = 1 << 20
 REPEATS = 15

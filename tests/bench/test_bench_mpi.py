@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from firecaffe.testing import run_job
+from firecaffe.engine.testing import run_job
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -100,7 +100,7 @@ def test_bench_comm_refuses_bad_input_with_a_message(args, message):
 def test_bench_comm_refuses_bad_options_before_starting_mpi(args, message):
     from click.testing import CliRunner
 
-    from firecaffe.bench.cli import bench
+    from firecaffe.cli.bench import bench
     result = CliRunner().invoke(bench, ["comm", *args])
     assert result.exit_code != 0
     assert message in result.output + str(result.exception)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from firecaffe.bench import model
+from firecaffe.insight.bench import model
 from firecaffe.errors import FirecaffeError
 
 PROFILE = {"alpha_s": 1e-6, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 1e-10}

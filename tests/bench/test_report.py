@@ -4,10 +4,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from firecaffe.bench import model
-from firecaffe.bench.cli import bench
-from firecaffe.bench.comm import add_ratios, plan, rank_counts
-from firecaffe.bench.report import load_records
+from firecaffe.insight.bench import model
+from firecaffe.cli.bench import bench
+from firecaffe.insight.bench.comm import add_ratios, plan, rank_counts
+from firecaffe.insight.bench.report import load_records
 from firecaffe.errors import FirecaffeError
 
 TRUTH = {"alpha_s": 1e-5, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 2e-10}

@@ -3,8 +3,8 @@ the NumPy path on the same random inputs: forward, backward, parameter gradients
 import numpy as np
 import pytest
 
-from firecaffe import backend
-from firecaffe.testing import make_layer
+from firecaffe.core import backend
+from firecaffe.engine.testing import make_layer
 
 pytestmark = pytest.mark.gpu
 

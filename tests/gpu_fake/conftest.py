@@ -21,7 +21,7 @@ import types
 import numpy as np
 import pytest
 
-from firecaffe import backend
+from firecaffe.core import backend
 
 
 class OutOfMemoryError(MemoryError):

@@ -4,10 +4,11 @@ import pytest
 from google.protobuf import text_format
 
 from firecaffe import cli
+from firecaffe.cli import inspect as cli_inspect
 from firecaffe.errors import FirecaffeError
-from firecaffe.gpu_errors import OutOfGPUMemory, is_gpu_oom
-from firecaffe.layers import LAYERS, Layer
-from firecaffe.net import Net
+from firecaffe.engine.gpu_errors import OutOfGPUMemory, is_gpu_oom
+from firecaffe.ops import LAYERS, Layer
+from firecaffe.engine.net import Net
 from firecaffe.proto import caffe_pb2
 
 NET = """name: 'oom' force_backward: true
@@ -85,7 +86,7 @@ def test_the_command_line_prints_one_line(oom_layer, monkeypatch, tmp_path, caps
     model = tmp_path / "oom.prototxt"
     model.write_text(NET)
     monkeypatch.setattr(oom_layer, "fail_in", "forward")
-    monkeypatch.setattr(cli, "choose_device", lambda cpu, gpu, *a, **k: None)   # stay on the fake GPU
+    monkeypatch.setattr(cli_inspect, "choose_device", lambda cpu, gpu, *a, **k: None)   # stay on the fake GPU
     with pytest.raises(SystemExit) as caught:
         cli.main(["time", "--model", str(model), "--iterations", "1"])
     assert caught.value.code == 1

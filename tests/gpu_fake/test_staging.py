@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from firecaffe import backend
-from firecaffe.blob import Blob
+from firecaffe.core import backend
+from firecaffe.core.blob import Blob
 from firecaffe.data import write_lmdb
 from firecaffe.errors import DataError
-from firecaffe.layers import create_layer
-from firecaffe.net import Net
+from firecaffe.ops import create_layer
+from firecaffe.engine.net import Net
 from firecaffe.proto import caffe_pb2
-from firecaffe.testing import layer_param
+from firecaffe.engine.testing import layer_param
 
 
 @pytest.fixture

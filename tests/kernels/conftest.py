@@ -80,8 +80,8 @@ def _fake_cupy(uniform=None):
 
 @pytest.fixture
 def ops_on_shim(shim, monkeypatch):
-    """firecaffe.gpu_ops with NumPy for CuPy and the shim for kernel launches."""
-    import firecaffe.gpu_ops as gpu_ops
+    """firecaffe.ops.gpu_ops with NumPy for CuPy and the shim for kernel launches."""
+    import firecaffe.ops.gpu_ops as gpu_ops
     monkeypatch.setattr(gpu_ops, "_cupy", _fake_cupy)
     monkeypatch.setattr(gpu_ops, "launch", shim.launch)
     return gpu_ops

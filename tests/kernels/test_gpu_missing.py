@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from firecaffe import backend
+from firecaffe.core import backend
 from firecaffe.errors import FirecaffeError
 
 

@@ -1,7 +1,7 @@
 """The CUDA kernels, run on the CPU through the shim, against the NumPy path.
 
 im2col/col2im are compared with firecaffe/im2col.py directly; the layer kernels
-through firecaffe.gpu_ops (NumPy standing in for CuPy, launches routed to the
+through firecaffe.ops.gpu_ops (NumPy standing in for CuPy, launches routed to the
 shim), so the wrappers' argument lists and geometry are checked too: one layer
 runs its CPU methods, a twin with the same weights runs the gpu_ops functions.
 """
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from firecaffe.errors import DataError
-from firecaffe.im2col import col2im, im2col, out_size
-from firecaffe.testing import make_layer
+from firecaffe.ops.im2col import col2im, im2col, out_size
+from firecaffe.engine.testing import make_layer
 
 DTYPES = [np.float64, np.float32]
 
@@ -224,8 +224,8 @@ def test_dropout_at_test_time_is_the_identity(ops_on_shim):
 
 
 def test_install_attaches_gpu_methods_to_layers_without_them(monkeypatch):
-    import firecaffe.gpu_ops as gpu_ops
-    from firecaffe.layers import LAYERS, Layer
+    import firecaffe.ops.gpu_ops as gpu_ops
+    from firecaffe.ops import LAYERS, Layer
     for type_name in gpu_ops.GPU_METHODS:          # undone after the test
         for attr in ("forward_gpu", "backward_gpu"):
             monkeypatch.setattr(LAYERS[type_name], attr, getattr(LAYERS[type_name], attr))

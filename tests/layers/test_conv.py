@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from firecaffe.errors import FirecaffeError
-from firecaffe.layers import conv
-from firecaffe.testing import check_gradient, make_layer
+from firecaffe.ops import conv
+from firecaffe.engine.testing import check_gradient, make_layer
 
 GAUSS = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 }'
 

@@ -4,12 +4,12 @@ import h5py
 import numpy as np
 import pytest
 
-from firecaffe import backend
-from firecaffe.blob import Blob
+from firecaffe.core import backend
+from firecaffe.core.blob import Blob
 from firecaffe.data import write_lmdb
 from firecaffe.errors import DataError, PrototxtError
-from firecaffe.layers import create_layer
-from firecaffe.testing import layer_param, make_layer
+from firecaffe.ops import create_layer
+from firecaffe.engine.testing import layer_param, make_layer
 
 
 def data_layer(text, num_top=2, shard=(0, 1), phase="TRAIN", seed=7):
@@ -320,7 +320,7 @@ def test_data_leveldb_and_missing_source_are_data_errors(db, tmp_path):
 
 def _bad_label_net(tmp_path, data_layer_text, with_accuracy=False):
     """A net (data -> InnerProduct -> SoftmaxWithLoss [+ Accuracy]) over ``data_layer_text``."""
-    from firecaffe.net import Net
+    from firecaffe.engine.net import Net
     path = tmp_path / "net.prototxt"
     path.write_text(_net_text(data_layer_text, with_accuracy))
     return Net(str(path), phase="TRAIN", dtype=np.float64)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from firecaffe.errors import FirecaffeError
-from firecaffe.testing import check_gradient, make_layer
+from firecaffe.engine.testing import check_gradient, make_layer
 
 
 def rands(n, shape=(2, 3, 2), seed=0):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from firecaffe.errors import DataError, FirecaffeError, ShapeError
-from firecaffe.testing import check_gradient, make_layer as _make_layer
+from firecaffe.engine.testing import check_gradient, make_layer as _make_layer
 
 rng = np.random.default_rng(0)
 
@@ -218,9 +218,9 @@ def test_euclidean_loss_shape_mismatch_names_both_shapes():
 
 @pytest.mark.parametrize("axis", [1, 0, -1])
 def test_softmax_in_place_matches_out_of_place(axis):
-    from firecaffe.blob import Blob
-    from firecaffe.layers import create_layer
-    from firecaffe.testing import layer_param
+    from firecaffe.core.blob import Blob
+    from firecaffe.ops import create_layer
+    from firecaffe.engine.testing import layer_param
     x = rng.standard_normal((3, 5, 4))
     dy = rng.standard_normal(x.shape)
     layer, bottom, top = make_layer(f'type: "Softmax" softmax_param {{ axis: {axis} }}', [x])

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from firecaffe import backend
-from firecaffe.blob import Blob
-from firecaffe.layers import create_layer
-from firecaffe.testing import check_gradient, layer_param, make_layer
+from firecaffe.core import backend
+from firecaffe.core.blob import Blob
+from firecaffe.ops import create_layer
+from firecaffe.engine.testing import check_gradient, layer_param, make_layer
 
 
 def away_from_zero(shape, seed=0):
@@ -161,7 +161,7 @@ def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk):
     """Big enough for the chunked, threaded NumPy path (odd size, chunk edges
     inside rows): exactly the reference formulas, in place or not, with
     zeros, -0.0, NaN and inf in x and dy."""
-    from firecaffe.layers import neuron
+    from firecaffe.ops import neuron
     if chunk:
         monkeypatch.setattr(neuron, "_CHUNK", chunk)
     monkeypatch.setattr(neuron, "_THREADS", 2)
@@ -202,7 +202,7 @@ def test_relu_reuses_blob_arrays():
 
 
 def test_elementwise_covers_every_element_once(monkeypatch):
-    from firecaffe.layers import neuron
+    from firecaffe.ops import neuron
     monkeypatch.setattr(neuron, "_CHUNK", 7)
     monkeypatch.setattr(neuron, "_MIN_PARALLEL", 10)
     monkeypatch.setattr(neuron, "_THREADS", 3)

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from firecaffe.blob import Blob
+from firecaffe.core.blob import Blob
 from firecaffe.errors import FirecaffeError
-from firecaffe.layers import create_layer
-from firecaffe.testing import check_gradient, layer_param, make_layer
+from firecaffe.ops import create_layer
+from firecaffe.engine.testing import check_gradient, layer_param, make_layer
 
 
 def rand(*shape, seed=0):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from firecaffe.errors import FirecaffeError
-from firecaffe.testing import check_gradient, make_layer
+from firecaffe.engine.testing import check_gradient, make_layer
 
 
 def rand(*shape, seed=0):
@@ -145,7 +145,7 @@ def test_concat_slice_split_large_threaded(monkeypatch, axis):
     """Arrays past the threading threshold: Concat writes each bottom into its
     slice of the top, backward copies into the bottoms' own diff arrays; Slice
     and Split agree with NumPy; nothing is rebound to views."""
-    from firecaffe.layers import neuron, shape
+    from firecaffe.ops import neuron, shape
     monkeypatch.setattr(neuron, "_THREADS", 2)
     monkeypatch.setattr(neuron, "_CHUNK", 1000)
     monkeypatch.setattr(neuron, "_MIN_PARALLEL", 2000)

@@ -9,7 +9,7 @@ import threading
 import time
 
 from firecaffe.errors import FirecaffeError
-from firecaffe.mpi_util import abort_on_error, world
+from firecaffe.run.mpi_util import abort_on_error, world
 
 
 def fail(kind):

@@ -20,7 +20,7 @@ from firecaffe.comm.overlap import BucketReducer
 from firecaffe.comm.ps import PSServer, split_servers
 from firecaffe.comm.tree import binomial_links
 from firecaffe.errors import FirecaffeError
-from firecaffe.mpi_util import abort_on_error
+from firecaffe.run.mpi_util import abort_on_error
 
 SIZES = (1, 2, 7, 1000, 65537, 3 * 2**18 + 1)  # the last is 3 MB of float32
 DTYPES = (np.float32, np.float64)

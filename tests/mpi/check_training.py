@@ -10,10 +10,10 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.parallel import make_sync
+from firecaffe.run.parallel import make_sync
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
-from firecaffe.train import batch_hook
+from firecaffe.cli.train import batch_hook
 
 SOLVER = "nets/lenet_digits/solver.prototxt"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from firecaffe.testing import run_job
+from firecaffe.engine.testing import run_job
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from firecaffe.proto import io
-from firecaffe.testing import run_job
+from firecaffe.engine.testing import run_job
 
 pytestmark = pytest.mark.mpi
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
-from firecaffe.train import batch_hook
+from firecaffe.cli.train import batch_hook
 
 pytestmark = pytest.mark.mpi
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 
 import firecaffe
-import firecaffe.design as design
-from firecaffe.design import SqueezeNetSpec, describe
+import firecaffe.insight.design as design
+from firecaffe.insight.design import SqueezeNetSpec, describe
 from firecaffe.errors import FirecaffeError
 from firecaffe.proto import caffe_pb2
 

@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 
 import firecaffe
-from firecaffe.analysis import analyze
+from firecaffe.insight.analysis import analyze
 from firecaffe.proto import caffe_pb2
 
 ROOT = Path(__file__).resolve().parents[2]

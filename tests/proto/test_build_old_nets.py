@@ -2,7 +2,7 @@
 import os
 
 import firecaffe
-from firecaffe.analysis import analyze
+from firecaffe.insight.analysis import analyze
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 

@@ -18,7 +18,8 @@ import time
 
 from mpi4py import MPI
 
-from firecaffe import cli, parallel
+from firecaffe import cli
+from firecaffe.run import parallel
 from firecaffe.comm import ps
 
 RANK, ITER, KIND = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

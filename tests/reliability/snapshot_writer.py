@@ -4,7 +4,7 @@ N-th fsync of the atomic writer, printing FROZEN, so that the test can SIGKILL u
 import sys
 import time
 
-from firecaffe import atomic, backend
+from firecaffe.core import atomic, backend
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
 

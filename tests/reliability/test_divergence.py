@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from firecaffe import backend
+from firecaffe.core import backend
 from firecaffe.errors import FirecaffeError
 from firecaffe.proto import io
 from firecaffe.solvers import Solver

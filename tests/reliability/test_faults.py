@@ -67,7 +67,7 @@ def test_a_nan_gradient_names_the_iteration_layer_and_rank(run_with_fault):
 def test_stall_report_never_returns_even_if_mpi_abort_does(monkeypatch, capsys):
     # MPICH's MPI_Abort returned in some runs with a bucket thread inside a collective; the
     # watchdog thread then reported the stall again in a loop. It must end the process instead.
-    from firecaffe import watchdog
+    from firecaffe.run import watchdog
 
     class World:
         aborted = 0

@@ -5,9 +5,9 @@ import tempfile
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firecaffe import backend
+from firecaffe.core import backend
 from firecaffe.errors import FirecaffeError
-from firecaffe.net import Net
+from firecaffe.engine.net import Net
 
 VALID = """name: "Fuzz"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }

@@ -1,0 +1,55 @@
+"""The `firecaffe` command: train, test, time, analyze (and bench, design).
+
+Errors meant for people (FirecaffeError) print as one line and exit 1; under
+MPI a failing rank takes the whole job down with its rank named.
+"""
+import sys
+
+import click
+
+from ..errors import FirecaffeError
+from ..insight.design import design
+from .bench import bench
+from .inspect import analyze, test, time_cmd
+from .train import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="firecaffe")
+def cli():
+    """Train and measure Caffe networks on NumPy/CuPy, data-parallel over MPI."""
+
+
+for _command in (train, test, time_cmd, analyze, bench, design):
+    cli.add_command(_command)
+
+
+def main(argv=None):
+    """Entry point: run the CLI; print FirecaffeErrors without a traceback."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FirecaffeError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except MemoryError:
+        _fail("out of memory: reduce batch_size (per rank) or use more ranks")
+
+
+def _fail(message):
+    from ..run import mpi_util
+    world = mpi_util.world()
+    where = f"rank {world.Get_rank()} of {world.Get_size()}: " if world is not None and world.Get_size() > 1 else ""
+    click.echo(f"firecaffe: {where}error: {message}", err=True)
+    sys.stderr.flush()
+    if where:
+        from ..run.watchdog import disarm
+        disarm()            # this rank has said why it ends: its last-words watcher stays quiet
+        world.Abort(1)
+    sys.exit(1)

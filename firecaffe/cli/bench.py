@@ -1,0 +1,200 @@
+"""``firecaffe bench``: comm (time the reduction strategies under MPI), fit (the cost model), report.
+
+Attached to the main command with ``cli.add_command(bench)``; also runs alone:
+``mpiexec -n 8 python -m firecaffe.cli.bench comm --sizes 4K,16M``.
+"""
+import json
+
+import click
+
+from ..errors import FirecaffeError
+
+
+def _split(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_sizes(text):
+    from ..insight.predict import parse_size
+    sizes = [parse_size(part) for part in _split(text)]
+    if not sizes:
+        raise click.UsageError("--sizes needs at least one size, e.g. 4K,1M,16M")
+    return sizes
+
+
+def _parse_ranks(text):
+    if text is None:
+        return None
+    try:
+        ranks = [int(part) for part in _split(text)]
+    except ValueError:
+        raise click.UsageError(f"--ranks {text!r}: give rank counts as integers separated by commas, "
+                               "e.g. 2,4,8") from None
+    if not ranks or any(r < 1 for r in ranks):
+        raise click.UsageError(f"--ranks {text!r}: rank counts must be positive integers")
+    return ranks
+
+
+def _net_bytes(world, path, phase):
+    """The gradient bytes of ``path`` (its parameter bytes), read on rank 0 and shared."""
+    answer = None
+    if world.Get_rank() == 0:
+        try:
+            from ..core import backend
+            from ..insight.analysis import analyze
+            from ..engine.net import Net
+            backend.set_mode_cpu()
+            answer = analyze(Net(path, phase=phase))["param_bytes"]
+        except FirecaffeError as exc:
+            answer = f"--net {path}: {exc}"
+    answer = world.bcast(answer, root=0)  # setup metadata, not the gradient path
+    if isinstance(answer, str):
+        raise FirecaffeError(answer)
+    if not answer:
+        raise FirecaffeError(f"--net {path} has no learnable parameters: nothing to reduce")
+    return answer
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def bench():
+    """Measure gradient reduction and fit the alpha-beta-gamma cost model."""
+
+
+@bench.command()
+@click.option("--comm", "comms", default="tree,ring,mpi,ps", show_default=True,
+              help="Strategies to time, comma-separated (tree, ring, mpi, ps, nccl).")
+@click.option("--sizes", default="4K,1M,16M,64M", show_default=True,
+              help="Message sizes in bytes (K, M, G are powers of 1024).")
+@click.option("--net", type=click.Path(dir_okay=False), help="Use this net's gradient size (its parameter "
+              "bytes) instead of --sizes.")
+@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
+              help="Phase to build --net in.")
+@click.option("--ranks", "ranks_text", metavar="R[,R...]", help="Measure on sub-communicators of these "
+              "many ranks (ps: workers) instead of the whole job.")
+@click.option("--sweep", is_flag=True, help="Measure on 2, 4, 8, ... ranks and the whole job.")
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ranks that act as parameter servers for ps (the job's last ranks).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the records here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of time against ranks.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, json_path, plot_path, quiet):
+    """Time one gradient allreduce per strategy, size and rank count (run under mpirun)."""
+    from ..comm import STRATEGIES
+    names = _split(comms)
+    unknown = [name for name in names if name not in STRATEGIES]
+    if not names or unknown:
+        raise click.UsageError(f"--comm {comms!r}: unknown {', '.join(unknown) or 'empty list'}; "
+                               f"choose from {', '.join(STRATEGIES)}")
+    ranks = _parse_ranks(ranks_text)
+    if ranks and sweep:
+        raise click.UsageError("give --ranks or --sweep, not both")
+    byte_sizes = None if net else _parse_sizes(sizes)
+    from mpi4py import MPI
+
+    from ..insight.bench import comm as bench_comm
+    world = MPI.COMM_WORLD
+    byte_sizes = byte_sizes or [_net_bytes(world, net, phase.upper())]
+    rank0 = world.Get_rank() == 0
+
+    def progress(name, nbytes, r):
+        if not quiet:
+            click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
+
+    records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
+                             net=net, progress=progress)
+    if not rank0:
+        return
+    click.echo(bench_comm.format_table(records))
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(records, handle, indent=1)
+    if plot_path:
+        from ..insight.bench.plot import plot_time_vs_ranks
+        plot_time_vs_ranks(records, plot_path, title=f"allreduce on {world.Get_size()} ranks")
+
+
+@bench.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--per-strategy", is_flag=True, help="Also fit each strategy's points on their own.")
+@click.option("--min-ranks", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Summarize the error over points with at least this many ranks.")
+@click.option("--min-bytes", default="0", show_default=True, help="Fit only messages of at least this size.")
+@click.option("--cores", type=click.IntRange(min=0), help="The ranks shared this many cores per node: where "
+              "processes outnumber them, use the contended model (firecaffe.insight.bench.model.busiest_rank). "
+              "Default: this machine's cores if RESULTS were measured on it, else 0 (off).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the fitted profile (JSON) here.")
+def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
+    """Fit alpha, beta, gamma to RESULTS (JSON files or sweep folders) and print each point's error.
+
+    One profile is fitted to all strategies together (non-negative least squares
+    on relative error), since they run on the same links; --per-strategy adds
+    each strategy's own fit for comparison.
+    """
+    from pathlib import Path
+
+    from ..insight.bench import model
+    from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
+    records = [r for path in results
+               for r in (load_folder(path) if Path(path).is_dir() else load_records(path))]
+    from ..insight.predict import parse_size
+    smallest = parse_size(min_bytes) if min_bytes not in ("0", 0) else 0
+    records = [r for r in records if r["bytes"] >= smallest]
+    if cores is None:
+        cores = model.default_cores(records)
+        if cores:
+            click.echo(f"measured on this machine: contended model for more than {cores} processes "
+                       "(--cores 0 turns it off)")
+    profile = dict(model.fit(records, cores=cores), min_bytes=smallest)
+    click.echo(_describe(profile, "all strategies"))
+    click.echo(error_table(records, profile))
+    rows = [row for row in model.errors(records, profile) if row[0]["ranks"] >= min_ranks]
+    if rows:
+        worst = max(abs(error) for _, _, error in rows)
+        click.echo(f"\nlargest error at >= {min_ranks} ranks: {worst:.0%}")
+    if per_strategy:
+        summary = {name: (errs, None) for name, errs in summary_by_comm(rows).items()}
+        for name in sorted({r["comm"] for r in records if r["comm"] in model.STRATEGIES}):
+            subset = [r for r in records if r["comm"] == name]
+            try:
+                own = model.fit(subset, cores=cores)
+            except FirecaffeError as exc:
+                click.echo(f"\n{name}: {exc}")
+                continue
+            click.echo("\n" + _describe(own, name))
+            click.echo(error_table(subset, own))
+            own_rows = [row for row in model.errors(subset, own) if row[0]["ranks"] >= min_ranks]
+            if name in summary:
+                summary[name] = (summary[name][0], summary_by_comm(own_rows).get(name))
+        click.echo(f"\nabs error at >= {min_ranks} ranks, median / max: shared fit | own fit")
+        for name, (shared, own_errs) in summary.items():
+            own_text = f"{_median(own_errs):.0%} / {max(own_errs):.0%}" if own_errs else "-"
+            click.echo(f"  {name:5s} {_median(shared):.0%} / {max(shared):.0%} | {own_text}")
+    if out:
+        saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.insight.bench.model", version=1)
+        with open(out, "w") as handle:
+            json.dump(saved, handle, indent=1)
+        click.echo(f"\nprofile written to {out}")
+
+
+def _describe(profile, what):
+    beta = profile["beta_s_per_byte"]
+    bandwidth = f"{1 / beta / 1e9:.3g} GB/s" if beta else "infinite"
+    return (f"fit over {what} ({profile['points']} points): alpha = {profile['alpha_s'] * 1e6:.3g} us, "
+            f"beta = {beta * 1e12:.4g} ps/byte ({bandwidth}), "
+            f"gamma = {profile['gamma_s_per_byte'] * 1e12:.4g} ps/byte")
+
+
+@bench.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the Markdown here (the figure goes next "
+              "to it) instead of stdout (figure into FOLDER).")
+@click.option("--no-fit", is_flag=True, help="Leave out the fitted model and its error.")
+@click.option("--min-ranks", type=click.IntRange(min=1), default=4, show_default=True)
+def report(folder, out, no_fit, min_ranks):
+    """Turn a sweep FOLDER of `bench comm --json` files into Markdown tables and a figure."""
+    from ..insight.bench.report import write_report
+    text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks)
+    if not out:
+        click.echo(text)

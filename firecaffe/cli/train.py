@@ -1,0 +1,182 @@
+"""`firecaffe train`: Caffe's `caffe train`, single-process or data-parallel under MPI.
+
+    firecaffe train SOLVER.prototxt [--weights W | --snapshot S] [--max-iter N]
+    firecaffe train NET.prototxt --base-lr 0.01 --max-iter 1000   (a bare net: solver from flags)
+    mpirun -n 16 firecaffe train SOLVER.prototxt --comm tree --global-batch 1024
+"""
+import os
+
+import click
+
+from ..errors import FirecaffeError
+from ..core.log import LOGGER, setup as setup_logging
+from .options import CPU_OPTION, GPU_OPTION, choose_device
+
+
+# flag -> SolverParameter field, for overriding a solver file or describing a bare net
+SOLVER_FLAGS = {
+    "base_lr": float, "max_iter": int, "lr_policy": str, "momentum": float, "weight_decay": float,
+    "gamma": float, "power": float, "stepsize": int, "display": int, "test_interval": int,
+    "snapshot_prefix": str, "iter_size": int, "random_seed": int, "type": str,
+    "clip_gradients": float, "average_loss": int, "regularization_type": str,
+}
+BARE_NET_DEFAULTS = {"base_lr": 0.01, "max_iter": 1000, "lr_policy": "fixed", "momentum": 0.9,
+                     "display": 100, "snapshot_after_train": False}
+
+
+def load_solver_param(target, solver_flag):
+    """SolverParameter from a solver file, or one made around a bare net file."""
+    from ..proto import caffe_pb2, io
+    path = solver_flag or target
+    if path is None:
+        raise click.UsageError("give a solver (or net) prototxt: firecaffe train SOLVER.prototxt")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise FirecaffeError(f"{path}: cannot read ({exc.strerror})") from None
+    if solver_flag is None and _looks_like_net(text):
+        param = caffe_pb2.SolverParameter(net=path)
+        for key, value in BARE_NET_DEFAULTS.items():
+            setattr(param, key, value)
+        return param, None
+    return io.read_solver(path), path
+
+
+def _looks_like_net(text):
+    from google.protobuf import text_format
+    from ..proto import caffe_pb2
+    try:
+        text_format.Parse(text, caffe_pb2.SolverParameter())
+        return False
+    except text_format.ParseError:
+        try:
+            text_format.Parse(text, caffe_pb2.NetParameter())
+            return True
+        except text_format.ParseError:
+            return False
+
+
+def batch_hook(global_batch, workers):
+    """Set every TRAIN data layer's batch_size to global_batch / workers."""
+    if global_batch is None:
+        return None
+    if global_batch % workers:
+        raise FirecaffeError(f"--global-batch {global_batch} does not divide evenly among {workers} "
+                             f"worker ranks; choose a multiple of {workers}")
+    per_rank = global_batch // workers
+
+    def hook(net_param):
+        touched = 0
+        for layer in net_param.layer:
+            for field in ("data_param", "hdf5_data_param"):
+                if layer.type in ("Data", "HDF5Data") and layer.HasField(field):
+                    getattr(layer, field).batch_size = per_rank
+                    touched += 1
+        if not touched:
+            raise FirecaffeError("--global-batch: the train net has no data layer with a batch_size to set")
+    return hook
+
+
+@click.command()
+@click.argument("target", required=False, type=click.Path())
+@click.option("--solver", "solver_flag", type=click.Path(), help="Solver prototxt (as caffe's --solver).")
+@click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5]).")
+@click.option("--snapshot", type=click.Path(), help="Resume from this .solverstate[.h5].")
+@click.option("--resume-latest", "resume_prefix", help="Resume from the newest complete snapshot of PREFIX.")
+@click.option("--max-iter", type=int)
+@click.option("--base-lr", type=float)
+@click.option("--lr-policy")
+@click.option("--momentum", type=float)
+@click.option("--weight-decay", type=float)
+@click.option("--gamma", type=float)
+@click.option("--power", type=float)
+@click.option("--stepsize", type=int)
+@click.option("--display", type=int)
+@click.option("--test-interval", type=int)
+@click.option("--test-iter", type=int, multiple=True, help="Batches per test (one per test net).")
+@click.option("--snapshot-every", "snapshot_every", type=int, help="Snapshot interval (solver's `snapshot`).")
+@click.option("--snapshot-prefix")
+@click.option("--snapshot-format", type=click.Choice(["BINARYPROTO", "HDF5"], case_sensitive=False))
+@click.option("--iter-size", type=int)
+@click.option("--random-seed", "--seed", "random_seed", type=int)
+@click.option("--type", "type", help="Solver type: SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam.")
+@click.option("--clip-gradients", type=float)
+@click.option("--average-loss", type=int)
+@click.option("--regularization-type", type=click.Choice(["L1", "L2"]))
+@click.option("--comm", default="tree", show_default=True,
+              help="Gradient reduction under MPI: tree, ring, mpi, ps, nccl.")
+@click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
+@click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server ranks for --comm ps (taken from the job's ranks).")
+@click.option("--bucket-mb", type=float, default=0.0, show_default=True,
+              help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
+@click.option("--check-consistency", type=click.IntRange(min=0), default=0,
+              help="Every N steps, check that all ranks hold identical weights.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+              help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
+@CPU_OPTION
+@GPU_OPTION
+def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snapshot_every,
+          snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
+    """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
+    from ..run import mpi_util, watchdog
+    stall_timeout = flags.pop("stall_timeout")
+    from ..proto import caffe_pb2
+    from ..solvers import Solver, snapshot as snapshots
+    if weights and (snapshot or resume_prefix):
+        raise click.UsageError("give --weights or --snapshot/--resume-latest, not both "
+                               "(a snapshot already holds the weights)")
+    world = mpi_util.world()
+    rank = world.Get_rank() if world is not None else 0
+    size = world.Get_size() if world is not None else 1
+    if world is not None and size > 1:
+        mpi_util.abort_on_error()
+    setup_logging(rank, size)
+    if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
+                       "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
+    param, solver_path = load_solver_param(target, solver_flag)
+    for key, value in flags.items():
+        if value is not None:
+            setattr(param, key, SOLVER_FLAGS[key](value))
+    if snapshot_every is not None:
+        param.snapshot = snapshot_every
+    if snapshot_format:
+        param.snapshot_format = getattr(caffe_pb2.SolverParameter, snapshot_format.upper())
+    if test_iter:
+        del param.test_iter[:]
+        param.test_iter.extend(test_iter)
+        if not param.test_interval:
+            param.test_interval = param.max_iter or 1
+    from ..run.parallel import make_sync
+    sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb,
+                     check_consistency=check_consistency) if size > 1 or comm == "nccl" else None
+    if sync is not None:
+        watchdog.install(sync, stall_timeout)
+    workers = sync.num_workers if sync is not None else 1
+    if sync is not None and not sync.is_worker:
+        choose_device(True, None)          # parameter servers only add and update: host memory
+    else:
+        choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
+    resume = snapshot
+    if resume_prefix:
+        resume = snapshots.latest(resume_prefix)
+        if resume is None:
+            LOGGER.info(f"--resume-latest: no complete snapshot of {resume_prefix} yet; starting fresh")
+    solver = Solver(param, path=solver_path, sync=sync,
+                    shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
+                    train_net_hook=batch_hook(global_batch, workers))
+    if weights:
+        solver.net.copy_from(weights)
+        if sync is not None:
+            sync.broadcast_weights(solver.net)
+    if sync is not None and not sync.is_worker:
+        if resume:
+            solver.restore(resume)
+        sync.serve(solver)
+        return
+    solver.solve(resume)
+    if sync is not None:
+        sync.close()
+

@@ -1,0 +1,98 @@
+"""Moving a net's weights to and from .caffemodel (binary NetParameter) and
+HDF5 files (Caffe's layout: dataset ``data/<layer name>/<blob index>``)."""
+import numpy as np
+
+from ..core import backend
+from ..core.atomic import atomic_path
+from ..core.blob import shape_str
+from ..errors import PrototxtError
+from ..proto import caffe_pb2, io
+
+
+def _is_hdf5(path):
+    return str(path).endswith(".h5")
+
+
+def copy_into(net, source, require_all=False):
+    """Copy weights by layer name; source layers the net lacks are ignored, as in Caffe.
+
+    With ``require_all`` (a snapshot being restored), every layer of the net that
+    has weights must be in the source: a file cut short is refused, not half-loaded.
+    """
+    label = source if isinstance(source, str) else "<NetParameter>"
+    if isinstance(source, str) and _is_hdf5(source):
+        pairs = _hdf5_layers(source)
+    else:
+        param = io.read_caffemodel(source) if isinstance(source, str) else source
+        pairs = ((lp.name, [io.blob_to_array(b, np.float64) for b in lp.blobs]) for lp in param.layer)
+    layers = net.layer_dict
+    copied = set()
+    for name, arrays in pairs:
+        if name not in layers or not arrays:
+            continue
+        copied.add(name)
+        target = layers[name].blobs
+        if len(arrays) != len(target):
+            raise PrototxtError(f"{label}: layer '{name}' has {len(arrays)} weight blob(s) "
+                                f"but the net's layer '{name}' has {len(target)}")
+        for k, (array, blob) in enumerate(zip(arrays, target)):
+            if array.shape != blob.shape:
+                if array.size != blob.count or array.ndim != 4:
+                    raise PrototxtError(
+                        f"{label}: cannot copy param {k} of layer '{name}': shape mismatch, "
+                        f"source {shape_str(array.shape)} vs net {shape_str(blob.shape)}")
+                array = array.reshape(blob.shape)       # legacy num/channels/height/width blobs
+            blob.data[...] = backend.xp().asarray(array, dtype=blob.dtype)
+    missing = [layer.name for layer in net.layers if layer.blobs and layer.name not in copied]
+    if require_all and missing:
+        raise PrototxtError(f"{label}: holds no weights for layer(s) {', '.join(missing)}; "
+                            "is the file truncated, or from another net?")
+
+
+def _hdf5_layers(path):
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            data = f["data"]
+            return [(name, [np.asarray(data[name][str(k)]) for k in range(len(data[name]))])
+                    for name in data]
+    except (OSError, KeyError) as exc:
+        raise PrototxtError(f"{path}: not a readable Caffe HDF5 weights file ({exc})") from None
+
+
+def net_to_proto(net, write_diff=False):
+    """A NetParameter holding each layer's definition and its weight blobs."""
+    out = caffe_pb2.NetParameter(name=net.name)
+    for layer, lp in zip(net.layers, net.param.layer):
+        if lp.type == "Split":
+            continue
+        new = out.layer.add()
+        new.CopyFrom(lp)
+        del new.blobs[:]
+        for blob in layer.blobs:
+            proto = io.array_to_blob(backend.to_host(blob.data))
+            if write_diff:
+                proto.diff.extend(backend.to_host(blob.diff).reshape(-1).tolist())
+            new.blobs.add().CopyFrom(proto)
+    return out
+
+
+def save(net, path):
+    if _is_hdf5(path):
+        save_hdf5(net, path)
+    else:
+        io.write_caffemodel(net_to_proto(net), path)
+
+
+def save_hdf5(net, path, write_diff=False):
+    import h5py
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            groups = [f.create_group("data")] + ([f.create_group("diff")] if write_diff else [])
+            for layer, lp in zip(net.layers, net.param.layer):
+                if lp.type == "Split":
+                    continue
+                for group, attr in zip(groups, ("data", "diff")):
+                    g = group.create_group(layer.name)
+                    for k, blob in enumerate(layer.blobs):
+                        g.create_dataset(str(k), data=backend.to_host(getattr(blob, attr)))

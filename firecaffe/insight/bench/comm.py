@@ -1,0 +1,215 @@
+"""Time one gradient reduction per strategy, message size and rank count, under MPI.
+
+For every (strategy, size, ranks) the first ``ranks`` ranks of the job form a
+sub-communicator (for ps: ``ranks`` workers followed by ``num_servers``
+servers) and the others wait in a barrier that sleeps instead of spinning, so
+that they leave the cores to the ranks being measured. One timed call is:
+refill the float32 array with ones, Barrier, ``allreduce_``, and the slowest
+rank's elapsed time (a MAX reduction of the per-rank times). After
+``warmup`` untimed calls (the first also checks the sum) come ``repeats``
+timed ones; a record keeps their median, min, max and quartiles.
+"""
+import platform
+import statistics
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from ...comm import make_communicator
+from ...comm.ps import PSServer, split_servers
+from ...errors import FirecaffeError
+
+VERSION = 1
+ITEMSIZE = 4  # float32 gradients
+
+
+def sleepy_barrier(comm):
+    """A barrier that sleeps between polls, for ranks that sit out a measurement."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.002)
+
+
+def rank_counts(world_size, ranks=None, sweep=False):
+    """The rank counts to measure: ``ranks`` as given, powers of two up to the job with ``sweep``, else the job."""
+    if ranks:
+        bad = [r for r in ranks if not 1 <= r <= world_size]
+        if bad:
+            raise FirecaffeError(f"rank counts {bad} do not fit this job of {world_size} rank(s): "
+                                 f"each must be between 1 and {world_size}")
+        return sorted(set(ranks))
+    if sweep:
+        counts = [2 ** k for k in range(1, world_size.bit_length()) if 2 ** k <= world_size]
+        return sorted(set(counts + [world_size])) or [world_size]
+    return [world_size]
+
+
+def plan(comms, world_size, counts, servers, explicit=False):
+    """``[(comm, ranks)]`` to measure. ps runs ``ranks`` workers plus ``servers`` server ranks."""
+    steps = []
+    for comm in comms:
+        if comm != "ps":
+            steps.extend((comm, r) for r in counts)
+            continue
+        most = world_size - servers
+        if most < 1:
+            raise FirecaffeError(f"ps with {servers} server(s) needs at least {servers + 1} ranks, "
+                                 f"the job has {world_size}: launch more ranks or lower --ps-servers")
+        if explicit and any(r > most for r in counts):
+            raise FirecaffeError(f"ps with {max(counts)} workers and {servers} server(s) needs "
+                                 f"{max(counts) + servers} ranks, the job has {world_size}")
+        fitting = sorted({min(r, most) for r in counts})
+        steps.extend(("ps", r) for r in fitting)
+    if "mpi" in comms:  # a baseline for every ps worker count, for ratio_to_mpi
+        missing = sorted({r for c, r in steps if c == "ps"} - {r for c, r in steps if c == "mpi"})
+        steps.extend(("mpi", r) for r in missing)
+    return steps
+
+
+def check_memory(world, max_bytes, servers):
+    """Fail on every rank, before allocating, if the largest message would not fit in this node's memory."""
+    local = world.Split_type(MPI.COMM_TYPE_SHARED)
+    # Per rank: the array and about as much again in scratch (ring segments, MPI's temporaries);
+    # a ps server also keeps its shard's sum and two receive buffers.
+    need = local.Get_size() * 2 * max_bytes + 3 * max_bytes
+    available = _available_memory()
+    ok = np.array(available is None or need <= 0.9 * available, dtype=np.int32)
+    local.Free()
+    world.Allreduce(MPI.IN_PLACE, ok, op=MPI.MIN)
+    if not ok:
+        raise FirecaffeError(f"a {max_bytes / 2**20:.0f} MiB message on every rank needs about "
+                             f"{need / 2**30:.1f} GiB on a node with "
+                             f"{(available or 0) / 2**30:.1f} GiB available: use smaller --sizes or fewer "
+                             f"ranks per node")
+
+
+def _available_memory():
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def time_allreduce(communicator, flat, repeats, warmup):
+    """Per-call seconds of the slowest rank for ``repeats`` timed calls; and whether the sum was right."""
+    comm = communicator.comm
+    times, correct = [], True
+    elapsed = np.zeros(1)
+    for call in range(warmup + repeats):
+        flat.fill(1.0)
+        comm.Barrier()
+        start = time.perf_counter()
+        communicator.allreduce_(flat)
+        elapsed[0] = time.perf_counter() - start
+        comm.Allreduce(MPI.IN_PLACE, elapsed, op=MPI.MAX)
+        if call == 0:
+            correct = bool(flat[0] == comm.Get_size() and flat[-1] == comm.Get_size())
+        if call >= warmup:
+            times.append(float(elapsed[0]))
+    flags = np.array(correct, dtype=np.int32)
+    comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MIN)
+    return times, bool(flags)
+
+
+def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers):
+    """One measurement on the first ranks of ``world``; the times on world rank 0, None elsewhere."""
+    rank = world.Get_rank()
+    members = ranks + (servers if comm_name == "ps" else 0)
+    sub = world.Split(0 if rank < members else MPI.UNDEFINED, key=rank)
+    result = None
+    if sub != MPI.COMM_NULL:
+        size = nbytes // ITEMSIZE
+        if comm_name == "ps":
+            split = split_servers(sub, servers)
+            if split.role == "server":
+                PSServer(split, size, np.float32).serve()
+            else:
+                worker = make_communicator("ps", split.worker_comm, split=split)
+                result = time_allreduce(worker, np.empty(size, np.float32), repeats, warmup)
+                worker.close()
+                split.worker_comm.Free()
+        else:
+            result = time_allreduce(make_communicator(comm_name, sub), np.empty(size, np.float32),
+                                    repeats, warmup)
+        sub.Free()
+    sleepy_barrier(world)
+    return result if rank == 0 else None
+
+
+def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, world_size, net=None):
+    """One JSON record for a measurement."""
+    q1, median, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
+                      else (times[0],) * 3)
+    algbw = nbytes / median if median > 0 else None
+    factor = 2 * (ranks - 1) / ranks if ranks > 1 else 1.0
+    return {
+        "version": VERSION, "comm": comm, "bytes": nbytes, "ranks": ranks,
+        "num_servers": servers if comm == "ps" else 0, "world_size": world_size,
+        "median_s": median, "min_s": min(times), "max_s": max(times), "q1_s": q1, "q3_s": q3,
+        "repeats": repeats, "warmup": warmup, "times_s": times,
+        "algbw_Bps": algbw, "busbw_Bps": algbw * factor if algbw else None, "ratio_to_mpi": None,
+        "correct": correct, "dtype": "float32", "net": net, "host": platform.node(),
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+    }
+
+
+def add_ratios(records):
+    """Set ``ratio_to_mpi`` on every record with an mpi record of the same size and rank count."""
+    mpi = {(r["bytes"], r["ranks"]): r["median_s"] for r in records if r["comm"] == "mpi"}
+    for record in records:
+        base = mpi.get((record["bytes"], record["ranks"]))
+        record["ratio_to_mpi"] = record["median_s"] / base if base else None
+    return records
+
+
+def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None):
+    """Measure every strategy, size and rank count; the records on world rank 0, None elsewhere."""
+    if repeats < 1 or warmup < 0:
+        raise FirecaffeError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    bad = [n for n in sizes if n < ITEMSIZE or n % ITEMSIZE]
+    if bad:
+        raise FirecaffeError(f"message sizes must be positive multiples of {ITEMSIZE} bytes (float32), "
+                             f"got {bad}")
+    world_size = world.Get_size()
+    steps = plan(comms, world_size, rank_counts(world_size, ranks, sweep), servers, explicit=bool(ranks))
+    check_memory(world, max(sizes), servers)
+    records = []
+    for nbytes in sizes:
+        for comm_name, r in steps:
+            if progress and world.Get_rank() == 0:
+                progress(comm_name, nbytes, r)
+            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers)
+            if result is not None:
+                times, correct = result
+                records.append(summarize(times, comm_name, nbytes, r, servers, repeats, warmup, correct,
+                                         world_size, net))
+    return add_ratios(records) if world.Get_rank() == 0 else None
+
+
+def format_table(records):
+    """The records as a terminal table (times in ms, bandwidth in GB/s = 10^9 bytes/s)."""
+    lines = [f"{'comm':5s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
+             f"{'algbw GB/s':>10s} {'x mpi':>6s}"]
+    for r in records:
+        ratio = f"{r['ratio_to_mpi']:.2f}" if r["ratio_to_mpi"] else "-"
+        extra = f"  ({r['num_servers']} server{'s' if r['num_servers'] > 1 else ''})" if r["comm"] == "ps" else ""
+        if not r["correct"]:
+            extra += "  WRONG SUM"
+        lines.append(f"{r['comm']:5s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
+                     f"{r['min_s'] * 1e3:9.3f} {r['max_s'] * 1e3:9.3f} {r['algbw_Bps'] / 1e9:10.3f} "
+                     f"{ratio:>6s}{extra}")
+    return "\n".join(lines)
+
+
+def human_bytes(n):
+    for suffix, scale in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale}{suffix}"
+    if n >= 2**20:
+        return f"{n / 2**20:.1f}M"
+    return f"{n / 2**10:.1f}K" if n >= 2**10 else str(n)

@@ -1,0 +1,216 @@
+"""How far a net scales: bytes each strategy moves, predicted communication time, speedup.
+
+Used by ``firecaffe analyze NET --workers 32,128 [--profile FILE | --bandwidth 10GB/s
+--latency 2us] [--compute-ms T]``. For a gradient of n bytes (the net's
+parameter bytes) reduced among p workers, per iteration:
+
+    strategy  per worker (sent + received)   total sent, all ranks   busiest rank (sent + received)
+    tree      4 (p-1)/p n  (on average)       2 (p-1) n               2 ceil(log2 p) n   (the root)
+    ring/mpi  4 (p-1)/p n                     2 (p-1) n               4 (p-1)/p n
+    ps        2 n                             2 p n                   2 p n / S          (each server)
+
+Time comes from the alpha-beta-gamma model (firecaffe.insight.bench.model). Strong
+scaling at a fixed global batch: one iteration takes T on 1 worker, so on p
+workers it takes T/p + comm(p); speedup = T / (T/p + comm(p)), efficiency =
+speedup / p. Computation and communication are not overlapped (an upper bound
+on time, as in FireCaffe's analysis).
+"""
+import functools
+import math
+import re
+
+import click
+
+from .bench import model
+from ..errors import FirecaffeError
+
+DEFAULT_BANDWIDTH = "10GB/s"
+DEFAULT_LATENCY = "2us"
+PREDICTED_COMMS = ("tree", "ring", "mpi", "ps")
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ns": 1e-9}
+_RATE_UNITS = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_NUMBER = r"(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
+
+
+def parse_size(text):
+    """Bytes in ``text``: '4096', '4K', '16M', '1.5G', '16MB', '16MiB' (K, M, G are powers of 1024)."""
+    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtT]?)(?:i?[bB])?", str(text).strip())
+    if not match:
+        raise FirecaffeError(f"cannot read size {text!r}: give bytes as a number with an optional "
+                             "K, M or G suffix (powers of 1024), e.g. 4096, 4K, 16M, 1.5G")
+    value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if value != int(value):
+        raise FirecaffeError(f"size {text!r} is not a whole number of bytes")
+    if value <= 0:
+        raise FirecaffeError(f"size {text!r} must be more than 0 bytes")
+    return int(value)
+
+
+def parse_time(text):
+    """Seconds in ``text``: '2us', '0.5ms', '1e-6s', '3ns', '2 µs'. A unit is required."""
+    match = re.fullmatch(_NUMBER + r"\s*([a-zµμ]+)", str(text).strip())
+    if not match or match.group(2) not in _TIME_UNITS:
+        raise FirecaffeError(f"cannot read time {text!r}: give a number and a unit "
+                             f"({', '.join(u for u in _TIME_UNITS if u != 'μs')}), e.g. 2us or 0.5ms")
+    return float(match.group(1)) * _TIME_UNITS[match.group(2)]
+
+
+def parse_bandwidth(text):
+    """Bytes per second in ``text``: '10GB/s', '1.25 GB/s', '100Gb/s' (bits), '12GiB/s', '500MB/s'.
+
+    Rates use decimal prefixes (1 GB/s = 1e9 bytes/s) as network links are sold;
+    'GiB/s' is binary; a lower-case 'b' means bits.
+    """
+    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtT])?(i)?([bB])(?:ps|/s)", str(text).strip())
+    if not match:
+        raise FirecaffeError(f"cannot read bandwidth {text!r}: give a rate such as 10GB/s, 100Gb/s "
+                             "(bits), 12GiB/s or 500MB/s")
+    number, prefix, binary, unit = match.groups()
+    scale = 1.0
+    if prefix:
+        scale = 2 ** (10 * " kmgt".index(prefix.lower())) if binary else _RATE_UNITS[prefix.lower()]
+    value = float(number) * scale / (8 if unit == "b" else 1)
+    if not value > 0:
+        raise FirecaffeError(f"bandwidth {text!r} must be more than 0")
+    return value
+
+
+def parse_workers(text):
+    """'32' or '8,32,128' -> [8, 32, 128]: positive worker counts."""
+    try:
+        workers = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise FirecaffeError(f"cannot read worker counts {text!r}: give integers separated by commas, "
+                             "e.g. 8,32,128") from None
+    if not workers or any(p < 1 for p in workers):
+        raise FirecaffeError(f"worker counts {text!r} must be positive integers, e.g. 8,32,128")
+    return sorted(set(workers))
+
+
+def load_profile(path):
+    """A machine profile written by ``firecaffe bench fit --out``."""
+    profile = model.read_json(path, "profile")
+    return model.check_profile(profile, str(path))
+
+
+def make_profile(profile_path=None, bandwidth=None, latency=None, gamma=None):
+    """A profile from a fitted file, overridden by explicit bandwidth/latency; 10GB/s, 2us by default.
+
+    Without a profile file the reduction arithmetic is taken as free (gamma = 0)
+    unless ``gamma`` (seconds per byte) is given.
+    """
+    profile = dict(load_profile(profile_path)) if profile_path else {
+        "alpha_s": parse_time(DEFAULT_LATENCY), "beta_s_per_byte": 1 / parse_bandwidth(DEFAULT_BANDWIDTH),
+        "gamma_s_per_byte": 0.0, "source": f"default {DEFAULT_BANDWIDTH}, {DEFAULT_LATENCY}"}
+    if profile_path:
+        profile["source"] = str(profile_path)
+    if bandwidth is not None:
+        profile["beta_s_per_byte"] = 1 / parse_bandwidth(bandwidth)
+    if latency is not None:
+        profile["alpha_s"] = parse_time(latency)
+    if gamma is not None:
+        profile["gamma_s_per_byte"] = float(gamma)
+    if bandwidth is not None or latency is not None:
+        profile["source"] = ", ".join(filter(None, [
+            profile_path and str(profile_path), bandwidth, latency]))
+    return model.check_profile(profile)
+
+
+def traffic(comm, n, p, servers=1):
+    """``(per_worker, total, busiest)`` bytes of one reduction of n bytes among p workers."""
+    if comm == "ps":
+        return 2 * n, 2 * p * n, 2 * p * n / servers
+    if p == 1:
+        return 0, 0, 0
+    per_worker = 4 * (p - 1) / p * n
+    busiest = 2 * model.log2_ceil(p) * n if comm == "tree" else per_worker
+    return per_worker, 2 * (p - 1) * n, busiest
+
+
+def add_prediction(report, workers, profile, compute_ms=None, comms=PREDICTED_COMMS, servers=1):
+    """Add ``report['predicted']``: one record per strategy and worker count; returns the report.
+
+    ``report`` is an ``analysis.analyze`` dict (its ``param_bytes`` is the gradient size).
+    """
+    if compute_ms is not None and not compute_ms > 0:
+        raise FirecaffeError(f"--compute-ms must be more than 0, got {compute_ms}")
+    n = report["param_bytes"]
+    records = []
+    for comm in comms:
+        for p in workers:
+            seconds = model.predict(comm, n, p, profile, servers)
+            per_worker, total, busiest = traffic(comm, n, p, servers)
+            record = {"comm": comm, "workers": p, "seconds": seconds, "bytes": n,
+                      "bytes_per_worker": per_worker, "bytes_total": total, "bytes_busiest": busiest}
+            if comm == "ps":
+                record["num_servers"] = servers
+            if compute_ms is not None:
+                compute = compute_ms / 1e3
+                iteration = compute / p + seconds
+                record.update(compute_s=compute / p, iteration_s=iteration,
+                              speedup=compute / iteration, efficiency=compute / iteration / p)
+            records.append(record)
+    report["predicted"] = records
+    report["profile"] = {key: profile[key] for key in (*model.PROFILE_KEYS, "source") if key in profile}
+    return report
+
+
+def _mb(n):
+    return f"{n / 1e6:,.1f}"
+
+
+def format_prediction(report):
+    """The prediction as a text table (MB are 10^6 bytes)."""
+    profile = report["profile"]
+    bandwidth = 1 / profile["beta_s_per_byte"] if profile["beta_s_per_byte"] else math.inf
+    lines = [f"gradient {_mb(report['param_bytes'])} MB per iteration; network {bandwidth / 1e9:.3g} GB/s, "
+             f"latency {profile['alpha_s'] * 1e6:.3g} us, reduction {profile['gamma_s_per_byte'] * 1e9:.3g} "
+             f"s/GB ({profile.get('source', 'given')})"]
+    with_speedup = any("speedup" in r for r in report["predicted"])
+    header = f"{'comm':6s} {'workers':>7s} {'MB/worker':>10s} {'MB total':>11s} {'MB busiest':>11s} {'comm ms':>9s}"
+    lines.append(header + (f" {'iter ms':>9s} {'speedup':>8s} {'eff':>6s}" if with_speedup else ""))
+    for r in report["predicted"]:
+        line = (f"{r['comm']:6s} {r['workers']:7d} {_mb(r['bytes_per_worker']):>10s} {_mb(r['bytes_total']):>11s} "
+                f"{_mb(r['bytes_busiest']):>11s} {r['seconds'] * 1e3:9.2f}")
+        if "speedup" in r:
+            line += f" {r['iteration_s'] * 1e3:9.2f} {r['speedup']:8.2f} {r['efficiency']:6.1%}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def prediction_options(command):
+    """Click options of ``analyze`` for scaling predictions; they arrive as keyword arguments."""
+    options = [
+        click.option("--workers", metavar="P[,P...]", help="Predict communication and speedup at these "
+                     "worker counts."),
+        click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
+                     help="Machine profile from `firecaffe bench fit --out`."),
+        click.option("--bandwidth", metavar="RATE", help=f"Link bandwidth, e.g. 10GB/s or 100Gb/s "
+                     f"(default {DEFAULT_BANDWIDTH} without --profile)."),
+        click.option("--latency", metavar="TIME", help=f"Per-message latency, e.g. 2us "
+                     f"(default {DEFAULT_LATENCY} without --profile)."),
+        click.option("--compute-ms", type=float, help="Milliseconds of one iteration at the global batch "
+                     "on 1 worker: adds strong-scaling speedup and efficiency."),
+        click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Parameter-server ranks for the ps prediction."),
+    ]
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
+
+
+def apply_prediction(report, workers=None, profile_path=None, bandwidth=None, latency=None,
+                     compute_ms=None, ps_servers=1):
+    """Add the prediction to ``report`` when ``--workers`` was given; True if it did.
+
+    The other options without ``--workers`` are an error (they would do nothing).
+    """
+    if workers is None:
+        given = [name for name, value in (("--profile", profile_path), ("--bandwidth", bandwidth),
+                                          ("--latency", latency), ("--compute-ms", compute_ms)) if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only make sense with --workers P[,P...]")
+        return False
+    profile = make_profile(profile_path, bandwidth, latency)
+    add_prediction(report, parse_workers(workers), profile, compute_ms, servers=ps_servers)
+    return True

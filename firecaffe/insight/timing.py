@@ -1,0 +1,52 @@
+"""`firecaffe time`: per-layer forward/backward times, printed as `caffe time` does."""
+import time
+
+from ..core import backend
+from ..core.log import LOGGER
+
+
+def _sync():
+    if backend.gpu_enabled():
+        backend.xp().cuda.Device().synchronize()
+
+
+def time_net(net, iterations):
+    """Time ``iterations`` forward-backward passes; return per-layer mean ms."""
+    n = len(net.layers)
+    fwd, bwd = [0.0] * n, [0.0] * n
+    LOGGER.info("Performing Forward")
+    net.forward_range()                       # warm-up, as Caffe does once
+    LOGGER.info("Performing Backward")
+    net.backward_range()
+    LOGGER.info("*** Benchmark begins ***")
+    LOGGER.info(f"Testing for {iterations} iterations.")
+    total_fwd = total_bwd = 0.0
+    wall = time.perf_counter()
+    for it in range(iterations):
+        start = time.perf_counter()
+        for i in range(n):
+            t = time.perf_counter()
+            net.forward_layer(i)
+            _sync()
+            fwd[i] += time.perf_counter() - t
+        mid = time.perf_counter()
+        for i in reversed(range(n)):
+            t = time.perf_counter()
+            net.backward_layer(i)
+            _sync()
+            bwd[i] += time.perf_counter() - t
+        end = time.perf_counter()
+        total_fwd += mid - start
+        total_bwd += end - mid
+        LOGGER.info(f"Iteration: {it + 1} forward-backward time: {(end - start) * 1e3:.4g} ms.")
+    LOGGER.info("Average time per layer: ")
+    for i, layer in enumerate(net.layers):
+        LOGGER.info(f"{layer.name:>20s}\tforward: {fwd[i] / iterations * 1e3:.5g} ms.")
+        LOGGER.info(f"{layer.name:>20s}\tbackward: {bwd[i] / iterations * 1e3:.5g} ms.")
+    LOGGER.info(f"Average Forward pass: {total_fwd / iterations * 1e3:.5g} ms.")
+    LOGGER.info(f"Average Backward pass: {total_bwd / iterations * 1e3:.5g} ms.")
+    LOGGER.info(f"Average Forward-Backward: {(total_fwd + total_bwd) / iterations * 1e3:.5g} ms.")
+    LOGGER.info(f"Total Time: {(time.perf_counter() - wall) * 1e3:.5g} ms.")
+    LOGGER.info("*** Benchmark ends ***")
+    return {layer.name: (fwd[i] / iterations * 1e3, bwd[i] / iterations * 1e3)
+            for i, layer in enumerate(net.layers)}

@@ -1,0 +1,78 @@
+"""InnerProduct: a fully connected layer, y = x W^T + b, as one GEMM.
+
+Caffe type "InnerProduct", inner_product_param:
+  num_output     N, the output size (required)
+  bias_term      learn a bias of shape (N,) (default true)
+  weight_filler  default constant 0; bias_filler default constant 0
+  axis           first axis flattened into the input vector (default 1): the
+                 bottom is viewed as (M, K) with M = count(0, axis), K = count(axis)
+  transpose      store the weight as (K, N) instead of (N, K) (default false)
+
+The top has shape bottom.shape[:axis] + (N,).
+"""
+from ..core import backend
+from . import register
+from .base import Layer
+
+
+@register("InnerProduct")
+class InnerProduct(Layer):
+    exact_num_bottom = 1
+    exact_num_top = 1
+
+    def layer_setup(self, bottom, top):
+        p = self.param.inner_product_param
+        if p.num_output <= 0:
+            self.fail("inner_product_param.num_output must be set to a positive number")
+        self.num_output = int(p.num_output)
+        self.bias_term = bool(p.bias_term)
+        self.transpose = bool(p.transpose)
+        self.axis = self._axis(bottom[0])
+        self.k = bottom[0].count_range(self.axis)
+        shape = (self.k, self.num_output) if self.transpose else (self.num_output, self.k)
+        self.make_blob(shape, p.weight_filler)
+        if self.bias_term:
+            self.make_blob((self.num_output,), p.bias_filler)
+
+    def _axis(self, blob):
+        try:
+            return blob.canonical_axis(self.param.inner_product_param.axis)
+        except ValueError as exc:
+            self.fail(str(exc))
+
+    def reshape(self, bottom, top):
+        self.axis = self._axis(bottom[0])
+        k = bottom[0].count_range(self.axis)
+        if k != self.k:
+            self.fail(f"input size incompatible with the weights: bottom {tuple(bottom[0].shape)} "
+                      f"flattened from axis {self.axis} has {k} values per row, the weight "
+                      f"{tuple(self.blobs[0].shape)} expects {self.k}")
+        self.m = bottom[0].count_range(0, self.axis)
+        top[0].reshape(tuple(bottom[0].shape[:self.axis]) + (self.num_output,))
+
+    def forward_cpu(self, bottom, top):
+        x = bottom[0].data.reshape(self.m, self.k)
+        w = self.blobs[0].data
+        y = top[0].data.reshape(self.m, self.num_output)
+        xp = backend.xp_of(x)
+        xp.matmul(x, w if self.transpose else w.T, out=y)
+        if self.bias_term:
+            y += self.blobs[1].data
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        dy = top[0].diff.reshape(self.m, self.num_output)
+        x = bottom[0].data.reshape(self.m, self.k)
+        w = self.blobs[0]
+        if self.transpose:
+            w.diff += x.T @ dy
+        else:
+            w.diff += dy.T @ x
+        if self.bias_term:
+            self.blobs[1].diff += dy.sum(axis=0)
+        if propagate_down[0]:
+            dx = bottom[0].diff.reshape(self.m, self.k)
+            dx[...] = dy @ w.data.T if self.transpose else dy @ w.data
+
+    def flops(self, bottom, top):
+        m, k = bottom[0].count_range(0, self.axis), self.k
+        return 2 * m * k * self.num_output + (m * self.num_output if self.bias_term else 0)

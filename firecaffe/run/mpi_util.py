@@ -1,0 +1,81 @@
+"""Where this process stands in an MPI job, and how it fails.
+
+``world()`` is the job's COMM_WORLD, or None for a plain single process, which
+then never imports (and so never initializes) MPI. ``abort_on_error()`` makes an
+uncaught exception on any rank, in any thread, print which rank failed and
+abort the whole job, instead of leaving the other ranks waiting forever in
+their next collective call.
+"""
+import os
+import sys
+import threading
+import traceback
+
+from ..errors import FirecaffeError
+
+# Set for each process by MPI launchers: MPICH's Hydra, Intel MPI and srun --mpi=pmi2 (PMI_*),
+# Open MPI's mpirun (OMPI_*), srun --mpi=pmix and other PMIx launchers (PMIX_RANK, no size).
+_LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def _launched_size():
+    """The process count a launcher announced (1 if it did not say), None when no launcher started us."""
+    if not any(name in os.environ for name in _LAUNCHER_RANK_VARIABLES):
+        return None
+    for name in _LAUNCHER_SIZE_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def world():
+    """``MPI.COMM_WORLD``, or None outside an MPI launch (or without mpi4py in a 1-process launch)."""
+    size = _launched_size()
+    if size is None:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if size > 1:
+            raise FirecaffeError(
+                f"started as one of {size} MPI processes, but mpi4py is not installed, so the "
+                "processes cannot talk to each other: pip install 'firecaffe[mpich]'") from None
+        return None
+    return MPI.COMM_WORLD
+
+
+def rank_prefix():
+    """``"rank R of P: "`` for messages from a multi-rank job, ``""`` otherwise."""
+    comm = world()
+    if comm is None or comm.Get_size() == 1:
+        return ""
+    return f"rank {comm.Get_rank()} of {comm.Get_size()}: "
+
+
+def abort_on_error():
+    """Make an uncaught exception on this rank end the whole job with a message naming the rank.
+
+    The message is ``firecaffe: rank R of P failed: <message>`` on stderr; a
+    FirecaffeError prints only its message, any other exception its traceback
+    first. With more than one rank the job is then aborted (MPI_Abort), which
+    takes every rank down within seconds rather than letting them hang.
+    """
+    def report_and_abort(exc_type, exc, tb):
+        comm = world()
+        text = "" if issubclass(exc_type, FirecaffeError) else "".join(
+            traceback.format_exception(exc_type, exc, tb))
+        where = "" if comm is None else f"rank {comm.Get_rank()} of {comm.Get_size()} "
+        message = str(exc) if issubclass(exc_type, FirecaffeError) else f"{exc_type.__name__}: {exc}"
+        text += f"firecaffe: {where}failed: {message}\n"
+        sys.stderr.flush()
+        os.write(2, text.encode(errors="replace"))      # one write: nothing lost to the abort
+        if comm is not None and comm.Get_size() > 1:
+            comm.Abort(1)
+
+    def report_thread(args):
+        if args.exc_type is not SystemExit:
+            report_and_abort(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = report_and_abort
+    threading.excepthook = report_thread
