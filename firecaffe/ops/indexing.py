@@ -26,9 +26,11 @@ from .base import Layer
 
 
 def _index_add(target, index, values):
-    """target[index] += values, adding repeated indices (np.add.at / CuPy's scatter_add)."""
-    if backend.xp_of(target) is np:
-        np.add.at(target, index, values)
+    """target[index] += values, adding repeated indices (ufunc.at: NumPy, CuPy >= 13;
+    cupyx.scatter_add on older CuPy)."""
+    xp = backend.xp_of(target)
+    if hasattr(xp.add, "at"):
+        xp.add.at(target, index, values)
     else:
         import cupyx
         cupyx.scatter_add(target, index, values)
@@ -205,7 +207,8 @@ class ArgMax(Layer):
             values = x.reshape(bottom[0].count_range(0, self.axis), x.shape[self.axis], -1)
         dim = values.shape[1]
         # A stable sort of the negated values along the reversed axis puts equal
-        # values in descending index order, as Caffe's sort of (value, index) pairs.
+        # values in descending index order, as Caffe's sort of (value, index) pairs
+        # (CuPy's argsort is always stable and takes no kind).
         reverse = -values[:, ::-1, :]
         order = xp.argsort(reverse, axis=1, kind="stable") if xp is np else xp.argsort(reverse, axis=1)
         index = (dim - 1 - order[:, :self.top_k, :])

@@ -53,6 +53,9 @@ class _Loss(Layer):
     def weight(top):
         return float(top[0].diff.reshape(-1)[0])
 
+    def flops(self, bottom, top):
+        return 3 * bottom[0].count
+
 
 def _normalization(layer, default):
     """Caffe's loss normalization mode name: normalization when given, else the

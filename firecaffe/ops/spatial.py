@@ -235,3 +235,6 @@ class SPP(Layer):
             pool.backward([pooled], [True], [scratch])
             total += scratch.diff
         bottom[0].diff[...] = total
+
+    def flops(self, bottom, top):
+        return sum(pool.flops(bottom, [pooled]) for pool, pooled in self.levels)
