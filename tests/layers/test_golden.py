@@ -1,5 +1,6 @@
-"""The layers of ops/activation, loss_extra, indexing, spatial and statistics
-against real BVLC Caffe: forward and backward values at float32 rounding.
+"""The layers of ops/activation, exp_log_power, loss_extra, loss_logistic,
+indexing, spatial and statistics against real BVLC Caffe: forward and backward
+values at float32 rounding.
 
 The fixtures were made by golden/make_golden.py with Caffe's pycaffe: each
 holds one layer's text, its inputs and parameters, the tops Caffe computed, the
