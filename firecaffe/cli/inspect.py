@@ -5,8 +5,9 @@ import click
 
 from ..core import backend
 from ..core.log import LOGGER, setup as setup_logging
-from ..insight.predict import apply_prediction, format_prediction, prediction_options
+from ..insight.predict import format_prediction
 from .options import CPU_OPTION, GPU_OPTION, choose_device
+from .prediction import apply_prediction, prediction_options
 
 
 @click.command()

@@ -7,6 +7,12 @@ laid out in reverse layer order so that backward fills the diff arena from its
 start and a communicator can reduce a finished prefix while backward goes on.
 The Python API follows pycaffe: blobs, params, layers, inputs, outputs,
 forward(**inputs), backward(), save(path).
+
+``shapes_only=True`` stops after the layers are set up: parameter blobs are
+neither filled nor laid into arenas, so their zeros stay lazily allocated and
+a 138M-parameter net is read for shapes, parameter counts and FLOPs
+(``firecaffe analyze``, ``firecaffe design``) in a fraction of a second and
+no memory. Such a net has zero weights and is not for training.
 """
 import re
 from collections import OrderedDict
@@ -23,10 +29,11 @@ from ..proto import io
 
 class Net:
     def __init__(self, model, weights=None, phase="TEST", *, level=0, stages=(),
-                 dtype=np.float32, shard=(0, 1), source=None):
+                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
         if isinstance(weights, (str, int)) and str(weights).upper() in ("TRAIN", "TEST", "0", "1"):
             weights, phase = None, weights            # pycaffe's Net(model, phase)
         self.phase = graph.phase_name(phase)
+        self.shapes_only = shapes_only
         self.dtype = np.dtype(dtype)
         self.source = model if isinstance(model, str) else (source or "<NetParameter>")
         param = io.read_net(model) if isinstance(model, str) else model
@@ -47,7 +54,10 @@ class Net:
         self.outputs = [n for n, b in self.blobs.items() if id(b) not in consumed]
         self._plan_backward()
         self._collect_params()
-        self._build_arenas()
+        if shapes_only:
+            self.param_arena = self.diff_arena = None
+        else:
+            self._build_arenas()
         if weights:
             self.copy_from(weights)
 
@@ -60,6 +70,7 @@ class Net:
             layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
         except PrototxtError as exc:
             raise PrototxtError(f"{self._where(layer_param)}{exc}") from None
+        layer.fill_blobs = not self.shapes_only
         if getattr(layer, "is_data", False):
             layer.shard = shard
         bottom = [self.blobs[name] for name in layer_param.bottom]
@@ -324,7 +335,7 @@ class Net:
         weight_io.save(self, path)
 
     def __repr__(self):
-        return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {self.param_arena.size} params>"
+        return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {sum(b.count for b in self.learnable_params)} params>"
 
 
 def locate_layer(path, layer_name):

@@ -20,6 +20,7 @@ class Layer:
     min_num_top = None
     max_num_top = None
     is_loss = False          # loss layers default to loss_weight 1 on their first top
+    fill_blobs = True        # False in a shapes-only net: parameter blobs stay unfilled zeros
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
@@ -110,7 +111,7 @@ class Layer:
         """A new parameter blob of ``shape``, filled by the FillerParameter ``filler``."""
         from ..core.fillers import fill
         blob = Blob(shape, self.dtype, name=f"{self.name}[{len(self.blobs)}]")
-        if filler is not None:
+        if filler is not None and self.fill_blobs:
             blob.data[...] = backend.xp().asarray(fill(filler, blob.shape, self.dtype))
         self.blobs.append(blob)
         return blob
