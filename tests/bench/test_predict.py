@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import firecaffe.insight.predict as predict
-from firecaffe.cli import prediction
+from firecaffe.cli import prediction as prediction_cli
 from firecaffe.errors import FirecaffeError
 
 REPORT = {"name": "toy", "params": 1_000_000, "param_bytes": 4_000_000, "flops": 0, "layers": []}
@@ -103,11 +103,11 @@ def test_compute_ms_must_be_positive():
 
 
 @click.command()
-@prediction.prediction_options
+@prediction_cli.prediction_options
 @click.option("--json", "as_json", is_flag=True)
 def toy_analyze(as_json, **prediction):
     report = dict(REPORT)
-    if prediction.apply_prediction(report, **prediction) and not as_json:
+    if prediction_cli.apply_prediction(report, **prediction) and not as_json:
         click.echo(predict.format_prediction(report))
     if as_json:
         click.echo(json.dumps(report))
