@@ -72,7 +72,7 @@ def analyze(model, phase, as_json, **prediction):
     from ..engine.net import Net
     setup_logging(level="WARNING")
     backend.set_mode_cpu()
-    report = analyze_net(Net(model, phase=phase.upper()))
+    report = analyze_net(Net(model, phase=phase.upper(), shapes_only=True))
     predicted = apply_prediction(report, **prediction)
     if as_json:
         click.echo(json.dumps(report))

@@ -42,7 +42,7 @@ def main(names):
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for name in names or ORDER:
-        report = analyze(Net(os.path.join(NETS, name, "deploy.prototxt"), phase="TEST"))
+        report = analyze(Net(os.path.join(NETS, name, "deploy.prototxt"), phase="TEST", shapes_only=True))
         train_params = zoo.build(name, True).params
         moved = {p: {s: traffic(s, 4 * train_params, p)[2] for s in ("tree", "ring", "ps")} for p in WORKERS}
         cells = [f"`{name}`", f"{report['params']:,d}", f"{report['param_bytes'] / mb:.1f}",
