@@ -8,8 +8,8 @@ import sys
 import click
 
 from ..errors import FirecaffeError
-from .bench import bench
 from .design import design
+from .bench import bench
 from .inspect import analyze, test, time_cmd
 from .train import train
 
