@@ -7,12 +7,6 @@ laid out in reverse layer order so that backward fills the diff arena from its
 start and a communicator can reduce a finished prefix while backward goes on.
 The Python API follows pycaffe: blobs, params, layers, inputs, outputs,
 forward(**inputs), backward(), save(path).
-
-``shapes_only=True`` stops after the layers are set up: parameter blobs are
-neither filled nor laid into arenas, so their zeros stay lazily allocated and
-a 138M-parameter net is read for shapes, parameter counts and FLOPs
-(``firecaffe analyze``, ``firecaffe design``) in a fraction of a second and
-no memory. Such a net has zero weights and is not for training.
 """
 import re
 from collections import OrderedDict
@@ -55,6 +49,9 @@ class Net:
         self._plan_backward()
         self._collect_params()
         if shapes_only:
+            # stop once the layers are set up: parameter blobs stay unfilled zeros outside
+            # any arena (lazily allocated: a 138M-parameter net costs no memory), read only
+            # for shapes, parameter counts and FLOPs (analyze, design); not for training
             self.param_arena = self.diff_arena = None
         else:
             self._build_arenas()
@@ -70,9 +67,9 @@ class Net:
             layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
         except PrototxtError as exc:
             raise PrototxtError(f"{self._where(layer_param)}{exc}") from None
-        layer.fill_blobs = not self.shapes_only
         if getattr(layer, "is_data", False):
             layer.shard = shard
+        layer.fill_blobs = not self.shapes_only
         bottom = [self.blobs[name] for name in layer_param.bottom]
         top = []
         for name in layer_param.top:

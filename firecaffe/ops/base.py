@@ -13,6 +13,7 @@ from ..errors import ShapeError
 
 
 class Layer:
+    fill_blobs = True        # False in a shapes-only net: parameter blobs stay unfilled zeros
     exact_num_bottom = None
     min_num_bottom = None
     max_num_bottom = None
@@ -20,7 +21,6 @@ class Layer:
     min_num_top = None
     max_num_top = None
     is_loss = False          # loss layers default to loss_weight 1 on their first top
-    fill_blobs = True        # False in a shapes-only net: parameter blobs stay unfilled zeros
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
