@@ -5,8 +5,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import firecaffe.insight.predict as predict
 from firecaffe.cli import prediction as prediction_cli
+import firecaffe.insight.predict as predict
 from firecaffe.errors import FirecaffeError
 
 REPORT = {"name": "toy", "params": 1_000_000, "param_bytes": 4_000_000, "flops": 0, "layers": []}
