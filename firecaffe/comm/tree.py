@@ -143,19 +143,23 @@ class TreeAllreduce(Strategy):
         return float((k + 1) * levels), float(levels * (n + last)), float(levels * n)
 
     @classmethod
-    def busiest_rank(cls, n, p, **options):
+    def busiest_rank(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
         if p == 1:
             return 0.0, 0.0, 0.0
         levels = log2_ceil(p)
-        return 2.0 * levels, 2.0 * levels * n, float(levels * n)
+        return 2.0 * levels * _chunks(n, chunk_bytes), 2.0 * levels * n, float(levels * n)
 
     @classmethod
-    def messages(cls, p, n=None, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
-        chunks = max(1, math.ceil(n / chunk_bytes)) if n else 1
-        return 2 * (p - 1) * chunks
+    def messages(cls, p, n=0, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        return 2 * (p - 1) * _chunks(n, chunk_bytes)
 
     @classmethod
     def totals(cls, n, p, **options):
         if p == 1:
             return 0.0, 0.0, 0.0
         return float(cls.messages(p, n=n, **options)), 2.0 * (p - 1) * n, float((p - 1) * n)
+
+
+def _chunks(n, chunk_bytes):
+    """How many chunks an array of n bytes travels in (at least one message per link)."""
+    return max(1, math.ceil(n / chunk_bytes))

@@ -25,10 +25,7 @@ def run(world, out_dir, global_batch, steps, name, servers):
     del param.test_iter[:]
     solver = Solver(param, sync=sync, shard=(max(sync.worker_rank, 0), sync.num_workers),
                     train_net_hook=batch_hook(global_batch, sync.num_workers))
-    if not sync.is_worker:
-        sync.serve(solver)
-        return
-    solver.step(steps)
+    solver.step(steps)        # parameter-server ranks run the same loop (their strategy gives them their part)
     sync.close()
     if sync.worker_rank == 0:
         tag = f"{name}{servers if name == 'ps' else ''}"
