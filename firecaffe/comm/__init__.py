@@ -52,4 +52,4 @@ def make_strategy(name, world, **options):
 
     Options go to the strategy: ``chunk_bytes`` for tree, ``num_servers`` for ps.
     """
-    return strategy_class(name).for_rank(world, **options)
+    return strategy_class(name)(world, **options)

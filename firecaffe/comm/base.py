@@ -6,7 +6,7 @@ of one step and the bytes it moves) and how one step's gradients become new
 weights (``step_``). The default step is "allreduce the diff arena, then
 update": a subclass writes ``_allreduce(buf)`` on a host (or CUDA-aware)
 buffer and ``cost_coefficients``. A strategy whose ranks play different roles
-(the parameter server) overrides ``for_rank`` and ``step_``.
+(the parameter server) overrides the role properties and ``step_``.
 
 Strategies see flat buffers only: the caller (firecaffe.run) hands ``step_``
 the two arenas and an ``update(window, sum_across)`` callback that averages
@@ -57,12 +57,7 @@ class Strategy:
         self.comm = comm
         self._pinned = {}  # slot -> (pinned memory, its size in bytes)
 
-    # --- roles ------------------------------------------------------------------
-    @classmethod
-    def for_rank(cls, world, **options):
-        """This rank's strategy object in a job over ``world``; by default every rank is a worker."""
-        return cls(world, **options)
-
+    # --- roles (by default every rank of ``comm`` is a worker) --------------------
     @property
     def is_worker(self):
         """Whether this rank computes gradients (False on a parameter server)."""
