@@ -15,7 +15,7 @@ def test_every_strategy_sums_and_steps_like_numpy(run_mpi, num_workers):
 
 @pytest.mark.mpi
 def test_bucket_reducer_falls_back_to_wait_without_thread_multiple(run_mpi):
-    run = run_mpi(4, ["check_reducers.py", 2], env={"MPI4PY_RC_THREAD_LEVEL": "serialized"})
+    run = run_mpi(4, ["check_reducers.py", 2], env={"MPI4PY_RC_THREAD_LEVEL": "serialized"}, timeout=90)
     assert run.returncode == 0, str(run)
     assert "BucketReducer: buckets reduced at wait()" in run.stdout, str(run)
 
