@@ -154,10 +154,10 @@ class NetSpec:
 
 
 def to_proto(*tops):
-    """A NetParameter of ``tops`` and everything they depend on (auto-named)."""
+    """A NetParameter of ``tops`` (or top-less layers) and everything they depend on (auto-named)."""
     layers, autonames = OrderedDict(), Counter()
     for top in tops:
-        top.fn._to_proto(layers, {}, autonames)
+        top._to_proto(layers, {}, autonames)
     net = caffe_pb2.NetParameter()
     net.layer.extend(layers.values())
     return net
