@@ -134,3 +134,15 @@ layer { name: "deep_ip" type: "InnerProduct" bottom: "x" top: "z" include { min_
     assert layer_names() == ["in"]
     assert layer_names("--stage", "deploy") == ["in", "deploy_ip"]
     assert layer_names("--level", "2") == ["in", "deep_ip"]
+
+
+def test_time_runs_every_layers_backward_even_without_a_loss():
+    from firecaffe.insight.timing import time_net
+    net = Net(net_param(DEPLOY.replace("force_backward: true", "")), phase="TEST")
+    calls = []
+    for layer in net.layers:
+        original = layer.backward
+        layer.backward = lambda top, down, bottom, _name=layer.name, _run=original: (calls.append(_name),
+                                                                                     _run(top, down, bottom))
+    time_net(net, 1)
+    assert calls.count("ip") == 1 and calls.count("prob") == 1      # the timed pass (the warm-up is Net::Backward)
