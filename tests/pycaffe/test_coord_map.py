@@ -45,3 +45,21 @@ def test_negative_offsets_are_refused():
     with pytest.raises(ValueError, match="negative offset"):
         crop(conv, data)
     assert UndefinedMapException.__name__ == "UndefinedMapException"
+
+
+@pytest.mark.skipif("Crop" not in __import__("firecaffe").layer_type_list(),
+                    reason="the Crop layer comes with the math-layers branch of issue 15; runs once merged")
+def test_the_crop_offset_realigns_a_padded_identity_convolution(tmp_path):
+    import firecaffe as caffe
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 6, 7]))
+    n.conv = L.Convolution(n.data, kernel_size=3, pad=10, num_output=1, bias_term=False)
+    n.crop = crop(n.conv, n.data)
+    path = tmp_path / "crop.prototxt"
+    path.write_text(str(n.to_proto()))
+    net = caffe.Net(str(path), caffe.TEST)
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    kernel[0, 0, 1, 1] = 1                            # identity: conv[y] = data[y - 9]
+    net.params["conv"][0].data[...] = kernel
+    x = np.random.default_rng(0).random((1, 1, 6, 7)).astype(np.float32)
+    np.testing.assert_array_equal(net.forward(data=x)["crop"], x)
