@@ -76,9 +76,11 @@ class Net(PycaffeNetAPI):
                 self.blobs[name] = Blob((), self.dtype, name=name)
             top.append(self.blobs[name])
             available.add(name)
-        if layer.auto_top_blobs():
+        if layer.auto_top_blobs():      # never an output; in blobs as pycaffe shows it (last one wins)
             needed = max(layer.min_num_top or 0, layer.exact_num_top or 0)
-            top.extend(Blob((), self.dtype, name=AUTOMATIC) for _ in range(needed - len(top)))
+            for _ in range(needed - len(top)):
+                top.append(Blob((), self.dtype, name=AUTOMATIC))
+                self.blobs[AUTOMATIC] = top[-1]
         try:
             layer.setup(bottom, top)
         except FirecaffeError as exc:

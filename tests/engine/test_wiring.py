@@ -29,7 +29,7 @@ def test_loss_layer_without_top_gets_an_anonymous_one_that_counts_in_the_loss():
     loss = net.forward_range()
     assert loss == pytest.approx(((x - t) ** 2).sum() / 2 / 2)
     assert net.outputs == []                   # as in Caffe: the automatic top is not an output
-    assert [b.name for b in net.top_vecs[-1]] == ["(automatic)"]
+    assert [b.name for b in net.top_vecs[-1]] == ["(automatic)"] and list(net.blobs) == ["x", "t", "(automatic)"]
     net.backward_range()
     assert net.blobs["x"].diff == pytest.approx((x - t) / 2)
 
