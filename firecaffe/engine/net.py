@@ -6,6 +6,11 @@ tops a loss layer may leave out), decide which layers need backward, then move
 every learnable blob into two flat arenas (arena.py). pycaffe's Python API
 (forward(**inputs), backward(**diffs), forward_all, copy_from, ...) is mixed in
 from pycaffe_net.py.
+
+``shapes_only=True`` (the design branch's option, kept here so that the two
+merge cleanly) stops after the layers are set up: parameter blobs are neither
+filled (layers read ``fill_blobs``) nor laid into arenas, so a large net is read
+for shapes, parameter counts and FLOPs at no memory cost; it cannot train.
 """
 import re
 from collections import OrderedDict
@@ -27,9 +32,10 @@ class Net(PycaffeNetAPI):
     ``model`` is a prototxt path or a NetParameter, ``phase`` TRAIN/TEST (0/1 or strings)."""
 
     def __init__(self, model, *args, weights=None, phase=None, level=0, stages=(),
-                 dtype=np.float32, shard=(0, 1), source=None):
+                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
         weights, phase = _weights_and_phase(args, weights, phase)
         self.phase = graph.phase_name(phase)
+        self.shapes_only = shapes_only
         self.dtype = np.dtype(dtype)
         self.source = model if isinstance(model, str) else (source or "<NetParameter>")
         param = io.read_net(model) if isinstance(model, str) else model
@@ -50,7 +56,10 @@ class Net(PycaffeNetAPI):
         self.outputs = sorted(available)           # Caffe lists them from a std::set
         self._plan_backward()
         arena.collect_params(self, self._where)
-        arena.build_arenas(self)
+        if shapes_only:
+            self.param_arena = self.diff_arena = None
+        else:
+            arena.build_arenas(self)
         if weights:
             self.copy_from(weights)
 
@@ -63,6 +72,7 @@ class Net(PycaffeNetAPI):
             layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
         except PrototxtError as exc:
             raise PrototxtError(f"{self._where(layer_param)}{exc}") from None
+        layer.fill_blobs = not self.shapes_only
         if layer.is_data:
             layer.shard = shard
         bottom = [self.blobs[name] for name in layer_param.bottom]
@@ -212,7 +222,7 @@ class Net(PycaffeNetAPI):
         self.diff_arena[...] = 0
 
     def __repr__(self):
-        return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {self.param_arena.size} params>"
+        return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {sum(b.count for b in self.learnable_params)} params>"
 
 
 def locate_layer(path, layer_name):
