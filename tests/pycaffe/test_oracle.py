@@ -14,7 +14,7 @@ from firecaffe import coord_map, layers as L, params as P
 
 ORACLE = os.path.join(os.path.dirname(__file__), "oracle")
 sys.path.insert(0, ORACLE)
-from specs import DEPLOY, SPECS, WIRING_NETS  # noqa: E402
+from oracle_specs import DEPLOY, SPECS, WIRING_NETS  # noqa: E402
 
 FACTS = json.load(open(os.path.join(ORACLE, "pycaffe_facts.json")))
 ARRAYS = np.load(os.path.join(ORACLE, "pycaffe_fixtures.npz"))

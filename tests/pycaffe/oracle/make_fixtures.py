@@ -21,7 +21,7 @@ from caffe import coord_map, layers as L, params as P
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from specs import SPECS, WIRING_NETS, DEPLOY  # noqa: E402  (shared with the test)
+from oracle_specs import SPECS, WIRING_NETS, DEPLOY  # noqa: E402  (shared with the test)
 
 
 def build(text):
