@@ -54,6 +54,7 @@ class Solver:
         self.iter = 0
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
+        self.callbacks = []             # (on_start, on_gradients) pairs, pycaffe's add_callback
         if self.sync is not None:
             self.sync.attach(self)
 
@@ -101,6 +102,11 @@ class Solver:
         return Net(source, phase=phase, level=level, stages=stages, shard=shard, source=path)
 
     # --- training ----------------------------------------------------------
+    def add_callback(self, on_start, on_gradients):
+        """Call ``on_start()`` at the start of every iteration and ``on_gradients()``
+        once its gradients are ready, before the update (pycaffe's add_callback)."""
+        self.callbacks.append((on_start, on_gradients))
+
     def learning_rate(self):
         return lr_policy.learning_rate(self.param, self.iter)
 
@@ -114,6 +120,8 @@ class Solver:
                 if p.test_interval and self.iter % p.test_interval == 0 and (
                         self.iter > 0 or p.test_initialization):
                     self.test_all()
+                for on_start, _ in self.callbacks:
+                    on_start()
                 display = p.display and self.iter % p.display == 0
                 self.net.clear_param_diffs()
                 loss = 0.0
@@ -130,6 +138,8 @@ class Solver:
                                 f"loss = {self.smoothed_loss:.6g}")
                     last_time, last_iter = now, self.iter
                     self._log_outputs(self.net, "Train", [self.net.blobs[n].data for n in self.net.outputs])
+                for _, on_gradients in self.callbacks:
+                    on_gradients()
                 self.apply_update(display)
                 self.iter += 1
                 if bar is not None:
