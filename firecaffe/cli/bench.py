@@ -8,6 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
+from .options import comm_option
 
 
 def _split(text):
@@ -61,8 +62,7 @@ def bench():
 
 
 @bench.command()
-@click.option("--comm", "comms", default="tree,ring,mpi,ps", show_default=True,
-              help="Strategies to time, comma-separated (tree, ring, mpi, ps, nccl).")
+@comm_option(many=True)
 @click.option("--sizes", default="4K,1M,16M,64M", show_default=True,
               help="Message sizes in bytes (K, M, G are powers of 1024).")
 @click.option("--net", type=click.Path(dir_okay=False), help="Use this net's gradient size (its parameter "
@@ -81,12 +81,7 @@ def bench():
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, json_path, plot_path, quiet):
     """Time one gradient allreduce per strategy, size and rank count (run under mpirun)."""
-    from ..comm import STRATEGIES
-    names = _split(comms)
-    unknown = [name for name in names if name not in STRATEGIES]
-    if not names or unknown:
-        raise click.UsageError(f"--comm {comms!r}: unknown {', '.join(unknown) or 'empty list'}; "
-                               f"choose from {', '.join(STRATEGIES)}")
+    names = comms
     ranks = _parse_ranks(ranks_text)
     if ranks and sweep:
         raise click.UsageError("give --ranks or --sweep, not both")
@@ -134,6 +129,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
     """
     from pathlib import Path
 
+    from ..comm import names
     from ..insight.bench import model
     from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
@@ -155,7 +151,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
         click.echo(f"\nlargest error at >= {min_ranks} ranks: {worst:.0%}")
     if per_strategy:
         summary = {name: (errs, None) for name, errs in summary_by_comm(rows).items()}
-        for name in sorted({r["comm"] for r in records if r["comm"] in model.STRATEGIES}):
+        for name in sorted({r["comm"] for r in records if r["comm"] in names()}):
             subset = [r for r in records if r["comm"] == name]
             try:
                 own = model.fit(subset, cores=cores)

@@ -93,7 +93,7 @@ def test_bench_comm_refuses_bad_input_with_a_message(args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--ranks", "2", "--sweep"], "not both"),
-    (["--comm", "tree,gossip"], "unknown gossip"),
+    (["--comm", "tree,gossip"], "unknown communication strategy 'gossip'"),
     (["--ranks", "2,x"], "integers"),
     (["--sizes", "4K,lots"], "cannot read size"),
 ])

@@ -59,14 +59,6 @@ def test_parse_workers_refuses_nonsense(text):
         predict.parse_workers(text)
 
 
-def test_traffic_per_strategy():
-    n = 1000
-    assert predict.traffic("tree", n, 8) == (3500, 14000, 6000)     # root: 3 levels in and out
-    assert predict.traffic("ring", n, 8) == (3500, 14000, 3500)
-    assert predict.traffic("ps", n, 8, servers=2) == (2000, 16000, 8000)
-    assert predict.traffic("tree", n, 1) == (0, 0, 0)
-
-
 def test_add_prediction_speedup_on_a_10GBps_network():
     profile = predict.make_profile(bandwidth="10GB/s", latency="0us")
     report = predict.add_prediction(dict(REPORT), [1, 4], profile, compute_ms=100, comms=("ring",))
