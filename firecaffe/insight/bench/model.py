@@ -173,6 +173,8 @@ def read_json(path, what):
         raise FirecaffeError(f"cannot read {what} {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise FirecaffeError(f"{what} file {path} is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise FirecaffeError(f"{what} file {path} is not JSON (it holds binary data)") from None
 
 
 def check_profile(profile, source="profile"):
