@@ -16,6 +16,8 @@ STRATEGIES = {
     "mpi": ("mpi", "MPICommunicator"),
     "ps": ("ps", "PSWorker"),
     "nccl": ("nccl", "NCCLCommunicator"),
+    "hier": ("hier", "HierarchicalCommunicator"),
+    "dbtree": ("dbtree", "DoubleTreeCommunicator"),
 }
 
 

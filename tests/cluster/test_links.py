@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from firecaffe.comm.dbtree import double_trees
 from firecaffe.comm.tree import binomial_links
 from firecaffe.insight.bench import model
 
@@ -22,6 +23,14 @@ def expected_link_bytes(comm, n, p):
             moved = n * ((parent is not None) + len(children))
             out.append((moved, moved))
         return out
+    if comm == "dbtree":          # half of the array up and down each tree
+        halves = (n // 8 * 4, n - n // 8 * 4)
+        out = []
+        for rank in range(p):
+            moved = sum(half * ((parents[rank] is not None) + len(children[rank]))
+                        for half, (parents, children) in zip(halves, double_trees(p)))
+            out.append((moved, moved))
+        return out
     if comm in ("ring", "mpi"):   # reduce-scatter + allgather (MPICH's Rabenseifner on a power of two)
         return [(2 * (p - 1) / p * n,) * 2] * p
     if comm == "ps":              # p-1 workers each push and pull n; the server takes and sends them all
@@ -32,7 +41,7 @@ def expected_link_bytes(comm, n, p):
 @pytest.mark.mpi
 def test_each_link_carries_the_bytes_of_its_strategys_formula(tmp_path):
     out = tmp_path / "bytes.json"
-    strategies = ["tree", "ring", "mpi", "ps"]
+    strategies = ["tree", "dbtree", "ring", "mpi", "ps"]
     with make_cluster(4, "200M"):
         run = cluster_job(["exec", "--name", "fct", "--", "python", HERE / "check_link_bytes.py", out, NBYTES,
                            *strategies])
@@ -48,6 +57,22 @@ def test_each_link_carries_the_bytes_of_its_strategys_formula(tmp_path):
                 assert abs(got - want) <= 0.05 * want, f"{comm} rank {rank} {what} {got} bytes, formula {want:.0f}"
     for link in status["links"]:
         assert link["link"] == "up" and link["sent_bytes"] > NBYTES and link["received_bytes"] > NBYTES
+
+
+@pytest.mark.mpi
+def test_hierarchical_reduction_sends_only_the_leaders_traffic_over_the_links(tmp_path):
+    # 2 nodes x 2 ranks: hier sends one tree (or ring) over 2 nodes between the leaders, n each way;
+    # a ring over the 4 ranks crosses each node's link with 2 (p-1)/p n = 1.5 n each way.
+    out = tmp_path / "bytes.json"
+    with make_cluster(2, "200M", ppn=2):
+        run = cluster_job(["exec", "--name", "fct", "--", "python", HERE / "check_link_bytes.py", out, NBYTES,
+                           "hier", "ring"])
+        assert run.returncode == 0, str(run)
+    measured = json.loads(out.read_text())
+    for comm, factor in (("hier", 1.0), ("ring", 1.5)):
+        for rank, (sent, received) in enumerate(measured[comm]):    # each rank reads its node's link
+            for what, got in (("sent", sent), ("received", received)):
+                assert abs(got - factor * NBYTES) <= 0.05 * factor * NBYTES, f"{comm} rank {rank} {what} {got}"
 
 
 @pytest.mark.mpi

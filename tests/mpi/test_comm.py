@@ -38,6 +38,6 @@ def test_a_failing_rank_takes_the_job_down_naming_itself(run_mpi, kind, message)
 
 
 def test_unknown_strategy_names_the_valid_ones():
-    with pytest.raises(FirecaffeError, match="choose one of: tree, ring, mpi, ps, nccl"):
+    with pytest.raises(FirecaffeError, match="choose one of: tree, ring, mpi, ps, nccl, hier, dbtree"):
         make_communicator("allgather", comm=None)
-    assert set(STRATEGIES) == {"tree", "ring", "mpi", "ps", "nccl"}
+    assert set(STRATEGIES) == {"tree", "ring", "mpi", "ps", "nccl", "hier", "dbtree"}
