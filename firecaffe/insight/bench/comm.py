@@ -193,14 +193,14 @@ def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, serv
 
 def format_table(records):
     """The records as a terminal table (times in ms, bandwidth in GB/s = 10^9 bytes/s)."""
-    lines = [f"{'comm':5s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
+    lines = [f"{'comm':6s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
              f"{'algbw GB/s':>10s} {'x mpi':>6s}"]
     for r in records:
         ratio = f"{r['ratio_to_mpi']:.2f}" if r["ratio_to_mpi"] else "-"
         extra = f"  ({r['num_servers']} server{'s' if r['num_servers'] > 1 else ''})" if r["comm"] == "ps" else ""
         if not r["correct"]:
             extra += "  WRONG SUM"
-        lines.append(f"{r['comm']:5s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
+        lines.append(f"{r['comm']:6s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
                      f"{r['min_s'] * 1e3:9.3f} {r['max_s'] * 1e3:9.3f} {r['algbw_Bps'] / 1e9:10.3f} "
                      f"{ratio:>6s}{extra}")
     return "\n".join(lines)
