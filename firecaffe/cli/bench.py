@@ -8,6 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
+from .options import INTER_OPTION, comm_option
 
 
 def _split(text):
@@ -61,8 +62,7 @@ def bench():
 
 
 @bench.command()
-@click.option("--comm", "comms", default="tree,ring,mpi,ps", show_default=True,
-              help="Strategies to time, comma-separated (tree, ring, mpi, ps, nccl).")
+@comm_option(many=True)
 @click.option("--sizes", default="4K,1M,16M,64M", show_default=True,
               help="Message sizes in bytes (K, M, G are powers of 1024).")
 @click.option("--net", type=click.Path(dir_okay=False), help="Use this net's gradient size (its parameter "
@@ -76,17 +76,14 @@ def bench():
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ranks that act as parameter servers for ps (the job's last ranks).")
+@INTER_OPTION
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the records here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of time against ranks.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, json_path, plot_path, quiet):
+def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, inter, json_path, plot_path,
+         quiet):
     """Time one gradient allreduce per strategy, size and rank count (run under mpirun)."""
-    from ..comm import STRATEGIES
-    names = _split(comms)
-    unknown = [name for name in names if name not in STRATEGIES]
-    if not names or unknown:
-        raise click.UsageError(f"--comm {comms!r}: unknown {', '.join(unknown) or 'empty list'}; "
-                               f"choose from {', '.join(STRATEGIES)}")
+    names = comms
     ranks = _parse_ranks(ranks_text)
     if ranks and sweep:
         raise click.UsageError("give --ranks or --sweep, not both")
@@ -103,7 +100,7 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
             click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
 
     records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
-                             net=net, progress=progress)
+                             net=net, progress=progress, inter=inter)
     if not rank0:
         return
     click.echo(bench_comm.format_table(records))
@@ -136,6 +133,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     """
     from pathlib import Path
 
+    from ..comm import names
     from ..insight.bench import model, sanity
     from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
@@ -157,7 +155,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
         click.echo(f"\nlargest error at >= {min_ranks} ranks: {worst:.0%}")
     if per_strategy:
         summary = {name: (errs, None) for name, errs in summary_by_comm(rows).items()}
-        for name in sorted({r["comm"] for r in records if r["comm"] in model.STRATEGIES}):
+        for name in sorted({r["comm"] for r in records if r["comm"] in names()}):
             subset = [r for r in records if r["comm"] == name]
             try:
                 own = model.fit(subset, cores=cores)

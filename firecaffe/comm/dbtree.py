@@ -14,13 +14,15 @@ In the in-order tree, rank r has label r+1; the root of a range of labels is
 the label with the most trailing zero bits, and the ranges left and right of
 it form its two subtrees.
 """
-import numpy as np
-from mpi4py import MPI
+import math
 
-from .base import Communicator, chunk_slices
+import numpy as np
+
+from .base import Strategy, chunk_slices
 
 TAG_BASE = 1000                      # tags TAG_BASE + 4 * chunk + 2 * tree + direction
 DEFAULT_CHUNK_BYTES = 256 * 1024
+WINDOW = 2                           # chunks in flight from each child (receive buffers)
 UP, DOWN = 0, 1
 
 
@@ -54,10 +56,13 @@ def double_trees(size):
     return [(parents, children), (shifted_parents, shifted_children)]
 
 
-class DoubleTreeCommunicator(Communicator):
+class DoubleTreeAllreduce(Strategy):
     """Allreduce over two binary trees, half of the array each, pipelined in chunks of ``chunk_bytes``."""
 
-    def __init__(self, comm, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    name = "dbtree"
+    order = 15
+
+    def __init__(self, comm, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
         super().__init__(comm)
         self.chunk_bytes = chunk_bytes
         self.trees = double_trees(self.size)
@@ -76,14 +81,64 @@ class DoubleTreeCommunicator(Communicator):
         loop.run()
 
     def scratch(self, key, length, dtype):
-        """Two receive buffers for ``key`` (tree, child), kept for reuse."""
+        """``WINDOW`` receive buffers for ``key`` (tree, child), kept for reuse."""
         if key not in self._scratch or self._scratch[key][0].size < length or self._scratch[key][0].dtype != dtype:
-            self._scratch[key] = (np.empty(length, dtype), np.empty(length, dtype))
+            self._scratch[key] = [np.empty(length, dtype) for _ in range(WINDOW)]
         return self._scratch[key]
+
+
+    @classmethod
+    def cost_coefficients(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        if p == 1 or n == 0:
+            return 0.0, 0.0, 0.0
+        messages, carried, added = busiest_link(n, p, chunk_bytes)
+        fill = 2 * depth(p)                  # the last chunk climbs one tree and comes down again
+        chunk = min(chunk_bytes, n / 2)
+        return float(messages + fill), float(carried + fill * chunk), float(added)
+
+    @classmethod
+    def busiest_rank(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        messages, carried, added = busiest_link(n, p, chunk_bytes)
+        return 2.0 * messages, 2.0 * carried, float(added)
+
+    @classmethod
+    def messages(cls, p, n=0, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        return 2 * (p - 1) * 2 * max(1, math.ceil(n / 2 / chunk_bytes))
+
+    @classmethod
+    def totals(cls, n, p, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        return float(cls.messages(p, n=n, **options)), 2.0 * (p - 1) * n, float((p - 1) * n)
+
+
+def busiest_link(n, p, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    """``(messages, bytes, bytes added)`` of the rank whose link carries most, each way (in = out).
+
+    A rank sends each chunk of a half once to its parent and once to each child,
+    and receives as many; an inner node adds its children's halves.
+    """
+    halves = (n / 2, n / 2)
+    chunks = [max(1, math.ceil(half / chunk_bytes)) for half in halves]
+    worst = (0, 0.0, 0.0)
+    for rank in range(p):
+        links = [(parents[rank] is not None) + len(children[rank]) for parents, children in double_trees(p)]
+        load = (sum(k * l for k, l in zip(chunks, links)), sum(h * l for h, l in zip(halves, links)),
+                sum(h * len(children[rank]) for h, (_, children) in zip(halves, double_trees(p))))
+        worst = max(worst, load, key=lambda item: item[1])
+    return worst
+
+
+def depth(p):
+    """Levels of the in-order tree over p ranks."""
+    return max(0, p.bit_length() - 1)
 
 
 def max_chunks(comm):
     """Chunks per half that keep every tag below MPI's limit."""
+    from mpi4py import MPI
     return max(1, (comm.Get_attr(MPI.TAG_UB) - TAG_BASE) // 4 - 1)
 
 
@@ -98,6 +153,7 @@ class EventLoop:
         self.callbacks.append(callback)
 
     def run(self):
+        from mpi4py import MPI
         while self.requests:
             index = MPI.Request.Waitany(self.requests)
             self.requests.pop(index)
@@ -120,7 +176,7 @@ class TreePipe:
         return TAG_BASE + 4 * k + 2 * self.tree + direction
 
     def start(self):
-        for k in range(min(2, len(self.chunks))):
+        for k in range(min(WINDOW, len(self.chunks))):
             self.receive_children(k)
         if not self.children:
             for k in range(len(self.chunks)):
@@ -129,7 +185,7 @@ class TreePipe:
     def receive_children(self, k):
         piece = self.chunks[k]
         for index, child in enumerate(self.children):
-            landing = self.buffers[index][k % 2][:piece.stop - piece.start]
+            landing = self.buffers[index][k % WINDOW][:piece.stop - piece.start]
             self.loop.post(self.comm.Irecv(landing, source=child, tag=self.tag(k, UP)), lambda k=k: self.arrive(k))
 
     def arrive(self, k):
@@ -139,9 +195,9 @@ class TreePipe:
             return
         piece = self.part[self.chunks[k]]
         for buffers in self.buffers:
-            np.add(piece, buffers[k % 2][:piece.size], out=piece)
-        if k + 2 < len(self.chunks):
-            self.receive_children(k + 2)
+            np.add(piece, buffers[k % WINDOW][:piece.size], out=piece)
+        if k + WINDOW < len(self.chunks):
+            self.receive_children(k + WINDOW)
         self.summed(k)
 
     def summed(self, k):

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import firecaffe.insight.predict as predict
+from firecaffe.comm import names
 from firecaffe.errors import FirecaffeError
 
 REPORT = {"name": "toy", "params": 1_000_000, "param_bytes": 4_000_000, "flops": 0, "layers": []}
@@ -56,14 +57,6 @@ def test_parse_bandwidth_refuses_nonsense(text):
 def test_parse_workers_refuses_nonsense(text):
     with pytest.raises(FirecaffeError, match="worker counts"):
         predict.parse_workers(text)
-
-
-def test_traffic_per_strategy():
-    n = 1000
-    assert predict.traffic("tree", n, 8) == (3500, 14000, 6000)     # root: 3 levels in and out
-    assert predict.traffic("ring", n, 8) == (3500, 14000, 3500)
-    assert predict.traffic("ps", n, 8, servers=2) == (2000, 16000, 8000)
-    assert predict.traffic("tree", n, 1) == (0, 0, 0)
 
 
 def test_add_prediction_speedup_on_a_10GBps_network():
@@ -118,7 +111,7 @@ def test_options_decorator_adds_predicted_records():
     assert result.exit_code == 0, result.output
     predicted = json.loads(result.output)["predicted"]
     assert {(r["comm"], r["workers"]) for r in predicted} == {
-        (c, p) for c in ("tree", "ring", "mpi", "ps") for p in (32, 128)}
+        (c, p) for c in names(default_only=True) for p in (32, 128)}
     text = CliRunner().invoke(toy_analyze, ["--workers", "32"]).output
     assert "speedup" not in text and "tree" in text and "10 GB/s" in text
 
