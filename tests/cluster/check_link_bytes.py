@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.comm import make_communicator
-from firecaffe.comm.ps import PSServer, split_servers
+from firecaffe.comm import make_strategy
 from firecaffe.run.mpi_util import abort_on_error
 
 STATS = Path("/sys/class/net/eth0/statistics")
@@ -25,17 +24,12 @@ def counters():
 
 
 def reduce_once(name, world, flat):
-    if name != "ps":
-        make_communicator(name, world).allreduce_(flat)
-        return
-    split = split_servers(world, 1)
-    if split.role == "server":
-        PSServer(split, flat.size, flat.dtype).serve()
-        return
-    worker = make_communicator("ps", split.worker_comm, split=split)
-    worker.allreduce_(flat)
-    worker.close()
-    split.worker_comm.Free()
+    strategy = make_strategy(name, world, servers=1)
+    if strategy.is_worker:
+        strategy.allreduce_(flat)
+    else:
+        strategy.serve(flat.size, flat.dtype)
+    strategy.close()
 
 
 def main(out, nbytes, strategies):
@@ -45,7 +39,8 @@ def main(out, nbytes, strategies):
     for name in strategies:
         reduce_once(name, world, flat)  # connections open on first use
         world.Barrier()
-        before = counters()
+        before = counters()             # read before the barrier: no rank sends until all have read
+        world.Barrier()
         reduce_once(name, world, flat)
         world.Barrier()
         delta = counters() - before
