@@ -16,6 +16,7 @@
 #   NODES    nodes of each cluster (default 16); PPN ranks per node (default 1)
 #   COMMS    strategies (default tree,ring,mpi,ps); RANKS "2,4" instead of the sweep 2, 4, 8, ... NODES
 #   REPEATS  timed calls per point (default 3); WARMUP untimed ones (default 1)
+#   INTER    --inter for hier (default tree)
 #   TAG      prefix of the JSON names (default empty); NAME cluster name (default fcs)
 set -euo pipefail
 
@@ -31,6 +32,7 @@ REPEATS="${REPEATS:-3}"
 WARMUP="${WARMUP:-1}"
 TAG="${TAG:-}"
 NAME="${NAME:-fcs}"
+INTER="${INTER:-tree}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1
 mkdir -p "$OUT"
 if [ -n "${RANKS:-}" ]; then WHICH=(--ranks "$RANKS"); else WHICH=(--sweep); fi
@@ -41,7 +43,7 @@ for run in $RUNS; do
     echo "== $COMMS, $sizes on $NODES nodes x $PPN at $rate ($(date -u +%T))" >&2
     python -m firecaffe cluster run --nodes "$NODES" --link "$rate" --ppn "$PPN" --name "$NAME" -- \
         python -m firecaffe bench comm --comm "$COMMS" --sizes "$sizes" "${WHICH[@]}" \
-        --repeats "$REPEATS" --warmup "$WARMUP" --quiet --json "$OUT/$TAG$rate.json"
+        --inter "$INTER" --repeats "$REPEATS" --warmup "$WARMUP" --quiet --json "$OUT/$TAG$rate.json"
 done
 python -m firecaffe bench fit "$OUT"/*.json --per-strategy > "$OUT/fit.txt" || true
 echo "== done ($(date -u +%T)): $OUT" >&2
