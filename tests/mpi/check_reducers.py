@@ -17,7 +17,7 @@ import fake_cupy
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.comm import make_strategy
+from firecaffe.comm import make_strategy, names, strategy_class
 from firecaffe.comm.base import WHOLE, even_bounds
 from firecaffe.comm.overlap import BucketReducer
 from firecaffe.comm.tree import binomial_links
@@ -26,8 +26,10 @@ from firecaffe.run.mpi_util import abort_on_error
 
 SIZES = (1, 2, 7, 1000, 65537, 3 * 2**18 + 1)  # the last is 3 MB of float32
 DTYPES = (np.float32, np.float64)
-PEERS = (("tree", {}), ("tree", {"chunk_bytes": 4000}), ("ring", {}), ("mpi", {}), ("dbtree", {}),
-         ("dbtree", {"chunk_bytes": 4000}), ("hier", {}), ("hier", {"inter": "ring"}))
+# Every registered strategy whose ranks are all workers (ps, with servers, is checked on its own),
+# and the tree once more with small chunks so that the pipeline has many of them.
+PEERS = tuple((name, {}) for name in names(default_only=True) if strategy_class(name).processes(1) == 1) + (
+    ("tree", {"chunk_bytes": 4000}), ("dbtree", {"chunk_bytes": 4000}), ("hier", {"inter": "ring"}))
 
 world = MPI.COMM_WORLD
 failures = []

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from firecaffe.comm import names, strategy_class
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
 from firecaffe.cli.train import batch_hook
@@ -39,7 +40,10 @@ def in_repo(monkeypatch):
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4, 5])
 def test_every_strategy_matches_one_process_on_the_global_batch(run_mpi, tmp_path, reference, ranks):
-    specs = ["tree", "ring", "mpi", "dbtree", "hier"] + (["ps:1"] if ranks >= 2 else []) + (["ps:2"] if ranks >= 3 else [])
+    # every registered strategy that runs without a GPU; those with server ranks with 1 and 2 servers
+    peers = [name for name in names(default_only=True) if strategy_class(name).processes(1) == 1]
+    served = [name for name in names(default_only=True) if name not in peers]
+    specs = peers + [f"{name}:{s}" for name in served for s in (1, 2) if ranks > s]
     result = run_mpi(ranks, ["check_training.py", tmp_path, GLOBAL_BATCH, STEPS, *specs], timeout=150)
     assert result.returncode == 0, str(result)
     for spec in specs:
