@@ -51,9 +51,10 @@ def test_each_link_carries_the_bytes_of_its_strategys_formula(tmp_path):
     for comm in strategies:
         for rank, ((sent, received), (want_sent, want_received)) in enumerate(
                 zip(measured[comm], expected_link_bytes(comm, NBYTES, 4))):
-            # TCP/IP headers and the barriers add well under 1%.
+            # TCP/IP headers and the barriers add well under 1%; on a loaded machine the token buckets
+            # drop a few packets, and their retransmissions count again (seen: up to 5%).
             for what, got, want in (("sent", sent, want_sent), ("received", received, want_received)):
-                assert abs(got - want) <= 0.05 * want, f"{comm} rank {rank} {what} {got} bytes, formula {want:.0f}"
+                assert 0.98 * want <= got <= 1.10 * want, f"{comm} rank {rank} {what} {got} bytes, formula {want:.0f}"
     for link in status["links"]:
         assert link["link"] == "up" and link["sent_bytes"] > NBYTES and link["received_bytes"] > NBYTES
 
@@ -71,7 +72,7 @@ def test_hierarchical_reduction_sends_only_the_leaders_traffic_over_the_links(tm
     for comm, factor in (("hier", 1.0), ("ring", 1.5)):
         for rank, (sent, received) in enumerate(measured[comm]):    # each rank reads its node's link
             for what, got in (("sent", sent), ("received", received)):
-                assert abs(got - factor * NBYTES) <= 0.05 * factor * NBYTES, f"{comm} rank {rank} {what} {got}"
+                assert 0.98 <= got / (factor * NBYTES) <= 1.10, f"{comm} rank {rank} {what} {got}"
 
 
 @pytest.mark.mpi
