@@ -8,7 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
-from .options import comm_option
+from .options import INTER_OPTION, comm_option
 
 
 def _split(text):
@@ -76,10 +76,12 @@ def bench():
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ranks that act as parameter servers for ps (the job's last ranks).")
+@INTER_OPTION
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the records here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of time against ranks.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, json_path, plot_path, quiet):
+def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, inter, json_path, plot_path,
+         quiet):
     """Time one gradient allreduce per strategy, size and rank count (run under mpirun)."""
     names = comms
     ranks = _parse_ranks(ranks_text)
@@ -98,7 +100,7 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
             click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
 
     records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
-                             net=net, progress=progress)
+                             net=net, progress=progress, inter=inter)
     if not rank0:
         return
     click.echo(bench_comm.format_table(records))
@@ -120,7 +122,9 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
               "processes outnumber them, use the contended model (firecaffe.insight.bench.model.busiest_rank). "
               "Default: this machine's cores if RESULTS were measured on it, else 0 (off).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the fitted profile (JSON) here.")
-def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
+@click.option("--force", is_flag=True, help="Write the profile even if the fit is degenerate (a zero "
+              "coefficient, infinite bandwidth, or errors over 30%).")
+def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     """Fit alpha, beta, gamma to RESULTS (JSON files or sweep folders) and print each point's error.
 
     One profile is fitted to all strategies together (non-negative least squares
@@ -130,7 +134,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
     from pathlib import Path
 
     from ..comm import names
-    from ..insight.bench import model
+    from ..insight.bench import model, sanity
     from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
                for r in (load_folder(path) if Path(path).is_dir() else load_records(path))]
@@ -167,6 +171,12 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
         for name, (shared, own_errs) in summary.items():
             own_text = f"{_median(own_errs):.0%} / {max(own_errs):.0%}" if own_errs else "-"
             click.echo(f"  {name:5s} {_median(shared):.0%} / {max(shared):.0%} | {own_text}")
+    problems = sanity.problems(profile, model.errors(records, profile))
+    for problem in problems:
+        click.echo(f"warning: degenerate fit: {problem}", err=True)
+    if out and problems and not force:
+        raise FirecaffeError(f"not writing the profile to {out}: the fit is degenerate (see the warnings); "
+                             "measure more sizes and rank counts, or --force to write it anyway")
     if out:
         saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.insight.bench.model", version=1)
         with open(out, "w") as handle:

@@ -6,6 +6,8 @@ from ..core import backend
 GPU_OPTION = click.option("--gpu", type=int, is_flag=False, flag_value=0, default=None, metavar="[ID]",
                           help="Run on GPU ID (default 0) through CuPy.")
 CPU_OPTION = click.option("--cpu", is_flag=True, help="Run on the CPU with NumPy (the default).")
+INTER_OPTION = click.option("--inter", type=click.Choice(["tree", "ring"]), default="tree", show_default=True,
+                            help="With --comm hier: the strategy among the node leaders, over the network.")
 
 
 def choose_device(cpu, gpu, solver_param=None, local_rank=0):

@@ -10,7 +10,7 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import CPU_OPTION, GPU_OPTION, choose_device, comm_option
+from .options import CPU_OPTION, GPU_OPTION, INTER_OPTION, choose_device, comm_option
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -108,6 +108,7 @@ def batch_hook(global_batch, workers):
 @click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server ranks for --comm ps (taken from the job's ranks).")
+@INTER_OPTION
 @click.option("--bucket-mb", type=float, default=0.0, show_default=True,
               help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
 @click.option("--check-consistency", type=click.IntRange(min=0), default=0,
@@ -120,7 +121,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
           snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..run import mpi_util, watchdog
-    stall_timeout = flags.pop("stall_timeout")
+    stall_timeout, inter = flags.pop("stall_timeout"), flags.pop("inter")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
     if weights and (snapshot or resume_prefix):
@@ -150,8 +151,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
             param.test_interval = param.max_iter or 1
     from ..run.parallel import make_sync
     from ..comm import strategy_class
-    sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency
-                     ) if size > 1 or strategy_class(comm).needs_gpu else None
+    sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
+                     inter=inter) if size > 1 or strategy_class(comm).needs_gpu else None
     if sync is not None:
         watchdog.install(sync, stall_timeout)
     workers = sync.num_workers if sync is not None else 1

@@ -29,22 +29,22 @@ from ..errors import FirecaffeError
 from . import watchdog
 
 
-def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
+def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
     """The DataParallel object for this rank, or a clear error before any work."""
     if world is None:
         if strategy_class(comm_name).needs_gpu:
             raise FirecaffeError(f"--comm {comm_name} needs MPI ranks and GPUs: run under mpirun with --gpu")
         return None
     return DataParallel(world, comm_name, ps_servers=ps_servers, bucket_mb=bucket_mb,
-                        check_consistency=check_consistency)
+                        check_consistency=check_consistency, inter=inter)
 
 
 class DataParallel:
-    def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
+    def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
         from mpi4py import MPI
         self.world = world
         self.comm_name = comm_name
-        self.strategy = make_strategy(comm_name, world, servers=ps_servers)
+        self.strategy = make_strategy(comm_name, world, servers=ps_servers, inter=inter)
         self.is_worker = self.strategy.is_worker
         self.worker_comm = self.strategy.worker_comm
         self.num_workers = self.strategy.num_workers

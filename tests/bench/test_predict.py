@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from firecaffe.cli import prediction as prediction_cli
 import firecaffe.insight.predict as predict
+from firecaffe.comm import names
 from firecaffe.errors import FirecaffeError
 
 REPORT = {"name": "toy", "params": 1_000_000, "param_bytes": 4_000_000, "flops": 0, "layers": []}
@@ -111,7 +112,7 @@ def test_options_decorator_adds_predicted_records():
     assert result.exit_code == 0, result.output
     predicted = json.loads(result.output)["predicted"]
     assert {(r["comm"], r["workers"]) for r in predicted} == {
-        (c, p) for c in ("tree", "ring", "mpi", "ps") for p in (32, 128)}
+        (c, p) for c in names(default_only=True) for p in (32, 128)}
     text = CliRunner().invoke(toy_analyze, ["--workers", "32"]).output
     assert "speedup" not in text and "tree" in text and "10 GB/s" in text
 

@@ -51,20 +51,20 @@ def gossip_strategy(tmp_path, monkeypatch):
 
 
 def test_registry_lists_every_strategy_file_in_order():
-    assert comm.names() == ("tree", "ring", "mpi", "ps", "nccl")
-    assert comm.names(default_only=True) == ("tree", "ring", "mpi", "ps")   # nccl needs a GPU
+    assert comm.names() == ("tree", "dbtree", "ring", "mpi", "ps", "hier", "nccl")
+    assert comm.names(default_only=True) == ("tree", "dbtree", "ring", "mpi", "ps", "hier")   # nccl needs a GPU
     for name in comm.names():
         assert issubclass(comm.strategy_class(name), Strategy)
         assert comm.strategy_class(name).name == name
 
 
 def test_unknown_strategy_names_the_valid_ones():
-    with pytest.raises(FirecaffeError, match="choose one of: tree, ring, mpi, ps, nccl"):
+    with pytest.raises(FirecaffeError, match="choose one of: tree, dbtree, ring, mpi, ps, hier, nccl"):
         comm.make_strategy("allgather", world=None)
 
 
 def test_adding_a_strategy_is_adding_one_file(gossip):
-    assert comm.names() == ("tree", "ring", "mpi", "ps", "gossip", "nccl")
+    assert comm.names() == ("tree", "dbtree", "ring", "mpi", "ps", "gossip", "hier", "nccl")
     # the cost model, its traffic and its fit
     assert model.coefficients("gossip", 1000, 4) == (4, 4000, 1000)
     assert model.busiest_rank("gossip", 1000, 4) == (4, 8000, 1000)
@@ -77,7 +77,7 @@ def test_adding_a_strategy_is_adding_one_file(gossip):
     assert model.fit(records)["alpha_s"] == pytest.approx(1e-6)
     # the predictions of `analyze --workers`
     report = predict.add_prediction({"param_bytes": 1000}, [4], predict.make_profile())
-    assert [r["comm"] for r in report["predicted"]] == ["tree", "ring", "mpi", "ps", "gossip"]
+    assert [r["comm"] for r in report["predicted"]] == ["tree", "dbtree", "ring", "mpi", "ps", "gossip", "hier"]
     # the --comm choices of `train` and `bench comm`
     from firecaffe.cli.options import comm_option, strategy_names
     assert strategy_names("gossip") == "gossip"
@@ -100,12 +100,12 @@ def test_train_and_bench_take_their_comm_choices_from_the_registry(gossip):
         click.echo(",".join(comms))
 
     runner = CliRunner()
-    assert "tree, ring, mpi, ps, gossip, nccl" in runner.invoke(train, ["--help"]).output
+    assert "tree, dbtree, ring, mpi, ps, gossip, hier, nccl" in " ".join(runner.invoke(train, ["--help"]).output.split())
     assert runner.invoke(train, ["--comm", "gossip"]).output == "gossip\n"
     assert runner.invoke(train, []).output == "tree\n"
     refused = runner.invoke(train, ["--comm", "pigeon"])
     assert refused.exit_code == 2 and "unknown communication strategy 'pigeon'" in refused.output
-    assert runner.invoke(bench, []).output == "tree,ring,mpi,ps,gossip\n"   # the default: no GPU needed
+    assert runner.invoke(bench, []).output == "tree,dbtree,ring,mpi,ps,gossip,hier\n"   # the default: no GPU needed
 
 
 def test_offline_tools_import_and_fit_without_mpi4py(tmp_path):

@@ -118,8 +118,9 @@ def time_allreduce(communicator, flat, repeats, warmup):
     return times, bool(flags)
 
 
-def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers):
-    """One measurement on the first ranks of ``world``; the times on world rank 0, None elsewhere."""
+def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter="tree"):
+    """One measurement on the first ranks of ``world``: ``(times, correct, ranks per node)`` on world
+    rank 0, None elsewhere."""
     from mpi4py import MPI
     rank = world.Get_rank()
     members = strategy_class(comm_name).processes(ranks, servers=servers)
@@ -127,9 +128,10 @@ def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers):
     result = None
     if sub != MPI.COMM_NULL:
         size = nbytes // ITEMSIZE
-        strategy = make_strategy(comm_name, sub, servers=servers)
+        per_node = ranks_per_node(sub)
+        strategy = make_strategy(comm_name, sub, servers=servers, inter=inter)
         if strategy.is_worker:
-            result = time_allreduce(strategy, np.empty(size, np.float32), repeats, warmup)
+            result = (*time_allreduce(strategy, np.empty(size, np.float32), repeats, warmup), per_node)
         else:
             strategy.serve(size, np.float32)
         strategy.close()
@@ -140,7 +142,17 @@ def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers):
     return result if rank == 0 else None
 
 
-def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, world_size, net=None):
+def ranks_per_node(comm):
+    """The most ranks of ``comm`` that share one node's memory (the hier formula's K)."""
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    local = node.Get_size()
+    node.Free()
+    return comm.allreduce(local, op=MPI.MAX)   # set-up metadata, not the measured path
+
+
+def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, world_size, net=None,
+              per_node=1, inter="tree"):
     """One JSON record for a measurement."""
     from mpi4py import MPI
     q1, median, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
@@ -154,6 +166,7 @@ def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, wor
         "repeats": repeats, "warmup": warmup, "times_s": times,
         "algbw_Bps": algbw, "busbw_Bps": algbw * factor if algbw else None, "ratio_to_mpi": None,
         "correct": correct, "dtype": "float32", "net": net, "host": platform.node(),
+        "ranks_per_node": per_node, "inter": inter if comm == "hier" else None,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
     }
 
@@ -167,7 +180,8 @@ def add_ratios(records):
     return records
 
 
-def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None):
+def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None,
+        inter="tree"):
     """Measure every strategy, size and rank count; the records on world rank 0, None elsewhere."""
     if repeats < 1 or warmup < 0:
         raise FirecaffeError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
@@ -183,24 +197,24 @@ def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, serv
         for comm_name, r in steps:
             if progress and world.Get_rank() == 0:
                 progress(comm_name, nbytes, r)
-            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers)
+            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers, inter)
             if result is not None:
-                times, correct = result
+                times, correct, per_node = result
                 records.append(summarize(times, comm_name, nbytes, r, servers, repeats, warmup, correct,
-                                         world_size, net))
+                                         world_size, net, per_node, inter))
     return add_ratios(records) if world.Get_rank() == 0 else None
 
 
 def format_table(records):
     """The records as a terminal table (times in ms, bandwidth in GB/s = 10^9 bytes/s)."""
-    lines = [f"{'comm':5s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
+    lines = [f"{'comm':6s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
              f"{'algbw GB/s':>10s} {'x mpi':>6s}"]
     for r in records:
         ratio = f"{r['ratio_to_mpi']:.2f}" if r["ratio_to_mpi"] else "-"
         extra = f"  ({r['num_servers']} server{'s' if r['num_servers'] > 1 else ''})" if r["num_servers"] else ""
         if not r["correct"]:
             extra += "  WRONG SUM"
-        lines.append(f"{r['comm']:5s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
+        lines.append(f"{r['comm']:6s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
                      f"{r['min_s'] * 1e3:9.3f} {r['max_s'] * 1e3:9.3f} {r['algbw_Bps'] / 1e9:10.3f} "
                      f"{ratio:>6s}{extra}")
     return "\n".join(lines)

@@ -63,9 +63,9 @@ def totals(comm, n, p, servers=1):
     return tuple(float(x) for x in _strategy(comm, n, p).totals(n, p, servers=servers))
 
 
-def busiest_rank(comm, n, p, servers=1):
+def busiest_rank(comm, n, p, servers=1, **options):
     """``(messages, bytes sent + received, bytes added)`` of the rank with the most CPU work."""
-    return tuple(float(x) for x in _strategy(comm, n, p).busiest_rank(n, p, servers=servers))
+    return tuple(float(x) for x in _strategy(comm, n, p).busiest_rank(n, p, servers=servers, **options))
 
 
 def traffic(comm, n, p, servers=1):
@@ -73,22 +73,27 @@ def traffic(comm, n, p, servers=1):
     return _strategy(comm, n, p).traffic(n, p, servers=servers)
 
 
-def terms(comm, n, p, servers=1, cores=None):
+def terms(comm, n, p, servers=1, cores=None, **options):
     """``(a, b, c)`` of ``coefficients``, or of the contended time when processes outnumber ``cores``."""
     if contended(comm, p, servers, cores):
         scale = processes(comm, p, servers) / cores
-        return tuple(scale * x for x in busiest_rank(comm, n, p, servers))
-    return coefficients(comm, n, p, servers)
+        return tuple(scale * x for x in busiest_rank(comm, n, p, servers, **options))
+    return coefficients(comm, n, p, servers, **options)
 
 
-def predict(comm, n, p, profile, servers=1):
+def layout(record):
+    """The options of a measured record that its strategy's formula reads (hier: ranks per node, inter)."""
+    return {"ranks_per_node": record.get("ranks_per_node") or 1, "inter": record.get("inter") or "tree"}
+
+
+def predict(comm, n, p, profile, servers=1, **options):
     """Predicted seconds of one step of n bytes on p workers on ``profile``.
 
     A profile with ``cores`` (fitted with ``bench fit --cores``) describes ranks
     sharing that many cores, see ``busiest_rank``; without it (a cluster profile
     from --bandwidth/--latency) contention is off.
     """
-    a, b, c = terms(comm, n, p, servers, profile.get("cores"))
+    a, b, c = terms(comm, n, p, servers, profile.get("cores"), **options)
     return a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"]
 
 
@@ -109,6 +114,8 @@ def read_json(path, what):
         raise FirecaffeError(f"cannot read {what} {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise FirecaffeError(f"{what} file {path} is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise FirecaffeError(f"{what} file {path} is not JSON (it holds binary data)") from None
 
 
 def check_profile(profile, source="profile"):
@@ -168,7 +175,7 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
         if processes(comm, record["ranks"], record.get("num_servers") or 1) < 2 or record["median_s"] <= 0 or record["bytes"] < min_bytes:
             continue
         servers = record.get("num_servers") or 1
-        rows.append(list(terms(comm, record["bytes"], record["ranks"], servers, cores)))
+        rows.append(list(terms(comm, record["bytes"], record["ranks"], servers, cores, **layout(record))))
         times.append(record["median_s"])
     if len(rows) < 3:
         raise FirecaffeError(f"need at least 3 measured points with 2 or more ranks (and at least "
@@ -189,6 +196,6 @@ def errors(records, profile, min_bytes=0):
         if record["comm"] not in names() or record["median_s"] <= 0 or record["bytes"] < min_bytes:
             continue
         predicted = predict(record["comm"], record["bytes"], record["ranks"], profile,
-                            record.get("num_servers") or 1)
+                            record.get("num_servers") or 1, **layout(record))
         out.append((record, predicted, (predicted - record["median_s"]) / record["median_s"]))
     return out
