@@ -115,6 +115,10 @@ def batch_hook(global_batch, workers):
               help="Every N steps, check that all ranks hold identical weights.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
+@click.option("--timeline", type=click.Path(dir_okay=False),
+              help="Write a Chrome/Perfetto trace (JSON) of every rank's layers, buckets, waits and updates.")
+@click.option("--timeline-iters", type=click.IntRange(min=1), default=20, show_default=True,
+              help="With --timeline: record this many iterations (from the first).")
 @CPU_OPTION
 @GPU_OPTION
 def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snapshot_every,
@@ -122,6 +126,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..run import mpi_util, watchdog
     stall_timeout, inter = flags.pop("stall_timeout"), flags.pop("inter")
+    timeline_path, timeline_iters = flags.pop("timeline"), flags.pop("timeline_iters")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
     if weights and (snapshot or resume_prefix):
@@ -155,6 +160,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
                      inter=inter) if size > 1 or strategy_class(comm).needs_gpu else None
     if sync is not None:
         watchdog.install(sync, stall_timeout)
+    from ..run.timeline import Timeline
+    timeline = Timeline(timeline_path, timeline_iters, world if size > 1 else None) if timeline_path else None
     workers = sync.num_workers if sync is not None else 1
     if sync is not None and not sync.is_worker:
         choose_device(True, None)          # parameter servers only add and update: host memory
@@ -172,6 +179,10 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         solver.net.copy_from(weights)
         if sync is not None:
             sync.broadcast_weights(solver.net)
+    if timeline is not None:
+        timeline.attach(solver)
     solver.solve(resume)           # parameter-server ranks too: the strategy gives them their part
+    if timeline is not None:
+        timeline.write()           # collective: rank 0 writes every rank's events
     if sync is not None:
         sync.close()

@@ -33,6 +33,8 @@ class OverlapStats(NamedTuple):
 class BucketReducer:
     """Sums ``flat_diff`` across ranks in contiguous buckets of about ``bucket_bytes``."""
 
+    timeline = None        # run/timeline.py's recorder while `--timeline` records
+
     def __init__(self, strategy, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES):
         self.strategy = strategy
         self.flat_diff = flat_diff
@@ -77,9 +79,14 @@ class BucketReducer:
             self._queue.put(None)
 
     def _reduce(self, bucket):
-        start = time.perf_counter()
+        start = time.perf_counter_ns()
         self.strategy.allreduce_(self.flat_diff[bucket])
-        self._spans.append((start, time.perf_counter()))
+        end = time.perf_counter_ns()
+        self._spans.append((start / 1e9, end / 1e9))
+        if self.timeline is not None:
+            elements = bucket.stop - bucket.start
+            self.timeline.add(f"bucket {self.buckets.index(bucket)}", "bucket", start, end,
+                              {"elements": elements, "bytes": elements * self.flat_diff.itemsize})
 
     def _reduce_forever(self):
         while (bucket := self._queue.get()) is not None:

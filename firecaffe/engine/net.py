@@ -31,6 +31,8 @@ class Net(PycaffeNetAPI):
     """``Net(model, phase)``, ``Net(model, weights, phase)`` or keywords, as in pycaffe;
     ``model`` is a prototxt path or a NetParameter, ``phase`` TRAIN/TEST (0/1 or strings)."""
 
+    timeline = None        # run/timeline.py's recorder while `--timeline` records (tested once per range)
+
     def __init__(self, model, *args, weights=None, phase=None, level=0, stages=(),
                  dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
         weights, phase = _weights_and_phase(args, weights, phase)
@@ -149,6 +151,8 @@ class Net(PycaffeNetAPI):
 
     def forward_range(self, start=0, end=None):
         end = len(self.layers) - 1 if end is None else end
+        if self.timeline is not None:
+            return self.timeline.forward(self, start, end)
         loss = 0.0
         for i in range(start, end + 1):
             loss += self.forward_layer(i)
@@ -158,6 +162,8 @@ class Net(PycaffeNetAPI):
         """Backward from layer ``start`` down to ``end``; ``grad_ready(n)`` is called
         once the first n elements of the diff arena hold finished gradients."""
         start = len(self.layers) - 1 if start is None else start
+        if self.timeline is not None:
+            return self.timeline.backward(self, start, end, grad_ready)
         for i in range(start, end - 1, -1):
             self.backward_layer(i)
             if grad_ready is not None:

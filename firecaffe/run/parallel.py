@@ -40,6 +40,8 @@ def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistenc
 
 
 class DataParallel:
+    timeline = None        # run/timeline.py's recorder while `--timeline` records
+
     def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
         from mpi4py import MPI
         self.world = world
@@ -91,8 +93,11 @@ class DataParallel:
         bucketed = self.reducer is not None and solver.param.iter_size == 1
         self.hidden_seconds = update_seconds = 0.0
         if bucketed:
+            waited = time.perf_counter_ns()
             with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
                 stats = self.reducer.wait()
+            if self.timeline is not None:
+                self.timeline.add("wait for buckets", "wait", waited, time.perf_counter_ns())
             self.hidden_seconds = stats.hidden_s
 
         def update_window(window, sum_across):
@@ -102,10 +107,13 @@ class DataParallel:
             solver.apply_rule(rate, window, sum_across)
             update_seconds += time.perf_counter() - start
 
-        start = time.perf_counter()
+        start, step_began = time.perf_counter(), time.perf_counter_ns()
         what = "the bucketed allreduce of the gradients" if bucketed else self.strategy.step_words
         with self.watchdog.guard(what, solver.iter):
             self.strategy.step_(net.diff_arena, net.param_arena, update_window, reduced=bucketed)
+        if self.timeline is not None:
+            self.timeline.add(f"step ({self.comm_name})", "step", step_began, time.perf_counter_ns(),
+                              {"reduced_in_buckets": bucketed})
         self.comm_seconds = stats.comm_s if bucketed else time.perf_counter() - start - update_seconds
         p = solver.param
         if p.display and solver.iter % p.display == 0:

@@ -25,6 +25,8 @@ from .updates import grad_sumsq, make_update_rule
 class Solver:
     """A Caffe solver built from a SolverParameter or a solver.prototxt path."""
 
+    timeline = None        # run/timeline.py's recorder while `--timeline` records
+
     def __init__(self, solver, *, path=None, sync=None, shard=(0, 1), overrides=None, quiet=False,
                  train_net_hook=None):
         from ..proto import io
@@ -172,12 +174,15 @@ class Solver:
         windows, so that gradient clipping sees the norm of the whole gradient.
         """
         net = self.net
+        began = time.perf_counter_ns()
         rule = self.rule if window == slice(None) else self.rule.window(window)
         sumsq = None
         if self.param.clip_gradients >= 0 and sum_across is not None:
             sumsq = sum_across(grad_sumsq(net.diff_arena[window]))
         rule.apply(net.param_arena[window], net.diff_arena[window], self.lr_mult[window],
                    self.decay_mult[window], rate, self.iter, global_sumsq=sumsq)
+        if self.timeline is not None:
+            self.timeline.add("update", "update", began, time.perf_counter_ns(), {"rule": self.param.type or "SGD"})
 
     def _update_smoothed_loss(self, loss):
         self.losses.append(loss)

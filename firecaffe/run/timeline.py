@@ -1,0 +1,204 @@
+"""`firecaffe train --timeline FILE.json`: a Chrome/Perfetto trace of training.
+
+Records, as Trace Event Format "X" (complete) events, per rank: an event per
+iteration, each layer's forward and backward, each gradient bucket's
+reduction (on the reducer's own thread), the wait for the buckets, the
+strategy's step and the solver's update. Horovod's timeline is the model; it
+records per tensor the phases of its allreduce, here the unit is the bucket.
+
+Cost when off: the Net, the BucketReducer, the DataParallel and the Solver
+carry ``timeline = None`` and test it once per range, bucket or update, never
+per layer; the timed loops live here. After ``iters`` iterations the recorder
+detaches itself, so the rest of the run costs nothing either.
+
+Clocks: events are taken with ``perf_counter_ns`` (monotonic), mapped to
+``time_ns`` once at start; every rank's offset to rank 0's wall clock is
+measured with a few ping-pongs (the one with the shortest round trip wins,
+NTP's rule), so ranks on different machines line up to within half a round trip.
+At the end every rank sends its events, as JSON bytes through buffer calls, to
+rank 0, which writes the one file.
+"""
+import json
+import os
+import threading
+import time
+
+import numpy as np
+
+PING_PONGS = 8
+MAIN_TID = 0
+
+
+class Timeline:
+    def __init__(self, path, iters, world=None):
+        self.path, self.iters, self.world = path, iters, world
+        self.rank = world.Get_rank() if world is not None else 0
+        self.events = []                   # (name, cat, start_ns, end_ns, tid, args)
+        self.threads = {}                  # tid -> thread name
+        self._tids = {}                    # threading ident -> tid
+        self._perf0, self._wall0 = time.perf_counter_ns(), time.time_ns()
+        self.offset_ns = measure_offset(world) if world is not None and world.Get_size() > 1 else 0
+        self.origin_ns = self._wall0 - self.offset_ns
+        if world is not None and world.Get_size() > 1:
+            origin = np.array([self.origin_ns], dtype=np.int64)
+            world.Bcast(origin, root=0)     # every rank counts from rank 0's start
+            self.origin_ns = int(origin[0])
+        self.role = "worker"
+        self.solver = None
+        self.iteration = None              # (number, start_ns) of the open iteration
+        self.recorded = 0
+
+    # --- wiring ------------------------------------------------------------
+    def attach(self, solver):
+        """Hook into the solver's train net, its DataParallel and bucket reducer."""
+        self.solver = solver
+        sync = solver.sync
+        if sync is not None and not sync.is_worker:
+            self.role = "parameter server"
+        for owner in self._owners():
+            owner.timeline = self
+        solver.add_callback(self._on_start, lambda: None)
+
+    def _owners(self):
+        solver = self.solver
+        sync = solver.sync
+        owners = [solver, solver.net]
+        if sync is not None:
+            owners.append(sync)
+            if sync.reducer is not None:
+                owners.append(sync.reducer)
+        return owners
+
+    def _on_start(self):
+        now = time.perf_counter_ns()
+        self._close_iteration(now)
+        if self.recorded >= self.iters:
+            for owner in self._owners():   # the rest of the run pays nothing
+                owner.timeline = None
+            return
+        self.iteration = (self.solver.iter, now)
+        self.recorded += 1
+
+    def _close_iteration(self, now):
+        if self.iteration is not None:
+            number, start = self.iteration
+            self.add(f"iteration {number}", "iteration", start, now, {"iteration": number})
+            self.iteration = None
+
+    # --- recording ---------------------------------------------------------
+    now = staticmethod(time.perf_counter_ns)
+
+    def add(self, name, cat, start_ns, end_ns, args=None):
+        """One complete event on the calling thread (safe from the reducer's thread)."""
+        ident = threading.get_ident()
+        tid = self._tids.get(ident)
+        if tid is None:            # tids 0 (main), 1, ... in order of first event
+            thread = threading.current_thread()
+            tid = MAIN_TID if thread is threading.main_thread() else len(self._tids) + 1
+            self._tids[ident] = tid
+            self.threads[tid] = "main" if tid == MAIN_TID else thread.name
+        self.events.append((name, cat, start_ns, end_ns, tid, args))
+
+    def forward(self, net, start, end):
+        """Net.forward_range with an event per layer."""
+        loss = 0.0
+        clock = time.perf_counter_ns
+        for i in range(start, end + 1):
+            began = clock()
+            loss += net.forward_layer(i)
+            self.add(net.layers[i].name, "forward", began, clock(), {"type": net.layers[i].type})
+        return loss
+
+    def backward(self, net, start, end, grad_ready):
+        """Net.backward_range with an event per layer."""
+        clock = time.perf_counter_ns
+        for i in range(start, end - 1, -1):
+            began = clock()
+            net.backward_layer(i)
+            self.add(net.layers[i].name, "backward", began, clock(),
+                     {"type": net.layers[i].type, "needs_backward": bool(net.layer_need_backward[i])})
+            if grad_ready is not None:
+                grad_ready(net.layer_arena_end[i])
+
+    # --- the file ----------------------------------------------------------
+    def trace_events(self):
+        """This rank's events in Trace Event Format (ts, dur in microseconds)."""
+        shift = self._wall0 - self._perf0 - self.offset_ns - self.origin_ns
+        pid = self.rank
+        out = [{"ph": "M", "name": "process_name", "pid": pid, "tid": MAIN_TID,
+                "args": {"name": f"rank {self.rank}" + (f" ({self.role})" if self.role != "worker" else "")}},
+               {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": MAIN_TID,
+                "args": {"sort_index": self.rank}}]
+        for tid, name in self.threads.items():
+            out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
+            out.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid, "args": {"sort_index": tid}})
+        for name, cat, start, end, tid, args in self.events:
+            event = {"ph": "X", "name": name, "cat": cat, "pid": pid, "tid": tid,
+                     "ts": (start + shift) / 1e3, "dur": (end - start) / 1e3}
+            if args:
+                event["args"] = args
+            out.append(event)
+        return out
+
+    def write(self):
+        """Collective (every rank): rank 0 writes every rank's events to ``path``."""
+        if self.iteration is not None:
+            self._close_iteration(time.perf_counter_ns())
+        mine = json.dumps(self.trace_events()).encode()
+        world = self.world
+        if world is None or world.Get_size() == 1:
+            parts = [mine]
+        else:
+            parts = gather_bytes(world, mine)
+        if self.rank != 0:
+            return
+        events = [event for part in parts for event in json.loads(part)]
+        meta = {"ranks": len(parts), "iterations": self.recorded,
+                "clock": "rank 0's wall clock at start = 0; per-rank offsets by ping-pong"}
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"traceEvents": events, "displayTimeUnit": "ms", "otherData": meta}, f)
+        os.replace(tmp, self.path)
+
+
+def measure_offset(world):
+    """This rank's wall clock minus rank 0's, in ns (0 on rank 0); collective.
+
+    Rank 0 serves one peer at a time: the peer sends a ping at t1, rank 0 answers
+    with its clock T, the answer lands at t2; offset = (t1 + t2) / 2 - T, taken
+    from the round with the shortest round trip."""
+    rank, size = world.Get_rank(), world.Get_size()
+    stamp = np.zeros(1, dtype=np.int64)
+    offset = 0
+    for peer in range(1, size):
+        if rank == 0:
+            world.Send(stamp, dest=peer, tag=7101)            # your turn
+            for _ in range(PING_PONGS):
+                world.Recv(stamp, source=peer, tag=7102)
+                world.Send(np.array([time.time_ns()], dtype=np.int64), dest=peer, tag=7103)
+        elif rank == peer:
+            world.Recv(stamp, source=0, tag=7101)
+            best_rtt = None
+            for _ in range(PING_PONGS):
+                sent = time.time_ns()
+                world.Send(stamp, dest=0, tag=7102)
+                world.Recv(stamp, source=0, tag=7103)
+                back = time.time_ns()
+                if best_rtt is None or back - sent < best_rtt:
+                    best_rtt, offset = back - sent, (sent + back) // 2 - int(stamp[0])
+    return offset
+
+
+def gather_bytes(world, data):
+    """Every rank's bytes at rank 0 (a list there, None elsewhere), with buffer calls."""
+    size = world.Get_size()
+    sizes = np.zeros(size, dtype=np.int64)
+    world.Gather(np.array([len(data)], dtype=np.int64), sizes, root=0)
+    mine = np.frombuffer(data, dtype=np.uint8)
+    if world.Get_rank() != 0:
+        world.Gatherv(mine, None, root=0)
+        return None
+    whole = np.empty(int(sizes.sum()), dtype=np.uint8)
+    world.Gatherv(mine, (whole, sizes), root=0)
+    ends = np.cumsum(sizes)
+    return [whole[end - n:end].tobytes() for n, end in zip(sizes, ends)]
