@@ -94,7 +94,7 @@ class Timeline:
         tid = self._tids.get(ident)
         if tid is None:            # tids 0 (main), 1, ... in order of first event
             thread = threading.current_thread()
-            tid = MAIN_TID if thread is threading.main_thread() else len(self._tids) + 1
+            tid = MAIN_TID if thread is threading.main_thread() else 1 + sum(t != MAIN_TID for t in self.threads)
             self._tids[ident] = tid
             self.threads[tid] = "main" if tid == MAIN_TID else thread.name
         self.events.append((name, cat, start_ns, end_ns, tid, args))
