@@ -1,0 +1,87 @@
+"""What `--timeline` costs: one forward + backward of a net of many tiny layers
+(where per-layer overhead shows most), with the recorder off and on, and, with
+``--against ROOT``, against another checkout (one without the hooks), the two
+trees run alternately in fresh processes.
+
+    python benchmarks/timeline_cost.py [--layers 200] [--repeat 400] [--rounds 5] [--against /work/main]
+
+Prints the median microseconds per forward+backward; read the ratios, not the
+absolute numbers (a shared machine is noisy).
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def net_text(layers):
+    lines = ['name: "tiny" force_backward: true',
+             'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 4 } } }',
+             'layer { name: "y" type: "Input" top: "y" input_param { shape { dim: 2 dim: 4 } } }']
+    bottom = "x"
+    for i in range(layers):
+        lines.append(f'layer {{ name: "s{i}" type: "Scale" bottom: "{bottom}" top: "s{i}" '
+                     f'scale_param {{ axis: 1 num_axes: 1 }} }}')
+        bottom = f"s{i}"
+    lines.append(f'layer {{ name: "loss" type: "EuclideanLoss" bottom: "{bottom}" bottom: "y" top: "loss" }}')
+    return "\n".join(lines)
+
+
+def measure(layers, repeat, mode):
+    """Median seconds of one forward_backward; mode 'off' or 'on' (a recorder attached)."""
+    import tempfile
+    import firecaffe                                  # noqa: F401
+    from firecaffe.engine.net import Net
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(net_text(layers))
+    net = Net(f.name, phase="TRAIN")
+    os.unlink(f.name)
+    if mode == "on":
+        from firecaffe.run.timeline import Timeline
+        net.timeline = Timeline(os.devnull, iters=1)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        net.forward_backward()
+        times.append(time.perf_counter() - start)
+        if mode == "on":
+            net.timeline.events.clear()
+    return statistics.median(times[repeat // 10:])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against", help="another checkout (e.g. one without the hooks)")
+    parser.add_argument("--child", choices=["off", "on"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(measure(args.layers, args.repeat, args.child))
+        return
+    runs = [("this tree, off", ROOT, "off"), ("this tree, on", ROOT, "on")]
+    if args.against:
+        runs.insert(0, (f"{args.against} (no hooks)", args.against, "off"))
+    results = {name: [] for name, _, _ in runs}
+    for _ in range(args.rounds):
+        for name, root, mode in runs:
+            env = dict(os.environ, PYTHONPATH=root, FIRECAFFE_NO_PROGRESS="1")
+            out = subprocess.run([sys.executable, __file__, "--child", mode, "--layers", str(args.layers),
+                                  "--repeat", str(args.repeat)], env=env, capture_output=True, text=True,
+                                 check=True, cwd=root)
+            results[name].append(float(out.stdout.split()[-1]))
+    base = statistics.median(results[runs[0][0]])
+    print(f"forward+backward of {args.layers} Scale layers, median of {args.rounds} rounds:")
+    for name, values in results.items():
+        value = statistics.median(values)
+        print(f"  {name:40s} {value * 1e6:9.1f} us   x{value / base:.3f}   "
+              f"(rounds: {', '.join(f'{v * 1e6:.0f}' for v in values)})")
+
+
+if __name__ == "__main__":
+    main()
