@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from ..errors import FirecaffeError
+
 PING_PONGS = 8
 MAIN_TID = 0
 
@@ -33,6 +35,8 @@ class Timeline:
     def __init__(self, path, iters, world=None):
         self.path, self.iters, self.world = path, iters, world
         self.rank = world.Get_rank() if world is not None else 0
+        if self.rank == 0:
+            check_writable(path)
         self.events = []                   # (name, cat, start_ns, end_ns, tid, args)
         self.threads = {}                  # tid -> thread name
         self._tids = {}                    # threading ident -> tid
@@ -86,8 +90,6 @@ class Timeline:
             self.iteration = None
 
     # --- recording ---------------------------------------------------------
-    now = staticmethod(time.perf_counter_ns)
-
     def add(self, name, cat, start_ns, end_ns, args=None):
         """One complete event on the calling thread (safe from the reducer's thread)."""
         ident = threading.get_ident()
@@ -159,6 +161,15 @@ class Timeline:
         with open(tmp, "w") as f:
             json.dump({"traceEvents": events, "displayTimeUnit": "ms", "otherData": meta}, f)
         os.replace(tmp, self.path)
+
+
+def check_writable(path):
+    """Before any work: the trace's folder exists and can be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FirecaffeError(f"--timeline {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise FirecaffeError(f"--timeline {path}: cannot write there")
 
 
 def measure_offset(world):

@@ -116,3 +116,12 @@ def test_three_ranks_merge_into_one_file_with_buckets_on_their_own_thread(tmp_pa
     for key, group in occurrences.items():
         assert len(group) == 3, key
         assert max(e["ts"] for e in group) <= min(e["ts"] + e["dur"] for e in group) + 100, key
+
+
+def test_a_trace_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    done = run_job([sys.executable, "-m", "firecaffe", "train", SOLVER, "--max-iter", 1,
+                    "--timeline", tmp_path / "missing" / "trace.json"], timeout=60, cwd=REPO)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "--timeline" in log and "missing" in log and "does not exist" in log, log[-2000:]
+    assert "Traceback" not in log and "Solving" not in log, log[-2000:]
