@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from ..core import backend
 from ..errors import FirecaffeError
 
 PING_PONGS = 8
@@ -51,11 +52,14 @@ class Timeline:
         self.solver = None
         self.iteration = None              # (number, start_ns) of the open iteration
         self.recorded = 0
+        self.device_sync = None
 
     # --- wiring ------------------------------------------------------------
     def attach(self, solver):
         """Hook into the solver's train net, its DataParallel and bucket reducer."""
         self.solver = solver
+        if backend.gpu_enabled():          # a layer's time is its kernels', not their launch (as `caffe time`)
+            self.device_sync = backend.xp().cuda.Device().synchronize
         sync = solver.sync
         if sync is not None and not sync.is_worker:
             self.role = "parameter server"
@@ -108,6 +112,8 @@ class Timeline:
         for i in range(start, end + 1):
             began = clock()
             loss += net.forward_layer(i)
+            if self.device_sync is not None:
+                self.device_sync()
             self.add(net.layers[i].name, "forward", began, clock(), {"type": net.layers[i].type})
         return loss
 
@@ -117,6 +123,8 @@ class Timeline:
         for i in range(start, end - 1, -1):
             began = clock()
             net.backward_layer(i)
+            if self.device_sync is not None:
+                self.device_sync()
             self.add(net.layers[i].name, "backward", began, clock(),
                      {"type": net.layers[i].type, "needs_backward": bool(net.layer_need_backward[i])})
             if grad_ready is not None:
