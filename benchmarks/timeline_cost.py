@@ -79,7 +79,8 @@ def main():
     print(f"forward+backward of {args.layers} Scale layers, median of {args.rounds} rounds:")
     for name, values in results.items():
         value = statistics.median(values)
-        print(f"  {name:40s} {value * 1e6:9.1f} us   x{value / base:.3f}   "
+        best = min(values) / min(results[runs[0][0]])
+        print(f"  {name:40s} {value * 1e6:9.1f} us   x{value / base:.3f}   best round x{best:.3f}   "
               f"(rounds: {', '.join(f'{v * 1e6:.0f}' for v in values)})")
 
 

@@ -93,7 +93,7 @@ class DataParallel:
         bucketed = self.reducer is not None and solver.param.iter_size == 1
         self.hidden_seconds = update_seconds = 0.0
         if bucketed:
-            waited = time.perf_counter_ns()
+            waited = time.perf_counter_ns() if self.timeline is not None else 0
             with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
                 stats = self.reducer.wait()
             if self.timeline is not None:
@@ -107,7 +107,7 @@ class DataParallel:
             solver.apply_rule(rate, window, sum_across)
             update_seconds += time.perf_counter() - start
 
-        start, step_began = time.perf_counter(), time.perf_counter_ns()
+        start, step_began = time.perf_counter(), time.perf_counter_ns() if self.timeline is not None else 0
         what = "the bucketed allreduce of the gradients" if bucketed else self.strategy.step_words
         with self.watchdog.guard(what, solver.iter):
             self.strategy.step_(net.diff_arena, net.param_arena, update_window, reduced=bucketed)

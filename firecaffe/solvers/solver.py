@@ -174,7 +174,7 @@ class Solver:
         windows, so that gradient clipping sees the norm of the whole gradient.
         """
         net = self.net
-        began = time.perf_counter_ns()
+        began = time.perf_counter_ns() if self.timeline is not None else 0
         rule = self.rule if window == slice(None) else self.rule.window(window)
         sumsq = None
         if self.param.clip_gradients >= 0 and sum_across is not None:
