@@ -5,6 +5,9 @@ trees run alternately in fresh processes.
 
     python benchmarks/timeline_cost.py [--layers 200] [--repeat 400] [--rounds 5] [--against /work/main]
 
+It also times, in the same process and interleaved, the hooked forward_backward
+with the recorder off against the same layer loop without the check.
+
 Prints the median microseconds per forward+backward; read the ratios, not the
 absolute numbers (a shared machine is noisy).
 """
@@ -43,14 +46,25 @@ def measure(layers, repeat, mode):
     if mode == "on":
         from firecaffe.run.timeline import Timeline
         net.timeline = Timeline(os.devnull, iters=1)
-    times = []
+    times, bare = [], []
     for _ in range(repeat):
         start = time.perf_counter()
         net.forward_backward()
         times.append(time.perf_counter() - start)
         if mode == "on":
             net.timeline.events.clear()
-    return statistics.median(times[repeat // 10:])
+        start = time.perf_counter()
+        bare_forward_backward(net)
+        bare.append(time.perf_counter() - start)
+    return statistics.median(times[repeat // 10:]), statistics.median(bare[repeat // 10:])
+
+
+def bare_forward_backward(net):
+    """Net.forward_backward as it was before the hooks: the same calls, no check."""
+    for i in range(len(net.layers)):
+        net.forward_layer(i)
+    for i in range(len(net.layers) - 1, -1, -1):
+        net.backward_layer(i)
 
 
 def main():
@@ -62,19 +76,23 @@ def main():
     parser.add_argument("--child", choices=["off", "on"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(measure(args.layers, args.repeat, args.child))
+        print(*measure(args.layers, args.repeat, args.child))
         return
     runs = [("this tree, off", ROOT, "off"), ("this tree, on", ROOT, "on")]
     if args.against:
         runs.insert(0, (f"{args.against} (no hooks)", args.against, "off"))
     results = {name: [] for name, _, _ in runs}
+    same_process = []          # (hooked, off) / (bare loop) in one process, interleaved
     for _ in range(args.rounds):
         for name, root, mode in runs:
             env = dict(os.environ, PYTHONPATH=root, FIRECAFFE_NO_PROGRESS="1")
             out = subprocess.run([sys.executable, __file__, "--child", mode, "--layers", str(args.layers),
                                   "--repeat", str(args.repeat)], env=env, capture_output=True, text=True,
                                  check=True, cwd=root)
-            results[name].append(float(out.stdout.split()[-1]))
+            hooked, bare = map(float, out.stdout.split()[-2:])
+            results[name].append(hooked)
+            if root == ROOT and mode == "off":
+                same_process.append(hooked / bare)
     base = statistics.median(results[runs[0][0]])
     print(f"forward+backward of {args.layers} Scale layers, median of {args.rounds} rounds:")
     for name, values in results.items():
@@ -82,6 +100,8 @@ def main():
         best = min(values) / min(results[runs[0][0]])
         print(f"  {name:40s} {value * 1e6:9.1f} us   x{value / base:.3f}   best round x{best:.3f}   "
               f"(rounds: {', '.join(f'{v * 1e6:.0f}' for v in values)})")
+    print(f"  in one process, off / the same loop without the check, interleaved: "
+          f"x{statistics.median(same_process):.4f} (rounds: {', '.join(f'{r:.3f}' for r in same_process)})")
 
 
 if __name__ == "__main__":
