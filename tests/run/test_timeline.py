@@ -71,6 +71,8 @@ def test_one_process_records_every_layer_and_an_update_per_iteration_for_the_fir
         for phase in ("forward", "backward"):
             assert Counter(e["name"] for e in within if e["cat"] == phase) == Counter(layers), phase
         assert [e["name"] for e in within if e["cat"] == "update"] == ["update"]
+    for phase in ("forward", "backward"):     # nothing after the recorder detached itself
+        assert sum(e["cat"] == phase for e in events) == 2 * len(layers)
     assert {e["pid"] for e in events} == {0} and {e["tid"] for e in events} == {0}
     assert_nested(events)
     names = {(e["name"], e["pid"]): e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"
@@ -125,3 +127,18 @@ def test_a_trace_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     assert done.returncode != 0
     assert "--timeline" in log and "missing" in log and "does not exist" in log, log[-2000:]
     assert "Traceback" not in log and "Solving" not in log, log[-2000:]
+
+
+@pytest.mark.mpi
+def test_a_parameter_server_rank_shows_its_step_and_update_and_no_layers(tmp_path):
+    pytest.importorskip("mpi4py")
+    trace = train(tmp_path, "--max-iter", 2, "--global-batch", 40, "--comm", "ps", ranks=3, timeout=180)
+    events = complete_events(trace)
+    processes = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
+    assert processes == {0: "rank 0", 1: "rank 1", 2: "rank 2 (parameter server)"}
+    assert_nested(events)
+    server = Counter(e["cat"] for e in events if e["pid"] == 2)
+    assert server["step"] == 2 and server["update"] == 2 and server["forward"] == 0
+    for worker in (0, 1):
+        mine = Counter(e["cat"] for e in events if e["pid"] == worker)
+        assert mine["step"] == 2 and mine["update"] == 0 and mine["forward"] > 0
