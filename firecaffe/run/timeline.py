@@ -33,6 +33,9 @@ MAIN_TID = 0
 
 
 class Timeline:
+    """One rank's recorder; built on every rank (collective: clock offsets), then ``attach(solver)``,
+    train, and ``write()`` (collective: rank 0 writes ``path``)."""
+
     def __init__(self, path, iters, world=None):
         self.path, self.iters, self.world = path, iters, world
         self.rank = world.Get_rank() if world is not None else 0
