@@ -23,6 +23,8 @@ class Layer:
     is_loss = False          # loss layers default to loss_weight 1 on their first top
     is_data = False          # reads a source; the net gives it its shard (``shard``)
     frozen_blobs = ()        # indices of blobs that are statistics, never learned
+    reshape_every_forward = False   # Caffe reshapes before every forward; the net does so only when
+                                    # a bottom changed shape, or always for layers that set this
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
