@@ -115,13 +115,20 @@ def batch_hook(global_batch, workers):
               help="Every N steps, check that all ranks hold identical weights.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
+@click.option("--sigint-effect", type=click.Choice(["stop", "snapshot", "none"]), default="stop",
+              show_default=True, help="What SIGINT (Ctrl-C) does, on every rank at the same iteration.")
+@click.option("--sighup-effect", type=click.Choice(["stop", "snapshot", "none"]), default="snapshot",
+              show_default=True, help="What SIGHUP does. SIGTERM and SIGUSR1 (scancel, SLURM time "
+              "limits) always snapshot and stop.")
 @CPU_OPTION
 @GPU_OPTION
 def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snapshot_every,
           snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..run import mpi_util, watchdog
+    from ..run.signals import Signals, finish
     stall_timeout = flags.pop("stall_timeout")
+    signals = Signals(flags.pop("sigint_effect"), flags.pop("sighup_effect")).install()
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
     if weights and (snapshot or resume_prefix):
@@ -152,6 +159,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..run.parallel import make_sync
     sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb,
                      check_consistency=check_consistency) if size > 1 or comm == "nccl" else None
+    signals.snapshot_on_stop = param.snapshot_after_train
+    signals.connect(world if sync is not None else None)
     if sync is not None:
         watchdog.install(sync, stall_timeout)
     workers = sync.num_workers if sync is not None else 1
@@ -167,6 +176,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     solver = Solver(param, path=solver_path, sync=sync,
                     shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
                     train_net_hook=batch_hook(global_batch, workers))
+    solver.signals = signals
     if weights:
         solver.net.copy_from(weights)
         if sync is not None:
@@ -175,8 +185,15 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         if resume:
             solver.restore(resume)
         sync.serve(solver)
+        signals.close()
+        if signals.last.stop:
+            finish(signals.last, solver.iter, None, is_root=False)
         return
     solver.solve(resume)
     if sync is not None:
         sync.close()
+    signals.close()
+    if solver.stopped is not None:
+        written = solver.last_snapshot if solver.stopped.snapshot else None
+        finish(solver.stopped, solver.iter, written, is_root=solver.is_root)
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..core import backend
 from . import watchdog
 from ..comm import make_communicator
-from ..solvers.solver import snapshot_due
+from ..solvers.solver import snapshot_wanted
 from ..errors import FirecaffeError
 from ..core.log import LOGGER
 
@@ -171,7 +171,8 @@ class DataParallel:
             rate = lr_policy.learning_rate(param, solver.iter)
             rule.apply(params, shard_sum, lr_mult, decay_mult, rate, solver.iter, global_sumsq=sumsq)
             solver.iter += 1
-            if snapshot_due(param, solver.iter):       # worker 0 writes the snapshot
+            action = solver.signals.agree(solver.iter) if solver.signals is not None else None
+            if snapshot_wanted(param, solver.iter, action):       # worker 0 writes the snapshot
                 pending.extend(self.world.Isend(backend.to_host(h), dest=0, tag=TAG_PS_HISTORY)
                                for h in rule.state())
             return params

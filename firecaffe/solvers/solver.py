@@ -53,6 +53,9 @@ class Solver:
         self.iter = 0
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
+        self.signals = None           # run/signals.Signals when the CLI trains: agree(iter) -> action
+        self.stopped = None           # the action that stopped step() early, if any
+        self.last_snapshot = None
         if self.sync is not None:
             self.sync.attach(self)
 
@@ -136,6 +139,13 @@ class Solver:
                     bar.set_postfix(loss=f"{self.smoothed_loss:.4g}", refresh=False)
                 if p.snapshot and self.iter % p.snapshot == 0:
                     self.snapshot()
+                if self.signals is not None:
+                    action = self.signals.agree(self.iter)
+                    if action.stop:
+                        self.stopped = action
+                        break
+                    if action.snapshot and not snapshot_due(p, self.iter):
+                        self.snapshot()
         finally:
             if bar is not None:
                 bar.close()
@@ -175,6 +185,12 @@ class Solver:
             LOGGER.info(f"Learning Rate Policy: {self.param.lr_policy}")
         self.step(self.param.max_iter - self.iter)
         p = self.param
+        if self.stopped is not None:
+            if self.stopped.snapshot and not _periodic(p, self.iter):
+                self.snapshot()
+            if not self.quiet:
+                LOGGER.info("Optimization stopped early.")
+            return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()         # (the parameter server mirrors this rule: snapshot_due)
         if p.display and self.iter % p.display == 0 and not self.quiet:
@@ -216,7 +232,7 @@ class Solver:
     def snapshot(self):
         """Write weights and solver state (atomically); return the state file's path.
 
-        With a parameter server, call it only where ``snapshot_due`` says so (the
+        With a parameter server, call it only where ``snapshot_wanted`` says so (the
         servers send their solver history to worker 0 exactly then).
         """
         if self.sync is not None:
@@ -233,8 +249,21 @@ class Solver:
 
 def snapshot_due(param, iteration):
     """Whether solve() snapshots after reaching ``iteration``."""
-    periodic = param.snapshot and iteration % param.snapshot == 0
-    return bool(periodic or (param.snapshot_after_train and iteration == param.max_iter))
+    return bool(_periodic(param, iteration) or (param.snapshot_after_train and iteration == param.max_iter))
+
+
+def snapshot_wanted(param, iteration, action=None):
+    """Whether a snapshot is written at ``iteration``, given the job's agreed signal action.
+
+    The parameter servers send their history exactly when this is true, and
+    worker 0 writes exactly one snapshot then (in step(), or in solve() after a stop).
+    """
+    return bool(snapshot_due(param, iteration) or (action is not None and action.snapshot
+                                                   and not _periodic(param, iteration)))
+
+
+def _periodic(param, iteration):
+    return bool(param.snapshot and iteration % param.snapshot == 0)
 
 
 def share_weights(test_net, train_net):

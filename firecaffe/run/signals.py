@@ -1,0 +1,199 @@
+"""Signals with Caffe's semantics, acted on by every rank at the same iteration.
+
+Caffe's `caffe train` turns SIGINT and SIGHUP into solver actions
+(``--sigint_effect stop``, ``--sighup_effect snapshot``) checked once per
+iteration. firecaffe does the same, adds the two signals a cluster sends
+(SIGTERM: ``scancel``, a SLURM time limit, mpiexec's Ctrl-C forwarding;
+SIGUSR1: ``#SBATCH --signal=USR1@T``), both meaning *snapshot and stop*, and
+makes the decision the job's, not the rank's:
+
+* The signal is caught by a thread reading Python's wake-up pipe, so it is
+  seen at once even while the main thread sits in a blocking MPI call; the
+  thread only records it (and tells the last-words watcher). A second SIGINT
+  ends the process at once (exit 130), as Caffe's second Ctrl-C does.
+* At each iteration boundary every rank (workers and parameter servers, which
+  count the same iterations) posts its recorded actions into a nonblocking
+  bitwise-or allreduce on a communicator of its own and completes the one it
+  posted one iteration earlier. So the decision reaches every rank at the same
+  iteration, one step after the signal, and the collective runs behind a whole
+  step of computation: nothing waits for it when nothing happened.
+* Rank 0 writes the snapshot (the servers send their solver history the same
+  iteration), every rank leaves the loop, and the job ends with one line from
+  rank 0 and exit status 128 + the signal's number (130 SIGINT, 143 SIGTERM,
+  138 SIGUSR1, 129 SIGHUP with ``--sighup-effect stop``).
+"""
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+
+from . import watchdog
+
+EFFECTS = ("stop", "snapshot", "none")
+SNAPSHOT, STOP = 1, 2
+_SIGNAL_SHIFT = 8            # bits 8 + signum record which signals were seen
+CLUSTER_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+class Action:
+    """What the job agreed to do at one iteration boundary."""
+
+    def __init__(self, bits):
+        self.bits = int(bits)
+
+    @property
+    def snapshot(self):
+        return bool(self.bits & SNAPSHOT)
+
+    @property
+    def stop(self):
+        return bool(self.bits & STOP)
+
+    @property
+    def signal_name(self):
+        """The first signal (by number) that asked for this action, e.g. 'SIGINT'."""
+        for number in range(1, 64):
+            if self.bits >> (_SIGNAL_SHIFT + number) & 1:
+                return signal.Signals(number).name
+        return "a signal"
+
+    @property
+    def exit_code(self):
+        name = self.signal_name
+        return 128 + signal.Signals[name].value if name.startswith("SIG") else 1
+
+    def __bool__(self):
+        return bool(self.bits & (SNAPSHOT | STOP))
+
+
+class Signals:
+    """Install with ``install()``; ``connect(world)`` under MPI (collective); ``agree(it)`` each step."""
+
+    def __init__(self, sigint_effect="stop", sighup_effect="snapshot", snapshot_on_stop=True):
+        for flag, value in (("--sigint-effect", sigint_effect), ("--sighup-effect", sighup_effect)):
+            if value not in EFFECTS:
+                raise ValueError(f"{flag} must be one of {', '.join(EFFECTS)}, got {value!r}")
+        self.effects = {"SIGINT": sigint_effect, "SIGHUP": sighup_effect,
+                        "SIGTERM": "snapshot-stop", "SIGUSR1": "snapshot-stop"}
+        self.snapshot_on_stop = snapshot_on_stop       # Caffe: snapshot_after_train
+        self.iteration = None                          # where the training loop is (for messages)
+        self._local = 0
+        self._lock = threading.Lock()
+        self._interrupts = 0
+        self._comm = self._request = None
+        self._sent = np.zeros(1, np.int64)
+        self._got = np.zeros(1, np.int64)
+        self.last = Action(0)
+        self._previous = {}
+
+    # --- catching ------------------------------------------------------------
+    def install(self):
+        """Route SIGINT, SIGHUP, SIGTERM, SIGUSR1 to this object (main thread only)."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        for name in self.effects:
+            number = getattr(signal, name)
+            self._previous[number] = signal.signal(number, _ignore)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
+        return self
+
+    def uninstall(self):
+        signal.set_wakeup_fd(-1)
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _listen(self, fd):
+        while True:
+            try:
+                data = os.read(fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for number in data:
+                self.receive(number)
+
+    def receive(self, number):
+        """Record signal ``number`` (also callable directly, e.g. from tests)."""
+        name = signal.Signals(number).name
+        effect = self.effects.get(name, "none")
+        where = f"iteration {self.iteration}" if self.iteration is not None else "start-up"
+        watchdog.note(f"signal {name} received at {where} (from the launcher, scancel or a user)")
+        if name == "SIGINT":
+            self._interrupts += 1
+            if self._interrupts > 1:
+                watchdog.disarm()
+                os.write(2, f"firecaffe: {_rank_prefix()}interrupted again at {where}: exiting at once, "
+                            "no snapshot\n".encode())
+                os._exit(130)
+        bits = {"stop": STOP | (SNAPSHOT if self.snapshot_on_stop else 0), "snapshot": SNAPSHOT,
+                "snapshot-stop": STOP | SNAPSHOT, "none": 0}[effect]
+        if bits:
+            with self._lock:
+                self._local |= bits | (1 << (_SIGNAL_SHIFT + number))
+
+    # --- agreeing ------------------------------------------------------------
+    def connect(self, world):
+        """Take a communicator of our own for the per-step agreement (collective over ``world``)."""
+        if world is not None and world.Get_size() > 1:
+            self._comm = world.Dup()
+
+    def agree(self, iteration):
+        """The action every rank takes at ``iteration`` (called by every rank at every boundary)."""
+        self.iteration = iteration
+        with self._lock:
+            mine = self._local
+            self._local &= ~SNAPSHOT            # a snapshot request is acted on once
+        if self._comm is None:
+            self.last = Action(mine)
+            return self.last
+        from mpi4py import MPI
+        if self._request is None:
+            decided = 0
+        else:
+            self._request.Wait()
+            decided = int(self._got[0])
+        self._sent[0] = mine
+        self._request = self._comm.Iallreduce(self._sent, self._got, op=MPI.BOR)
+        self.last = Action(decided)
+        return self.last
+
+    def close(self):
+        """Complete the outstanding agreement (every rank posted the same number)."""
+        if self._request is not None:
+            self._request.Wait()
+            self._request = None
+
+
+def _ignore(signum, frame):
+    """The Python-level handler: the wake-up pipe carries the signal to the listener thread."""
+
+
+def _rank_prefix():
+    from .mpi_util import rank_prefix
+    try:
+        return rank_prefix()
+    except Exception:
+        return ""
+
+
+def stopped_line(action, iteration, snapshot_path):
+    """``stopped by SIGINT at iteration 792; snapshot snapshots/x_iter_792.solverstate``."""
+    if snapshot_path:
+        saved = f"snapshot {snapshot_path}"
+    else:
+        saved = "no snapshot written (snapshot_after_train: false)"
+    return f"firecaffe: stopped by {action.signal_name} at iteration {iteration}; {saved}"
+
+
+def finish(action, iteration, snapshot_path, is_root):
+    """Print the job's one line (rank 0) and leave with the signal's exit status."""
+    if is_root:
+        sys.stderr.flush()
+        print(stopped_line(action, iteration, snapshot_path), file=sys.stderr, flush=True)
+    watchdog.disarm()
+    sys.exit(action.exit_code)
