@@ -128,13 +128,14 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..run import mpi_util, watchdog
     from ..run.signals import Signals, finish
     stall_timeout = flags.pop("stall_timeout")
-    signals = Signals(flags.pop("sigint_effect"), flags.pop("sighup_effect")).install()
+    effects = flags.pop("sigint_effect"), flags.pop("sighup_effect")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
     if weights and (snapshot or resume_prefix):
         raise click.UsageError("give --weights or --snapshot/--resume-latest, not both "
                                "(a snapshot already holds the weights)")
     world = mpi_util.world()
+    signals = Signals(*effects).install()         # after MPI_Init, which may take some signals itself
     rank = world.Get_rank() if world is not None else 0
     size = world.Get_size() if world is not None else 1
     if world is not None and size > 1:

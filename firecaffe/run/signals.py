@@ -122,7 +122,7 @@ class Signals:
         name = signal.Signals(number).name
         effect = self.effects.get(name, "none")
         where = f"iteration {self.iteration}" if self.iteration is not None else "start-up"
-        watchdog.note(f"signal {name} received at {where} (from the launcher, scancel or a user)")
+        watchdog.note(f"signal {name} received at {where} (Ctrl-C, scancel, a time limit or kill)")
         if name == "SIGINT":
             self._interrupts += 1
             if self._interrupts > 1:
