@@ -79,7 +79,7 @@ class Signals:
                         "SIGTERM": "snapshot-stop", "SIGUSR1": "snapshot-stop"}
         self.snapshot_on_stop = snapshot_on_stop       # Caffe: snapshot_after_train
         self.iteration = None                          # where the training loop is (for messages)
-        self._local = 0
+        self._once = self._kept = 0                    # snapshot requests / stop requests
         self._lock = threading.Lock()
         self._interrupts = 0
         self._comm = self._request = None
@@ -123,7 +123,7 @@ class Signals:
         effect = self.effects.get(name, "none")
         where = f"iteration {self.iteration}" if self.iteration is not None else "start-up"
         watchdog.note(f"signal {name} received at {where} (Ctrl-C, scancel, a time limit or kill)")
-        if name == "SIGINT":
+        if name == "SIGINT" and effect != "none":
             self._interrupts += 1
             if self._interrupts > 1:
                 watchdog.disarm()
@@ -134,7 +134,10 @@ class Signals:
                 "snapshot-stop": STOP | SNAPSHOT, "none": 0}[effect]
         if bits:
             with self._lock:
-                self._local |= bits | (1 << (_SIGNAL_SHIFT + number))
+                if bits & STOP:
+                    self._kept |= bits | (1 << (_SIGNAL_SHIFT + number))
+                else:
+                    self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
 
     # --- agreeing ------------------------------------------------------------
     def connect(self, world):
@@ -146,8 +149,8 @@ class Signals:
         """The action every rank takes at ``iteration`` (called by every rank at every boundary)."""
         self.iteration = iteration
         with self._lock:
-            mine = self._local
-            self._local &= ~SNAPSHOT            # a snapshot request is acted on once
+            mine = self._once | self._kept
+            self._once = 0                      # a snapshot request is acted on once
         if self._comm is None:
             self.last = Action(mine)
             return self.last
