@@ -32,7 +32,8 @@ class Job:
             if mpiexec is None:
                 pytest.skip("mpiexec not found")
             command = [mpiexec, "-n", str(ranks), *command]
-        env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1",
+        self.tag = f"FIRECAFFE_TEST_JOB={self.log.name}".encode()
+        env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1", FIRECAFFE_TEST_JOB=self.log.name,
                    PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -56,13 +57,12 @@ class Job:
         """The pid of MPI rank ``rank`` among this job's processes."""
         for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
             try:
-                if os.getsid(pid) != self.process.pid:
-                    continue
                 with open(f"/proc/{pid}/environ", "rb") as f:
-                    if f"PMI_RANK={rank}".encode() in f.read().split(b"\0"):
-                        return pid
+                    variables = f.read().split(b"\0")
             except OSError:
                 continue
+            if self.tag in variables and f"PMI_RANK={rank}".encode() in variables:
+                return pid
         pytest.fail(f"rank {rank} not found")
 
     def finish(self, timeout):
