@@ -5,6 +5,7 @@
     mpirun -n 16 firecaffe train SOLVER.prototxt --comm tree --global-batch 1024
 """
 import os
+import re
 
 import click
 
@@ -36,6 +37,7 @@ def load_solver_param(target, solver_flag):
     except OSError as exc:
         raise FirecaffeError(f"{path}: cannot read ({exc.strerror})") from None
     if solver_flag is None and _looks_like_net(text):
+        io.read_net(path)           # a syntax error is reported at the net's own line and field
         param = caffe_pb2.SolverParameter(net=path)
         for key, value in BARE_NET_DEFAULTS.items():
             setattr(param, key, value)
@@ -43,18 +45,20 @@ def load_solver_param(target, solver_flag):
     return io.read_solver(path), path
 
 
+_NET_FIELDS = re.compile(r"^\s*(layers?|input|input_shape|input_dim)\s*[{:]", re.MULTILINE)
+_SOLVER_FIELDS = re.compile(r"^\s*(net|train_net|net_param|train_net_param|base_lr|max_iter|lr_policy)\s*[{:]",
+                            re.MULTILINE)
+
+
 def _looks_like_net(text):
+    """A net has top-level layers or inputs and none of a solver's own fields (even with a typo)."""
     from google.protobuf import text_format
     from ..proto import caffe_pb2
     try:
         text_format.Parse(text, caffe_pb2.SolverParameter())
         return False
     except text_format.ParseError:
-        try:
-            text_format.Parse(text, caffe_pb2.NetParameter())
-            return True
-        except text_format.ParseError:
-            return False
+        return bool(_NET_FIELDS.search(text)) and not _SOLVER_FIELDS.search(text)
 
 
 def batch_hook(global_batch, workers):
@@ -115,6 +119,8 @@ def batch_hook(global_batch, workers):
               help="Every N steps, check that all ranks hold identical weights.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
+@click.option("--snapshot-keep", type=click.IntRange(min=0), default=0,
+              help="Keep only the newest N snapshots (0: all).")
 @click.option("--sigint-effect", type=click.Choice(["stop", "snapshot", "none"]), default="stop",
               show_default=True, help="What SIGINT (Ctrl-C) does, on every rank at the same iteration.")
 @click.option("--sighup-effect", type=click.Choice(["stop", "snapshot", "none"]), default="snapshot",
@@ -128,6 +134,11 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..run import mpi_util, watchdog
     from ..run.signals import Signals, finish
     stall_timeout = flags.pop("stall_timeout")
+    snapshot_keep = flags.pop("snapshot_keep")
+    from ..comm import strategy_names
+    if comm not in strategy_names():             # the same answer on one process as under MPI
+        raise click.BadParameter(f"unknown strategy {comm!r}; choose one of {', '.join(strategy_names())}",
+                                 param_hint="--comm")
     effects = flags.pop("sigint_effect"), flags.pop("sighup_effect")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
@@ -136,6 +147,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
                                "(a snapshot already holds the weights)")
     world = mpi_util.world()
     signals = Signals(*effects).install()         # after MPI_Init, which may take some signals itself
+    click.get_current_context().call_on_close(signals.uninstall)
     rank = world.Get_rank() if world is not None else 0
     size = world.Get_size() if world is not None else 1
     if world is not None and size > 1:
@@ -144,6 +156,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
                        "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
+    if comm == "ps" and size - ps_servers < 1:
+        raise FirecaffeError(f"--comm ps needs at least {ps_servers + 1} ranks ({ps_servers} server(s) and a "
+                             f"worker), this job has {size}: mpirun -n {ps_servers + 1} firecaffe train ...")
     param, solver_path = load_solver_param(target, solver_flag)
     for key, value in flags.items():
         if value is not None:
@@ -178,6 +193,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
                     shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
                     train_net_hook=batch_hook(global_batch, workers))
     solver.signals = signals
+    solver.snapshot_keep = snapshot_keep
+    if solver.is_root and (sync is None or sync.is_worker):
+        snapshots.check_writable(solver)
     if weights:
         solver.net.copy_from(weights)
         if sync is not None:

@@ -19,6 +19,11 @@ STRATEGIES = {
 }
 
 
+def strategy_names():
+    """The names ``--comm`` accepts."""
+    return list(STRATEGIES)
+
+
 def strategy_class(name):
     """The Communicator subclass registered as ``name``."""
     if name not in STRATEGIES:

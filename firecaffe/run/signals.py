@@ -90,32 +90,41 @@ class Signals:
 
     # --- catching ------------------------------------------------------------
     def install(self):
-        """Route SIGINT, SIGHUP, SIGTERM, SIGUSR1 to this object (main thread only)."""
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)
+        """Route SIGINT, SIGHUP, SIGTERM, SIGUSR1 to this object (from the main thread; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread() or self._previous:
+            return self
+        read_end, self._wakeup = os.pipe()
+        os.set_blocking(self._wakeup, False)
         for name in self.effects:
             number = getattr(signal, name)
             self._previous[number] = signal.signal(number, _ignore)
-        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
         threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
         return self
 
     def uninstall(self):
-        signal.set_wakeup_fd(-1)
+        """Give the signals back to their previous handlers (a command run inside another program)."""
+        if not self._previous:
+            return
+        signal.set_wakeup_fd(self._previous_fd)
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
+        os.write(self._wakeup, b"\0")          # 0 is no signal: the listener ends
+        os.close(self._wakeup)
 
     def _listen(self, fd):
-        while True:
-            try:
+        try:
+            while True:
                 data = os.read(fd, 64)
-            except OSError:
-                return
-            if not data:
-                return
-            for number in data:
-                self.receive(number)
+                for number in data:
+                    if number == 0:
+                        return
+                    self.receive(number)
+                if not data:
+                    return
+        finally:
+            os.close(fd)
 
     def receive(self, number):
         """Record signal ``number`` (also callable directly, e.g. from tests)."""

@@ -48,6 +48,7 @@ class Solver:
         size = self.net.param_arena.size
         xp = backend.xp_of(self.net.param_arena)
         self.rule = make_update_rule(self.param, size, self.net.dtype, xp)
+        _validate_lr_policy(self.param, self.path)          # before the first test and iteration
         self.lr_mult = _per_element(self.net, self.net.params_lr, xp)
         self.decay_mult = _per_element(self.net, self.net.params_weight_decay, xp)
         self.iter = 0
@@ -297,3 +298,13 @@ def _validate(p, path):
         raise FirecaffeError(f"{where}: test_interval, display and snapshot must not be negative")
     if p.average_loss < 1:
         raise FirecaffeError(f"{where}: average_loss must be at least 1, got {p.average_loss}")
+
+
+def _validate_lr_policy(p, path):
+    """The policy and its parameters, at both ends of the run, before any work."""
+    where = path or "solver"
+    try:
+        for iteration in {0, max(p.max_iter, 0)}:
+            lr_policy.learning_rate(p, iteration)
+    except FirecaffeError as exc:
+        raise FirecaffeError(f"{where}: {str(exc).removeprefix('solver: ')}") from None
