@@ -87,7 +87,9 @@ def batch_hook(global_batch, workers):
 @click.option("--solver", "solver_flag", type=click.Path(), help="Solver prototxt (as caffe's --solver).")
 @click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5]).")
 @click.option("--snapshot", type=click.Path(), help="Resume from this .solverstate[.h5].")
-@click.option("--resume-latest", "resume_prefix", help="Resume from the newest complete snapshot of PREFIX.")
+@click.option("--resume-latest", "resume_prefix", is_flag=False, flag_value="", metavar="[PREFIX]",
+              help="Resume from the newest complete snapshot of PREFIX (default: the solver's "
+                   "snapshot_prefix); start fresh (from --weights, if given) when there is none.")
 @click.option("--max-iter", type=int)
 @click.option("--base-lr", type=float)
 @click.option("--lr-policy")
@@ -142,9 +144,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     effects = flags.pop("sigint_effect"), flags.pop("sighup_effect")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
-    if weights and (snapshot or resume_prefix):
-        raise click.UsageError("give --weights or --snapshot/--resume-latest, not both "
-                               "(a snapshot already holds the weights)")
+    if weights and snapshot:
+        raise click.UsageError("give --weights or --snapshot, not both (a snapshot already holds the weights)")
     world = mpi_util.world()
     signals = Signals(*effects).install()         # after MPI_Init, which may take some signals itself
     click.get_current_context().call_on_close(signals.uninstall)
@@ -184,14 +185,18 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         choose_device(True, None)          # parameter servers only add and update: host memory
     else:
         choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
-    resume = snapshot
-    if resume_prefix:
-        resume = snapshots.latest(resume_prefix)
-        if resume is None:
-            LOGGER.info(f"--resume-latest: no complete snapshot of {resume_prefix} yet; starting fresh")
     solver = Solver(param, path=solver_path, sync=sync,
                     shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
                     train_net_hook=batch_hook(global_batch, workers))
+    resume = snapshot
+    if resume_prefix is not None:
+        resume_prefix = resume_prefix or snapshots.prefix_of(solver)
+        resume = snapshots.latest(resume_prefix)
+        if resume is None:
+            LOGGER.info(f"--resume-latest: no complete snapshot of {resume_prefix} yet; starting fresh")
+        elif weights:
+            LOGGER.info(f"--resume-latest: resuming from {resume}; --weights {weights} not used")
+            weights = None
     solver.signals = signals
     solver.snapshot_keep = snapshot_keep
     if solver.is_root and (sync is None or sync.is_worker):

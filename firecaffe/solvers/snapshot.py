@@ -21,7 +21,8 @@ from ..core.log import LOGGER
 from ..proto import caffe_pb2, io
 
 
-def _prefix(solver):
+def prefix_of(solver):
+    """The snapshot prefix: snapshot_prefix, else the solver file's name without .prototxt."""
     p = solver.param
     if p.snapshot_prefix:
         return p.snapshot_prefix
@@ -57,7 +58,7 @@ def save(solver):
     A write that fails (disk full, I/O error) leaves no half snapshot and the
     previous ones intact, and raises one FirecaffeError naming the file and the free space.
     """
-    prefix = f"{_prefix(solver)}_iter_{solver.iter}"
+    prefix = f"{prefix_of(solver)}_iter_{solver.iter}"
     weights = prefix + (".caffemodel.h5" if _hdf5(solver) else ".caffemodel")
     state = prefix + (".solverstate.h5" if _hdf5(solver) else ".solverstate")
     try:
@@ -70,7 +71,7 @@ def save(solver):
                              "are intact") from None
     keep = getattr(solver, "snapshot_keep", 0)
     if keep:
-        prune(_prefix(solver), keep)
+        prune(prefix_of(solver), keep)
     return state
 
 
@@ -117,7 +118,7 @@ def snapshot_bytes(solver):
 
 def check_writable(solver):
     """Before the first iteration: the snapshot folder exists or can be made, and has room for one."""
-    prefix = _prefix(solver)
+    prefix = prefix_of(solver)
     folder = os.path.dirname(os.path.abspath(prefix))
     probe = folder
     while not os.path.exists(probe):
