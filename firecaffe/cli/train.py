@@ -62,24 +62,9 @@ def _looks_like_net(text):
 
 
 def batch_hook(global_batch, workers):
-    """Set every TRAIN data layer's batch_size to global_batch / workers."""
-    if global_batch is None:
-        return None
-    if global_batch % workers:
-        raise FirecaffeError(f"--global-batch {global_batch} does not divide evenly among {workers} "
-                             f"worker ranks; choose a multiple of {workers}")
-    per_rank = global_batch // workers
-
-    def hook(net_param):
-        touched = 0
-        for layer in net_param.layer:
-            for field in ("data_param", "hdf5_data_param"):
-                if layer.type in ("Data", "HDF5Data") and layer.HasField(field):
-                    getattr(layer, field).batch_size = per_rank
-                    touched += 1
-        if not touched:
-            raise FirecaffeError("--global-batch: the train net has no data layer with a batch_size to set")
-    return hook
+    """A train-net hook setting every TRAIN data layer's batch_size to global_batch / workers (or None)."""
+    from ..run.job import BatchPlan
+    return None if global_batch is None else BatchPlan(global_batch, workers).hook
 
 
 @click.command()
@@ -123,6 +108,12 @@ def batch_hook(global_batch, workers):
               help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
 @click.option("--snapshot-keep", type=click.IntRange(min=0), default=0,
               help="Keep only the newest N snapshots (0: all).")
+@click.option("--lr-scaling", type=click.Choice(["none", "linear"]), default="none", show_default=True,
+              help="linear: multiply base_lr by global batch / the net's batch (Goyal et al. 2017).")
+@click.option("--warmup-iters", type=click.IntRange(min=0), default=0,
+              help="With --lr-scaling linear: ramp the rate up from base_lr over N iterations.")
+@click.option("--progress/--no-progress", "show_progress", default=None,
+              help="Force the progress bar (with ETA) on or off; default: on an interactive terminal.")
 @click.option("--sigint-effect", type=click.Choice(["stop", "snapshot", "none"]), default="stop",
               show_default=True, help="What SIGINT (Ctrl-C) does, on every rank at the same iteration.")
 @click.option("--sighup-effect", type=click.Choice(["stop", "snapshot", "none"]), default="snapshot",
@@ -135,8 +126,11 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..run import mpi_util, watchdog
     from ..run.signals import Signals, finish
+    from ..run.job import BatchPlan, apply_lr_scaling, compare_resumed_batch, startup_line
     stall_timeout = flags.pop("stall_timeout")
     snapshot_keep = flags.pop("snapshot_keep")
+    lr_scaling, warmup_iters, show_progress = flags.pop("lr_scaling"), flags.pop("warmup_iters"), \
+        flags.pop("show_progress")
     from ..comm import strategy_names
     if comm not in strategy_names():             # the same answer on one process as under MPI
         raise click.BadParameter(f"unknown strategy {comm!r}; choose one of {', '.join(strategy_names())}",
@@ -185,9 +179,10 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         choose_device(True, None)          # parameter servers only add and update: host memory
     else:
         choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
+    plan = BatchPlan(global_batch, workers)
     solver = Solver(param, path=solver_path, sync=sync,
                     shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
-                    train_net_hook=batch_hook(global_batch, workers))
+                    train_net_hook=plan.hook)
     resume = snapshot
     if resume_prefix is not None:
         resume_prefix = resume_prefix or snapshots.prefix_of(solver)
@@ -198,6 +193,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
             LOGGER.info(f"--resume-latest: resuming from {resume}; --weights {weights} not used")
             weights = None
     solver.signals = signals
+    solver.global_batch, solver.workers, solver.show_progress = plan.global_batch, workers, show_progress
+    apply_lr_scaling(solver, plan, lr_scaling, warmup_iters)
+    startup_line(sync, plan, solver, comm)
     solver.snapshot_keep = snapshot_keep
     if solver.is_root and (sync is None or sync.is_worker):
         snapshots.check_writable(solver)
@@ -208,12 +206,16 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if sync is not None and not sync.is_worker:
         if resume:
             solver.restore(resume)
+        compare_resumed_batch(solver, plan, global_batch is not None)
         sync.serve(solver)
         signals.close()
         if signals.last.stop:
             finish(signals.last, solver.iter, None, is_root=False)
         return
-    solver.solve(resume)
+    if resume:
+        solver.restore(resume)
+        compare_resumed_batch(solver, plan, global_batch is not None)
+    solver.solve()
     if sync is not None:
         sync.close()
     signals.close()

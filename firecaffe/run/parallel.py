@@ -147,7 +147,6 @@ class DataParallel:
     def serve(self, solver):
         """A server rank's life: apply the solver update to its shard until the workers close."""
         from ..comm.ps import PSServer
-        from ..solvers import lr_policy
         from ..solvers.updates import grad_sumsq, make_update_rule
         net, param = solver.net, solver.param
         server = PSServer(self.split, net.param_arena.size, net.dtype)
@@ -168,7 +167,7 @@ class DataParallel:
                 total = np.array([grad_sumsq(shard_sum)])
                 self.server_comm.Allreduce(MPI_IN_PLACE(), total)
                 sumsq = float(total[0])
-            rate = lr_policy.learning_rate(param, solver.iter)
+            rate = solver.learning_rate()
             rule.apply(params, shard_sum, lr_mult, decay_mult, rate, solver.iter, global_sumsq=sumsq)
             solver.iter += 1
             action = solver.signals.agree(solver.iter) if solver.signals is not None else None

@@ -41,6 +41,8 @@ def _extra_state(solver):
                  for net in nets],
         "rng": backend.rng().bit_generator.state,
         "losses": list(solver.losses),
+        "global_batch": getattr(solver, "global_batch", None),
+        "workers": getattr(solver, "workers", None),
     })
 
 
@@ -238,6 +240,7 @@ def _load_extra_state(solver, extra):
                 layer.set_state(state)
     if "rng" in extra:
         backend.rng().bit_generator.state = extra["rng"]
+    solver.restored_batch = extra.get("global_batch"), extra.get("workers")
     solver.losses.clear()
     solver.losses.extend(extra.get("losses", []))
     if solver.losses:

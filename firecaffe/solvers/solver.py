@@ -55,6 +55,9 @@ class Solver:
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
         self.signals = None           # run/signals.Signals when the CLI trains: agree(iter) -> action
+        self.lr_factor = None         # iteration -> factor on the policy's rate (--warmup-iters)
+        self.show_progress = None     # None: a bar on an interactive terminal; True: always (--progress)
+        self.global_batch = None      # recorded in snapshots, to name a change when resuming
         self.stopped = None           # the action that stopped step() early, if any
         self.last_snapshot = None
         if self.sync is not None:
@@ -105,11 +108,13 @@ class Solver:
 
     # --- training ----------------------------------------------------------
     def learning_rate(self):
-        return lr_policy.learning_rate(self.param, self.iter)
+        rate = lr_policy.learning_rate(self.param, self.iter)
+        return rate * self.lr_factor(self.iter) if self.lr_factor is not None else rate
 
     def step(self, iters):
         stop = self.iter + iters
-        bar = None if self.quiet else progress(self.param.max_iter or stop, self.iter)
+        bar = None if self.quiet or self.show_progress is False else progress(
+            self.param.max_iter or stop, self.iter, force=bool(self.show_progress))
         last_time, last_iter = time.perf_counter(), self.iter
         try:
             while self.iter < stop:
