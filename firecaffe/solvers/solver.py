@@ -17,7 +17,7 @@ from . import divergence
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, progress, setup as setup_logging
 from ..engine.net import Net
-from . import lr_policy, snapshot
+from . import checks, lr_policy, snapshot
 from .updates import make_update_rule
 
 
@@ -37,7 +37,7 @@ class Solver:
         self.sync = sync
         self.is_root = sync is None or sync.is_root
         self.quiet = quiet or not self.is_root
-        _validate(self.param, self.path)
+        checks.validate(self.param, self.path)
         if self.param.HasField("random_seed") and self.param.random_seed >= 0:
             backend.seed(self.param.random_seed)
         self.net = self._make_net("TRAIN", self._train_source(), self.param.train_state, shard)
@@ -48,7 +48,7 @@ class Solver:
         size = self.net.param_arena.size
         xp = backend.xp_of(self.net.param_arena)
         self.rule = make_update_rule(self.param, size, self.net.dtype, xp)
-        _validate_lr_policy(self.param, self.path)          # before the first test and iteration
+        checks.validate_lr_policy(self.param, self.path)          # before the first test and iteration
         self.lr_mult = _per_element(self.net, self.net.params_lr, xp)
         self.decay_mult = _per_element(self.net, self.net.params_weight_decay, xp)
         self.iter = 0
@@ -291,25 +291,3 @@ def _per_element(net, values, xp):
     for blob, offset, value in zip(net.learnable_params, net.param_offsets, values):
         out[offset:offset + blob.count] = value
     return xp.asarray(out)
-
-
-def _validate(p, path):
-    where = path or "solver"
-    if p.max_iter < 0:
-        raise FirecaffeError(f"{where}: max_iter is {p.max_iter}; it must be 0 or more")
-    if p.iter_size < 1:
-        raise FirecaffeError(f"{where}: iter_size must be at least 1, got {p.iter_size}")
-    if p.test_interval < 0 or p.display < 0 or p.snapshot < 0:
-        raise FirecaffeError(f"{where}: test_interval, display and snapshot must not be negative")
-    if p.average_loss < 1:
-        raise FirecaffeError(f"{where}: average_loss must be at least 1, got {p.average_loss}")
-
-
-def _validate_lr_policy(p, path):
-    """The policy and its parameters, at both ends of the run, before any work."""
-    where = path or "solver"
-    try:
-        for iteration in {0, max(p.max_iter, 0)}:
-            lr_policy.learning_rate(p, iteration)
-    except FirecaffeError as exc:
-        raise FirecaffeError(f"{where}: {str(exc).removeprefix('solver: ')}") from None
