@@ -133,7 +133,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         flags.pop("show_progress")
     from ..comm import strategy_names
     if comm not in strategy_names():             # the same answer on one process as under MPI
-        raise click.BadParameter(f"unknown strategy {comm!r}; choose one of {', '.join(strategy_names())}",
+        raise click.BadParameter(f"unknown communication strategy {comm!r}; choose one of "
+                                 f"{', '.join(strategy_names())}",
                                  param_hint="--comm")
     effects = flags.pop("sigint_effect"), flags.pop("sighup_effect")
     from ..proto import caffe_pb2
@@ -151,7 +152,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
                        "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
-    if comm == "ps" and size - ps_servers < 1:
+    if comm == "ps" and size == 1:        # (under MPI, split_servers checks the counts)
         raise FirecaffeError(f"--comm ps needs at least {ps_servers + 1} ranks ({ps_servers} server(s) and a "
                              f"worker), this job has {size}: mpirun -n {ps_servers + 1} firecaffe train ...")
     param, solver_path = load_solver_param(target, solver_flag)
@@ -171,7 +172,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb,
                      check_consistency=check_consistency) if size > 1 or comm == "nccl" else None
     signals.snapshot_on_stop = param.snapshot_after_train
-    signals.connect(world if sync is not None else None)
+    signals.connect(world if sync is not None else None, stall_timeout)
     if sync is not None:
         watchdog.install(sync, stall_timeout)
     workers = sync.num_workers if sync is not None else 1

@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -82,7 +83,8 @@ class Signals:
         self._once = self._kept = 0                    # snapshot requests / stop requests
         self._lock = threading.Lock()
         self._interrupts = 0
-        self._comm = self._request = None
+        self._comm = self._request = self._world = None
+        self.stall_timeout = 0
         self._sent = np.zeros(1, np.int64)
         self._got = np.zeros(1, np.int64)
         self.last = Action(0)
@@ -149,10 +151,16 @@ class Signals:
                     self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
 
     # --- agreeing ------------------------------------------------------------
-    def connect(self, world):
-        """Take a communicator of our own for the per-step agreement (collective over ``world``)."""
+    def connect(self, world, stall_timeout=0):
+        """Take a communicator of our own for the per-step agreement (collective over ``world``).
+
+        A rank that waits longer than ``stall_timeout`` seconds (0: forever) for the
+        agreement aborts the job, saying so, as the stall watchdog does for the reduction.
+        """
         if world is not None and world.Get_size() > 1:
             self._comm = world.Dup()
+            self._world = world
+            self.stall_timeout = stall_timeout
 
     def agree(self, iteration):
         """The action every rank takes at ``iteration`` (called by every rank at every boundary)."""
@@ -167,12 +175,31 @@ class Signals:
         if self._request is None:
             decided = 0
         else:
-            self._request.Wait()
+            self._wait(iteration)
             decided = int(self._got[0])
         self._sent[0] = mine
         self._request = self._comm.Iallreduce(self._sent, self._got, op=MPI.BOR)
         self.last = Action(decided)
         return self.last
+
+    def _wait(self, iteration):
+        """Complete the agreement posted one boundary ago; it is almost always done already."""
+        if self._request.Test() or not self.stall_timeout:
+            self._request.Wait()
+            return
+        deadline = time.monotonic() + self.stall_timeout
+        while not self._request.Test():
+            if time.monotonic() > deadline:
+                world = self._world
+                os.write(2, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: stalled: waited "
+                            f"{self.stall_timeout:g} s (--stall-timeout) for the other ranks at the end of "
+                            f"iteration {iteration - 1}; aborting the job\n".encode())
+                watchdog.disarm()
+                try:
+                    world.Abort(3)
+                finally:
+                    os._exit(3)
+            time.sleep(0.0005)
 
     def close(self):
         """Complete the outstanding agreement (every rank posted the same number)."""

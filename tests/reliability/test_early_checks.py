@@ -62,7 +62,7 @@ def test_lr_policy_parameters_are_checked_before_the_first_test(tmp_path, capsys
 @pytest.mark.parametrize("comm", ["rign", "ps"])
 def test_comm_is_checked_on_one_process_as_under_mpi(tmp_path, capsys, comm):
     code, err = run(["train", SOLVER, *QUICK, "--comm", comm, "--snapshot-prefix", tmp_path / "x"], capsys)
-    refused_before_training(code, err, "unknown strategy 'rign'" if comm == "rign" else "--comm ps needs at least 2")
+    refused_before_training(code, err, "unknown communication strategy 'rign'" if comm == "rign" else "--comm ps needs at least 2")
 
 
 def test_a_typo_in_a_bare_net_is_reported_at_the_nets_line(tmp_path, capsys):
