@@ -141,9 +141,10 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..solvers import Solver, snapshot as snapshots
     if weights and snapshot:
         raise click.UsageError("give --weights or --snapshot, not both (a snapshot already holds the weights)")
-    world = mpi_util.world()
-    signals = Signals(*effects).install()         # after MPI_Init, which may take some signals itself
+    signals = Signals(*effects).install()         # first: a SLURM warning may come during start-up
     click.get_current_context().call_on_close(signals.uninstall)
+    world = mpi_util.world()
+    signals.refresh()
     rank = world.Get_rank() if world is not None else 0
     size = world.Get_size() if world is not None else 1
     if world is not None and size > 1:

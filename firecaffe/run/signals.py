@@ -104,6 +104,12 @@ class Signals:
         threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
         return self
 
+    def refresh(self):
+        """Take the signals back after MPI_Init (MPICH's start-up sets some handlers of its own)."""
+        if self._previous:
+            for name in self.effects:
+                signal.signal(getattr(signal, name), _ignore)
+
     def uninstall(self):
         """Give the signals back to their previous handlers (a command run inside another program)."""
         if not self._previous:
