@@ -153,18 +153,18 @@ def test_a_real_time_limit_requeues_until_done_with_the_uninterrupted_weights(sl
     """--time 1 with the warning 40 s before it: the job is stopped by its own time limit (as many
     times as it takes), requeued, and ends with the weights of an uninterrupted run. SLURM holds a
     requeued job about two minutes before it starts again, so this takes several minutes."""
-    train = ["--max-iter", "1200", "--display", "100", "--test-interval", "0", "--global-batch", "256"]
+    train = ["--max-iter", "4000", "--display", "200", "--test-interval", "0", "--global-batch", "256"]
     job, out = submit(slurm_cluster, tmp_path, "limited", "--time", "1", "--signal", "B:USR1@40",
                       "launch/slurm/train.sbatch", SOLVER, *train, "--snapshot-prefix", str(tmp_path / "limited"))
     states = wait_for(slurm_cluster, [job], timeout=1300)
     log = out.read_text(errors="replace")
     assert states[job] == "COMPLETED", log
     if "requeued job" not in log:
-        pytest.skip("the machine trained 1200 iterations before the time-limit warning: nothing to show")
+        pytest.skip("the machine trained 4000 iterations before the time-limit warning: nothing to show")
     assert re.search(r"stopped by SIGUSR1 at iteration \d+; snapshot", log), log
     whole = subprocess.run(["srun", "--mpi=pmi2", "-n", "2", sys.executable, "-m", "firecaffe", "train", SOLVER,
                             *train, "--snapshot-prefix", str(tmp_path / "whole")],
                            cwd=REPO, env=job_env(slurm_cluster), capture_output=True, text=True, timeout=900)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    assert (tmp_path / "limited_iter_1200.caffemodel").read_bytes() == \
-        (tmp_path / "whole_iter_1200.caffemodel").read_bytes()
+    assert (tmp_path / "limited_iter_4000.caffemodel").read_bytes() == \
+        (tmp_path / "whole_iter_4000.caffemodel").read_bytes()
