@@ -220,3 +220,14 @@ def test_signal_effects_and_exit_codes():
     assert Action(STOP | SNAPSHOT | 1 << (8 + signal.SIGUSR1)).exit_code == 138
     with pytest.raises(ValueError):
         Signals(sigint_effect="halt")
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_ctrl_c_stops_128_ranks_at_one_iteration(tmp_path):
+    """128 ranks on 2 cores: each rank's step is slow, so the bound is looser than the 10 s of
+    smaller jobs (7.6 s measured when the machine was shared)."""
+    pytest.importorskip("mpi4py")
+    code, seconds, log, match = interrupt(tmp_path, signal.SIGINT, ranks=128, extra=["--global-batch", 128])
+    assert code == 130 and match and os.path.exists(match.group(3)), log[-3000:]
+    assert log.count("firecaffe: stopped by") == 1 and seconds < 20
