@@ -23,6 +23,7 @@ if "numpy" not in _sys.modules:
 from .core.backend import seed as set_random_seed, set_mode_cpu, set_mode_gpu  # noqa: E402
 from .errors import FirecaffeError  # noqa: E402
 from .engine.net import Net  # noqa: E402
+from .ops.python_layer import Layer  # noqa: E402  (pycaffe's base class of Python layers)
 
 TRAIN = "TRAIN"
 TEST = "TEST"
@@ -44,5 +45,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'firecaffe' has no attribute {name!r}")
 
 
-__all__ = ["Net", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu",
+__all__ = ["Net", "Layer", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu",
            "set_device", "set_random_seed"]

@@ -21,7 +21,10 @@ class Blob:
         self.diff = None
         self.reshape(shape)
 
-    def reshape(self, shape):
+    def reshape(self, *shape):
+        """``reshape((2, 3))`` or, as pycaffe's, ``reshape(2, 3)``."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
         shape = tuple(int(s) for s in shape)
         if self.data is not None and self.data.shape == shape:
             return
