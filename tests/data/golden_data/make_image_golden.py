@@ -1,0 +1,85 @@
+"""Golden outputs of Caffe's ImageData layer on small PNG images (lossless, so the
+decoders agree and only resizing and the transformation are compared).
+
+Needs the OpenCV build of the oracle (build-opencv.sh); run with Caffe's pycaffe:
+    source ~/.cache/caffe-oracle/caffe/env.sh
+    LD_LIBRARY_PATH=$HOME/.cache/caffe-oracle/caffe/src/build_cv/lib:$LD_LIBRARY_PATH \
+        $CAFFE_PY tests/data/golden_data/make_image_golden.py
+Writes images/*.png, images/list.txt and image_data.npz (one entry per case:
+the layer's prototxt text and the data and label of two TEST batches).
+"""
+import os
+import tempfile
+
+import struct
+import zlib
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGES = os.path.join(HERE, "images")
+SIZES = [(13, 17), (9, 11), (16, 20), (5, 7), (13, 17)]          # (height, width) of each image
+
+CASES = {
+    "color_resize": ("new_height: 10 new_width: 8", ""),
+    "gray_resize": ("new_height: 7 new_width: 9 is_color: false", ""),
+    "shrink_half": ("new_height: 8 new_width: 10", ""),
+    "grow": ("new_height: 29 new_width: 31", ""),
+    "transform": ("new_height: 12 new_width: 14",
+                  "transform_param { crop_size: 9 mean_value: 10 mean_value: 20 mean_value: 30 scale: 0.5 }"),
+}
+
+
+def write_png(path, pixels):
+    """An 8-bit RGB PNG with the standard library (the system Python has no Pillow)."""
+    h, w, _ = pixels.shape
+    raw = b"".join(b"\0" + pixels[y].tobytes() for y in range(h))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def write_images():
+    gen = np.random.default_rng(0)
+    os.makedirs(IMAGES, exist_ok=True)
+    lines = []
+    for k, (h, w) in enumerate(SIZES):
+        pixels = gen.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        write_png(os.path.join(IMAGES, f"img{k}.png"), pixels)
+        lines.append(f"img{k}.png {k * 3 + 1}")
+    with open(os.path.join(IMAGES, "list.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def layer_text(params, root):
+    image, transform = params
+    return ('layer { name: "data" type: "ImageData" top: "data" top: "label" '
+            f'image_data_param {{ source: "SOURCE" root_folder: "{root}/" batch_size: 3 {image} }} {transform} }}')
+
+
+def main():
+    import caffe
+    caffe.set_mode_cpu()
+    write_images()
+    out = {}
+    for name, params in CASES.items():
+        text = layer_text(params, "ROOT")
+        concrete = text.replace("SOURCE", os.path.join(IMAGES, "list.txt")).replace("ROOT", IMAGES)
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+            f.write('name: "golden"\n' + concrete + "\n")
+        net = caffe.Net(f.name, caffe.TEST)
+        os.unlink(f.name)
+        out[f"{name}_prototxt"] = np.array(text)
+        for b in range(2):
+            net.forward()
+            out[f"{name}_data{b}"] = net.blobs["data"].data.copy()
+            out[f"{name}_label{b}"] = net.blobs["label"].data.copy()
+    np.savez_compressed(os.path.join(HERE, "image_data.npz"), **out)
+    print(sorted(out))
+
+
+if __name__ == "__main__":
+    main()
