@@ -6,7 +6,9 @@ Needs the OpenCV build of the oracle (build-opencv.sh); run with Caffe's pycaffe
     LD_LIBRARY_PATH=$HOME/.cache/caffe-oracle/caffe/src/build_cv/lib:$LD_LIBRARY_PATH \
         $CAFFE_PY tests/data/golden_data/make_image_golden.py
 Writes images/*.png, images/list.txt and image_data.npz (one entry per case:
-the layer's prototxt text and the data and label of two TEST batches).
+the layer's prototxt text and the data and label of two TEST batches); and for
+WindowData images/windows.txt with one foreground and one background window,
+so that Caffe's random choice of windows has a single outcome (no mirror).
 """
 import os
 import tempfile
@@ -54,6 +56,37 @@ def write_images():
         f.write("\n".join(lines) + "\n")
 
 
+WINDOWS = """# 0
+img0.png
+3
+13
+17
+2
+1 0.8 2 3 12 9
+0 0.45 0 0 5 5
+# 1
+img2.png
+3
+16
+20
+2
+2 0.4 1 1 10 10
+0 0.1 4 2 19 15
+"""
+WINDOW_CASES = {
+    "warp": "",
+    "context_square": "context_pad: 2 crop_mode: \"square\"",
+    "context_warp_scaled": "context_pad: 3 scale: 0.25",
+}
+WINDOW_TRANSFORM = "transform_param { crop_size: 10 mean_value: 50 mean_value: 60 mean_value: 70 }"
+
+
+def window_text(extra):
+    return ('layer { name: "data" type: "WindowData" top: "data" top: "label" window_data_param { '
+            'source: "SOURCE" root_folder: "ROOT/" batch_size: 4 fg_fraction: 0.5 fg_threshold: 0.5 '
+            f'bg_threshold: 0.35 {extra} }} {WINDOW_TRANSFORM} }}')
+
+
 def layer_text(params, root):
     image, transform = params
     return ('layer { name: "data" type: "ImageData" top: "data" top: "label" '
@@ -77,6 +110,19 @@ def main():
             net.forward()
             out[f"{name}_data{b}"] = net.blobs["data"].data.copy()
             out[f"{name}_label{b}"] = net.blobs["label"].data.copy()
+    with open(os.path.join(IMAGES, "windows.txt"), "w") as f:
+        f.write(WINDOWS)
+    for name, extra in WINDOW_CASES.items():
+        text = window_text(extra)
+        concrete = text.replace("SOURCE", os.path.join(IMAGES, "windows.txt")).replace("ROOT", IMAGES)
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+            f.write('name: "golden"\n' + concrete + "\n")
+        net = caffe.Net(f.name, caffe.TRAIN)
+        os.unlink(f.name)
+        net.forward()
+        out[f"window_{name}_prototxt"] = np.array(text)
+        out[f"window_{name}_data"] = net.blobs["data"].data.copy()
+        out[f"window_{name}_label"] = net.blobs["label"].data.copy()
     np.savez_compressed(os.path.join(HERE, "image_data.npz"), **out)
     print(sorted(out))
 
