@@ -91,19 +91,24 @@ def main():
         large = write_jpegs(folder, args.images, (500, 375))
         print(f"decode 227x227 JPEG, no resize:         {decode_rate(folder, small, (0, 0)):7.1f} images/s (1 thread)")
         print(f"decode 500x375 JPEG, resize to 256x256: {decode_rate(folder, large, (256, 256)):7.1f} images/s (1 thread)")
-        variants = [("Input (no decoding)", "input", None), ("ImageData, decode in the net's thread", "image", "0"),
-                    ("ImageData, 2 background threads", "image", "2")]
-        nets = {}
-        for label, kind, threads in variants:
-            if threads is not None:
-                os.environ["FIRECAFFE_DECODE_THREADS"] = threads
-            nets[label] = squeezenet(folder, kind)
-            nets[label].forward_backward()            # warm up (and the first prefetch)
+        from firecaffe.data.prefetch import Prefetcher
+        plain, images = squeezenet(folder, "input"), squeezenet(folder, "image")
+        layer = images.layers[0]
+        decoders = {0: Prefetcher(layer._decode, threads=0), 2: Prefetcher(layer._decode, threads=2)}
+        variants = [("Input (no decoding)", plain, None), ("ImageData, decode in the net's thread", images, 0),
+                    ("ImageData, 2 background threads", images, 2)]
+        plain.forward_backward()                      # warm up
+        images.forward_backward()
         times = {label: [] for label, _, _ in variants}
         for _ in range(args.iterations):
-            for label, _, _ in variants:
+            for label, net, threads in variants:
+                if threads is not None:
+                    layer.decoder = decoders[threads]
+                    layer.decoder.ahead(layer.cursor.peek())     # as after the previous forward
+                    if threads:
+                        time.sleep(0.5)       # the previous iteration's compute time, spent prefetching
                 start = time.perf_counter()
-                nets[label].forward_backward()
+                net.forward_backward()
                 times[label].append(time.perf_counter() - start)
         base = statistics.median(times[variants[0][0]])
         for label, _, _ in variants:

@@ -58,11 +58,27 @@ def load_image(path, new_height=0, new_width=0, is_color=True):
     """The image at ``path`` as (C, H, W) uint8, BGR (C = 3) or gray (C = 1),
     resized to new_height x new_width when both are set."""
     try:
+        pixels = decode(path, "color" if is_color else "gray", resize=(new_height, new_width))
+    except FileNotFoundError:
+        raise DataError(f"could not load {path}: no such file") from None
+    except DataError as exc:
+        raise DataError(f"could not load {path}: {exc}") from None
+    return pixels
+
+
+def decode(source, mode="color", resize=(0, 0)):
+    """Decode an image file (a path or a binary file object) as OpenCV's imread
+    would: ``mode`` "color" (BGR), "gray", or "native" (gray images stay gray,
+    others become BGR: IMREAD_ANYCOLOR). Returns (C, H, W) uint8."""
+    try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise DataError("reading image files needs Pillow: pip install pillow") from None
+        raise DataError("decoding images needs Pillow: pip install pillow") from None
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if mode == "native":
+                mode = "gray" if image.mode in ("1", "L", "I;16", "I", "F") else "color"
+            is_color = mode == "color"
             image.draft("RGB" if is_color else "L", None)
             if image.format in ("JPEG", "MPO", "TIFF", "WEBP") and image.getexif().get(0x0112, 1) != 1:
                 image = ImageOps.exif_transpose(image)
@@ -71,9 +87,10 @@ def load_image(path, new_height=0, new_width=0, is_color=True):
             else:
                 pixels = _gray(np.asarray(image.convert("RGB")), image.format)
     except FileNotFoundError:
-        raise DataError(f"could not load {path}: no such file") from None
+        raise
     except Exception as exc:    # Pillow's UnidentifiedImageError, truncated files, ...
-        raise DataError(f"could not load {path}: {exc}") from None
+        raise DataError(str(exc)) from None
+    new_height, new_width = resize
     if new_height > 0 and new_width > 0 and pixels.shape[:2] != (new_height, new_width):
         pixels = resize_bilinear(pixels, new_height, new_width)
     if not is_color:
@@ -111,12 +128,24 @@ def _taps(src_size, dst_size, clamp_weights):
 
 def resize_bilinear(pixels, height, width):
     """OpenCV's cv::resize(INTER_LINEAR) of an (H, W) or (H, W, C) uint8 image."""
-    src = pixels.astype(np.int64)
-    x0, x1, a0, a1 = _taps(src.shape[1], width, True)
-    y0, y1, b0, b1 = _taps(src.shape[0], height, False)
-    shape = (1, -1) + (1,) * (src.ndim - 2)
-    rows = src[:, x0] * a0.reshape(shape) + src[:, x1] * a1.reshape(shape)     # horizontal pass
-    top, bottom = rows[y0] >> 4, rows[y1] >> 4
-    col = (-1,) + (1,) * (src.ndim - 1)
-    out = (((top * b0.reshape(col)) >> 16) + ((bottom * b1.reshape(col)) >> 16) + 2) >> 2
-    return np.clip(out, 0, 255).astype(np.uint8)
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    x0, x1, a0, a1 = (np.repeat(v, channels) for v in _taps(pixels.shape[1], width, True))
+    lane = np.tile(np.arange(channels), width)
+    x0, x1 = x0 * channels + lane, x1 * channels + lane        # columns of the (H, W*C) view
+    y0, y1, b0, b1 = _taps(pixels.shape[0], height, False)
+    # horizontal pass on the rows the vertical pass needs only, in int32 (< 2^20)
+    needed, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    src = pixels.reshape(pixels.shape[0], -1)[needed].astype(np.int32)
+    rows = np.take(src, x0, axis=1) * a0.astype(np.int32)
+    rows += np.take(src, x1, axis=1) * a1.astype(np.int32)
+    rows >>= 4
+    top, bottom = rows[where[:height]], rows[where[height:]]
+    top *= b0.astype(np.int32)[:, None]                 # < 2^15 * 2^11: fits int32
+    bottom *= b1.astype(np.int32)[:, None]
+    top >>= 16
+    bottom >>= 16
+    top += bottom
+    top += 2
+    top >>= 2
+    out = np.clip(top, 0, 255).astype(np.uint8)
+    return out.reshape((height, width) + pixels.shape[2:])
