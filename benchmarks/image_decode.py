@@ -10,7 +10,9 @@ time of SqueezeNet v1.1 at batch 32, in one run on this machine.
    seconds per forward+backward with an Input layer (no decoding), then with
    ImageData (500x375 files, new 256x256, crop 227, mirror, mean) decoding in the
    calling thread (FIRECAFFE_DECODE_THREADS=0) and in background threads.
-Iterations alternate between the variants so that load changes hit all of them.
+Rounds alternate between the variants so that load changes hit all of them; in
+each round a variant runs one untimed iteration (which starts the prefetch of the
+next batch, as every iteration of a training run does) and one timed one.
 """
 import argparse
 import os
@@ -104,9 +106,7 @@ def main():
             for label, net, threads in variants:
                 if threads is not None:
                     layer.decoder = decoders[threads]
-                    layer.decoder.ahead(layer.cursor.peek())     # as after the previous forward
-                    if threads:
-                        time.sleep(0.5)       # the previous iteration's compute time, spent prefetching
+                net.forward_backward()        # untimed: primes the prefetch, as any earlier iteration does
                 start = time.perf_counter()
                 net.forward_backward()
                 times[label].append(time.perf_counter() - start)

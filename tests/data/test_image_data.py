@@ -161,3 +161,27 @@ def test_bad_parameters(folder, tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(DataError, match="is empty"):
         image_data(f'image_data_param {{ source: "{tmp_path}/empty.txt" batch_size: 1 }}')
+
+
+# --- encoded Datum records (convert_imageset --encoded) read by Data ---------------
+@pytest.mark.parametrize("case", ["native", "force_gray", "mean_scale"])
+def test_encoded_png_records_match_caffe(case, tmp_path):
+    import glob
+    import lmdb
+    from firecaffe.data.db import make_datum
+    data = np.load(os.path.join(GOLDEN, "image_data.npz"))
+    source = str(tmp_path / "encoded_lmdb")
+    env = lmdb.open(source, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for k, name in enumerate(sorted(glob.glob(os.path.join(GOLDEN, "images", "img*.png")))):
+            image = np.asarray(Image.open(name).convert("RGB"))[:, :, ::-1].transpose(2, 0, 1)
+            txn.put(b"%08d" % k, make_datum(image, 10 + k, "png").SerializeToString())
+    env.close()
+    text = str(data[f"encoded_{case}_prototxt"]).replace("SOURCE", source).strip()[len("layer {"):-1]
+    layer = create_layer(layer_param(text), phase="TEST", dtype=np.float32)
+    top = [Blob(), Blob()]
+    layer.setup([], top)
+    for b in range(2):
+        got, label = forward(layer, top)
+        np.testing.assert_array_equal(got, data[f"encoded_{case}_data{b}"], err_msg=f"{case} batch {b}")
+        np.testing.assert_array_equal(label, data[f"encoded_{case}_label{b}"])

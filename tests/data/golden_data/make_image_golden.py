@@ -87,6 +87,33 @@ def window_text(extra):
             f'bg_threshold: 0.35 {extra} }} {WINDOW_TRANSFORM} }}')
 
 
+ENCODED_CASES = {"native": "crop_size: 5", "force_gray": "crop_size: 5 force_gray: true",
+                 "mean_scale": "crop_size: 4 mean_value: 100 scale: 0.5"}
+
+
+def encoded_text(transform):
+    return ('layer { name: "data" type: "Data" top: "data" top: "label" data_param { source: "SOURCE" '
+            f'batch_size: 3 backend: LMDB }} transform_param {{ {transform} }} }}')
+
+
+def write_encoded_lmdb(path):
+    """The PNG images as an LMDB of encoded Datum records, written by firecaffe
+    (its Python: FIRECAFFE_PY, default python) as convert_imageset --encoded would."""
+    code = """
+import sys, glob, lmdb, numpy as np
+from PIL import Image
+from firecaffe.data.db import make_datum
+env = lmdb.open(sys.argv[1], map_size=1 << 24)
+with env.begin(write=True) as txn:
+    for k, name in enumerate(sorted(glob.glob(sys.argv[2] + '/img*.png'))):
+        image = np.asarray(Image.open(name).convert('RGB'))[:, :, ::-1].transpose(2, 0, 1)
+        txn.put(b'%08d' % k, make_datum(image, 10 + k, 'png').SerializeToString())
+env.close()
+"""
+    import subprocess
+    subprocess.run([os.environ.get("FIRECAFFE_PY", "python"), "-c", code, path, IMAGES], check=True)
+
+
 def layer_text(params, root):
     image, transform = params
     return ('layer { name: "data" type: "ImageData" top: "data" top: "label" '
@@ -123,6 +150,20 @@ def main():
         out[f"window_{name}_prototxt"] = np.array(text)
         out[f"window_{name}_data"] = net.blobs["data"].data.copy()
         out[f"window_{name}_label"] = net.blobs["label"].data.copy()
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "encoded_lmdb")
+        write_encoded_lmdb(source)
+        for name, transform in ENCODED_CASES.items():
+            text = encoded_text(transform)
+            with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+                f.write('name: "golden"\n' + text.replace("SOURCE", source) + "\n")
+            net = caffe.Net(f.name, caffe.TEST)
+            os.unlink(f.name)
+            out[f"encoded_{name}_prototxt"] = np.array(text)
+            for b in range(2):
+                net.forward()
+                out[f"encoded_{name}_data{b}"] = net.blobs["data"].data.copy()
+                out[f"encoded_{name}_label{b}"] = net.blobs["label"].data.copy()
     np.savez_compressed(os.path.join(HERE, "image_data.npz"), **out)
     print(sorted(out))
 
