@@ -193,3 +193,24 @@ def test_module_with_a_syntax_error_shows_where(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(FirecaffeError, match=r"(?s)import of module 'bad_syntax_layers' failed.*SyntaxError"):
         make_layer('type: "Python" python_param { module: "bad_syntax_layers" layer: "L" }', [])
+
+
+SCALED_NET = """
+name: "scaled"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 1 dim: 1 } } }
+layer { name: "sq" type: "Python" bottom: "x" top: "y"
+        python_param { module: "user_layers" layer: "ScaledSquare" param_str: "2" } }
+"""
+
+
+def test_blobs_a_python_layer_adds_are_net_params_saved_and_loaded(user_module, tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text(SCALED_NET)
+    net = firecaffe.Net(str(path), firecaffe.TEST)
+    assert list(net.params) == ["sq"] and net.params["sq"][0].shape == (3,)
+    net.params["sq"][0].data[...] = [5, 6, 7]
+    net.save(str(tmp_path / "w.caffemodel"))
+    again = firecaffe.Net(str(path), str(tmp_path / "w.caffemodel"), firecaffe.TEST)
+    np.testing.assert_array_equal(again.params["sq"][0].data, [5, 6, 7])
+    out = again.forward(x=np.ones((2, 3, 1, 1)))
+    np.testing.assert_array_equal(out["y"][0, :, 0, 0], [10, 12, 14])
