@@ -9,6 +9,8 @@ LayerParameter as pycaffe does. Before ``setup`` the object gets ``param_str`` a
 pycaffe). As in Caffe, ``reshape`` runs before every ``forward``. Blobs the class
 adds with ``self.blobs.add_blob(*shape)`` are learnable parameters of the net.
 ``loss_weight`` in the prototxt makes a top a loss, as for any layer.
+``share_in_parallel`` has no effect: every MPI rank is a process of its own,
+with its own instance of the class.
 
 On a GPU the user's code still sees NumPy arrays: the blobs are mirrored on the
 host for each call and what the call wrote is copied back.
