@@ -7,7 +7,11 @@ axes beyond the fourth are folded into it). Caffe fails on the second forward
 ("Object already exists"); here further forwards append their rows along the
 first axis, so a whole test set can be dumped. No tops, no backward. The file is
 opened and closed at every forward, so what was written survives a crash.
+Under MPI (p > 1 ranks) rank r writes its own shard to NAME.rank<r>.EXT
+(features.h5 -> features.rank0.h5, ...), never all ranks to one file.
 """
+import os
+
 import numpy as np
 
 from ..core import backend
@@ -27,11 +31,17 @@ class HDF5Output(Layer):
     exact_num_bottom = 2
     exact_num_top = 0
     names = ("data", "label")
+    is_data = True           # so that the net tells it its shard (rank, size)
+    shard = (0, 1)
 
     def layer_setup(self, bottom, top):
         self.file_name = self.param.hdf5_output_param.file_name
         if not self.file_name:
             self.fail("hdf5_output_param.file_name is not set", PrototxtError)
+        rank, size = self.shard
+        if size > 1:
+            root, ext = os.path.splitext(self.file_name)
+            self.file_name = f"{root}.rank{rank}{ext}"
         h5py = _h5py()
         try:
             h5py.File(self.file_name, "w").close()

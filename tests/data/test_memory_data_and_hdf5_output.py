@@ -101,3 +101,18 @@ layer {{ name: "out" type: "HDF5Output" bottom: "data" bottom: "label" hdf5_outp
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["data"][:], data)
         np.testing.assert_array_equal(f["label"][:, 0, 0, 0], labels)
+
+
+def test_hdf5_output_under_mpi_writes_one_file_per_rank(tmp_path):
+    param = layer_param(f'name: "out" type: "HDF5Output" hdf5_output_param {{ file_name: "{tmp_path}/f.h5" }}')
+    for rank in range(2):
+        layer = create_layer(param, dtype=np.float32)
+        layer.shard = (rank, 2)
+        bottom = [Blob((2, 3)), Blob((2,))]
+        bottom[0].data[...] = rank
+        layer.setup(bottom, [])
+        layer.forward(bottom, [])
+    for rank in range(2):
+        with h5py.File(tmp_path / f"f.rank{rank}.h5", "r") as f:
+            assert np.all(f["data"][:] == rank)
+    assert not (tmp_path / "f.h5").exists()
