@@ -172,12 +172,9 @@ class _HostBlob:
 
     shape = property(lambda self: self.data.shape)
     count = property(lambda self: int(self.data.size))
-    num = property(lambda self: Blob._legacy(self, 0))
-    channels = property(lambda self: Blob._legacy(self, 1))
-    height = property(lambda self: Blob._legacy(self, 2))
-    width = property(lambda self: Blob._legacy(self, 3))
     ndim = property(lambda self: self.data.ndim)
     _legacy = Blob._legacy
+    num, channels, height, width = Blob.num, Blob.channels, Blob.height, Blob.width
 
 
 class _host_view:
