@@ -1,10 +1,14 @@
 """firecaffe: Caffe networks on NumPy/CuPy, trained data-parallel over MPI.
 
-The Python API follows pycaffe::
+The Python API is pycaffe's, so ``import firecaffe as caffe`` runs pycaffe code::
 
-    import firecaffe
-    net = firecaffe.Net("deploy.prototxt", "weights.caffemodel", firecaffe.TEST)
+    import firecaffe as caffe
+    net = caffe.Net("deploy.prototxt", "weights.caffemodel", caffe.TEST)
     out = net.forward(data=images)
+
+Net, TRAIN/TEST, solvers (SGDSolver, ..., get_solver), io, NetSpec with
+layers/params, draw, Classifier, Detector, coord_map, set_mode_cpu/gpu,
+set_device, layer_type_list, Timer; ``from firecaffe.proto import caffe_pb2``.
 """
 __version__ = "0.1.0"
 
@@ -20,30 +24,35 @@ import sys as _sys
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 
-from .core.backend import seed as set_random_seed, set_mode_cpu, set_mode_gpu  # noqa: E402
+from .core.backend import seed as set_random_seed, set_mode_cpu  # noqa: E402
 from .errors import FirecaffeError  # noqa: E402
 from .engine.net import Net  # noqa: E402
+from .proto import caffe_pb2  # noqa: E402
+from .proto.caffe_pb2 import TRAIN, TEST  # noqa: E402  (0 and 1, as in pycaffe; "TRAIN"/"TEST" work too)
+from .pycaffe import Timer, layer_type_list, set_device, set_mode_gpu, init_log, log  # noqa: E402
+from .net_spec import layers, params, NetSpec, to_proto  # noqa: E402
+from . import io  # noqa: E402
 from .ops.python_layer import Layer  # noqa: E402  (pycaffe's base class of Python layers)
-
-TRAIN = "TRAIN"
-TEST = "TEST"
-
-
-def set_device(device_id):
-    set_mode_gpu(device_id)
-
 
 _SOLVER_NAMES = ("Solver", "get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver",
                  "RMSPropSolver", "AdaDeltaSolver", "AdamSolver")
+_LAZY = {"Classifier": ("classifier", "Classifier"), "Detector": ("detector", "Detector"),
+         "draw": ("draw", None), "coord_map": ("coord_map", None), "net_spec": ("net_spec", None)}
 
 
 def __getattr__(name):
-    """Solvers load lazily (pycaffe's names: get_solver, SGDSolver, ...)."""
+    """Solvers, Classifier, Detector, draw and coord_map load on first use."""
+    import importlib
     if name in _SOLVER_NAMES:
         from . import solvers
         return getattr(solvers, name)
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(f".{module_name}", __name__)
+        return module if attr is None else getattr(module, attr)
     raise AttributeError(f"module 'firecaffe' has no attribute {name!r}")
 
 
-__all__ = ["Net", "Layer", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu",
-           "set_device", "set_random_seed"]
+__all__ = ["Net", "Layer", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu", "set_device",
+           "set_random_seed", "layer_type_list", "Timer", "init_log", "log", "io", "layers", "params",
+           "NetSpec", "to_proto", "caffe_pb2", *_SOLVER_NAMES, *_LAZY]

@@ -1,4 +1,4 @@
-"""The `firecaffe` command: train, test, time, analyze (and bench, design).
+"""The `firecaffe` command: train, test, time, analyze (and bench, design, cluster).
 
 Errors meant for people (FirecaffeError) print as one line and exit 1; under
 MPI a failing rank takes the whole job down with its rank named.
@@ -8,8 +8,9 @@ import sys
 import click
 
 from ..errors import FirecaffeError
-from ..insight.design import design
+from .design import design
 from .bench import bench
+from .cluster import cluster
 from .inspect import analyze, test, time_cmd
 from .train import train
 
@@ -20,7 +21,7 @@ def cli():
     """Train and measure Caffe networks on NumPy/CuPy, data-parallel over MPI."""
 
 
-for _command in (train, test, time_cmd, analyze, bench, design):
+for _command in (train, test, time_cmd, analyze, bench, design, cluster):
     cli.add_command(_command)
 
 

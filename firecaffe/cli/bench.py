@@ -8,6 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
+from .options import INTER_OPTION, comm_option
 
 
 def _split(text):
@@ -61,8 +62,7 @@ def bench():
 
 
 @bench.command()
-@click.option("--comm", "comms", default="tree,ring,mpi,ps", show_default=True,
-              help="Strategies to time, comma-separated (tree, ring, mpi, ps, nccl).")
+@comm_option(many=True)
 @click.option("--sizes", default="4K,1M,16M,64M", show_default=True,
               help="Message sizes in bytes (K, M, G are powers of 1024).")
 @click.option("--net", type=click.Path(dir_okay=False), help="Use this net's gradient size (its parameter "
@@ -76,17 +76,14 @@ def bench():
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ranks that act as parameter servers for ps (the job's last ranks).")
+@INTER_OPTION
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the records here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of time against ranks.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, json_path, plot_path, quiet):
+def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, inter, json_path, plot_path,
+         quiet):
     """Time one gradient allreduce per strategy, size and rank count (run under mpirun)."""
-    from ..comm import STRATEGIES
-    names = _split(comms)
-    unknown = [name for name in names if name not in STRATEGIES]
-    if not names or unknown:
-        raise click.UsageError(f"--comm {comms!r}: unknown {', '.join(unknown) or 'empty list'}; "
-                               f"choose from {', '.join(STRATEGIES)}")
+    names = comms
     ranks = _parse_ranks(ranks_text)
     if ranks and sweep:
         raise click.UsageError("give --ranks or --sweep, not both")
@@ -103,7 +100,7 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
             click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
 
     records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
-                             net=net, progress=progress)
+                             net=net, progress=progress, inter=inter)
     if not rank0:
         return
     click.echo(bench_comm.format_table(records))
@@ -125,7 +122,9 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
               "processes outnumber them, use the contended model (firecaffe.insight.bench.model.busiest_rank). "
               "Default: this machine's cores if RESULTS were measured on it, else 0 (off).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the fitted profile (JSON) here.")
-def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
+@click.option("--force", is_flag=True, help="Write the profile even if the fit is degenerate (a zero "
+              "coefficient, infinite bandwidth, or errors over 30%).")
+def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     """Fit alpha, beta, gamma to RESULTS (JSON files or sweep folders) and print each point's error.
 
     One profile is fitted to all strategies together (non-negative least squares
@@ -134,7 +133,8 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
     """
     from pathlib import Path
 
-    from ..insight.bench import model
+    from ..comm import names
+    from ..insight.bench import model, sanity
     from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
                for r in (load_folder(path) if Path(path).is_dir() else load_records(path))]
@@ -155,7 +155,7 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
         click.echo(f"\nlargest error at >= {min_ranks} ranks: {worst:.0%}")
     if per_strategy:
         summary = {name: (errs, None) for name, errs in summary_by_comm(rows).items()}
-        for name in sorted({r["comm"] for r in records if r["comm"] in model.STRATEGIES}):
+        for name in sorted({r["comm"] for r in records if r["comm"] in names()}):
             subset = [r for r in records if r["comm"] == name]
             try:
                 own = model.fit(subset, cores=cores)
@@ -171,6 +171,12 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out):
         for name, (shared, own_errs) in summary.items():
             own_text = f"{_median(own_errs):.0%} / {max(own_errs):.0%}" if own_errs else "-"
             click.echo(f"  {name:5s} {_median(shared):.0%} / {max(shared):.0%} | {own_text}")
+    problems = sanity.problems(profile, model.errors(records, profile))
+    for problem in problems:
+        click.echo(f"warning: degenerate fit: {problem}", err=True)
+    if out and problems and not force:
+        raise FirecaffeError(f"not writing the profile to {out}: the fit is degenerate (see the warnings); "
+                             "measure more sizes and rank counts, or --force to write it anyway")
     if out:
         saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.insight.bench.model", version=1)
         with open(out, "w") as handle:

@@ -5,8 +5,9 @@ import click
 
 from ..core import backend
 from ..core.log import LOGGER, setup as setup_logging
-from ..insight.predict import apply_prediction, format_prediction, prediction_options
+from ..insight.predict import format_prediction
 from .options import CPU_OPTION, GPU_OPTION, choose_device
+from .prediction import apply_prediction, prediction_options
 
 
 @click.command()
@@ -62,16 +63,18 @@ def time_cmd(model, iterations, phase, weights, cpu, gpu):
 @click.argument("model", type=click.Path())
 @click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
               show_default=True)
+@click.option("--stage", "stages", multiple=True, help="A stage of the net state (repeatable), as Net(stages=...).")
+@click.option("--level", default=0, show_default=True, type=int, help="The net state's level.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @prediction_options
-def analyze(model, phase, as_json, **prediction):
+def analyze(model, phase, stages, level, as_json, **prediction):
     """Per-layer output shapes, parameters, bytes and forward FLOPs of a net; with
     --workers, the bytes each strategy moves and its predicted time and speedup."""
     from ..insight.analysis import analyze as analyze_net, format_table
     from ..engine.net import Net
     setup_logging(level="WARNING")
     backend.set_mode_cpu()
-    report = analyze_net(Net(model, phase=phase.upper()))
+    report = analyze_net(Net(model, phase=phase.upper(), level=level, stages=stages, shapes_only=True))
     predicted = apply_prediction(report, **prediction)
     if as_json:
         click.echo(json.dumps(report))

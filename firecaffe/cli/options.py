@@ -6,6 +6,8 @@ from ..core import backend
 GPU_OPTION = click.option("--gpu", type=int, is_flag=False, flag_value=0, default=None, metavar="[ID]",
                           help="Run on GPU ID (default 0) through CuPy.")
 CPU_OPTION = click.option("--cpu", is_flag=True, help="Run on the CPU with NumPy (the default).")
+INTER_OPTION = click.option("--inter", type=click.Choice(["tree", "ring"]), default="tree", show_default=True,
+                            help="With --comm hier: the strategy among the node leaders, over the network.")
 
 
 def choose_device(cpu, gpu, solver_param=None, local_rank=0):
@@ -18,3 +20,28 @@ def choose_device(cpu, gpu, solver_param=None, local_rank=0):
         backend.set_mode_gpu(gpu + local_rank, wrap=local_rank > 0)
     else:
         backend.set_mode_cpu()
+
+
+def strategy_names(text, many=False):
+    """``--comm`` checked against the strategy registry (firecaffe/comm): a name, or a comma list if ``many``."""
+    from ..comm import strategy_class
+    from ..errors import FirecaffeError
+    names = [part.strip() for part in str(text).split(",") if part.strip()] if many else [text]
+    if not names:
+        raise click.BadParameter(f"{text!r}: empty list of strategies", param_hint="'--comm'")
+    try:
+        return [strategy_class(name).name for name in names] if many else strategy_class(text).name
+    except FirecaffeError as error:
+        raise click.BadParameter(str(error), param_hint="'--comm'") from None
+
+
+def comm_option(many=False):
+    """``--comm``: its choices and default come from the strategy registry."""
+    from ..comm import names
+    if many:
+        return click.option("--comm", "comms", default=",".join(names(default_only=True)), show_default=True,
+                            callback=lambda ctx, param, value: strategy_names(value, many=True),
+                            help=f"Strategies to time, comma-separated ({', '.join(names())}).")
+    return click.option("--comm", default=names()[0], show_default=True,
+                        callback=lambda ctx, param, value: strategy_names(value),
+                        help=f"Gradient reduction under MPI: {', '.join(names())}.")

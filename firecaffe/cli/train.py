@@ -10,7 +10,7 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import CPU_OPTION, GPU_OPTION, choose_device
+from .options import CPU_OPTION, GPU_OPTION, INTER_OPTION, choose_device, comm_option
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -104,11 +104,11 @@ def batch_hook(global_batch, workers):
 @click.option("--clip-gradients", type=float)
 @click.option("--average-loss", type=int)
 @click.option("--regularization-type", type=click.Choice(["L1", "L2"]))
-@click.option("--comm", default="tree", show_default=True,
-              help="Gradient reduction under MPI: tree, ring, mpi, ps, nccl.")
+@comm_option()
 @click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server ranks for --comm ps (taken from the job's ranks).")
+@INTER_OPTION
 @click.option("--bucket-mb", type=float, default=0.0, show_default=True,
               help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
 @click.option("--check-consistency", type=click.IntRange(min=0), default=0,
@@ -121,7 +121,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
           snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..run import mpi_util, watchdog
-    stall_timeout = flags.pop("stall_timeout")
+    stall_timeout, inter = flags.pop("stall_timeout"), flags.pop("inter")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
     if weights and (snapshot or resume_prefix):
@@ -150,8 +150,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         if not param.test_interval:
             param.test_interval = param.max_iter or 1
     from ..run.parallel import make_sync
-    sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb,
-                     check_consistency=check_consistency) if size > 1 or comm == "nccl" else None
+    from ..comm import strategy_class
+    sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
+                     inter=inter) if size > 1 or strategy_class(comm).needs_gpu else None
     if sync is not None:
         watchdog.install(sync, stall_timeout)
     workers = sync.num_workers if sync is not None else 1
@@ -171,12 +172,6 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         solver.net.copy_from(weights)
         if sync is not None:
             sync.broadcast_weights(solver.net)
-    if sync is not None and not sync.is_worker:
-        if resume:
-            solver.restore(resume)
-        sync.serve(solver)
-        return
-    solver.solve(resume)
+    solver.solve(resume)           # parameter-server ranks too: the strategy gives them their part
     if sync is not None:
         sync.close()
-

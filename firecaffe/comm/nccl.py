@@ -1,22 +1,31 @@
-"""NCCL through ``cupy.cuda.nccl``: allreduce and broadcast of CuPy arrays, GPU to GPU.
+"""NCCL through ``cupy.cuda.nccl``: allreduce of CuPy arrays, GPU to GPU.
 
 MPI is used once, to hand rank 0's NCCL unique id (128 bytes, broadcast as a
 buffer) to the other ranks. Each call synchronizes the current stream before
 (the gradient kernels are done) and after (the sum is in place when it returns).
+NCCL runs rings inside and across nodes, so the cost formula is the ring's.
 """
 import numpy as np
 
 from ..errors import FirecaffeError
-from .base import Communicator, check_flat
+from .base import Strategy, check_flat
+from .ring import RingAllreduce
 
 UNIQUE_ID_BYTES = 128  # sizeof(ncclUniqueId), fixed by NCCL's ABI
 NEEDS_GPU = "--comm nccl needs CuPy and an NVIDIA GPU on every rank (pip install 'firecaffe[gpu]')"
 
 
-class NCCLCommunicator(Communicator):
+class NCCLAllreduce(Strategy):
     """One NCCL communicator over the ranks of ``comm``, each on its current CuPy device."""
 
-    def __init__(self, comm):
+    name = "nccl"
+    order = 50
+    needs_gpu = True
+    cost_coefficients = RingAllreduce.cost_coefficients
+    busiest_rank = RingAllreduce.busiest_rank
+    messages = RingAllreduce.messages
+
+    def __init__(self, comm, **options):
         super().__init__(comm)
         try:
             import cupy
@@ -31,25 +40,15 @@ class NCCLCommunicator(Communicator):
             unique_id[:] = nccl.get_unique_id()
         comm.Bcast(unique_id, root=0)
         self.nccl = nccl.NcclCommunicator(comm.Get_size(), tuple(int(b) for b in unique_id),
-                                               comm.Get_rank())
+                                          comm.Get_rank())
         self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
 
     def allreduce_(self, flat):
-        stream = self._device_stream(flat)
-        self.nccl.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._types[flat.dtype],
-                            self._nccl.NCCL_SUM, stream.ptr)
-        stream.synchronize()
-
-    def broadcast_(self, flat, root=0):
-        stream = self._device_stream(flat)
-        self.nccl.bcast(flat.data.ptr, flat.size, self._types[flat.dtype], root, stream.ptr)
-        stream.synchronize()
-
-    def _device_stream(self, flat):
-        """The current stream, synchronized, after checking that ``flat`` is a device array."""
         check_flat(flat)
         if not isinstance(flat, self._cupy.ndarray):
             raise TypeError(f"--comm nccl reduces CuPy arrays on the GPU, got {type(flat).__name__}")
         stream = self._cupy.cuda.get_current_stream()
         stream.synchronize()
-        return stream
+        self.nccl.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._types[flat.dtype],
+                            self._nccl.NCCL_SUM, stream.ptr)
+        stream.synchronize()

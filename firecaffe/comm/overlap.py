@@ -20,8 +20,6 @@ import threading
 import time
 from typing import NamedTuple
 
-from mpi4py import MPI
-
 from .base import chunk_slices
 
 DEFAULT_BUCKET_BYTES = 4 * 2**20
@@ -35,10 +33,11 @@ class OverlapStats(NamedTuple):
 class BucketReducer:
     """Sums ``flat_diff`` across ranks in contiguous buckets of about ``bucket_bytes``."""
 
-    def __init__(self, communicator, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES):
-        self.communicator = communicator
+    def __init__(self, strategy, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES):
+        self.strategy = strategy
         self.flat_diff = flat_diff
         self.buckets = chunk_slices(flat_diff.size, max(1, bucket_bytes // flat_diff.itemsize))
+        from mpi4py import MPI
         self.threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
         self._next = 0          # first bucket not yet handed out this iteration
         self._spans = []        # (start, end) perf_counter of each reduced bucket
@@ -79,7 +78,7 @@ class BucketReducer:
 
     def _reduce(self, bucket):
         start = time.perf_counter()
-        self.communicator.allreduce_(self.flat_diff[bucket])
+        self.strategy.allreduce_(self.flat_diff[bucket])
         self._spans.append((start, time.perf_counter()))
 
     def _reduce_forever(self):

@@ -1,122 +1,147 @@
 """A synchronous parameter server on dedicated ranks, parameters sharded across the servers.
 
-``split_servers`` turns the world into W workers (the first ranks) and S servers
-(the last S ranks). Shard s, a contiguous slice of the flat array, lives on
-server s. Each step every worker pushes shard s of its gradient to server s; the
-server sums the W pushes in worker order (so the float sum is deterministic),
-passes the sum to ``update`` and sends the result back to every worker, which
-pulls it into its own array. With the default identity update the round trip is
-an allreduce, which makes the parameter server a peer of the other strategies in
-benchmarks and tests; training passes a solver step that returns new weights.
-"""
-from typing import NamedTuple
+With ``servers`` = S the last S ranks of the job serve and the first W hold
+the net and compute gradients. Shard s, a contiguous slice of the flat arrays,
+lives on server s. Each step every worker pushes shard s of its gradient to
+server s; the server sums the W pushes in worker order (so the float sum is
+deterministic) into its own diff arena, runs the solver's update on its shard
+(the ``update`` callback of ``step_``: the Solver's own rule, iteration count
+and snapshots run on server ranks too) and sends the new weights back to every
+worker, which pulls them into its parameter arena. ``allreduce_`` is the same
+round trip with the sum sent back, which makes the parameter server a peer of
+the other strategies in benchmarks and tests (``serve`` answers it).
 
+Cost, W workers and S servers: server s takes W pushes of n/S bytes and answers
+W pulls through its one link and adds W-1 of them; a worker sends and receives
+S pieces (the busiest rank is a server, or a worker when S > W):
+
+    2 max(W, S) alpha + 2 max(W/S, 1) n beta + (W-1) n/S gamma
+"""
 import numpy as np
-from mpi4py import MPI
 
 from ..errors import FirecaffeError
-from .base import TAG_PS_PULL, TAG_PS_PUSH, TAG_PS_STOP, Communicator, check_flat, even_bounds
+from .base import (TAG_PS_HISTORY, TAG_PS_PULL, TAG_PS_PUSH, TAG_PS_STOP, Strategy, check_flat,
+                   even_bounds, waitall)
 
 
-class ServerSplit(NamedTuple):
-    """This rank's part in a parameter-server job."""
-    role: str               # "worker" or "server"
-    worker_comm: object     # communicator of the workers; None on a server
-    world: object           # the communicator workers and servers talk over
-    num_workers: int
-    num_servers: int
+class ParameterServer(Strategy):
+    """One rank of a parameter-server job: a worker (push, pull) or a server (sum, update, answer)."""
+
+    name = "ps"
+    order = 40
+    overlaps = False
+    step_words = "the push of the gradients and pull of the weights"
+
+    def __init__(self, world, servers=1, **options):
+        size = world.Get_size()
+        if not 1 <= servers < size:
+            raise FirecaffeError(
+                f"--comm ps needs 1 <= num_servers < number of ranks, got num_servers={servers} "
+                f"with {size} rank(s): launch more ranks or use fewer servers")
+        self.world, self.servers, self._workers = world, servers, size - servers
+        self.server_index = world.Get_rank() - self._workers      # which shard a server holds
+        # Workers get the workers' communicator, servers the servers' (for the gradient norm).
+        super().__init__(world.Split(color=int(self.server_index >= 0), key=world.Get_rank()))
+        self._scratch = None
+        self._stopped = False
 
     @property
-    def server_index(self):
-        """Which shard this server rank holds."""
-        return self.world.Get_rank() - self.num_workers
+    def is_worker(self):
+        return self.server_index < 0
 
+    @property
+    def worker_comm(self):
+        return self.comm if self.is_worker else None
 
-def split_servers(world, num_servers):
-    """Split ``world`` into workers and ``num_servers`` servers (its last ranks). Collective."""
-    size = world.Get_size()
-    if not 1 <= num_servers < size:
-        raise FirecaffeError(
-            f"--comm ps needs 1 <= num_servers < number of ranks, got num_servers={num_servers} "
-            f"with {size} rank(s): launch more ranks or use fewer servers")
-    num_workers = size - num_servers
-    is_server = world.Get_rank() >= num_workers
-    group = world.Split(color=int(is_server), key=world.Get_rank())
-    if is_server:
-        group.Free()
-        return ServerSplit("server", None, world, num_workers, num_servers)
-    return ServerSplit("worker", group, world, num_workers, num_servers)
+    @property
+    def num_workers(self):
+        return self._workers
 
-
-class PSWorker(Communicator):
-    """The worker side: push gradient shards, pull result shards. ``close()`` stops the servers."""
-
-    def __init__(self, comm, split):
-        super().__init__(comm)
-        self.split = split
-
+    # --- workers ------------------------------------------------------------------
     def _allreduce(self, buf):
         self._push_pull(buf, buf)
 
-    def push_pull_(self, flat_grad, out):
-        """Push ``flat_grad`` to the servers and pull their results into ``out``."""
-        check_flat(flat_grad)
-        check_flat(out)
-        with self.staged(flat_grad, device_ok=False, upload=False) as grad, \
-                self.staged(out, device_ok=False, download=False, slot=1) as result:
-            self._push_pull(grad, result)
+    def step_(self, diff, params, update, reduced=False):
+        if not self.is_worker:
+            if not self._serve_step(diff, params, update):
+                raise FirecaffeError(f"parameter server {self.server_index}: the workers stopped "
+                                     "before the last step")
+            return
+        check_flat(diff)
+        check_flat(params)
+        with self.staged(diff, device_ok=False, upload=False) as grad, \
+                self.staged(params, device_ok=False, download=False, slot=1) as weights:
+            self._push_pull(grad, weights)
 
     def _push_pull(self, grad, out):
-        world, split = self.split.world, self.split
-        bounds = even_bounds(grad.size, split.num_servers)
-        servers = range(split.num_servers)
+        bounds, world = even_bounds(grad.size, self.servers), self.world
         # Pushes complete before the pulls are posted: grad may be out (allreduce_ is in place).
-        MPI.Request.Waitall([world.Isend(grad[bounds[s]:bounds[s + 1]], dest=split.num_workers + s,
-                                         tag=TAG_PS_PUSH) for s in servers])
-        MPI.Request.Waitall([world.Irecv(out[bounds[s]:bounds[s + 1]], source=split.num_workers + s,
-                                         tag=TAG_PS_PULL) for s in servers])
+        waitall([world.Isend(grad[bounds[s]:bounds[s + 1]], dest=self._workers + s, tag=TAG_PS_PUSH)
+                 for s in range(self.servers)])
+        waitall([world.Irecv(out[bounds[s]:bounds[s + 1]], source=self._workers + s, tag=TAG_PS_PULL)
+                 for s in range(self.servers)])
+
+    def gather_history_(self, history, root=0):
+        """Worker ``root`` receives every server's shard of the solver history; the servers send it."""
+        if self.is_worker and self.world.Get_rank() != root:
+            return
+        for array in history:
+            bounds = even_bounds(array.size, self.servers)
+            for s in range(self.servers):
+                if self.is_worker:
+                    with self.staged(array[bounds[s]:bounds[s + 1]], device_ok=False, download=False) as buf:
+                        self.world.Recv(buf, source=self._workers + s, tag=TAG_PS_HISTORY)
+                elif s == self.server_index:
+                    self.world.Send(np.ascontiguousarray(array[bounds[s]:bounds[s + 1]]), dest=root,
+                                    tag=TAG_PS_HISTORY)
 
     def close(self):
-        """Tell every server to stop. Every worker calls this once, after its last step."""
-        stop = np.empty(0, np.float32)
-        for server in range(self.split.num_servers):
-            self.split.world.Send(stop, dest=self.split.num_workers + server, tag=TAG_PS_STOP)
+        """Workers tell every server to stop; a server waits for that word from every worker."""
+        if self.is_worker:
+            stop = np.empty(0, np.float32)
+            for server in range(self.servers):
+                self.world.Send(stop, dest=self._workers + server, tag=TAG_PS_STOP)
+        elif not self._stopped and self._gather_sum(np.empty(0, np.float32)):
+            raise FirecaffeError(f"parameter server {self.server_index}: a worker pushed a step "
+                                 "after the last one")
 
-
-class PSServer:
-    """The server side: holds shard ``split.server_index`` of a flat array of ``size`` elements."""
-
-    def __init__(self, split, size, dtype=np.float32):
-        if split.role != "server":
-            raise ValueError("PSServer runs on a server rank of split_servers()")
-        self.split = split
-        bounds = even_bounds(size, split.num_servers)
-        self.shard = slice(bounds[split.server_index], bounds[split.server_index + 1])
-        length = self.shard.stop - self.shard.start
-        self._sum = np.empty(length, dtype)
-        self._scratch = (np.empty(length, dtype), np.empty(length, dtype))
-
-    def serve(self, update=None):
-        """Answer steps until the workers close; returns the number of steps served.
-
-        ``update(shard_sum) -> result`` gets the sum of the workers' pushes for
-        this shard and returns the array sent back (the sum itself by default).
-        """
-        steps = 0
-        while self._gather_sum():
-            result = self._sum if update is None else update(self._sum)
-            world = self.split.world
-            MPI.Request.Waitall([world.Isend(result, dest=worker, tag=TAG_PS_PULL)
-                                 for worker in range(self.split.num_workers)])
+    # --- servers ------------------------------------------------------------------
+    def serve(self, size, dtype=np.float32):
+        """Answer the workers' ``allreduce_`` of ``size`` elements until they close; returns the steps."""
+        flat, steps = np.empty(size, dtype), 0
+        while self._serve_step(flat, flat, lambda window, sum_across: None):
             steps += 1
         return steps
 
-    def _gather_sum(self):
-        """Sum one push from every worker into ``self._sum``; False when they all said stop."""
-        world, workers = self.split.world, self.split.num_workers
+    def _serve_step(self, diff, params, update):
+        """Sum the pushes into this server's shard of ``diff``, update, answer; False once the workers closed."""
+        bounds = even_bounds(diff.size, self.servers)
+        shard = slice(bounds[self.server_index], bounds[self.server_index + 1])
+        if not self._gather_sum(diff[shard]):
+            return False
+        update(shard, self._sum_across_servers)
+        waitall([self.world.Isend(params[shard], dest=worker, tag=TAG_PS_PULL)
+                 for worker in range(self._workers)])
+        return True
+
+    def _sum_across_servers(self, value):
+        from mpi4py import MPI
+        total = np.array([value], np.float64)
+        self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+        return float(total[0])
+
+    def _gather_sum(self, total):
+        """Sum one push from every worker into ``total``; False when they all said stop."""
+        from mpi4py import MPI
+        if self._scratch is None or self._scratch[0].size != total.size or self._scratch[0].dtype != total.dtype:
+            self._scratch = (np.empty_like(total), np.empty_like(total))
+        world, workers = self.world, self._workers
+
+        def landing(worker):  # worker 0's push lands in the sum itself, the others alternate
+            return total if worker == 0 else self._scratch[worker % 2]
 
         def receive(worker):
-            return world.Irecv(self._landing(worker), source=worker, tag=MPI.ANY_TAG)
+            return world.Irecv(landing(worker), source=worker, tag=MPI.ANY_TAG)
 
         requests = {worker: receive(worker) for worker in range(min(workers, 3))}
         status, stops = MPI.Status(), 0
@@ -125,14 +150,32 @@ class PSServer:
             if status.Get_tag() == TAG_PS_STOP:
                 stops += 1
             elif worker > 0:
-                np.add(self._sum, self._landing(worker), out=self._sum)
+                np.add(total, landing(worker), out=total)
             if worker > 0 and worker + 2 < workers:
                 requests[worker + 2] = receive(worker + 2)  # into the buffer just added
         if stops not in (0, workers):
-            raise FirecaffeError(f"parameter server {self.split.server_index}: {stops} of {workers} "
+            raise FirecaffeError(f"parameter server {self.server_index}: {stops} of {workers} "
                                  "workers stopped while the others pushed a step")
-        return stops == 0
+        self._stopped = stops == workers
+        return not self._stopped
 
-    def _landing(self, worker):
-        """Where ``worker``'s push arrives: the sum itself for worker 0, else one of two alternating buffers."""
-        return self._sum if worker == 0 else self._scratch[worker % 2]
+    # --- cost ---------------------------------------------------------------------
+    @classmethod
+    def cost_coefficients(cls, n, p, servers=1, **options):
+        if servers < 1:
+            raise FirecaffeError(f"a parameter server needs at least 1 server, got {servers}")
+        return 2.0 * max(p, servers), 2.0 * max(p / servers, 1.0) * n, (p - 1) * n / servers
+
+    busiest_rank = cost_coefficients
+
+    @classmethod
+    def totals(cls, n, p, servers=1, **options):
+        return 2.0 * p * servers, 2.0 * p * n, float((p - 1) * n)
+
+    @classmethod
+    def processes(cls, p, servers=1, **options):
+        return p + servers
+
+    @classmethod
+    def bytes_per_worker(cls, n, p, **options):
+        return 2.0 * n

@@ -9,13 +9,20 @@ bandwidth optimum, at the price of 2(p-1) latencies.
 """
 import numpy as np
 
-from .base import TAG_RING, Communicator, even_bounds
+from .base import TAG_RING, Strategy, even_bounds
 
 
-class RingCommunicator(Communicator):
-    """Bandwidth-optimal ring allreduce (reduce-scatter + allgather)."""
+class RingAllreduce(Strategy):
+    """Bandwidth-optimal ring allreduce (reduce-scatter + allgather).
 
-    def __init__(self, comm):
+    Cost: 2 (p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma; every rank is as
+    busy as the busiest (it sends and receives 2 (p-1)/p n each).
+    """
+
+    name = "ring"
+    order = 20
+
+    def __init__(self, comm, **options):
         super().__init__(comm)
         self._scratch = np.empty(0, np.float32)
 
@@ -42,3 +49,19 @@ class RingCommunicator(Communicator):
         if self._scratch.dtype != dtype or self._scratch.size < length:
             self._scratch = np.empty(length, dtype)
         return self._scratch
+
+    @classmethod
+    def cost_coefficients(cls, n, p, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        return 2.0 * (p - 1), 2.0 * (p - 1) / p * n, (p - 1) / p * n
+
+    @classmethod
+    def busiest_rank(cls, n, p, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        return 2.0 * (p - 1), 4.0 * (p - 1) / p * n, (p - 1) / p * n
+
+    @classmethod
+    def messages(cls, p, **options):
+        return 2 * p * (p - 1)

@@ -11,11 +11,23 @@ approaches one pass of the array over the slowest link instead of ``2 log2(p)``.
 In the binomial tree relative rank r (rank - root, modulo p) has parent
 ``r - lowbit(r)`` and children ``r + m`` for each power of two ``m < lowbit(r)``
 (every power of two for the root) with ``r + m < p``.
-"""
-import numpy as np
-from mpi4py import MPI
 
-from .base import TAG_TREE_BCAST, TAG_TREE_REDUCE, Communicator, chunk_slices
+Cost, with L = ceil(log2 p) levels and the array in k chunks of c bytes. The
+root is the bottleneck: it has L children, so each chunk costs it L receives
+and L adds, and its L sends overlap the next chunk's receives; chunk k has been
+summed at k L (alpha + c beta + c gamma), and the last chunk then needs L more
+sends to reach the leaves. In all
+
+    (k + 1) L alpha + L (n + c) beta + L n gamma     (c: the last chunk's bytes)
+
+which for one chunk (k = 1, c = n) is the unpipelined tree, 2 L (alpha + n beta)
++ L n gamma. The root is the busiest rank: 2 L n bytes in and out, L n added.
+"""
+import math
+
+import numpy as np
+
+from .base import TAG_TREE_BCAST, TAG_TREE_REDUCE, Strategy, chunk_slices, log2_ceil, waitall
 
 DEFAULT_CHUNK_BYTES = 512 * 1024  # measured best or near best from 2 to 64 MB on 2 and 4 ranks
 
@@ -39,10 +51,13 @@ def binomial_links(rank, size, root=0):
     return parent, children
 
 
-class TreeCommunicator(Communicator):
+class TreeAllreduce(Strategy):
     """Binomial-tree reduce and broadcast, pipelined in chunks of ``chunk_bytes``."""
 
-    def __init__(self, comm, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    name = "tree"
+    order = 10
+
+    def __init__(self, comm, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
         super().__init__(comm)
         self.chunk_bytes = chunk_bytes
         self._scratch = {}
@@ -81,7 +96,7 @@ class TreeCommunicator(Communicator):
                 ups.append(self.comm.Isend(buf[chunks[k]], dest=parent, tag=TAG_TREE_REDUCE))
                 forward(block=False)
         forward(block=True)
-        MPI.Request.Waitall(sends)
+        waitall(sends)
 
     def _chunks(self, buf):
         return chunk_slices(buf.size, max(1, self.chunk_bytes // buf.itemsize))
@@ -107,21 +122,6 @@ class TreeCommunicator(Communicator):
                 post_recv(index, k + 2)
             yield k
 
-    def _broadcast(self, buf, root):
-        """Copy root's ``buf`` down the tree, forwarding each chunk as soon as it arrives."""
-        if self.size == 1:
-            return
-        parent, children = binomial_links(self.rank, self.size, root)
-        chunks = self._chunks(buf)
-        recvs = [] if parent is None else [
-            self.comm.Irecv(buf[piece], source=parent, tag=TAG_TREE_BCAST) for piece in chunks]
-        sends = []
-        for k, piece in enumerate(chunks):
-            if recvs:
-                recvs[k].Wait()
-            sends.extend(self._send_down(buf[piece], children))
-        MPI.Request.Waitall(sends)
-
     def _send_down(self, piece, children):
         """Start sending ``piece`` to every child, the largest subtree (longest way to go) first."""
         return [self.comm.Isend(piece, dest=child, tag=TAG_TREE_BCAST) for child in reversed(children)]
@@ -132,3 +132,34 @@ class TreeCommunicator(Communicator):
         if key not in self._scratch or self._scratch[key][0].size < length:
             self._scratch[key] = (np.empty(length, dtype), np.empty(length, dtype))
         return self._scratch[key]
+
+    @classmethod
+    def cost_coefficients(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        if p == 1 or n == 0:
+            return 0.0, 0.0, 0.0
+        levels, chunk = log2_ceil(p), min(chunk_bytes, n)
+        k = math.ceil(n / chunk)
+        last = n - (k - 1) * chunk
+        return float((k + 1) * levels), float(levels * (n + last)), float(levels * n)
+
+    @classmethod
+    def busiest_rank(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        levels = log2_ceil(p)
+        return 2.0 * levels * _chunks(n, chunk_bytes), 2.0 * levels * n, float(levels * n)
+
+    @classmethod
+    def messages(cls, p, n=0, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+        return 2 * (p - 1) * _chunks(n, chunk_bytes)
+
+    @classmethod
+    def totals(cls, n, p, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        return float(cls.messages(p, n=n, **options)), 2.0 * (p - 1) * n, float((p - 1) * n)
+
+
+def _chunks(n, chunk_bytes):
+    """How many chunks an array of n bytes travels in (at least one message per link)."""
+    return max(1, math.ceil(n / chunk_bytes))

@@ -62,11 +62,6 @@ def to_host(array):
     return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
 
 
-def to_device(array):
-    """``array`` on the current device (a no-op in CPU mode)."""
-    return xp().asarray(array)
-
-
 def seed(value):
     """Seed every random source firecaffe uses (fillers, Dropout, shuffling)."""
     _rng["gen"] = np.random.default_rng(value)

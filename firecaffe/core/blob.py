@@ -22,7 +22,7 @@ class Blob:
         self.reshape(shape)
 
     def reshape(self, *shape):
-        """``reshape((2, 3))`` or, as pycaffe's, ``reshape(2, 3)``."""
+        """``reshape((n, c, h, w))`` or, as in pycaffe, ``reshape(n, c, h, w)``."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
             shape = shape[0]
         shape = tuple(int(s) for s in shape)

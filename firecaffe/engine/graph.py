@@ -19,6 +19,13 @@ def phase_name(phase):
     raise PrototxtError(f"unknown phase {phase!r}: use 'TRAIN' or 'TEST'")
 
 
+def layer_error(layer_name, message):
+    """A PrototxtError about layer ``layer_name`` (the net adds the file and line)."""
+    error = PrototxtError(message)
+    error.layer = layer_name
+    return error
+
+
 def _rule_matches(rule, phase, level, stages):
     if rule.HasField("phase") and rule.phase != PHASES[phase]:
         return False
@@ -40,7 +47,7 @@ def filter_net(net_param, phase, level=0, stages=()):
     del out.layer[:]
     for layer in net_param.layer:
         if layer.include and layer.exclude:
-            raise PrototxtError(f"layer '{layer.name}': specify include rules or exclude rules, not both")
+            raise layer_error(layer.name, f"layer '{layer.name}': specify include rules or exclude rules, not both")
         if layer.include:
             keep = any(_rule_matches(r, phase, level, stages) for r in layer.include)
         else:
@@ -91,9 +98,9 @@ def insert_splits(net_param, loss_weight_of):
     for i, layer in enumerate(net_param.layer):
         for j, name in enumerate(layer.bottom):
             if name not in last_producer:
-                raise PrototxtError(
-                    f"layer '{layer.name}' ({layer.type}): unknown bottom blob '{name}' "
-                    "(no earlier layer has it as a top)")
+                raise layer_error(layer.name,
+                                  f"layer '{layer.name}' ({layer.type}): unknown bottom blob '{name}' "
+                                  "(no earlier layer has it as a top)")
             source[i, j] = last_producer[name]
             consumers[last_producer[name]] += 1
         for j, name in enumerate(layer.top):

@@ -1,53 +1,65 @@
 """Net: a Caffe network built from a NetParameter, run forward and backward.
 
 Built in one linear pass (Caffe's Net::Init): filter by phase/level/stage,
-insert splits, create and set up layers in file order, decide which layers need
-backward, then move every learnable blob into two flat arenas (data and diff),
-laid out in reverse layer order so that backward fills the diff arena from its
-start and a communicator can reduce a finished prefix while backward goes on.
-The Python API follows pycaffe: blobs, params, layers, inputs, outputs,
-forward(**inputs), backward(), save(path).
+insert splits, create and set up layers in file order (adding the anonymous
+tops a loss layer may leave out), decide which layers need backward, then move
+every learnable blob into two flat arenas (arena.py). pycaffe's Python API
+(forward(**inputs), backward(**diffs), forward_all, copy_from, ...) is mixed in
+from pycaffe_net.py.
+
+``shapes_only=True`` stops after the layers are set up: parameter blobs are
+neither filled (layers read ``fill_blobs``) nor laid into arenas, so a large net
+is read for shapes, parameter counts and FLOPs (``firecaffe analyze``,
+``firecaffe design``) at no memory cost; it cannot train.
 """
 import re
 from collections import OrderedDict
 
 import numpy as np
 
-from ..core import backend
-from . import gpu_errors, graph
-from ..core.blob import Blob, shape_str
+from . import arena, gpu_errors, graph
+from ..core.blob import Blob
 from ..errors import DataError, FirecaffeError, PrototxtError
 from ..ops import LAYERS, create_layer
 from ..proto import io
+from .pycaffe_net import PycaffeNetAPI
+
+AUTOMATIC = "(automatic)"          # Caffe's name for a top the net adds to a loss layer
 
 
-class Net:
-    def __init__(self, model, weights=None, phase="TEST", *, level=0, stages=(),
-                 dtype=np.float32, shard=(0, 1), source=None):
-        if isinstance(weights, (str, int)) and str(weights).upper() in ("TRAIN", "TEST", "0", "1"):
-            weights, phase = None, weights            # pycaffe's Net(model, phase)
+class Net(PycaffeNetAPI):
+    """``Net(model, phase)``, ``Net(model, weights, phase)`` or keywords, as in pycaffe;
+    ``model`` is a prototxt path or a NetParameter, ``phase`` TRAIN/TEST (0/1 or strings)."""
+
+    def __init__(self, model, *args, weights=None, phase=None, level=0, stages=(),
+                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
+        weights, phase = _weights_and_phase(args, weights, phase)
         self.phase = graph.phase_name(phase)
+        self.shapes_only = shapes_only
         self.dtype = np.dtype(dtype)
         self.source = model if isinstance(model, str) else (source or "<NetParameter>")
         param = io.read_net(model) if isinstance(model, str) else model
         try:
-            param = graph.inputs_to_layer(graph.filter_net(param, self.phase, level, stages))
+            param = graph.inputs_to_layer(graph.filter_net(param, self.phase, level, stages or ()))
             param = graph.insert_splits(param, _loss_weight_of)
-        except PrototxtError as exc:       # name the file and line of the layer the message names
-            named = re.match(r"layer '([^']*)'", str(exc))
-            raise PrototxtError(f"{locate_layer(self.source, named[1]) if named else ''}{exc}") from None
+        except PrototxtError as exc:       # name the file and line of the layer at fault
+            layer = getattr(exc, "layer", None)
+            raise PrototxtError(f"{locate_layer(self.source, layer) if layer else ''}{exc}") from None
         self.name = param.name
         self.param = param
         self.layers, self.bottom_vecs, self.top_vecs = [], [], []
         self.blobs = OrderedDict()
         self.inputs = []
+        available = set()           # Caffe's available_blobs: tops no later layer consumed
         for layer_param in param.layer:
-            self._append_layer(layer_param, shard)
-        consumed = {id(b) for vec in self.bottom_vecs for b in vec}
-        self.outputs = [n for n, b in self.blobs.items() if id(b) not in consumed]
+            self._append_layer(layer_param, shard, available)
+        self.outputs = sorted(available)           # Caffe lists them from a std::set
         self._plan_backward()
-        self._collect_params()
-        self._build_arenas()
+        arena.collect_params(self, self._where)
+        if shapes_only:
+            self.param_arena = self.diff_arena = None
+        else:
+            arena.build_arenas(self)
         if weights:
             self.copy_from(weights)
 
@@ -55,14 +67,16 @@ class Net:
     def _where(self, layer_param):
         return locate_layer(self.source, layer_param.name)
 
-    def _append_layer(self, layer_param, shard):
+    def _append_layer(self, layer_param, shard, available):
         try:
             layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
         except PrototxtError as exc:
             raise PrototxtError(f"{self._where(layer_param)}{exc}") from None
-        if getattr(layer, "is_data", False):
+        layer.fill_blobs = not self.shapes_only
+        if layer.is_data:
             layer.shard = shard
         bottom = [self.blobs[name] for name in layer_param.bottom]
+        available.difference_update(layer_param.bottom)
         top = []
         for name in layer_param.top:
             if name in self.blobs and name not in layer_param.bottom:
@@ -71,6 +85,12 @@ class Net:
             if name not in self.blobs:
                 self.blobs[name] = Blob((), self.dtype, name=name)
             top.append(self.blobs[name])
+            available.add(name)
+        if layer.auto_top_blobs():      # never an output; in blobs as pycaffe shows it (last one wins)
+            needed = max(layer.min_num_top or 0, layer.exact_num_top or 0)
+            for _ in range(needed - len(top)):
+                top.append(Blob((), self.dtype, name=AUTOMATIC))
+                self.blobs[AUTOMATIC] = top[-1]
         try:
             layer.setup(bottom, top)
         except FirecaffeError as exc:
@@ -85,102 +105,42 @@ class Net:
         self.top_vecs.append(top)
 
     def _plan_backward(self):
-        """Caffe's rules: a layer needs backward if a bottom or a learnable blob
-        does, and only if its output reaches a loss."""
+        """Caffe's rules: a layer needs backward if a bottom or a learnable blob does,
+        and only if its output reaches a loss; ``force_backward`` then turns every
+        layer on (and every bottom its layer allows), loss or not."""
         needs = {}                      # id(blob) -> needs backward
-        self.layer_need_backward, self.bottom_need_backward = [], []
+        need, bneed = [], []
         for layer, lp, bottom, top in zip(self.layers, self.param.layer, self.bottom_vecs, self.top_vecs):
             lr = [spec.lr_mult for spec in lp.param] + [1.0] * (len(layer.blobs) - len(lp.param))
-            frozen = set(getattr(layer, "frozen_blobs", ()))
-            param_need = any(lr[k] != 0 and k not in frozen for k in range(len(layer.blobs)))
-            bneed = [needs.get(id(b), False) for b in bottom]
+            param_need = any(lr[k] != 0 and k not in layer.frozen_blobs for k in range(len(layer.blobs)))
+            flags = [needs.get(id(b), False) for b in bottom]
+            layer_need = param_need or any(flags)
             if lp.propagate_down:
                 if len(lp.propagate_down) != len(bottom):
                     raise PrototxtError(f"{self._where(lp)}layer '{lp.name}': {len(lp.propagate_down)} "
                                         f"propagate_down value(s) for {len(bottom)} bottom(s)")
-                bneed = [n and bool(p) for n, p in zip(bneed, lp.propagate_down)]
-            if self.param.force_backward:
-                bneed = [layer.allow_force_backward(k) for k in range(len(bottom))]
-            need = param_need or any(bneed)
+                flags = [n and bool(p) for n, p in zip(flags, lp.propagate_down)]
             for b in top:
-                needs[id(b)] = need
-            self.layer_need_backward.append(need)
-            self.bottom_need_backward.append(bneed)
-        # prune what does not lead to a loss, walking back from the loss tops
-        contributes = set()
+                needs[id(b)] = needs.get(id(b), False) or layer_need
+            need.append(layer_need)
+            bneed.append(flags)
+        under_loss, skipped = set(), set()     # walking back from the losses
         for i in reversed(range(len(self.layers))):
             layer, top = self.layers[i], self.top_vecs[i]
-            reaches = any(w for w in layer.loss_weights) or any(id(b) in contributes for b in top)
-            if not reaches:
-                self.layer_need_backward[i] = False
-                self.bottom_need_backward[i] = [False] * len(self.bottom_vecs[i])
-            else:
-                contributes.update(id(b) for b in self.bottom_vecs[i])
-
-    def _collect_params(self):
-        """Unique learnable blobs (shared ones once), with lr_mult/decay_mult."""
-        self.params = OrderedDict()
-        owners = {}                   # param name -> (blob, layer name, lr, decay)
-        self.learnable_params, self.params_lr, self.params_weight_decay = [], [], []
-        self.param_owner_layer = []
-        for index, (layer, lp) in enumerate(zip(self.layers, self.param.layer)):
-            if not layer.blobs:
-                continue
-            frozen = set(getattr(layer, "frozen_blobs", ()))
-            for k in range(len(layer.blobs)):
-                spec = lp.param[k] if k < len(lp.param) else None
-                lr = spec.lr_mult if spec is not None else 1.0
-                decay = spec.decay_mult if spec is not None else 1.0
-                if k in frozen:
-                    lr = decay = 0.0
-                name = spec.name if spec is not None and spec.name else None
-                if name and name in owners:
-                    owner, owner_layer, olr, odecay = owners[name]
-                    mine = layer.blobs[k]
-                    if owner.shape != mine.shape and not (
-                            spec.share_mode == spec.PERMISSIVE and owner.count == mine.count):
-                        raise PrototxtError(
-                            f"{self._where(lp)}layer '{layer.name}': shared param '{name}' has shape "
-                            f"{shape_str(mine.shape)} but layer '{owner_layer}' owns it with shape {shape_str(owner.shape)}")
-                    layer.blobs[k] = owner if owner.shape == mine.shape else _view_blob(owner, mine.shape)
-                    continue
-                blob = layer.blobs[k]
-                if name:
-                    owners[name] = (blob, layer.name, lr, decay)
-                self.learnable_params.append(blob)
-                self.params_lr.append(lr)
-                self.params_weight_decay.append(decay)
-                self.param_owner_layer.append(index)
-            self.params[layer.name] = layer.blobs
-
-    def _build_arenas(self):
-        """Rebind every learnable blob's data and diff to views of two flat arrays."""
-        order = sorted(range(len(self.learnable_params)),
-                       key=lambda i: (-self.param_owner_layer[i], i))
-        total = sum(self.learnable_params[i].count for i in order)
-        xp = backend.xp()
-        self.param_arena = xp.zeros(total, dtype=self.dtype)
-        self.diff_arena = xp.zeros(total, dtype=self.dtype)
-        self.param_offsets = [0] * len(self.learnable_params)
-        self.layer_arena_end = [0] * len(self.layers)   # diff filled up to here after layer i's backward
-        offset = 0
-        for i in order:
-            blob = self.learnable_params[i]
-            n = blob.count
-            self.param_arena[offset:offset + n] = blob.data.reshape(-1)
-            blob.data = self.param_arena[offset:offset + n].reshape(blob.shape)
-            blob.diff = self.diff_arena[offset:offset + n].reshape(blob.shape)
-            self.param_offsets[i] = offset
-            offset += n
-            self.layer_arena_end[self.param_owner_layer[i]] = offset
-        running = 0
-        for i in reversed(range(len(self.layers))):
-            running = max(running, self.layer_arena_end[i])
-            self.layer_arena_end[i] = running
-        for layer in self.layers:          # sharers' views follow the owner's new storage
-            for k, blob in enumerate(layer.blobs):
-                if hasattr(blob, "owner"):
-                    layer.blobs[k] = _view_blob(blob.owner, blob.shape)
+            contributes = any(w for w in layer.loss_weights) or any(id(b) in under_loss for b in top)
+            if not contributes or all(id(b) in skipped for b in top):
+                need[i] = False
+                bneed[i] = [False] * len(bneed[i])
+            for k, b in enumerate(self.bottom_vecs[i]):
+                if contributes:
+                    under_loss.add(id(b))
+                if not bneed[i][k]:
+                    skipped.add(id(b))
+        if self.param.force_backward:
+            for i, layer in enumerate(self.layers):
+                need[i] = True
+                bneed[i] = [n or layer.allow_force_backward(k) for k, n in enumerate(bneed[i])]
+        self.layer_need_backward, self.bottom_need_backward = need, bneed
 
     # --- running -------------------------------------------------------------
     def reshape(self):
@@ -221,11 +181,10 @@ class Net:
         if blob is None or sample is None:
             return None
         for j in range(i - 1, -1, -1):
-            tops = self.top_vecs[j]
-            if not any(t is blob for t in tops):
+            if not any(t is blob for t in self.top_vecs[j]):
                 continue
             layer = self.layers[j]
-            if hasattr(layer, "describe_sample"):
+            if layer.is_data:
                 return layer.describe_sample(sample)
             if layer.type == "Split" and self.bottom_vecs[j]:
                 blob = self.bottom_vecs[j][0]
@@ -235,39 +194,19 @@ class Net:
             return None
         return None
 
-    def backward_layer(self, i):
-        """Seed loss tops with their loss weights, then run layer i's backward if needed."""
+    def backward_layer(self, i, always=False):
+        """Seed loss tops with their loss weights, then run layer i's backward if it
+        needs one (``always``: in any case, as `caffe time` does)."""
         layer, top = self.layers[i], self.top_vecs[i]
         for blob, weight in zip(top, layer.loss_weights):
             if weight:
                 blob.diff[...] = weight
-        if self.layer_need_backward[i]:
+        if always or self.layer_need_backward[i]:
             try:
                 layer.backward(top, self.bottom_need_backward[i], self.bottom_vecs[i])
             except Exception as exc:
                 gpu_errors.reraise_oom(exc, self, layer)
                 raise
-
-    def forward(self, blobs=None, start=None, end=None, **inputs):
-        """pycaffe's forward: set input blobs from keyword arrays, run, return outputs."""
-        for name, value in inputs.items():
-            if name not in self.blobs:
-                raise FirecaffeError(f"net '{self.name}' has no blob named '{name}'")
-            value = backend.xp().asarray(value, dtype=self.dtype)
-            if value.shape != self.blobs[name].shape:
-                self.blobs[name].reshape(value.shape)
-                self.reshape()
-            self.blobs[name].data[...] = value
-        self.forward_range(self._layer_index(start, 0), self._layer_index(end, len(self.layers) - 1))
-        names = set(self.outputs) | set(blobs or ())
-        return {n: self.blobs[n].data for n in self.blobs if n in names}
-
-    def backward(self, diffs=None, start=None, end=None, **top_diffs):
-        for name, value in top_diffs.items():
-            self.blobs[name].diff[...] = value
-        self.backward_range(self._layer_index(start, len(self.layers) - 1), self._layer_index(end, 0))
-        names = set(self.inputs) | set(diffs or ())
-        return {n: self.blobs[n].diff for n in self.blobs if n in names}
 
     def forward_backward(self, grad_ready=None):
         loss = self.forward_range()
@@ -282,49 +221,8 @@ class Net:
     def clear_param_diffs(self):
         self.diff_arena[...] = 0
 
-    def _layer_index(self, name, default):
-        if name is None:
-            return default
-        for i, layer in enumerate(self.layers):
-            if layer.name == name:
-                return i
-        raise FirecaffeError(f"net '{self.name}' has no layer named '{name}'")
-
-    # --- pycaffe conveniences ------------------------------------------------
-    @property
-    def layer_dict(self):
-        return OrderedDict((layer.name, layer) for layer in self.layers)
-
-    @property
-    def _layer_names(self):
-        return [layer.name for layer in self.layers]
-
-    @property
-    def top_names(self):
-        return OrderedDict((lp.name, list(lp.top)) for lp in self.param.layer)
-
-    @property
-    def bottom_names(self):
-        return OrderedDict((lp.name, list(lp.bottom)) for lp in self.param.layer)
-
-    # --- weights -------------------------------------------------------------
-    def copy_from(self, weights, require_all=False):
-        """Load weights from a .caffemodel, a .caffemodel.h5 / .h5, or a NetParameter
-        (``require_all``: every layer with weights must be in the file)."""
-        from . import weights as weight_io
-        weight_io.copy_into(self, weights, require_all)
-
-    def to_proto(self, write_diff=False):
-        from . import weights as weight_io
-        return weight_io.net_to_proto(self, write_diff)
-
-    def save(self, path):
-        """Write the weights as a .caffemodel, or as HDF5 when ``path`` ends in .h5."""
-        from . import weights as weight_io
-        weight_io.save(self, path)
-
     def __repr__(self):
-        return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {self.param_arena.size} params>"
+        return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {sum(b.count for b in self.learnable_params)} params>"
 
 
 def locate_layer(path, layer_name):
@@ -341,12 +239,25 @@ def locate_layer(path, layer_name):
     return f"{path}: "
 
 
-def _view_blob(owner, shape):
-    """A blob sharing ``owner``'s storage with another shape (PERMISSIVE sharing)."""
-    blob = Blob.__new__(Blob)
-    blob.name, blob.dtype, blob.owner = owner.name, owner.dtype, owner
-    blob.data, blob.diff = owner.data.reshape(shape), owner.diff.reshape(shape)
-    return blob
+def _is_phase(value):
+    if isinstance(value, str):
+        return value.upper() in graph.PHASES
+    return not isinstance(value, bool) and value in graph.PHASES.values()
+
+
+def _weights_and_phase(args, weights, phase):
+    """pycaffe's two orders: Net(model, phase, weights=...) and Net(model, weights, phase)."""
+    if len(args) > 2:
+        raise TypeError(f"Net() takes a model and at most two more positional arguments, got {len(args) + 1}")
+    if args and _is_phase(args[0]):
+        if len(args) == 2:
+            raise TypeError("Net(model, phase, ...): give weights as weights=..., or as Net(model, weights, phase)")
+        phase = args[0] if phase is None else phase
+    elif args:
+        weights = args[0] if weights is None else weights
+        if len(args) == 2:
+            phase = args[1] if phase is None else phase
+    return weights, ("TEST" if phase is None else phase)
 
 
 def _loss_weight_of(layer_param, top_index):

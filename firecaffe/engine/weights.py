@@ -13,14 +13,14 @@ def _is_hdf5(path):
     return str(path).endswith(".h5")
 
 
-def copy_into(net, source, require_all=False):
+def copy_into(net, source, require_all=False, hdf5=False):
     """Copy weights by layer name; source layers the net lacks are ignored, as in Caffe.
 
     With ``require_all`` (a snapshot being restored), every layer of the net that
     has weights must be in the source: a file cut short is refused, not half-loaded.
     """
     label = source if isinstance(source, str) else "<NetParameter>"
-    if isinstance(source, str) and _is_hdf5(source):
+    if isinstance(source, str) and (hdf5 or _is_hdf5(source)):
         pairs = _hdf5_layers(source)
     else:
         param = io.read_caffemodel(source) if isinstance(source, str) else source

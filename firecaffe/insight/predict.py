@@ -2,31 +2,25 @@
 
 Used by ``firecaffe analyze NET --workers 32,128 [--profile FILE | --bandwidth 10GB/s
 --latency 2us] [--compute-ms T]``. For a gradient of n bytes (the net's
-parameter bytes) reduced among p workers, per iteration:
-
-    strategy  per worker (sent + received)   total sent, all ranks   busiest rank (sent + received)
-    tree      4 (p-1)/p n  (on average)       2 (p-1) n               2 ceil(log2 p) n   (the root)
-    ring/mpi  4 (p-1)/p n                     2 (p-1) n               4 (p-1)/p n
-    ps        2 n                             2 p n                   2 p n / S          (each server)
-
-Time comes from the alpha-beta-gamma model (firecaffe.insight.bench.model). Strong
+parameter bytes) reduced among p workers, per iteration, each strategy of the
+registry (firecaffe/comm) that runs without a GPU gives the bytes it moves per
+worker, in total and on its busiest rank (its ``traffic``), and its time from
+the alpha-beta-gamma model (firecaffe.insight.bench.model). Strong
 scaling at a fixed global batch: one iteration takes T on 1 worker, so on p
 workers it takes T/p + comm(p); speedup = T / (T/p + comm(p)), efficiency =
 speedup / p. Computation and communication are not overlapped (an upper bound
 on time, as in FireCaffe's analysis).
 """
-import functools
 import math
 import re
 
-import click
 
+from ..comm import names
 from .bench import model
 from ..errors import FirecaffeError
 
 DEFAULT_BANDWIDTH = "10GB/s"
 DEFAULT_LATENCY = "2us"
-PREDICTED_COMMS = ("tree", "ring", "mpi", "ps")
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ns": 1e-9}
@@ -118,33 +112,23 @@ def make_profile(profile_path=None, bandwidth=None, latency=None, gamma=None):
     return model.check_profile(profile)
 
 
-def traffic(comm, n, p, servers=1):
-    """``(per_worker, total, busiest)`` bytes of one reduction of n bytes among p workers."""
-    if comm == "ps":
-        return 2 * n, 2 * p * n, 2 * p * n / servers
-    if p == 1:
-        return 0, 0, 0
-    per_worker = 4 * (p - 1) / p * n
-    busiest = 2 * model.log2_ceil(p) * n if comm == "tree" else per_worker
-    return per_worker, 2 * (p - 1) * n, busiest
-
-
-def add_prediction(report, workers, profile, compute_ms=None, comms=PREDICTED_COMMS, servers=1):
+def add_prediction(report, workers, profile, compute_ms=None, comms=None, servers=1):
     """Add ``report['predicted']``: one record per strategy and worker count; returns the report.
 
     ``report`` is an ``analysis.analyze`` dict (its ``param_bytes`` is the gradient size).
+    ``comms`` defaults to every registered strategy that runs without a GPU.
     """
     if compute_ms is not None and not compute_ms > 0:
         raise FirecaffeError(f"--compute-ms must be more than 0, got {compute_ms}")
     n = report["param_bytes"]
     records = []
-    for comm in comms:
+    for comm in comms or names(default_only=True):
         for p in workers:
             seconds = model.predict(comm, n, p, profile, servers)
-            per_worker, total, busiest = traffic(comm, n, p, servers)
+            per_worker, total, busiest = model.traffic(comm, n, p, servers)
             record = {"comm": comm, "workers": p, "seconds": seconds, "bytes": n,
                       "bytes_per_worker": per_worker, "bytes_total": total, "bytes_busiest": busiest}
-            if comm == "ps":
+            if model.processes(comm, p, servers) > p:
                 record["num_servers"] = servers
             if compute_ms is not None:
                 compute = compute_ms / 1e3
@@ -178,39 +162,3 @@ def format_prediction(report):
             line += f" {r['iteration_s'] * 1e3:9.2f} {r['speedup']:8.2f} {r['efficiency']:6.1%}"
         lines.append(line)
     return "\n".join(lines)
-
-
-def prediction_options(command):
-    """Click options of ``analyze`` for scaling predictions; they arrive as keyword arguments."""
-    options = [
-        click.option("--workers", metavar="P[,P...]", help="Predict communication and speedup at these "
-                     "worker counts."),
-        click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
-                     help="Machine profile from `firecaffe bench fit --out`."),
-        click.option("--bandwidth", metavar="RATE", help=f"Link bandwidth, e.g. 10GB/s or 100Gb/s "
-                     f"(default {DEFAULT_BANDWIDTH} without --profile)."),
-        click.option("--latency", metavar="TIME", help=f"Per-message latency, e.g. 2us "
-                     f"(default {DEFAULT_LATENCY} without --profile)."),
-        click.option("--compute-ms", type=float, help="Milliseconds of one iteration at the global batch "
-                     "on 1 worker: adds strong-scaling speedup and efficiency."),
-        click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Parameter-server ranks for the ps prediction."),
-    ]
-    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
-
-
-def apply_prediction(report, workers=None, profile_path=None, bandwidth=None, latency=None,
-                     compute_ms=None, ps_servers=1):
-    """Add the prediction to ``report`` when ``--workers`` was given; True if it did.
-
-    The other options without ``--workers`` are an error (they would do nothing).
-    """
-    if workers is None:
-        given = [name for name, value in (("--profile", profile_path), ("--bandwidth", bandwidth),
-                                          ("--latency", latency), ("--compute-ms", compute_ms)) if value]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} only make sense with --workers P[,P...]")
-        return False
-    profile = make_profile(profile_path, bandwidth, latency)
-    add_prediction(report, parse_workers(workers), profile, compute_ms, servers=ps_servers)
-    return True

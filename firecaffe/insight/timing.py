@@ -32,7 +32,7 @@ def time_net(net, iterations):
         mid = time.perf_counter()
         for i in reversed(range(n)):
             t = time.perf_counter()
-            net.backward_layer(i)
+            net.backward_layer(i, always=True)       # as `caffe time`: every layer, loss or not
             _sync()
             bwd[i] += time.perf_counter() - t
         end = time.perf_counter()

@@ -13,6 +13,7 @@ from ..errors import ShapeError
 
 
 class Layer:
+    fill_blobs = True        # False in a shapes-only net: parameter blobs stay unfilled zeros
     exact_num_bottom = None
     min_num_bottom = None
     max_num_bottom = None
@@ -20,6 +21,8 @@ class Layer:
     min_num_top = None
     max_num_top = None
     is_loss = False          # loss layers default to loss_weight 1 on their first top
+    is_data = False          # reads a source; the net gives it its shard (``shard``)
+    frozen_blobs = ()        # indices of blobs that are statistics, never learned
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
@@ -77,6 +80,14 @@ class Layer:
     def allow_force_backward(self, bottom_index):
         return True
 
+    def auto_top_blobs(self):
+        """Caffe's AutoTopBlobs: the net adds anonymous tops a prototxt leaves out."""
+        return self.is_loss
+
+    def describe_sample(self, n):
+        """Where sample ``n`` of the batch in a data layer's tops came from, or None."""
+        return None
+
     # --- helpers for subclasses --------------------------------------------
     def check_arity(self, bottom, top):
         for what, blobs, exact, lo, hi in (
@@ -110,7 +121,7 @@ class Layer:
         """A new parameter blob of ``shape``, filled by the FillerParameter ``filler``."""
         from ..core.fillers import fill
         blob = Blob(shape, self.dtype, name=f"{self.name}[{len(self.blobs)}]")
-        if filler is not None:
+        if filler is not None and self.fill_blobs:
             blob.data[...] = backend.xp().asarray(fill(filler, blob.shape, self.dtype))
         self.blobs.append(blob)
         return blob

@@ -73,7 +73,7 @@ class InfogainLoss(ExtraLoss):
                 self.fail("needs the infogain matrix H: a third bottom or infogain_loss_param.source",
                           PrototxtError)
             from ..proto.io import blob_to_array, read_blobproto
-            self.stored_h = backend.to_device(blob_to_array(read_blobproto(p.source), self.dtype))
+            self.stored_h = backend.xp().asarray(blob_to_array(read_blobproto(p.source), self.dtype))
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)

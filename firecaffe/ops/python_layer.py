@@ -5,8 +5,8 @@ python_param { module layer param_str share_in_parallel }: ``module`` is importe
 from sys.path (PYTHONPATH, and the current directory, which a ``python`` started
 there would search too), ``layer`` is the class, constructed with the
 LayerParameter as pycaffe does. Before ``setup`` the object gets ``param_str`` and
-``phase`` (firecaffe.TRAIN or TEST, so ``self.phase == caffe.TRAIN`` reads as in
-pycaffe). As in Caffe, ``reshape`` runs before every ``forward``. Blobs the class
+``phase`` (an int, 0 for TRAIN and 1 for TEST, as pycaffe gives it, so that
+``self.phase == caffe.TRAIN`` reads as in pycaffe). As in Caffe, ``reshape`` runs before every ``forward``. Blobs the class
 adds with ``self.blobs.add_blob(*shape)`` are learnable parameters of the net.
 ``loss_weight`` in the prototxt makes a top a loss, as for any layer.
 ``share_in_parallel`` has no effect: every MPI rank is a process of its own,
@@ -100,7 +100,7 @@ class PythonLayer(_OpLayer):
             self.user.blobs = BlobVec()
         self.user.blobs.dtype, self.user.blobs.name = self.dtype, self.name
         self.user.param_str = p.param_str
-        self.user.phase = phase
+        self.user.phase = _phase_value(phase)
         self.user.layer_param = param
         self.blobs = self.user.blobs            # the net collects these as learnable blobs
 
@@ -150,6 +150,12 @@ class PythonLayer(_OpLayer):
     def backward_cpu(self, top, propagate_down, bottom):
         with _host_view(bottom, top, bottoms_out=True) as (b, t):
             self._call(self.user.backward, "backward", t, list(propagate_down), b)
+
+
+def _phase_value(phase):
+    """pycaffe gives a Python layer its phase as an int (caffe.TRAIN = 0, TEST = 1)."""
+    from ..proto import caffe_pb2
+    return caffe_pb2.Phase.Value(phase.upper()) if isinstance(phase, str) else int(phase)
 
 
 class _HostBlob:

@@ -113,7 +113,7 @@ def _parse(text, message, filename):
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as err:
-        what = _POSITION.sub("", str(err))
+        what = _POSITION.sub("", str(err)).replace('"firecaffe.caffe.', '"caffe.')   # Caffe's names
         if err.GetLine() is None:
             raise PrototxtError(f"{filename}: {what}") from None
         raise PrototxtError(f"{filename}:{err.GetLine()}:{err.GetColumn()}: {what}") from None

@@ -1,73 +1,54 @@
 """Data-parallel training over MPI (FireCaffe's scheme).
 
 Every worker rank runs the same net on its own slice of each batch. Rank 0's
-initial weights are broadcast; after backward the gradient arena is summed
-across workers by the chosen strategy (``--comm``) and averaged, and every
-worker applies the same update, so all ranks hold identical weights and p
-ranks with batch b step exactly like one rank with batch p*b.
+initial weights are broadcast; after backward the strategy chosen with
+``--comm`` (firecaffe/comm) turns the ranks' gradient arenas into new weights:
+it sums them and calls back ``_update``, which averages the sum (the one place
+the 1/p lives) and applies the solver's own rule, so all ranks hold identical
+weights and p ranks with batch b step exactly like one rank with batch p*b.
 
-With ``--comm ps`` the last S ranks are parameter servers: workers push
-gradients and pull fresh weights, and each server applies the solver update
-to its shard of the parameters.
+Ranks that compute no gradients (parameter servers) run the same Solver loop:
+forward and backward are skipped there, and the strategy calls ``_update`` on
+their shard of the arenas.
 
-With ``--bucket-mb`` the arena is reduced in buckets on a background thread
-while backward is still running (the arena is laid out in reverse layer order,
-so backward fills it front to back); the time hidden that way is logged.
+With ``--bucket-mb`` (strategies whose step is an allreduce) the arena is
+reduced in buckets on a background thread while backward is still running
+(the arena is laid out in reverse layer order, so backward fills it front to
+back); the time hidden that way is logged.
 """
 import os
 import time
 
 import numpy as np
 
+from ..comm import make_strategy, strategy_class
+from ..comm.base import staged
 from ..core import backend
-from . import watchdog
-from ..comm import make_communicator
-from ..solvers.solver import snapshot_due
-from ..errors import FirecaffeError
 from ..core.log import LOGGER
-
-TAG_PS_HISTORY = 24          # solver history, parameter server -> worker 0, for snapshots
-
-
-def MPI_IN_PLACE():
-    from mpi4py import MPI
-    return MPI.IN_PLACE
+from ..errors import FirecaffeError
+from . import watchdog
 
 
-def MPI_WAITALL(requests):
-    if requests:
-        from mpi4py import MPI
-        MPI.Request.Waitall(requests)
-        requests.clear()
-
-
-def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
+def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
     """The DataParallel object for this rank, or a clear error before any work."""
     if world is None:
-        if comm_name == "nccl":
-            raise FirecaffeError("--comm nccl needs MPI ranks and GPUs: run under mpirun with --gpu")
+        if strategy_class(comm_name).needs_gpu:
+            raise FirecaffeError(f"--comm {comm_name} needs MPI ranks and GPUs: run under mpirun with --gpu")
         return None
     return DataParallel(world, comm_name, ps_servers=ps_servers, bucket_mb=bucket_mb,
-                        check_consistency=check_consistency)
+                        check_consistency=check_consistency, inter=inter)
 
 
 class DataParallel:
-    def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0):
+    def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
         from mpi4py import MPI
         self.world = world
         self.comm_name = comm_name
-        self.split = None
-        if comm_name == "ps":
-            from ..comm.ps import split_servers
-            self.split = split_servers(world, ps_servers)
-            self.is_worker = self.split.role == "worker"
-            self.server_comm = world.Split(0 if not self.is_worker else MPI.UNDEFINED, world.Get_rank())
-            worker_comm = self.split.worker_comm
-            self.num_workers = self.split.num_workers
-        else:
-            self.is_worker, worker_comm, self.num_workers = True, world, world.Get_size()
-        self.worker_comm = worker_comm
-        self.worker_rank = worker_comm.Get_rank() if self.is_worker else -1
+        self.strategy = make_strategy(comm_name, world, servers=ps_servers, inter=inter)
+        self.is_worker = self.strategy.is_worker
+        self.worker_comm = self.strategy.worker_comm
+        self.num_workers = self.strategy.num_workers
+        self.worker_rank = self.worker_comm.Get_rank() if self.is_worker else -1
         self.is_root = world.Get_rank() == 0
         node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
         self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
@@ -75,30 +56,29 @@ class DataParallel:
         _share_cores(self.local_size)
         self.bucket_bytes = int(bucket_mb * 2**20)
         self.check_every = check_consistency
-        self.communicator = None
-        if self.is_worker:
-            options = {"split": self.split} if comm_name == "ps" else {}
-            self.communicator = make_communicator(comm_name, worker_comm, **options)
         self.reducer = None
         self.comm_seconds = self.hidden_seconds = 0.0
-        self.watchdog = watchdog.NoWatchdog()     # firecaffe/watchdog.py: --stall-timeout
+        self.watchdog = watchdog.NoWatchdog()     # firecaffe/run/watchdog.py: --stall-timeout
 
     # --- set-up --------------------------------------------------------------
     def attach(self, solver):
         """Called by the Solver once its nets exist: start every rank from rank 0's weights."""
         self.solver = solver
         self.broadcast_weights(solver.net)
-        if self.is_worker and self.bucket_bytes and self.comm_name != "ps":
+        if self.is_worker and self.bucket_bytes and self.strategy.overlaps:
             from ..comm.overlap import BucketReducer
-            self.reducer = BucketReducer(self.communicator, solver.net.diff_arena, self.bucket_bytes)
+            self.reducer = BucketReducer(self.strategy, solver.net.diff_arena, self.bucket_bytes)
 
     def broadcast_weights(self, net):
         """Rank 0's parameters to every rank (workers and parameter servers)."""
-        with _host(net.param_arena) as buf:
+        root = self.is_root
+        with staged(net.param_arena, device_ok=True, download=root, upload=not root) as buf:
             self.world.Bcast(buf, root=0)
 
     # --- one step ------------------------------------------------------------
     def forward_backward(self, net):
+        if not self.is_worker:
+            return 0.0
         if self.reducer is None or self.solver.param.iter_size > 1:
             return net.forward_backward()
         loss = net.forward_range()
@@ -106,29 +86,32 @@ class DataParallel:
         return loss
 
     def update(self, solver, rate):
+        """The strategy turns every rank's gradient into new weights, calling ``_update`` for the rule."""
         net = solver.net
+        bucketed = self.reducer is not None and solver.param.iter_size == 1
+        self.hidden_seconds = update_seconds = 0.0
+        if bucketed:
+            with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
+                stats = self.reducer.wait()
+            self.hidden_seconds = stats.hidden_s
+
+        def update_window(window, sum_across):
+            nonlocal update_seconds
+            start = time.perf_counter()
+            net.diff_arena[window] *= net.dtype.type(1.0 / self.num_workers)
+            solver.apply_rule(rate, window, sum_across)
+            update_seconds += time.perf_counter() - start
+
         start = time.perf_counter()
-        if self.comm_name == "ps":
-            with self.watchdog.guard("the push of the gradients and pull of the weights", solver.iter):
-                self.communicator.push_pull_(net.diff_arena, out=net.param_arena)
-            self.comm_seconds = time.perf_counter() - start
-            self.hidden_seconds = 0.0
-        else:
-            if self.reducer is not None and solver.param.iter_size == 1:
-                with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
-                    stats = self.reducer.wait()
-                self.comm_seconds, self.hidden_seconds = stats.comm_s, stats.hidden_s
-            else:
-                with self.watchdog.guard("the allreduce of the gradients", solver.iter):
-                    self.communicator.allreduce_(net.diff_arena)
-                self.comm_seconds, self.hidden_seconds = time.perf_counter() - start, 0.0
-            net.diff_arena *= net.dtype.type(1.0 / self.num_workers)
-            solver.apply_rule(rate)
+        what = "the bucketed allreduce of the gradients" if bucketed else self.strategy.step_words
+        with self.watchdog.guard(what, solver.iter):
+            self.strategy.step_(net.diff_arena, net.param_arena, update_window, reduced=bucketed)
+        self.comm_seconds = stats.comm_s if bucketed else time.perf_counter() - start - update_seconds
         p = solver.param
         if p.display and solver.iter % p.display == 0:
             LOGGER.info(f"Iteration {solver.iter}, communication ({self.comm_name}, {self.num_workers} workers) "
                         f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward")
-        if self.check_every and (solver.iter + 1) % self.check_every == 0:
+        if self.is_worker and self.check_every and (solver.iter + 1) % self.check_every == 0:
             self.check_consistency(net, solver.iter + 1)
 
     def check_consistency(self, net, iteration):
@@ -143,57 +126,13 @@ class DataParallel:
             raise FirecaffeError(f"iteration {iteration}: weights differ across ranks: worker rank(s) "
                                  f"{', '.join(map(str, differ))} disagree with rank 0 (--check-consistency)")
 
-    # --- parameter server ----------------------------------------------------
-    def serve(self, solver):
-        """A server rank's life: apply the solver update to its shard until the workers close."""
-        from ..comm.ps import PSServer
-        from ..solvers import lr_policy
-        from ..solvers.updates import grad_sumsq, make_update_rule
-        net, param = solver.net, solver.param
-        server = PSServer(self.split, net.param_arena.size, net.dtype)
-        shard = server.shard
-        params = net.param_arena[shard]
-        rule = make_update_rule(param, params.size, net.dtype, backend.xp_of(params))
-        rule.load_state([h[shard] for h in solver.rule.state()])     # restored history, if any
-        lr_mult, decay_mult = solver.lr_mult[shard], solver.decay_mult[shard]
-        scale = net.dtype.type(1.0 / self.num_workers)
-
-        pending = []                  # history sends to worker 0, finished before the history changes
-
-        def update(shard_sum):
-            MPI_WAITALL(pending)
-            shard_sum *= scale
-            sumsq = None
-            if param.clip_gradients >= 0:          # the norm spans every server's shard
-                total = np.array([grad_sumsq(shard_sum)])
-                self.server_comm.Allreduce(MPI_IN_PLACE(), total)
-                sumsq = float(total[0])
-            rate = lr_policy.learning_rate(param, solver.iter)
-            rule.apply(params, shard_sum, lr_mult, decay_mult, rate, solver.iter, global_sumsq=sumsq)
-            solver.iter += 1
-            if snapshot_due(param, solver.iter):       # worker 0 writes the snapshot
-                pending.extend(self.world.Isend(backend.to_host(h), dest=0, tag=TAG_PS_HISTORY)
-                               for h in rule.state())
-            return params
-
-        server.serve(update)
-        MPI_WAITALL(pending)
-
     def gather_history(self, solver):
-        """On worker 0 before a snapshot: fetch the solver history the servers hold."""
-        if self.comm_name != "ps" or not self.is_root:
-            return
-        from ..comm.base import even_bounds
-        bounds = even_bounds(solver.net.param_arena.size, self.split.num_servers)
-        for s in range(self.split.num_servers):
-            for history in solver.rule.state():
-                with _host(history[bounds[s]:bounds[s + 1]]) as buf:
-                    self.world.Recv(buf, source=self.num_workers + s, tag=TAG_PS_HISTORY)
+        """Before a snapshot (every rank): rank 0's solver history made whole by the strategy."""
+        self.strategy.gather_history_(solver.rule.state(), root=0)
 
     def close(self):
-        if self.comm_name == "ps" and self.is_worker:
-            self.communicator.close()
-        if self.reducer is not None and hasattr(self.reducer, "close"):
+        self.strategy.close()
+        if self.reducer is not None:
             self.reducer.close()
 
 
@@ -207,18 +146,3 @@ def _share_cores(ranks_on_node):
     except ImportError:
         return
     threadpool_limits(max(1, (os.cpu_count() or 1) // ranks_on_node))
-
-
-class _host:
-    """Context manager: a host buffer for ``array`` that is copied back on exit."""
-
-    def __init__(self, array):
-        self.array = array
-
-    def __enter__(self):
-        self.host = backend.to_host(self.array)
-        return self.host
-
-    def __exit__(self, *exc):
-        if self.host is not self.array:
-            self.array[...] = backend.xp_of(self.array).asarray(self.host)

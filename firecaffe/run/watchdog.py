@@ -15,6 +15,7 @@ Two guards, both started by ``firecaffe train`` under MPI (``install``):
   a nonblocking barrier; a thread watches the deadline. A rank that waits
   longer than the timeout (in the arrival barrier or in the reduction itself)
   prints where it waits, with worker 0 naming the ranks that have not arrived,
+  and the ranks whose nodes no longer answer over the network (``reachability``),
   and aborts the job (MPI_Abort).
 """
 import atexit
@@ -27,6 +28,8 @@ import threading
 import time
 
 import numpy as np
+
+from . import reachability
 
 TAG_ARRIVAL = 31
 GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
@@ -156,6 +159,8 @@ class StallWatchdog:
         group = comm.Get_group()
         self.world_ranks = group.Translate_ranks(list(range(self.size)), self.world.Get_group())
         group.Free()
+        self._beacon = reachability.Beacon()
+        self._cards = self.comm.allgather(self._beacon.card())   # start-up metadata, not gradients
         self._arrivals = np.zeros(max(self.size, 1), np.int64)
         self._pending = []                   # worker 0: arrival receives of the current guard
         self._cond = threading.Condition()
@@ -213,6 +218,7 @@ class StallWatchdog:
             where += "; not every rank has arrived (rank 0 names them)"
         else:
             where += "; every rank arrived, the reduction itself does not finish"
+        where += self._network_report()
         sys.stderr.write(where + "; aborting the job\n")
         sys.stderr.flush()
         disarm()
@@ -224,6 +230,17 @@ class StallWatchdog:
             # MPICH's MPI_Abort can return when another thread of this rank is inside a
             # blocking collective (--bucket-mb); never go back to the loop and report again
             os._exit(3)
+
+
+    def _network_report(self):
+        """``; unreachable over the network: rank 2 (on node7)``, or nothing when every peer answers."""
+        lost = reachability.unreachable(self._cards, skip={self.rank})
+        if not lost:
+            return ""
+        if self.size > 2 and len(lost) == self.size - 1:
+            return f"; no other rank answers over the network: this node ({self._cards[self.rank][0]}) is cut off"
+        named = [(self.world_ranks[r], self._cards[r][0]) for r in lost]
+        return "; unreachable over the network: " + ", ".join(f"rank {r} (on {host})" for r, host in named)
 
 
 def install(sync, stall_timeout):

@@ -2,9 +2,10 @@
 
 The update arithmetic lives in updates.py and works on the flat parameter and
 gradient arenas; this file owns everything around it. Data parallelism plugs in
-through ``self.sync`` (see firecaffe/parallel.py): it sums gradients across
-ranks while backward runs, or, for a parameter server, replaces the local
-update with a push of gradients and a pull of fresh weights.
+through ``self.sync`` (firecaffe/run/parallel.py): its strategy turns the
+ranks' gradients into new weights, calling back ``apply_rule`` for the update.
+Parameter-server ranks run this same loop (the strategy skips forward and
+backward there and applies the rule to their shard of the arenas).
 """
 import os
 import time
@@ -18,7 +19,7 @@ from ..errors import FirecaffeError
 from ..core.log import LOGGER, progress, setup as setup_logging
 from ..engine.net import Net
 from . import lr_policy, snapshot
-from .updates import make_update_rule
+from .updates import grad_sumsq, make_update_rule
 
 
 class Solver:
@@ -53,6 +54,7 @@ class Solver:
         self.iter = 0
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
+        self.callbacks = []             # (on_start, on_gradients) pairs, pycaffe's add_callback
         if self.sync is not None:
             self.sync.attach(self)
 
@@ -100,6 +102,11 @@ class Solver:
         return Net(source, phase=phase, level=level, stages=stages, shard=shard, source=path)
 
     # --- training ----------------------------------------------------------
+    def add_callback(self, on_start, on_gradients):
+        """Call ``on_start()`` at the start of every iteration and ``on_gradients()``
+        once its gradients are ready, before the update (pycaffe's add_callback)."""
+        self.callbacks.append((on_start, on_gradients))
+
     def learning_rate(self):
         return lr_policy.learning_rate(self.param, self.iter)
 
@@ -113,6 +120,8 @@ class Solver:
                 if p.test_interval and self.iter % p.test_interval == 0 and (
                         self.iter > 0 or p.test_initialization):
                     self.test_all()
+                for on_start, _ in self.callbacks:
+                    on_start()
                 display = p.display and self.iter % p.display == 0
                 self.net.clear_param_diffs()
                 loss = 0.0
@@ -129,6 +138,8 @@ class Solver:
                                 f"loss = {self.smoothed_loss:.6g}")
                     last_time, last_iter = now, self.iter
                     self._log_outputs(self.net, "Train", [self.net.blobs[n].data for n in self.net.outputs])
+                for _, on_gradients in self.callbacks:
+                    on_gradients()
                 self.apply_update(display)
                 self.iter += 1
                 if bar is not None:
@@ -154,14 +165,19 @@ class Solver:
         else:
             self.apply_rule(rate)
 
-    def apply_rule(self, rate, data=None, diff=None, lr_mult=None, decay_mult=None, global_sumsq=None):
-        """Caffe's ApplyUpdate on the arenas (or on a shard of them)."""
+    def apply_rule(self, rate, window=slice(None), sum_across=None):
+        """Caffe's ApplyUpdate on the arenas, or on ``window`` of them (a parameter server's shard).
+
+        ``sum_across(x)`` adds a float over the ranks that update the other
+        windows, so that gradient clipping sees the norm of the whole gradient.
+        """
         net = self.net
-        self.rule.apply(net.param_arena if data is None else data,
-                        net.diff_arena if diff is None else diff,
-                        self.lr_mult if lr_mult is None else lr_mult,
-                        self.decay_mult if decay_mult is None else decay_mult,
-                        rate, self.iter, **({} if global_sumsq is None else {"global_sumsq": global_sumsq}))
+        rule = self.rule if window == slice(None) else self.rule.window(window)
+        sumsq = None
+        if self.param.clip_gradients >= 0 and sum_across is not None:
+            sumsq = sum_across(grad_sumsq(net.diff_arena[window]))
+        rule.apply(net.param_arena[window], net.diff_arena[window], self.lr_mult[window],
+                   self.decay_mult[window], rate, self.iter, global_sumsq=sumsq)
 
     def _update_smoothed_loss(self, loss):
         self.losses.append(loss)
@@ -176,7 +192,7 @@ class Solver:
         self.step(self.param.max_iter - self.iter)
         p = self.param
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
-            self.snapshot()         # (the parameter server mirrors this rule: snapshot_due)
+            self.snapshot()
         if p.display and self.iter % p.display == 0 and not self.quiet:
             loss = self.net.forward_range()
             LOGGER.info(f"Iteration {self.iter}, loss = {loss:.6g}")
@@ -214,10 +230,10 @@ class Solver:
 
     # --- snapshots ---------------------------------------------------------
     def snapshot(self):
-        """Write weights and solver state (atomically); return the state file's path.
+        """Write weights and solver state (atomically) on rank 0; return the state file's path.
 
-        With a parameter server, call it only where ``snapshot_due`` says so (the
-        servers send their solver history to worker 0 exactly then).
+        Under data parallelism every rank calls it at the same iteration (the
+        parameter servers send rank 0 their shards of the solver history).
         """
         if self.sync is not None:
             self.sync.gather_history(self)
@@ -229,12 +245,6 @@ class Solver:
 
     def restore(self, path):
         snapshot.restore(self, path)
-
-
-def snapshot_due(param, iteration):
-    """Whether solve() snapshots after reaching ``iteration``."""
-    periodic = param.snapshot and iteration % param.snapshot == 0
-    return bool(periodic or (param.snapshot_after_train and iteration == param.max_iter))
 
 
 def share_weights(test_net, train_net):

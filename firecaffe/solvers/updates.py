@@ -18,6 +18,8 @@ server applies it to its shard, passing the global squared norm of the gradient
 as ``global_sumsq`` when clipping. Arrays may be NumPy or CuPy; the dtype of
 ``data`` is kept throughout (scratch and history are allocated in it).
 """
+import copy
+
 import numpy as np
 
 from ..core import backend
@@ -57,9 +59,6 @@ class UpdateRule:
         self.compute_update_value(diff, lr_mult, rate, iteration)
         data -= diff
 
-    def grad_sumsq(self, diff):
-        return grad_sumsq(diff)
-
     def clip(self, diff, global_sumsq=None):
         """Scale ``diff`` so that the global L2 norm is at most clip_gradients; returns the factor."""
         clip = self.param.clip_gradients
@@ -93,6 +92,18 @@ class UpdateRule:
 
     def compute_update_value(self, diff, lr_mult, rate, iteration):
         raise NotImplementedError
+
+    def window(self, window):
+        """This rule over ``window`` of the flat arrays: same type and parameters, history shared (views)."""
+        cached = getattr(self, "_windows", {}).get((window.start, window.stop))
+        if cached is not None:
+            return cached
+        rule = copy.copy(self)
+        rule.history = [h[window] for h in self.history]
+        rule._scratch = [s[window] for s in self._scratch]
+        rule.size = rule.history[0].size if rule.history else len(range(*window.indices(self.size)))
+        self.__dict__.setdefault("_windows", {})[(window.start, window.stop)] = rule
+        return rule
 
     # --- state for snapshots -------------------------------------------------
     def state(self):

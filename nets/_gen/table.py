@@ -7,7 +7,7 @@ deploy net). Communication is for one reduction of the gradient of the train net
 G = 4 x its parameters bytes (GoogLeNet's auxiliary classifiers make its train net
 larger than its deploy net; BatchNorm's statistics ride along in the arena), among p workers,
 counted at the busiest rank (bytes it sends plus bytes it receives), which is what bounds the
-time of a bandwidth-bound step. The counts are firecaffe.insight.predict.traffic's, the ones
+time of a bandwidth-bound step. The counts are firecaffe.insight.bench.model.traffic's, the ones
 `firecaffe analyze --workers` prints:
 
     tree  binomial reduce then broadcast (FireCaffe): the root takes ceil(log2 p)
@@ -24,7 +24,7 @@ import sys
 
 from firecaffe.insight.analysis import analyze
 from firecaffe.engine.net import Net
-from firecaffe.insight.predict import traffic
+from firecaffe.insight.bench.model import traffic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zoo  # noqa: E402
@@ -42,7 +42,7 @@ def main(names):
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for name in names or ORDER:
-        report = analyze(Net(os.path.join(NETS, name, "deploy.prototxt"), phase="TEST"))
+        report = analyze(Net(os.path.join(NETS, name, "deploy.prototxt"), phase="TEST", shapes_only=True))
         train_params = zoo.build(name, True).params
         moved = {p: {s: traffic(s, 4 * train_params, p)[2] for s in ("tree", "ring", "ps")} for p in WORKERS}
         cells = [f"`{name}`", f"{report['params']:,d}", f"{report['param_bytes'] / mb:.1f}",

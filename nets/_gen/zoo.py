@@ -12,8 +12,8 @@ import os
 import sys
 
 from firecaffe.insight.design import (MSRA, SQUEEZENET_SOLVER, SQUEEZENET_SOLVER_NOTE, SQUEEZENET_V1_0,
-                              SQUEEZENET_V1_1, XAVIER, Enum, NetBuilder, SqueezeNetSpec,
-                              build_squeezenet, constant, gaussian, paper_mb, solver_text)
+                                      SQUEEZENET_V1_1, XAVIER, Enum, NetBuilder, SqueezeNetSpec,
+                                      build_squeezenet, constant, gaussian, paper_mb, solver_text)
 
 NETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGENET_TRAIN_IMAGES = 1281167
@@ -217,7 +217,7 @@ def step_recipe(paper, batch, base_lr, weight_decay, steps, max_iter):
 
 
 VGG_RECIPE = step_recipe("VGG (Simonyan and Zisserman 2015)", 256, 0.01, 0.0005, (100000, 200000, 300000), 370000)
-SQUEEZENET_RECIPE = (SQUEEZENET_SOLVER, SQUEEZENET_SOLVER_NOTE)
+SQUEEZENET_RECIPE = (SQUEEZENET_SOLVER + [("solver_mode", Enum("GPU"))], SQUEEZENET_SOLVER_NOTE)
 FIRENET_SOLVER = firecaffe_recipe(68)
 CIFAR_SOLVER = (
     [("test_iter", 100), ("test_interval", 500), ("test_initialization", False), ("base_lr", 0.04), ("lr_policy", "poly"), ("power", 1.0),

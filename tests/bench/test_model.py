@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from firecaffe.comm import names
 from firecaffe.insight.bench import model
 from firecaffe.errors import FirecaffeError
 
@@ -11,7 +12,7 @@ PROFILE = {"alpha_s": 1e-6, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 1e-10}
 
 
 @pytest.mark.parametrize("comm, n, p, servers, expected", [
-    ("tree", 1000, 8, 1, (6, 6000, 3000)),         # L = 3: 2L(a + n b) + L n g
+    ("tree", 1000, 8, 1, (6, 6000, 3000)),         # L = 3, one chunk: 2L(a + n b) + L n g
     ("tree", 1000, 5, 1, (6, 6000, 3000)),         # L = ceil(log2 5) = 3
     ("tree", 1000, 2, 1, (2, 2000, 1000)),
     ("ring", 1000, 4, 1, (6, 1500, 750)),          # 2(p-1) a + 2(p-1)/p n b + (p-1)/p n g
@@ -31,9 +32,17 @@ def test_predict_combines_the_three_constants():
     assert model.predict("ps", 1000, 4, PROFILE, servers=2) == pytest.approx(8e-6 + 4e-6 + 0.15e-6)
 
 
-def test_pipelined_tree_on_two_ranks_is_one_pass_plus_one_latency_per_chunk():
-    a, b, c = model.coefficients("tree_pipelined", 4 * 2**20, 2, chunk_bytes=2**20)
-    assert (a, b, c) == (4, 4 * 2**20, 4 * 2**20)
+def test_tree_cost_is_the_pipelined_tree_one_root_cycle_per_chunk_plus_the_last_way_down():
+    # 2 ranks, 4 chunks of 1 MiB: the root takes a chunk in while the previous one goes back (4 cycles),
+    # then sends the last one down: 5 latencies, 5 MiB over its link, 4 MiB added.
+    assert model.coefficients("tree", 4 * 2**20, 2, chunk_bytes=2**20) == (5, 5 * 2**20, 4 * 2**20)
+    # 8 ranks (L = 3), 2.5 chunks: 3 cycles of 3 chunks at the root, then 3 sends of the half chunk.
+    assert model.coefficients("tree", 5 * 2**19, 8, chunk_bytes=2**20) == (12, 3 * (5 * 2**19 + 2**19),
+                                                                           3 * 5 * 2**19)
+    # The default chunk is the one the running tree uses (512 KiB).
+    from firecaffe.comm.tree import DEFAULT_CHUNK_BYTES
+    assert DEFAULT_CHUNK_BYTES == 512 * 1024
+    assert model.coefficients("tree", 2**20, 2) == (3, 2**20 + 2**19, 2**20)
 
 
 def test_ps_grows_linearly_and_tree_logarithmically_in_bandwidth_term():
@@ -73,7 +82,18 @@ def test_totals_match_hand_computed_values(comm, n, p, servers, expected):
     assert model.totals(comm, n, p, servers) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("comm", ["tree", "ring", "mpi", "ps"])
+def test_traffic_per_strategy():
+    n = 1000
+    assert model.traffic("tree", n, 8) == (3500, 14000, 6000)     # root: 3 levels in and out
+    assert model.traffic("ring", n, 8) == (3500, 14000, 3500)
+    assert model.traffic("mpi", n, 8) == (3500, 14000, 3500)
+    assert model.traffic("mpi", n, 9) == pytest.approx((32000 / 9, 16000, 5500))  # the folding ranks
+    assert model.traffic("ps", n, 8, servers=2) == (2000, 16000, 8000)
+    assert model.traffic("ps", n, 1) == (2000, 2000, 2000)      # one worker still talks to its server
+    assert model.traffic("tree", n, 1) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("comm", names())
 @pytest.mark.parametrize("p", [2, 3, 4, 7, 8, 9, 16])
 def test_busiest_rank_bounds_the_work_spread_over_all_cores(comm, p):
     # P x busiest >= all ranks' work (2 copies per byte sent) term by term, so (P/C) x busiest is the

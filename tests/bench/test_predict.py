@@ -5,7 +5,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from firecaffe.cli import prediction as prediction_cli
 import firecaffe.insight.predict as predict
+from firecaffe.comm import names
 from firecaffe.errors import FirecaffeError
 
 REPORT = {"name": "toy", "params": 1_000_000, "param_bytes": 4_000_000, "flops": 0, "layers": []}
@@ -58,14 +60,6 @@ def test_parse_workers_refuses_nonsense(text):
         predict.parse_workers(text)
 
 
-def test_traffic_per_strategy():
-    n = 1000
-    assert predict.traffic("tree", n, 8) == (3500, 14000, 6000)     # root: 3 levels in and out
-    assert predict.traffic("ring", n, 8) == (3500, 14000, 3500)
-    assert predict.traffic("ps", n, 8, servers=2) == (2000, 16000, 8000)
-    assert predict.traffic("tree", n, 1) == (0, 0, 0)
-
-
 def test_add_prediction_speedup_on_a_10GBps_network():
     profile = predict.make_profile(bandwidth="10GB/s", latency="0us")
     report = predict.add_prediction(dict(REPORT), [1, 4], profile, compute_ms=100, comms=("ring",))
@@ -102,11 +96,11 @@ def test_compute_ms_must_be_positive():
 
 
 @click.command()
-@predict.prediction_options
+@prediction_cli.prediction_options
 @click.option("--json", "as_json", is_flag=True)
 def toy_analyze(as_json, **prediction):
     report = dict(REPORT)
-    if predict.apply_prediction(report, **prediction) and not as_json:
+    if prediction_cli.apply_prediction(report, **prediction) and not as_json:
         click.echo(predict.format_prediction(report))
     if as_json:
         click.echo(json.dumps(report))
@@ -118,7 +112,7 @@ def test_options_decorator_adds_predicted_records():
     assert result.exit_code == 0, result.output
     predicted = json.loads(result.output)["predicted"]
     assert {(r["comm"], r["workers"]) for r in predicted} == {
-        (c, p) for c in ("tree", "ring", "mpi", "ps") for p in (32, 128)}
+        (c, p) for c in names(default_only=True) for p in (32, 128)}
     text = CliRunner().invoke(toy_analyze, ["--workers", "32"]).output
     assert "speedup" not in text and "tree" in text and "10 GB/s" in text
 

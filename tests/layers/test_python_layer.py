@@ -160,7 +160,7 @@ def test_python_loss_layer_trains_the_net_below_it(user_module, tmp_path):
 
 def test_reshape_runs_before_every_forward_and_phase_and_param_str_reach_the_layer(user_module):
     layer, bottom, top = make_layer(python_layer("Counter"), [], phase="TEST")
-    assert layer.user.seen_phase == firecaffe.TEST == "TEST"
+    assert layer.user.seen_phase == firecaffe.TEST == 1          # an int, as pycaffe gives it
     for calls in range(3):
         layer.forward(bottom, top)
         assert top[0].shape == (calls + 1, 2) and np.all(top[0].data == calls)

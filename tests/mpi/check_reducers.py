@@ -3,8 +3,10 @@
 The first W ranks are the workers. tree, ring and mpi run on them while the two
 extra ranks wait; ps runs with the two extras as servers, then with one (the
 last rank waits). Every rank draws every worker's data from a seed, so each one
-computes the expected sum itself, in float64. Results print per failure and as
-a summary line on rank 0; the exit status is 1 if any rank saw a failure.
+computes the expected sum itself, in float64. Each strategy's ``allreduce_`` and
+its ``step_`` (gradients to new weights through an update callback) are checked.
+Results print per failure and as a summary line on rank 0; the exit status is 1
+if any rank saw a failure.
 """
 import functools
 import importlib.util
@@ -15,16 +17,20 @@ import fake_cupy
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.comm import make_communicator
+from firecaffe.comm import make_strategy, names, strategy_class
+from firecaffe.comm.base import WHOLE, even_bounds
 from firecaffe.comm.overlap import BucketReducer
-from firecaffe.comm.ps import PSServer, split_servers
 from firecaffe.comm.tree import binomial_links
 from firecaffe.errors import FirecaffeError
 from firecaffe.run.mpi_util import abort_on_error
 
 SIZES = (1, 2, 7, 1000, 65537, 3 * 2**18 + 1)  # the last is 3 MB of float32
 DTYPES = (np.float32, np.float64)
-PEERS = (("tree", {}), ("tree", {"chunk_bytes": 4000}), ("ring", {}), ("mpi", {}))
+# Every registered strategy whose ranks are all workers (ps, with servers, is checked on its own),
+# the tree and dbtree once more with small chunks so that the pipeline has many of them, and hier
+# with a ring among the node leaders.
+PEERS = tuple((name, {}) for name in names(default_only=True) if strategy_class(name).processes(1) == 1) + (
+    ("tree", {"chunk_bytes": 4000}), ("dbtree", {"chunk_bytes": 4000}), ("hier", {"inter": "ring"}))
 
 world = MPI.COMM_WORLD
 failures = []
@@ -64,49 +70,65 @@ def sleepy_barrier(comm):
         time.sleep(0.002)
 
 
+def halve_sum(diff, params, calls):
+    """An update callback for ``step_``: new weights are half the summed gradient; records its calls."""
+    def update(window, sum_across):
+        calls.append((window, sum_across))
+        params[window] = diff[window] * diff.dtype.type(0.5)
+    return update
+
+
 def check_peer(name, options, workers):
-    communicator = make_communicator(name, workers, **options)
+    strategy = make_strategy(name, workers, **options)
     for dtype in DTYPES:
         for size in SIZES:
             what = f"{name}{options or ''} {np.dtype(dtype).name}[{size}] on {workers.size} workers"
             flat = worker_data(workers.rank, size, dtype)
-            communicator.allreduce_(flat)
+            strategy.allreduce_(flat)
             check_sum(flat, workers.size, what)
-            for root in sorted({0, workers.size - 1}):
-                flat = worker_data(workers.rank, size, dtype)
-                communicator.broadcast_(flat, root=root)
-                check(np.array_equal(flat, worker_data(root, size, dtype)), f"{what}: broadcast_ from {root}")
+            diff, params, calls = worker_data(workers.rank, size, dtype), np.zeros(size, dtype), []
+            strategy.step_(diff, params, halve_sum(diff, params, calls))
+            check(calls == [(WHOLE, None)], f"{what}: step_ called update {calls}")
+            check_sum(2 * params, workers.size, f"{what}: step_")
 
 
-def check_parameter_server(split):
-    num_servers = split.num_servers
+def check_parameter_server(world, num_servers):
+    strategy = make_strategy("ps", world, servers=num_servers)
+    workers = strategy.num_workers
+    check(strategy.is_worker == (world.rank < workers), f"ps: rank {world.rank} has the wrong role")
     for dtype in DTYPES:
         for size in SIZES:
-            what = f"ps({num_servers} servers) {np.dtype(dtype).name}[{size}] on {split.num_workers} workers"
-            if split.role == "server":
-                check(PSServer(split, size, dtype).serve() == 2, f"{what}: server did not serve 2 steps")
+            what = f"ps({num_servers} servers) {np.dtype(dtype).name}[{size}] on {workers} workers"
+            if not strategy.is_worker:
+                flat = np.empty(size, dtype)
+                strategy.step_(flat, flat, lambda window, sum_across: None)     # answers allreduce_
+                diff, params, calls = np.zeros(size, dtype), np.zeros(size, dtype), []
+                strategy.step_(diff, params, halve_sum(diff, params, calls))
+                (window, sum_across), = calls
+                check(sum_across(1.0) == num_servers, f"{what}: sum_across adds over the servers")
+                history = [np.full(size, world.rank, dtype), np.full(size, -world.rank, dtype)]
+                strategy.gather_history_(history, root=0)
                 continue
-            communicator = make_communicator("ps", split.worker_comm, split=split)
-            flat = worker_data(communicator.rank, size, dtype)
-            communicator.allreduce_(flat)
-            check_sum(flat, split.num_workers, what)
-            pulled = np.zeros(size, dtype)
-            grad = worker_data(communicator.rank, size, dtype)
-            communicator.push_pull_(grad, out=pulled)
-            check(np.array_equal(pulled, flat), f"{what}: push_pull_ differs from allreduce_")
-            check(np.array_equal(grad, worker_data(communicator.rank, size, dtype)),
-                  f"{what}: push_pull_ changed the gradient")
-            root = split.num_workers - 1
-            communicator.broadcast_(grad, root=root)
-            check(np.array_equal(grad, worker_data(root, size, dtype)), f"{what}: broadcast_ from {root}")
-            communicator.close()
+            flat = worker_data(strategy.rank, size, dtype)
+            strategy.allreduce_(flat)
+            check_sum(flat, workers, what)
+            grad, params = worker_data(strategy.rank, size, dtype), np.zeros(size, dtype)
+            strategy.step_(grad, params, update=None)               # the servers update, not the workers
+            check(np.array_equal(2 * params, flat), f"{what}: step_ weights differ from the allreduce_ sum")
+            check(np.array_equal(grad, worker_data(strategy.rank, size, dtype)), f"{what}: step_ changed the gradient")
+            history = [np.zeros(size, dtype), np.zeros(size, dtype)]
+            strategy.gather_history_(history, root=0)
+            owner = np.repeat(np.arange(workers, workers + num_servers), np.diff(even_bounds(size, num_servers)))
+            expected = history if strategy.rank else [owner.astype(dtype), -owner.astype(dtype)]
+            check(all(np.array_equal(h, e) for h, e in zip(history, expected)), f"{what}: gather_history_")
+    strategy.close()
 
 
 def check_buckets(workers):
     for name in ("tree", "ring"):
-        communicator = make_communicator(name, workers)
+        strategy = make_strategy(name, workers)
         arena = np.zeros(100003, np.float32)
-        reducer = BucketReducer(communicator, arena, bucket_bytes=40000)
+        reducer = BucketReducer(strategy, arena, bucket_bytes=40000)
         for iteration in range(2):
             what = f"BucketReducer({name}) iteration {iteration} on {workers.size} workers"
             arena[:] = 0
@@ -123,31 +145,27 @@ def check_buckets(workers):
         print(f"BucketReducer: buckets reduced {mode}", flush=True)
 
 
-def check_device_staging(split):
+def check_device_staging(world):
     """CuPy arrays go through pinned host buffers: every strategy, with a stand-in CuPy (see fake_cupy)."""
     size = 1001
-    if split.role == "server":
-        check(PSServer(split, size, np.float64).serve() == 2, "ps server on fake device arrays")
+    ps = make_strategy("ps", world, servers=2)
+    if not ps.is_worker:
+        check(ps.serve(size, np.float64) == 2, "ps server on fake device arrays")
         return
     fake_cupy.install()
-    workers = split.worker_comm
-    for name, options in PEERS + (("ps", {"split": split}),):
+    workers = ps.worker_comm
+    for name, strategy in [(name, make_strategy(name, workers, **options)) for name, options in PEERS] + [("ps", ps)]:
         what = f"{name} on fake device arrays"
-        communicator = make_communicator(name, workers, **options)
         flat = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
-        communicator.allreduce_(flat)
+        strategy.allreduce_(flat)
         check_sum(flat.copy_to_host(), workers.size, what)
-        root = workers.size - 1
-        flat = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
-        communicator.broadcast_(flat, root=root)
-        check(np.array_equal(flat.copy_to_host(), worker_data(root, size, np.float64)), f"{what}: broadcast_")
     grad = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
-    out = fake_cupy.FakeDeviceArray(np.zeros(size))
-    communicator.push_pull_(grad, out=out)
-    check_sum(out.copy_to_host(), workers.size, "ps push_pull_ on fake device arrays")
+    params = fake_cupy.FakeDeviceArray(np.zeros(size))
+    ps.step_(grad, params, update=None)
+    check_sum(params.copy_to_host(), workers.size, "ps step_ on fake device arrays")
     check(np.array_equal(grad.copy_to_host(), worker_data(workers.rank, size, np.float64)),
-          "ps push_pull_ on fake device arrays changed the gradient")
-    communicator.close()
+          "ps step_ on fake device arrays changed the gradient")
+    ps.close()
     check(fake_cupy.transfers["get"] > 0 and fake_cupy.transfers["set"] > 0, "fake device arrays were not staged")
     del sys.modules["cupy"]
 
@@ -155,14 +173,14 @@ def check_device_staging(split):
 def check_errors():
     if importlib.util.find_spec("cupy") is None:
         try:
-            make_communicator("nccl", world)
+            make_strategy("nccl", world)
             check(False, "nccl without CuPy did not fail")
         except FirecaffeError as error:
             check(str(error).startswith("--comm nccl needs CuPy and an NVIDIA GPU on every rank"), str(error))
     for servers in (0, world.size):
         try:
-            split_servers(world, servers)
-            check(False, f"split_servers(num_servers={servers}) with {world.size} ranks did not fail")
+            make_strategy("ps", world, servers=servers)
+            check(False, f"ps with servers={servers} on {world.size} ranks did not fail")
         except FirecaffeError:
             check(True, "")
     for size in range(1, 12):
@@ -195,14 +213,13 @@ def main():
             check_peer(name, options, workers)
         check_buckets(workers)
     sleepy_barrier(world)
-    split = split_servers(world, 2)
-    check_parameter_server(split)
+    check_parameter_server(world, 2)
     if importlib.util.find_spec("cupy") is None:  # without the real CuPy, a stand-in drives the device path
-        check_device_staging(split)
+        check_device_staging(world)
     sleepy_barrier(world)
     first = world.Split(color=int(world.rank <= num_workers), key=world.rank)
     if world.rank <= num_workers:
-        check_parameter_server(split_servers(first, 1))
+        check_parameter_server(first, 1)
     sleepy_barrier(world)
     check_errors()
     totals = np.array([cases, len(failures)])

@@ -2,7 +2,8 @@
 fixed global batch, and save worker 0's weights for each, for comparison with
 one process training on the whole batch (tests/mpi/test_training.py).
 
-usage: check_training.py OUT_DIR GLOBAL_BATCH STEPS STRATEGY[:SERVERS] ...
+usage: check_training.py OUT_DIR GLOBAL_BATCH STEPS [--clip=C] STRATEGY[:SERVERS] ...
+(--clip sets the solver's clip_gradients: the norm spans every rank's part of the gradient)
 """
 import os
 import sys
@@ -18,17 +19,16 @@ from firecaffe.cli.train import batch_hook
 SOLVER = "nets/lenet_digits/solver.prototxt"
 
 
-def run(world, out_dir, global_batch, steps, name, servers):
+def run(world, out_dir, global_batch, steps, name, servers, clip=None):
     sync = make_sync(world, name, ps_servers=servers, check_consistency=1)
     param = io.read_solver(SOLVER)
+    if clip is not None:
+        param.clip_gradients = clip
     param.display = param.test_interval = 0
     del param.test_iter[:]
     solver = Solver(param, sync=sync, shard=(max(sync.worker_rank, 0), sync.num_workers),
                     train_net_hook=batch_hook(global_batch, sync.num_workers))
-    if not sync.is_worker:
-        sync.serve(solver)
-        return
-    solver.step(steps)
+    solver.step(steps)        # parameter-server ranks run the same loop (their strategy gives them their part)
     sync.close()
     if sync.worker_rank == 0:
         tag = f"{name}{servers if name == 'ps' else ''}"
@@ -38,9 +38,12 @@ def run(world, out_dir, global_batch, steps, name, servers):
 def main():
     out_dir, global_batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     world = MPI.COMM_WORLD
-    for spec in sys.argv[4:]:
+    specs, clip = sys.argv[4:], None
+    if specs and specs[0].startswith("--clip="):
+        clip = float(specs.pop(0).split("=")[1])
+    for spec in specs:
         name, _, servers = spec.partition(":")
-        run(world, out_dir, global_batch, steps, name, int(servers or 1))
+        run(world, out_dir, global_batch, steps, name, int(servers or 1), clip)
         world.Barrier()
 
 

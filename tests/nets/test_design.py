@@ -1,4 +1,5 @@
-"""`firecaffe design squeezenet`: the SqueezeNet paper's metaparameters to prototxt."""
+"""`firecaffe design squeezenet`: the SqueezeNet paper's metaparameters to prototxt,
+measured by the engine."""
 import re
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from google.protobuf import text_format
 
 import firecaffe
 import firecaffe.insight.design as design
+from firecaffe.cli.design import design as design_cli, parse_sweep
 from firecaffe.insight.design import SqueezeNetSpec, describe
 from firecaffe.errors import FirecaffeError
 from firecaffe.proto import caffe_pb2
@@ -77,13 +79,13 @@ def test_simple_bypass_adds_no_parameters():
 
 
 def test_parse_sweep_includes_the_stop_value():
-    assert design.parse_sweep("sr=0.125:1.0:0.125") == ("sr", [0.125 * k for k in range(1, 9)])
-    assert design.parse_sweep("pct_3x3=0.01,0.5,0.99") == ("pct_3x3", [0.01, 0.5, 0.99])
-    assert design.parse_sweep("base_e=64:128:64") == ("base_e", [64, 128])
+    assert parse_sweep("sr=0.125:1.0:0.125") == ("sr", [0.125 * k for k in range(1, 9)])
+    assert parse_sweep("pct_3x3=0.01,0.5,0.99") == ("pct_3x3", [0.01, 0.5, 0.99])
+    assert parse_sweep("base_e=64:128:64") == ("base_e", [64, 128])
 
 
 def test_cli_writes_v1_0_that_the_engine_counts(tmp_path):
-    result = CliRunner().invoke(design.design, ["squeezenet", "--out", str(tmp_path)])
+    result = CliRunner().invoke(design_cli, ["squeezenet", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "1,248,424" in result.output and "4.8MB" in result.output
     for name in ("train_val.prototxt", "deploy.prototxt", "solver.prototxt"):
@@ -93,7 +95,7 @@ def test_cli_writes_v1_0_that_the_engine_counts(tmp_path):
 
 
 def test_cli_sweep_writes_one_folder_per_value_and_a_size_table(tmp_path):
-    result = CliRunner().invoke(design.design, ["squeezenet", "--out", str(tmp_path), "--sweep", "sr=0.125:1.0:0.125"])
+    result = CliRunner().invoke(design_cli, ["squeezenet", "--out", str(tmp_path), "--sweep", "sr=0.125:1.0:0.125"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"sr_{0.125 * k:g}" for k in range(1, 9))
     rows = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
@@ -101,14 +103,14 @@ def test_cli_sweep_writes_one_folder_per_value_and_a_size_table(tmp_path):
 
 
 def test_cli_rejects_a_bad_squeeze_ratio_before_writing(tmp_path):
-    result = CliRunner().invoke(design.design, ["squeezenet", "--out", str(tmp_path / "x"), "--sr", "1.5"])
+    result = CliRunner().invoke(design_cli, ["squeezenet", "--out", str(tmp_path / "x"), "--sr", "1.5"])
     assert result.exit_code != 0
     assert isinstance(result.exception, FirecaffeError) and "SR" in str(result.exception)
     assert not (tmp_path / "x").exists()
 
 
 def test_cli_rejects_a_malformed_sweep():
-    result = CliRunner().invoke(design.design, ["squeezenet", "--sweep", "size=1:2:1"])
+    result = CliRunner().invoke(design_cli, ["squeezenet", "--sweep", "size=1:2:1"])
     assert result.exit_code == 2 and "NAME" in result.output
 
 
@@ -116,3 +118,61 @@ def test_an_input_too_small_for_the_pooling_is_refused_before_writing(tmp_path):
     with pytest.raises(FirecaffeError, match="pool8"):
         design.write_squeezenet(SqueezeNetSpec(input_size=16), str(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
+
+
+def test_builder_reads_shapes_and_counts_from_the_engine():
+    b = design.NetBuilder("toy", train=False)
+    b.input((1, 3, 32, 32))
+    x = b.relu("relu1", b.conv("conv1", "data", 8, 3, pad=1))
+    assert b.shape(x) == (8, 32, 32)
+    x = b.pool("pool1", x, "MAX", 3, 2)
+    assert b.shape(x) == (8, 16, 16)                  # Caffe's pooling rounds up: ceil(29 / 2) + 1
+    b.classifier_head(b.fc("fc", x, 10))
+    assert b.params == (8 * 3 * 9 + 8) + (8 * 16 * 16 * 10 + 10)
+    assert b.macs == 8 * 3 * 9 * 32 * 32 + 8 * 16 * 16 * 10
+    assert b.flops == firecaffe_analyze_flops(b.text())
+
+
+def firecaffe_analyze_flops(text):
+    from firecaffe.insight.analysis import analyze
+    net = firecaffe.Net(text_format.Parse(text, caffe_pb2.NetParameter()), phase="TEST")
+    return analyze(net)["flops_per_image"]
+
+
+def test_a_layer_the_engine_refuses_is_named_when_measured():
+    b = design.NetBuilder("toy", train=False)
+    b.input((1, 3, 32, 32))
+    b.conv("conv1", "data", 10, 3, group=4)
+    with pytest.raises(FirecaffeError, match=r"toy \(deploy\): layer 'conv1'.*group 4"):
+        b.params
+
+
+def test_train_val_is_measured_with_an_input_in_place_of_its_data_layers():
+    b = design.build_squeezenet(SqueezeNetSpec(), train=True)
+    assert [layer.type for layer in b.net().layers[:1]] == ["Input"]
+    assert b.params == 1_248_424 and b.shape("pool10") == (1000, 1, 1)
+
+
+def test_bypass_goes_around_the_modules_the_engine_finds_keep_their_shape():
+    assert design.bypassed_modules(SqueezeNetSpec(bypass=True)) == ("fire3", "fire5", "fire7", "fire9")
+    # base_e 128 with incr_e 0: every module has 128 outputs, so all but fire2 (96 inputs) keep their shape
+    assert design.bypassed_modules(SqueezeNetSpec(bypass=True, incr_e=0)) == tuple(f"fire{n}" for n in range(3, 10))
+
+
+def test_solver_mode_is_written_only_when_asked(tmp_path):
+    def mode(*args):
+        out = tmp_path / "_".join(args or ("default",))
+        result = CliRunner().invoke(design_cli, ["squeezenet", "--out", str(out), *args])
+        assert result.exit_code == 0, result.output
+        solver = text_format.Parse((out / "solver.prototxt").read_text(), caffe_pb2.SolverParameter())
+        return caffe_pb2.SolverParameter.SolverMode.Name(solver.solver_mode) if solver.HasField("solver_mode") else None
+    assert mode() is None
+    assert mode("--solver-mode", "gpu") == "GPU"
+    assert mode("--solver-mode", "CPU") == "CPU"
+
+
+def test_cli_prints_the_flops_firecaffe_analyze_counts(tmp_path):
+    result = CliRunner().invoke(design_cli, ["squeezenet", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    flops = firecaffe_analyze_flops((tmp_path / "deploy.prototxt").read_text())
+    assert f"{flops / 1e9:.3f} GFLOPs per image" in result.output

@@ -62,20 +62,20 @@ def update(self, solver, rate):
         if KIND.startswith("sleep:"):
             time.sleep(float(KIND.split(":")[1]))
         if KIND == "kill-mid":
-            communicator = self.communicator
-            if hasattr(communicator, "split"):       # parameter server worker: talks over split.world
-                communicator.split = communicator.split._replace(world=KillingComm(communicator.split.world, 2))
+            strategy = self.strategy
+            if hasattr(strategy, "world"):       # parameter server worker: talks over the whole world
+                strategy.world = KillingComm(strategy.world, 2)
             else:
-                communicator.comm = KillingComm(communicator.comm, 2)
+                strategy.comm = KillingComm(strategy.comm, 2)
     return original_update(self, solver, rate)
 
 
-original_gather = ps.PSServer._gather_sum
+original_gather = ps.ParameterServer._gather_sum
 served = [0]
 
 
-def gather_sum(self):
-    result = original_gather(self)
+def gather_sum(self, *args):
+    result = original_gather(self, *args)
     served[0] += 1
     if ME == RANK and served[0] > ITER:
         if KIND == "kill-server":
@@ -99,6 +99,6 @@ def forward_backward(self, net):
 
 parallel.DataParallel.update = update
 parallel.DataParallel.forward_backward = forward_backward
-ps.PSServer._gather_sum = gather_sum
+ps.ParameterServer._gather_sum = gather_sum
 sys.argv = ["firecaffe"] + ARGS
 cli.main(ARGS)

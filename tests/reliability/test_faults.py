@@ -88,7 +88,7 @@ def test_stall_report_never_returns_even_if_mpi_abort_does(monkeypatch, capsys):
         raise Exited(code)
 
     dog = watchdog.StallWatchdog.__new__(watchdog.StallWatchdog)
-    dog.world, dog.timeout, dog.strategy, dog.rank, dog._pending = World(), 2.0, "tree", 1, []
+    dog.world, dog.timeout, dog.strategy, dog.rank, dog._pending, dog._cards = World(), 2.0, "tree", 1, [], []
     monkeypatch.setattr(watchdog, "GRACE_SECONDS", 0.0)
     monkeypatch.setattr(watchdog, "disarm", lambda: None)
     monkeypatch.setattr(watchdog.os, "_exit", fake_exit)

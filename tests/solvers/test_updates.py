@@ -196,6 +196,29 @@ def test_halves_give_the_same_update_as_the_whole(type_name):
 
 
 @pytest.mark.parametrize("type_name", list(SETTINGS))
+def test_windows_of_one_rule_update_like_the_whole_and_share_its_history(type_name):
+    # A parameter server applies the Solver's own rule to its shard: rule.window(shard).
+    p = solver_param(type_name, weight_decay=0.01, clip_gradients=1.0, **SETTINGS[type_name])
+    weights, grads = problem(3, grad_scale=2.0)
+    n, cut = weights.size, 4
+    lr_mult, decay_mult = per_element(LR_MULT), per_element(DECAY_MULT)
+    whole, sharded = make_update_rule(p, n, np.float64, np), make_update_rule(p, n, np.float64, np)
+    data_whole, data_sharded = weights.copy(), weights.copy()
+    parts = [slice(0, cut), slice(cut, n)]
+    for it, g in enumerate(grads):
+        whole.apply(data_whole, g.copy(), lr_mult, decay_mult, RATES[it], it)
+        diff = g.copy()
+        total = sum(grad_sumsq(diff[s]) for s in parts)
+        for s in parts:
+            assert sharded.window(s) is sharded.window(s)           # made once, reused every step
+            sharded.window(s).apply(data_sharded[s], diff[s], lr_mult[s], decay_mult[s], RATES[it], it,
+                                    global_sumsq=total)
+        np.testing.assert_allclose(data_sharded, data_whole, rtol=1e-13, atol=1e-15)
+    for mine, reference in zip(sharded.state(), whole.state()):     # the windows wrote the rule's own history
+        np.testing.assert_allclose(mine, reference, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("type_name", list(SETTINGS))
 def test_state_round_trip_resumes_exactly(type_name):
     p = solver_param(type_name, weight_decay=0.01, **SETTINGS[type_name])
     weights, grads = problem(4)

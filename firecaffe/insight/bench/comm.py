@@ -7,17 +7,17 @@ that they leave the cores to the ranks being measured. One timed call is:
 refill the float32 array with ones, Barrier, ``allreduce_``, and the slowest
 rank's elapsed time (a MAX reduction of the per-rank times). After
 ``warmup`` untimed calls (the first also checks the sum) come ``repeats``
-timed ones; a record keeps their median, min, max and quartiles.
+timed ones; a record keeps their median, min, max and quartiles. mpi4py is
+imported inside the functions that run MPI, so that ``bench report``, ``plot``
+and ``fit`` (which use the pure helpers here) load without it.
 """
 import platform
 import statistics
 import time
 
 import numpy as np
-from mpi4py import MPI
 
-from ...comm import make_communicator
-from ...comm.ps import PSServer, split_servers
+from ...comm import make_strategy, strategy_class
 from ...errors import FirecaffeError
 
 VERSION = 1
@@ -46,29 +46,30 @@ def rank_counts(world_size, ranks=None, sweep=False):
 
 
 def plan(comms, world_size, counts, servers, explicit=False):
-    """``[(comm, ranks)]`` to measure. ps runs ``ranks`` workers plus ``servers`` server ranks."""
+    """``[(comm, ranks)]`` to measure. A strategy with server ranks (ps) runs ``ranks`` workers plus those."""
     steps = []
     for comm in comms:
-        if comm != "ps":
+        extra = strategy_class(comm).processes(1, servers=servers) - 1
+        if not extra:
             steps.extend((comm, r) for r in counts)
             continue
-        most = world_size - servers
+        most = world_size - extra
         if most < 1:
-            raise FirecaffeError(f"ps with {servers} server(s) needs at least {servers + 1} ranks, "
+            raise FirecaffeError(f"{comm} with {servers} server(s) needs at least {servers + 1} ranks, "
                                  f"the job has {world_size}: launch more ranks or lower --ps-servers")
         if explicit and any(r > most for r in counts):
-            raise FirecaffeError(f"ps with {max(counts)} workers and {servers} server(s) needs "
+            raise FirecaffeError(f"{comm} with {max(counts)} workers and {servers} server(s) needs "
                                  f"{max(counts) + servers} ranks, the job has {world_size}")
-        fitting = sorted({min(r, most) for r in counts})
-        steps.extend(("ps", r) for r in fitting)
-    if "mpi" in comms:  # a baseline for every ps worker count, for ratio_to_mpi
-        missing = sorted({r for c, r in steps if c == "ps"} - {r for c, r in steps if c == "mpi"})
+        steps.extend((comm, r) for r in sorted({min(r, most) for r in counts}))
+    if "mpi" in comms:  # a baseline for every worker count measured, for ratio_to_mpi
+        missing = sorted({r for _, r in steps} - {r for c, r in steps if c == "mpi"})
         steps.extend(("mpi", r) for r in missing)
     return steps
 
 
 def check_memory(world, max_bytes, servers):
     """Fail on every rank, before allocating, if the largest message would not fit in this node's memory."""
+    from mpi4py import MPI
     local = world.Split_type(MPI.COMM_TYPE_SHARED)
     # Per rank: the array and about as much again in scratch (ring segments, MPI's temporaries);
     # a ps server also keeps its shard's sum and two receive buffers.
@@ -97,7 +98,8 @@ def _available_memory():
 
 def time_allreduce(communicator, flat, repeats, warmup):
     """Per-call seconds of the slowest rank for ``repeats`` timed calls; and whether the sum was right."""
-    comm = communicator.comm
+    from mpi4py import MPI
+    comm = communicator.worker_comm
     times, correct = [], True
     elapsed = np.zeros(1)
     for call in range(warmup + repeats):
@@ -116,44 +118,55 @@ def time_allreduce(communicator, flat, repeats, warmup):
     return times, bool(flags)
 
 
-def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers):
-    """One measurement on the first ranks of ``world``; the times on world rank 0, None elsewhere."""
+def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter="tree"):
+    """One measurement on the first ranks of ``world``: ``(times, correct, ranks per node)`` on world
+    rank 0, None elsewhere."""
+    from mpi4py import MPI
     rank = world.Get_rank()
-    members = ranks + (servers if comm_name == "ps" else 0)
+    members = strategy_class(comm_name).processes(ranks, servers=servers)
     sub = world.Split(0 if rank < members else MPI.UNDEFINED, key=rank)
     result = None
     if sub != MPI.COMM_NULL:
         size = nbytes // ITEMSIZE
-        if comm_name == "ps":
-            split = split_servers(sub, servers)
-            if split.role == "server":
-                PSServer(split, size, np.float32).serve()
-            else:
-                worker = make_communicator("ps", split.worker_comm, split=split)
-                result = time_allreduce(worker, np.empty(size, np.float32), repeats, warmup)
-                worker.close()
-                split.worker_comm.Free()
+        per_node = ranks_per_node(sub)
+        strategy = make_strategy(comm_name, sub, servers=servers, inter=inter)
+        if strategy.is_worker:
+            result = (*time_allreduce(strategy, np.empty(size, np.float32), repeats, warmup), per_node)
         else:
-            result = time_allreduce(make_communicator(comm_name, sub), np.empty(size, np.float32),
-                                    repeats, warmup)
-        sub.Free()
+            strategy.serve(size, np.float32)
+        strategy.close()
+        strategy.comm.Free()
+        if strategy.comm is not sub:
+            sub.Free()
     sleepy_barrier(world)
     return result if rank == 0 else None
 
 
-def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, world_size, net=None):
+def ranks_per_node(comm):
+    """The most ranks of ``comm`` that share one node's memory (the hier formula's K)."""
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    local = node.Get_size()
+    node.Free()
+    return comm.allreduce(local, op=MPI.MAX)   # set-up metadata, not the measured path
+
+
+def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, world_size, net=None,
+              per_node=1, inter="tree"):
     """One JSON record for a measurement."""
+    from mpi4py import MPI
     q1, median, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
                       else (times[0],) * 3)
     algbw = nbytes / median if median > 0 else None
     factor = 2 * (ranks - 1) / ranks if ranks > 1 else 1.0
     return {
         "version": VERSION, "comm": comm, "bytes": nbytes, "ranks": ranks,
-        "num_servers": servers if comm == "ps" else 0, "world_size": world_size,
+        "num_servers": servers if strategy_class(comm).processes(ranks, servers=servers) > ranks else 0, "world_size": world_size,
         "median_s": median, "min_s": min(times), "max_s": max(times), "q1_s": q1, "q3_s": q3,
         "repeats": repeats, "warmup": warmup, "times_s": times,
         "algbw_Bps": algbw, "busbw_Bps": algbw * factor if algbw else None, "ratio_to_mpi": None,
         "correct": correct, "dtype": "float32", "net": net, "host": platform.node(),
+        "ranks_per_node": per_node, "inter": inter if comm == "hier" else None,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
     }
 
@@ -167,7 +180,8 @@ def add_ratios(records):
     return records
 
 
-def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None):
+def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None,
+        inter="tree"):
     """Measure every strategy, size and rank count; the records on world rank 0, None elsewhere."""
     if repeats < 1 or warmup < 0:
         raise FirecaffeError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
@@ -183,24 +197,24 @@ def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, serv
         for comm_name, r in steps:
             if progress and world.Get_rank() == 0:
                 progress(comm_name, nbytes, r)
-            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers)
+            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers, inter)
             if result is not None:
-                times, correct = result
+                times, correct, per_node = result
                 records.append(summarize(times, comm_name, nbytes, r, servers, repeats, warmup, correct,
-                                         world_size, net))
+                                         world_size, net, per_node, inter))
     return add_ratios(records) if world.Get_rank() == 0 else None
 
 
 def format_table(records):
     """The records as a terminal table (times in ms, bandwidth in GB/s = 10^9 bytes/s)."""
-    lines = [f"{'comm':5s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
+    lines = [f"{'comm':6s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
              f"{'algbw GB/s':>10s} {'x mpi':>6s}"]
     for r in records:
         ratio = f"{r['ratio_to_mpi']:.2f}" if r["ratio_to_mpi"] else "-"
-        extra = f"  ({r['num_servers']} server{'s' if r['num_servers'] > 1 else ''})" if r["comm"] == "ps" else ""
+        extra = f"  ({r['num_servers']} server{'s' if r['num_servers'] > 1 else ''})" if r["num_servers"] else ""
         if not r["correct"]:
             extra += "  WRONG SUM"
-        lines.append(f"{r['comm']:5s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
+        lines.append(f"{r['comm']:6s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
                      f"{r['min_s'] * 1e3:9.3f} {r['max_s'] * 1e3:9.3f} {r['algbw_Bps'] / 1e9:10.3f} "
                      f"{ratio:>6s}{extra}")
     return "\n".join(lines)

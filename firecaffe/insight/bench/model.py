@@ -1,102 +1,56 @@
-"""Alpha-beta-gamma cost model of one allreduce, and its fit to measurements.
+"""Alpha-beta-gamma cost model of one gradient step, and its fit to measurements.
 
 A message of m bytes costs ``alpha + m * beta`` on one link (latency plus
-inverse bandwidth) and adding m bytes of float32 costs ``m * gamma``. Every
-formula below is linear in (alpha, beta, gamma), so ``coefficients`` returns
-the three multipliers for n bytes on p ranks and the fit is a linear
-least-squares problem. With L = ceil(log2 p):
+inverse bandwidth) and adding m bytes of float32 costs ``m * gamma``. Each
+strategy declares its formula in its own file (firecaffe/comm/<name>.py,
+``cost_coefficients``), linear in (alpha, beta, gamma), so the fit is a linear
+least-squares problem; this module reads them from the registry. The tree's
+formula is the pipelined tree that runs (512 KiB chunks).
 
-    tree   binomial reduce to rank 0, then binomial broadcast (FireCaffe):
-           2 L (alpha + n beta) + L n gamma
-    ring   reduce-scatter + allgather: 2 (p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma
-    mpi    Rabenseifner (recursive halving reduce-scatter + doubling allgather):
-           2 L alpha + 2 (p-1)/p n beta + (p-1)/p n gamma
-    ps     S servers, W = p workers; server s holds n/S bytes, takes W pushes
-           and answers W pulls through its one link, and adds W-1 of them;
-           a worker sends and receives S pieces of n/S:
-           2 max(W, S) alpha + 2 max(W/S, 1) n beta + (W-1) n/S gamma
-    nccl   as ring.
-
-``tree_pipelined`` models our tree as it runs (firecaffe.comm.tree): the array
-moves in k chunks of c bytes, and the root, which has L children, receives
-and sends L chunks per step, so once the pipe is full each chunk costs
-L (alpha + c beta + c gamma) on the root's link (sends overlap receives):
-    (k + 2 L - 2) L (alpha + c beta) + k L c gamma.
-
-**Contention** (``busiest_rank`` and ``totals``). The formulas above give each
-rank its own core and each link its own wire. When a job's P processes
-(p workers, plus S servers for ps) share C < P cores on one node, the "links"
-are memory copies done by those same cores: a sender copies into shared
-memory and the receiver copies out, so a rank's CPU work is the bytes it
-sends *plus* the bytes it receives (times beta) plus the bytes it adds
-(times gamma). MPI ranks that wait for a message spin, so all P stay runnable
-and each gets C/P of a core; the step ends when the busiest rank has done its
-own work:
+**Contention** (``busiest_rank`` and ``totals``). The formulas give each rank
+its own core and each link its own wire. When a job's P processes (p workers,
+plus S servers for ps) share C < P cores on one node, the "links" are memory
+copies done by those same cores: a sender copies into shared memory and the
+receiver copies out, so a rank's CPU work is the bytes it sends *plus* the
+bytes it receives (times beta) plus the bytes it adds (times gamma). MPI ranks
+that wait for a message spin, so all P stay runnable and each gets C/P of a
+core; the step ends when the busiest rank has done its own work:
 
     contended time = (P / C) * busiest rank's (messages alpha + (sent + received) beta + added gamma)
 
-    busiest rank   messages  sent + received             added
-    tree (root)    2 L       2 L n                       L n
-    ring           2 (p-1)   4 (p-1)/p n                 (p-1)/p n
-    mpi            2 L       4 (p-1)/p n                 (p-1)/p n           (p a power of two)
-                   2 L'+ 2   2 n + 4 (q-1)/q n           n + (q-1)/q n       (q = 2^L' < p: the ranks
-                                                                             that fold the p-q extra ones in)
-    ps             2 max(W,S)  2 max(W/S, 1) n           (W-1) n/S           (a server, or a worker if S > W)
-
-The other bound, all ranks' work spread over the C cores, is 1/C of
-``totals`` (2 copies per byte sent): every strategy sends 2 (p-1) n bytes
-(ps: 2 W n) and adds (p-1) n (ps: (W-1) n). P times the busiest rank's work
-is never less than that, term by term, so the busiest rank decides; with
-P <= C the uncontended formulas hold.
+Each strategy declares its busiest rank (``busiest_rank``). The other bound,
+all ranks' work spread over the C cores, is 1/C of ``totals`` (2 copies per
+byte sent); P times the busiest rank's work is never less than that, term by
+term, so the busiest rank decides; with P <= C the uncontended formulas hold.
 """
 import json
 import math
 
 import numpy as np
 
+from ...comm import names, strategy_class
+from ...comm.base import log2_ceil  # noqa: F401 - part of this module's interface
 from ...errors import FirecaffeError
 
-STRATEGIES = ("tree", "ring", "mpi", "ps", "nccl", "tree_pipelined")
 PROFILE_KEYS = ("alpha_s", "beta_s_per_byte", "gamma_s_per_byte")
-DEFAULT_CHUNK_BYTES = 512 * 1024
 
 
-def log2_ceil(p):
-    return max(0, math.ceil(math.log2(p))) if p >= 1 else 0
-
-
-def coefficients(comm, n, p, servers=1, chunk_bytes=DEFAULT_CHUNK_BYTES):
-    """``(a, b, c)`` with time = a*alpha + b*beta + c*gamma for an allreduce of n bytes on p ranks.
-
-    For ps, p is the number of workers and ``servers`` the number of server ranks.
-    """
+def _strategy(comm, n=0, p=1):
     if p < 1 or n < 0:
         raise FirecaffeError(f"cost model needs p >= 1 ranks and n >= 0 bytes, got p={p}, n={n}")
-    if comm == "ps":
-        if servers < 1:
-            raise FirecaffeError(f"a parameter server needs at least 1 server, got {servers}")
-        w, s = p, servers
-        return 2.0 * max(w, s), 2.0 * max(w / s, 1.0) * n, (w - 1) * n / s
-    if p == 1:
-        return 0.0, 0.0, 0.0
-    levels = log2_ceil(p)
-    if comm == "tree":
-        return 2.0 * levels, 2.0 * levels * n, float(levels * n)
-    if comm == "tree_pipelined":
-        chunk = min(chunk_bytes, n) if n else 0
-        k = math.ceil(n / chunk) if chunk else 0
-        steps = k + 2 * levels - 2
-        return float(steps * levels), float(steps * levels * chunk), float(k * levels * chunk)
-    if comm in ("ring", "nccl"):
-        return 2.0 * (p - 1), 2.0 * (p - 1) / p * n, (p - 1) / p * n
-    if comm == "mpi":
-        return 2.0 * levels, 2.0 * (p - 1) / p * n, (p - 1) / p * n
-    raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(STRATEGIES)}")
+    if comm not in names():
+        raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(names())}")
+    return strategy_class(comm)
+
+
+def coefficients(comm, n, p, servers=1, **options):
+    """``(a, b, c)`` with time = a*alpha + b*beta + c*gamma for one step of n bytes on p workers."""
+    return tuple(float(x) for x in _strategy(comm, n, p).cost_coefficients(n, p, servers=servers, **options))
 
 
 def processes(comm, p, servers=1):
-    """MPI processes of one allreduce: p ranks, or p workers plus the servers for ps."""
-    return p + (servers if comm == "ps" else 0)
+    """MPI processes of one step: p workers, plus the servers for ps."""
+    return _strategy(comm, 0, p).processes(p, servers=servers)
 
 
 def contended(comm, p, servers=1, cores=None):
@@ -105,54 +59,41 @@ def contended(comm, p, servers=1, cores=None):
 
 
 def totals(comm, n, p, servers=1):
-    """``(messages, bytes sent, bytes added)`` summed over all ranks of one allreduce (flat tree, no chunks)."""
-    if comm == "ps":
-        return 2.0 * p * servers, 2.0 * p * n, float((p - 1) * n)
-    if p == 1:
-        return 0.0, 0.0, 0.0
-    messages = {"tree": 2 * (p - 1), "tree_pipelined": 2 * (p - 1), "ring": 2 * p * (p - 1),
-                "nccl": 2 * p * (p - 1), "mpi": 2 * p * log2_ceil(p)}
-    if comm not in messages:
-        raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(STRATEGIES)}")
-    return float(messages[comm]), 2.0 * (p - 1) * n, float((p - 1) * n)
+    """``(messages, bytes sent, bytes added)`` summed over all ranks of one step."""
+    return tuple(float(x) for x in _strategy(comm, n, p).totals(n, p, servers=servers))
 
 
-def busiest_rank(comm, n, p, servers=1):
+def busiest_rank(comm, n, p, servers=1, **options):
     """``(messages, bytes sent + received, bytes added)`` of the rank with the most CPU work."""
-    if comm == "ps":
-        w, s = p, servers
-        return 2.0 * max(w, s), 2.0 * max(w / s, 1.0) * n, (w - 1) * n / s
-    if p == 1:
-        return 0.0, 0.0, 0.0
-    levels = log2_ceil(p)
-    if comm in ("tree", "tree_pipelined"):
-        return 2.0 * levels, 2.0 * levels * n, float(levels * n)
-    if comm in ("ring", "nccl"):
-        return 2.0 * (p - 1), 4.0 * (p - 1) / p * n, (p - 1) / p * n
-    if comm == "mpi":
-        q = 1 << (p.bit_length() - 1)
-        if q == p:
-            return 2.0 * levels, 4.0 * (p - 1) / p * n, (p - 1) / p * n
-        return 2.0 * log2_ceil(q) + 2, 2.0 * n + 4.0 * (q - 1) / q * n, n + (q - 1) / q * n
-    raise FirecaffeError(f"no cost model for strategy {comm!r}; known: {', '.join(STRATEGIES)}")
+    return tuple(float(x) for x in _strategy(comm, n, p).busiest_rank(n, p, servers=servers, **options))
 
 
-def terms(comm, n, p, servers=1, cores=None):
+def traffic(comm, n, p, servers=1):
+    """``(per worker, total, busiest rank)`` bytes of one step of n bytes among p workers."""
+    return _strategy(comm, n, p).traffic(n, p, servers=servers)
+
+
+def terms(comm, n, p, servers=1, cores=None, **options):
     """``(a, b, c)`` of ``coefficients``, or of the contended time when processes outnumber ``cores``."""
     if contended(comm, p, servers, cores):
         scale = processes(comm, p, servers) / cores
-        return tuple(scale * x for x in busiest_rank(comm, n, p, servers))
-    return coefficients(comm, n, p, servers)
+        return tuple(scale * x for x in busiest_rank(comm, n, p, servers, **options))
+    return coefficients(comm, n, p, servers, **options)
 
 
-def predict(comm, n, p, profile, servers=1):
-    """Predicted seconds of one allreduce of n bytes on p ranks (workers for ps) on ``profile``.
+def layout(record):
+    """The options of a measured record that its strategy's formula reads (hier: ranks per node, inter)."""
+    return {"ranks_per_node": record.get("ranks_per_node") or 1, "inter": record.get("inter") or "tree"}
+
+
+def predict(comm, n, p, profile, servers=1, **options):
+    """Predicted seconds of one step of n bytes on p workers on ``profile``.
 
     A profile with ``cores`` (fitted with ``bench fit --cores``) describes ranks
     sharing that many cores, see ``busiest_rank``; without it (a cluster profile
     from --bandwidth/--latency) contention is off.
     """
-    a, b, c = terms(comm, n, p, servers, profile.get("cores"))
+    a, b, c = terms(comm, n, p, servers, profile.get("cores"), **options)
     return a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"]
 
 
@@ -173,6 +114,8 @@ def read_json(path, what):
         raise FirecaffeError(f"cannot read {what} {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise FirecaffeError(f"{what} file {path} is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise FirecaffeError(f"{what} file {path} is not JSON (it holds binary data)") from None
 
 
 def check_profile(profile, source="profile"):
@@ -227,12 +170,12 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
     rows, times = [], []
     for record in records:
         comm = record["comm"]
-        if comm not in STRATEGIES or (strategies and comm not in strategies):
+        if comm not in names() or (strategies and comm not in strategies):
             continue
-        if record["ranks"] < 2 and comm != "ps" or record["median_s"] <= 0 or record["bytes"] < min_bytes:
+        if processes(comm, record["ranks"], record.get("num_servers") or 1) < 2 or record["median_s"] <= 0 or record["bytes"] < min_bytes:
             continue
         servers = record.get("num_servers") or 1
-        rows.append(list(terms(comm, record["bytes"], record["ranks"], servers, cores)))
+        rows.append(list(terms(comm, record["bytes"], record["ranks"], servers, cores, **layout(record))))
         times.append(record["median_s"])
     if len(rows) < 3:
         raise FirecaffeError(f"need at least 3 measured points with 2 or more ranks (and at least "
@@ -250,9 +193,9 @@ def errors(records, profile, min_bytes=0):
     """Per-point ``(record, predicted_s, relative_error)`` for every modelled record."""
     out = []
     for record in records:
-        if record["comm"] not in STRATEGIES or record["median_s"] <= 0 or record["bytes"] < min_bytes:
+        if record["comm"] not in names() or record["median_s"] <= 0 or record["bytes"] < min_bytes:
             continue
         predicted = predict(record["comm"], record["bytes"], record["ranks"], profile,
-                            record.get("num_servers") or 1)
+                            record.get("num_servers") or 1, **layout(record))
         out.append((record, predicted, (predicted - record["median_s"]) / record["median_s"]))
     return out

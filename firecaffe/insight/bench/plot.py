@@ -1,8 +1,9 @@
 """Figures of benchmark records: time against ranks, one line per strategy, one panel per size."""
+from ...comm import names
 from . import model
 from .comm import human_bytes
 
-COLORS = {"tree": "tab:blue", "ring": "tab:green", "mpi": "tab:gray", "ps": "tab:red", "nccl": "tab:purple"}
+PALETTE = ("tab:blue", "tab:green", "tab:gray", "tab:red", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")
 
 
 def plot_time_vs_ranks(records, path, profile=None, title=None):
@@ -23,9 +24,9 @@ def plot_time_vs_ranks(records, path, profile=None, title=None):
             median = [r["median_s"] * 1e3 for r in points]
             spread = [[(r["median_s"] - r["min_s"]) * 1e3 for r in points],
                       [(r["max_s"] - r["median_s"]) * 1e3 for r in points]]
-            color = COLORS.get(comm)
+            color = dict(zip(names(), PALETTE)).get(comm)
             ax.errorbar(ranks, median, yerr=spread, marker="o", ms=4, capsize=2, label=comm, color=color)
-            if profile and comm in model.STRATEGIES:
+            if profile and comm in names():
                 servers = points[0].get("num_servers") or 1
                 ax.plot(ranks, [model.predict(comm, nbytes, p, profile, servers) * 1e3 for p in ranks],
                         "--", color=color, alpha=0.6)

@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+from ...comm import names
 from ...errors import FirecaffeError
 from . import model
 from .model import read_json
@@ -50,8 +51,8 @@ def markdown_tables(records):
     out = []
     for nbytes in sorted({r["bytes"] for r in records}):
         subset = [r for r in records if r["bytes"] == nbytes]
-        comms = sorted({r["comm"] for r in subset}, key=lambda c: ("tree", "ring", "mpi", "ps", "nccl").index(c)
-                       if c in ("tree", "ring", "mpi", "ps", "nccl") else 9)
+        known = names()
+        comms = sorted({r["comm"] for r in subset}, key=lambda c: (known.index(c) if c in known else len(known), c))
         out.append(f"#### {human_bytes(nbytes)}B ({nbytes:,} bytes): median ms per allreduce "
                    "[min-max] (x mpi)\n")
         out.append("| ranks | " + " | ".join(comms) + " |")

@@ -1,0 +1,155 @@
+"""An emulated cluster on one machine: N network namespaces whose links have a known bandwidth.
+
+``up`` makes the nodes and links (``links``), writes the state file naming
+them (``state``) and the launcher script (``launch``); ``execute`` runs
+mpiexec on the nodes; ``down`` removes exactly what the state file names.
+``run`` is up, execute, down, and takes the cluster down whatever happens.
+Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN), iproute2 and MPICH's mpiexec.
+"""
+import contextlib
+import signal
+import subprocess
+import time
+
+from ..errors import FirecaffeError
+from . import launch, links
+from . import state as cluster_state
+
+DEFAULT_NAME = "fc"
+MAX_NODES = 64
+
+
+def up(nodes, rate, ppn=1, name=DEFAULT_NAME):
+    """Make ``nodes`` nodes with links of ``rate`` (bits/s or text like 1G), ``ppn`` ranks each; the state."""
+    cluster_state.check_name(name)
+    if not 1 <= nodes <= MAX_NODES:
+        raise FirecaffeError(f"--nodes {nodes}: give 1 to {MAX_NODES} nodes")
+    if ppn < 1:
+        raise FirecaffeError(f"--ppn {ppn}: give at least 1 rank per node")
+    rate_bps = rate if isinstance(rate, int) else links.parse_rate(rate)
+    missing = links.tools_missing()
+    if missing:
+        raise FirecaffeError(f"firecaffe cluster needs {', '.join(missing)} (iproute2, util-linux)")
+    existing = cluster_state.load(name)
+    if existing:
+        raise FirecaffeError(f"cluster {name!r} is already up ({len(existing['nodes'])} nodes at "
+                             f"{links.human_rate(existing['rate_bps'])}, made by pid {existing['pid']}): "
+                             f"`firecaffe cluster down{_name_flag(name)}` first, or choose another --name")
+    state = links.plan(name, nodes, rate_bps, ppn)
+    links.check_free(state)
+    try:
+        cluster_state.save(state)
+    except OSError as exc:
+        raise FirecaffeError(f"cannot write the cluster state file {cluster_state.state_path(name)}: "
+                             f"{exc.strerror}") from None
+    try:
+        links.make(state)
+        launch.write_launcher(state)
+        wait_for_links(state)
+    except BaseException:
+        down(name)
+        raise
+    state["complete"] = True
+    cluster_state.save(state)
+    return state
+
+
+def down(name=DEFAULT_NAME):
+    """Remove cluster ``name``: its namespaces (and their processes), links, bridge, state. False if none."""
+    state = cluster_state.load(name)
+    if state is None:
+        return False
+    links.unmake(state)
+    cluster_state.remove(name)
+    return True
+
+
+def require(name=DEFAULT_NAME):
+    """The state of cluster ``name``; a FirecaffeError if it is not up."""
+    state = cluster_state.load(name)
+    if state is None:
+        raise FirecaffeError(f"no cluster {name!r} is up: `firecaffe cluster up --nodes N --link RATE"
+                             f"{_name_flag(name)}` first")
+    if not state.get("complete"):
+        raise FirecaffeError(f"cluster {name!r} was not fully made (its `up` failed or is running): "
+                             f"`firecaffe cluster down{_name_flag(name)}`")
+    return state
+
+
+def execute(command, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None):
+    """Run ``command`` under mpiexec on the nodes of cluster ``name``; its exit status.
+
+    On Ctrl-C or SIGTERM mpiexec is interrupted (it ends the ranks), then killed
+    if it has not ended within 10 s.
+    """
+    if not command:
+        raise FirecaffeError("give the command to run after --, e.g. -- python train.py")
+    state = require(name)
+    argv = launch.mpiexec_command(state, ranks, list(mpiexec_args), list(command))
+    process = subprocess.Popen(argv, env=launch.job_environment())
+    try:
+        with _sigterm_as_interrupt():
+            return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise FirecaffeError(f"the job ran past {timeout} s and was stopped") from None
+    except BaseException:
+        _stop(process)
+        raise
+
+
+def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None):
+    """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status."""
+    with _sigterm_as_interrupt():
+        up(nodes, rate, ppn, name)
+        try:
+            return execute(command, ranks, mpiexec_args, name, timeout)
+        finally:
+            down(name)
+
+
+def status(name=DEFAULT_NAME):
+    """``(state, [(node, link state, sent bytes, received bytes)])`` of cluster ``name``."""
+    state = require(name)
+    rows = [(node, links.link_state(node), sent, received)
+            for node, (sent, received) in zip(state["nodes"], links.link_bytes(state))]
+    return state, rows
+
+
+def _stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt (so cleanups run), in the main thread only."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _name_flag(name):
+    return "" if name == DEFAULT_NAME else f" --name {name}"
+
+
+def wait_for_links(state, timeout_s=5.0):
+    """Wait until every node's link reports up (veths come up asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(links.link_state(node) in ("up", "unknown") for node in state["nodes"]):
+            return
+        time.sleep(0.05)

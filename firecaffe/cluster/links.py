@@ -1,0 +1,188 @@
+"""Emulated nodes and links: network namespaces on a Linux bridge, each link rate-limited by tbf.
+
+Node i is the namespace ``<name>-n<i>`` holding ``eth0`` (address
+198.18.S.(i+1)/24, in the benchmark range 198.18.0.0/15); the other end of
+its veth pair, ``<name>-v<i>``, is a port of the bridge ``<name>-br``
+(198.18.S.254, where mpiexec listens). A token bucket (``tc qdisc tbf``) on
+both ends limits what the node sends (``eth0``) and what it receives (the
+bridge port) to the link rate, so the bridge acts as a non-blocking switch
+and every node has one full-duplex link of known bandwidth. The namespaces
+have no default route: nothing leaves the machine.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import FirecaffeError
+from . import state as cluster_state
+
+SUBNET = "198.18.{}."
+BRIDGE_HOST = 254
+NODE_IFACE = "eth0"
+NEEDS_RIGHTS = ("firecaffe cluster needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create network "
+                "namespaces, veth pairs and a bridge: run it with sudo, or in CI as root "
+                "(a container needs --cap-add NET_ADMIN --cap-add SYS_ADMIN)")
+RATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def parse_rate(text):
+    """Bits per second from ``100M``, ``100Mbit``, ``1G``, ``1gbit``, ``500k``, ``1e9`` (decimal units)."""
+    match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kmg]?)(?:bit|bps|b/s|b)?\s*", str(text).lower())
+    try:
+        bits = float(match.group(1)) * RATE_UNITS[match.group(2)] if match else 0
+    except ValueError:
+        bits = 0
+    if not bits >= 8000:
+        raise FirecaffeError(f"link rate {text!r}: give bits per second of at least 8k, e.g. 100M or 1G")
+    return int(bits)
+
+
+def human_rate(bits):
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if bits >= scale:
+            return f"{bits / scale:g} {unit}bit/s"
+    return f"{bits} bit/s"
+
+
+def _ip(*args, check=True):
+    """Run ``ip``/``tc``; a FirecaffeError with its message (or the rights needed) on failure."""
+    try:
+        done = subprocess.run(list(args), capture_output=True, text=True)
+    except FileNotFoundError:
+        raise FirecaffeError(f"firecaffe cluster needs iproute2 ({args[0]!r} is not installed)") from None
+    if check and done.returncode:
+        message = done.stderr.strip() or done.stdout.strip()
+        if "not permitted" in message.lower() or "permission denied" in message.lower():
+            raise FirecaffeError(NEEDS_RIGHTS)
+        raise FirecaffeError(f"`{' '.join(args)}` failed: {message}")
+    return done
+
+
+def _exists_link(name):
+    return Path("/sys/class/net", name).exists()
+
+
+def _namespaces():
+    return {line.split()[0] for line in _ip("ip", "netns", "list").stdout.splitlines() if line.strip()}
+
+
+def _free_subnet():
+    """The first 198.18.S.0/24 that no interface and no other firecaffe cluster uses."""
+    used = {int(s) for s in re.findall(r"inet 198\.18\.(\d+)\.", _ip("ip", "-4", "-o", "addr").stdout)}
+    used |= {other["subnet"] for other in cluster_state.all_states()}
+    for subnet in range(256):
+        if subnet not in used:
+            return subnet
+    raise FirecaffeError("every 198.18.S.0/24 is in use: take a cluster down first")
+
+
+def plan(name, nodes, rate_bps, ppn):
+    """The state of a cluster before anything is made: every name and address it will use."""
+    subnet = _free_subnet()
+    prefix = SUBNET.format(subnet)
+    return {
+        "name": name, "nodes": [
+            {"index": i, "namespace": f"{name}-n{i}", "veth": f"{name}-v{i}", "hostname": f"{name}-node{i}",
+             "address": f"{prefix}{i + 1}"} for i in range(nodes)],
+        "bridge": f"{name}-br", "bridge_address": f"{prefix}{BRIDGE_HOST}", "subnet": subnet,
+        "rate_bps": rate_bps, "ppn": ppn, "pid": os.getpid(), "made_at": time.time(), "complete": False,
+    }
+
+
+def check_free(state):
+    """Refuse to touch namespaces or interfaces with this cluster's names that it did not make."""
+    taken = [node["namespace"] for node in state["nodes"] if node["namespace"] in _namespaces()]
+    taken += [link for link in [state["bridge"]] + [n["veth"] for n in state["nodes"]] if _exists_link(link)]
+    if taken:
+        raise FirecaffeError(f"{', '.join(taken)} already exist(s) but firecaffe cluster {state['name']!r} "
+                             "did not make it (no state file): remove it yourself or use another --name")
+
+
+def tbf(rate_bps):
+    """tc arguments for a token bucket at ``rate_bps``: a burst of a few ms, at least 64 KiB (one GSO packet)."""
+    burst = max(64 * 1024, rate_bps // 8 * 4 // 1000)
+    return ["tbf", "rate", f"{rate_bps}bit", "burst", str(burst), "latency", "50ms"]
+
+
+def make(state):
+    """Create the bridge, the namespaces and their rate-limited links listed in ``state``."""
+    bridge = state["bridge"]
+    _ip("ip", "link", "add", bridge, "type", "bridge")
+    _ip("ip", "addr", "add", f"{state['bridge_address']}/24", "dev", bridge)
+    _ip("ip", "link", "set", bridge, "up")
+    shape = tbf(state["rate_bps"])
+    for node in state["nodes"]:
+        ns, veth = node["namespace"], node["veth"]
+        _ip("ip", "netns", "add", ns)
+        _ip("ip", "link", "add", veth, "type", "veth", "peer", "name", NODE_IFACE, "netns", ns)
+        _ip("ip", "link", "set", veth, "master", bridge, "up")
+        _ip("ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", NODE_IFACE)
+        _ip("ip", "-n", ns, "link", "set", NODE_IFACE, "up")
+        _ip("ip", "-n", ns, "link", "set", "lo", "up")
+        _ip("tc", "qdisc", "replace", "dev", veth, "root", *shape)
+        _ip("tc", "-n", ns, "qdisc", "replace", "dev", NODE_IFACE, "root", *shape)
+
+
+def unmake(state):
+    """Remove what ``state`` names and still exists; end the processes left inside its namespaces."""
+    present = _namespaces()
+    for node in state["nodes"]:
+        if node["namespace"] in present:
+            _end_processes(node["namespace"])
+            _ip("ip", "netns", "del", node["namespace"], check=False)
+    for link in [n["veth"] for n in state["nodes"]] + [state["bridge"]]:
+        if _exists_link(link):
+            _ip("ip", "link", "del", link, check=False)
+    left = [n["namespace"] for n in state["nodes"] if n["namespace"] in _namespaces()]
+    left += [link for link in [state["bridge"]] + [n["veth"] for n in state["nodes"]] if _exists_link(link)]
+    if left:
+        raise FirecaffeError(f"could not remove {', '.join(left)}: remove by hand (`ip netns del`, `ip link del`)")
+
+
+def _end_processes(namespace, grace_s=2.0):
+    """SIGTERM, then SIGKILL, the processes still running in ``namespace`` (the cluster's own jobs)."""
+    def pids():
+        return [int(p) for p in _ip("ip", "netns", "pids", namespace, check=False).stdout.split()]
+    for pid in pids():
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids():
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def link_bytes(state):
+    """``[(sent, received)]`` bytes per node since its link was made, read on the bridge side."""
+    counts = []
+    for node in state["nodes"]:
+        stats = Path("/sys/class/net", node["veth"], "statistics")
+        try:
+            # The bridge port receives what the node sends and transmits what it receives.
+            counts.append((int((stats / "rx_bytes").read_text()), int((stats / "tx_bytes").read_text())))
+        except OSError:
+            counts.append((None, None))
+    return counts
+
+
+def link_state(node):
+    """"up" or "down": whether the node's link carries traffic (``ip link set ... down`` cuts it)."""
+    try:
+        return Path("/sys/class/net", node["veth"], "operstate").read_text().strip()
+    except OSError:
+        return "missing"
+
+
+def tools_missing():
+    return [tool for tool in ("ip", "tc", "unshare") if shutil.which(tool) is None]

@@ -1,0 +1,47 @@
+"""Parsing of link rates and of exec/run command lines (no root needed)."""
+import click
+import pytest
+
+from firecaffe.cli.cluster import EXEC_OPTIONS, RUN_OPTIONS, _parse
+from firecaffe.cluster.launch import LINK_ENV, job_environment
+from firecaffe.cluster.links import parse_rate, tbf
+from firecaffe.errors import FirecaffeError
+
+
+@pytest.mark.parametrize("text, bits", [("100M", 10**8), ("100Mbit", 10**8), ("1G", 10**9), ("1gbit", 10**9),
+                                        ("2.5G", 25 * 10**8), ("500k", 5 * 10**5), ("1e9", 10**9)])
+def test_link_rates_are_decimal_bits_per_second(text, bits):
+    assert parse_rate(text) == bits
+
+
+@pytest.mark.parametrize("text", ["fast", "0", "-1G", "10", "1T"])
+def test_a_bad_link_rate_says_what_to_give(text):
+    with pytest.raises(FirecaffeError, match="give bits per second of at least 8k, e.g. 100M or 1G"):
+        parse_rate(text)
+
+
+def test_token_bucket_burst_is_a_few_milliseconds_and_at_least_one_gso_packet():
+    assert tbf(10**9)[:4] == ["tbf", "rate", "1000000000bit", "burst"] and int(tbf(10**9)[4]) == 500000
+    assert int(tbf(10**6)[4]) == 65536
+
+
+def test_exec_passes_mpiexec_options_through_and_keeps_the_commands_own():
+    ctx = click.Context(click.Command("exec"))
+    ours, mpiexec, command = _parse(ctx, ["-n", "4", "-genv", "OMP_NUM_THREADS", "1", "--", "python", "x.py",
+                                          "-n", "3"], EXEC_OPTIONS)
+    assert ours == {"ranks": 4}
+    assert mpiexec == ["-genv", "OMP_NUM_THREADS", "1"]
+    assert command == ["python", "x.py", "-n", "3"]
+    ours, mpiexec, command = _parse(ctx, ["--nodes=3", "--link", "1G", "python", "x.py"], RUN_OPTIONS)
+    assert ours == {"nodes": 3, "rate": "1G"} and mpiexec == [] and command == ["python", "x.py"]
+
+
+def test_exec_without_a_command_is_a_usage_error():
+    with pytest.raises(click.UsageError, match="give the command to run"):
+        _parse(click.Context(click.Command("exec")), ["-n", "2", "--"], EXEC_OPTIONS)
+
+
+def test_jobs_talk_tcp_over_the_links_unless_the_user_chose_otherwise():
+    assert job_environment({})["MPICH_CH4_NETMOD"] == "ofi" and job_environment({})["FI_PROVIDER"] == "tcp"
+    assert job_environment({"FI_PROVIDER": "sockets"})["FI_PROVIDER"] == "sockets"
+    assert set(LINK_ENV) == {"MPICH_CH4_NETMOD", "FI_PROVIDER", "FI_TCP_IFACE"}

@@ -1,0 +1,100 @@
+"""up, down, run: the cluster leaves nothing behind, never clobbers what it did not make, says what it needs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firecaffe import cluster as emulated
+from firecaffe.cluster import state as cluster_state
+from firecaffe.errors import FirecaffeError
+
+from .conftest import NAME, REPO, make_cluster, skip_unless_possible
+
+
+def leftovers(name=NAME):
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return ([line.split()[0] for line in namespaces.splitlines() if line.startswith(f"{name}-")]
+            + [word.rstrip(":").split("@")[0] for line in links.splitlines() for word in line.split()[1:2]
+               if word.startswith(f"{name}-")]
+            + [p.name for p in cluster_state.state_dir().glob(f"{name}*")])
+
+
+def test_down_removes_every_namespace_link_and_file_it_made():
+    with make_cluster(3, "100M") as state:
+        assert sorted(leftovers()) == sorted(
+            [n["namespace"] for n in state["nodes"]] + [n["veth"] for n in state["nodes"]]
+            + [state["bridge"], f"{NAME}.json", f"{NAME}-enter.sh"])
+        assert emulated.down(NAME) is True
+        assert leftovers() == []
+    assert emulated.down(NAME) is False  # idempotent
+
+
+def test_up_refuses_to_clobber_a_cluster_or_a_namespace_it_did_not_make():
+    with make_cluster(2, "100M"):
+        with pytest.raises(FirecaffeError, match="is already up .* `firecaffe cluster down --name fct` first"):
+            emulated.up(2, "100M", name=NAME)
+    subprocess.run(["ip", "netns", "add", f"{NAME}-n1"], check=True)
+    try:
+        with pytest.raises(FirecaffeError, match="fct-n1 already exist.* did not make it"):
+            emulated.up(2, "100M", name=NAME)
+        assert leftovers() == [f"{NAME}-n1"]   # left as it was, no state file
+    finally:
+        subprocess.run(["ip", "netns", "del", f"{NAME}-n1"], check=True)
+
+
+def run_cluster_command(args, **popen):
+    env = dict(os.environ, PYTHONPATH=str(REPO), FIRECAFFE_NO_PROGRESS="1")
+    return subprocess.Popen([sys.executable, "-m", "firecaffe", "cluster", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.mpi
+def test_run_passes_on_the_jobs_exit_status_and_tears_down():
+    skip_unless_possible()
+    process = run_cluster_command(["run", "--nodes", "2", "--link", "100M", "--name", NAME, "--",
+                                   "sh", "-c", "hostname; exit 3"])
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stderr
+    assert sorted(stdout.split()) == [f"{NAME}-node0", f"{NAME}-node1"]   # one host name per node
+    assert leftovers() == []
+
+
+@pytest.mark.mpi
+def test_run_tears_down_on_ctrl_c():
+    skip_unless_possible()
+    process = run_cluster_command(["run", "--nodes", "2", "--link", "100M", "--name", NAME, "--",
+                                   "sleep", "60"], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not subprocess.run(
+            ["ip", "netns", "pids", f"{NAME}-n1"], capture_output=True, text=True).stdout.strip():
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)   # what a terminal sends to the whole job
+    process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert leftovers() == []
+
+
+def test_without_the_rights_one_line_and_a_non_zero_status(tmp_path):
+    skip_unless_possible()
+    # Root without CAP_NET_ADMIN and CAP_SYS_ADMIN, as in a container started without them.
+    env = dict(os.environ, PYTHONPATH=str(REPO), FIRECAFFE_CLUSTER_DIR=str(tmp_path))
+    done = subprocess.run(["setpriv", "--bounding-set", "-net_admin,-sys_admin", sys.executable, "-m",
+                           "firecaffe", "cluster", "up", "--nodes", "2", "--link", "1G", "--name", NAME],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "firecaffe: error: firecaffe cluster needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create network "
+        "namespaces, veth pairs and a bridge: run it with sudo, or in CI as root (a container needs "
+        "--cap-add NET_ADMIN --cap-add SYS_ADMIN)"]
+    assert leftovers() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_status_of_a_cluster_that_is_not_up_says_how_to_make_one():
+    with pytest.raises(FirecaffeError, match="no cluster 'fct' is up: `firecaffe cluster up --nodes N"):
+        emulated.status(NAME)
