@@ -169,7 +169,8 @@ class _HostBlob:
         self.data, self.diff = backend.to_host(self.blob.data).copy(), backend.to_host(self.blob.diff).copy()
 
     def push(self, which):
-        getattr(self.blob, which)[...] = backend.to_device(getattr(self, which))
+        target = getattr(self.blob, which)
+        target[...] = backend.xp_of(target).asarray(getattr(self, which))
 
     def reshape(self, *shape):
         self.blob.reshape(*shape)
