@@ -3,10 +3,10 @@
 MPICH's blocking calls (Wait, Recv, Sendrecv, Allreduce) busy-poll the network
 until the message is done. On the main thread that costs nothing: nothing else
 would run. On the bucket reducer's thread it does: while a bucket crosses a slow
-link the thread spins on a core that backward needs. Measured on 4 emulated
-nodes at 100 Mb/s (2 shared cores): a blocking Recv waiting 1 s burnt 0.77 s of
-CPU, and backward beside such a thread ran as much slower as the reduction it
-hid (see docs/scaling.md, "Overlap on links").
+link the thread spins on a core that backward needs. A blocking Recv waiting
+1 s burnt 0.77 s of CPU; on 4 emulated nodes at 100 Mb/s this wrapper halved
+the bucket thread's CPU per iteration (50 -> 26 ms) and shortened iterations
+against spinning in every interleaved run (docs/scaling.md, "Overlap on links").
 
 ``PoliteComm(comm)`` wraps a communicator: the calls the strategies block in
 are rebuilt from nonblocking ones whose requests are finished by ``Test`` with
