@@ -170,9 +170,9 @@ class Net(PycaffeNetAPI):
         layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
         try:
             # Caffe reshapes every layer before its forward; a layer's shapes change only when its
-            # bottoms' do (Filter's top follows the data) or when it asks to be reshaped each time.
+            # bottoms' do (Filter's top follows the data); forward() reshapes layers that ask every time.
             shapes = _shapes(bottom)
-            if layer.reshape_every_forward or shapes != self._reshaped_for[i]:
+            if shapes != self._reshaped_for[i] and not layer.reshape_every_forward:
                 layer.reshape(bottom, top)
                 self._reshaped_for[i] = shapes
             return layer.forward(bottom, top)

@@ -25,8 +25,8 @@ class Layer:
     is_loss = False          # loss layers default to loss_weight 1 on their first top
     is_data = False          # reads a source; the net gives it its shard (``shard``)
     frozen_blobs = ()        # indices of blobs that are statistics, never learned
-    reshape_every_forward = False   # Caffe reshapes before every forward; the net does so only when
-                                    # a bottom changed shape, or always for layers that set this
+    reshape_every_forward = False   # Caffe reshapes before every forward; the net does so when a
+                                    # bottom changed shape, and forward() always for layers that set this
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
@@ -52,6 +52,8 @@ class Layer:
 
     def forward(self, bottom, top):
         """Compute tops; return this layer's weighted contribution to the loss."""
+        if self.reshape_every_forward:
+            self.reshape(bottom, top)
         (self.forward_gpu if backend.gpu_enabled() else self.forward_cpu)(bottom, top)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):

@@ -85,6 +85,7 @@ class Layer:
 
 @register("Python")
 class PythonLayer(_OpLayer):
+    reshape_every_forward = True      # Caffe calls a Python layer's reshape before every forward
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         super().__init__(param, phase, dtype)
         p = param.python_param
@@ -143,7 +144,6 @@ class PythonLayer(_OpLayer):
             self._call(self.user.reshape, "reshape", b, t)
 
     def forward_cpu(self, bottom, top):
-        self.reshape(bottom, top)               # Caffe's Layer::Forward reshapes first
         with _host_view(bottom, top, tops_out=True) as (b, t):
             self._call(self.user.forward, "forward", b, t)
 
