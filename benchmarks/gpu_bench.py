@@ -52,11 +52,9 @@ def build_param(net_name, batch):
 # --- firecaffe ----------------------------------------------------------------------
 def time_firecaffe(param, iters, warmup):
     import cupy
-    import firecaffe.ops.gpu_ops as gpu_ops
     from firecaffe.core import backend
     from firecaffe.engine.net import Net
     backend.set_mode_gpu(0)
-    gpu_ops.install()
     net = Net(param, phase="TRAIN")
     data = net.blobs["data"]
     data.data[...] = cupy.random.standard_normal(data.shape, dtype=cupy.float32)

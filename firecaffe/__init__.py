@@ -32,6 +32,7 @@ from .proto.caffe_pb2 import TRAIN, TEST  # noqa: E402  (0 and 1, as in pycaffe;
 from .pycaffe import Timer, layer_type_list, set_device, set_mode_gpu, init_log, log  # noqa: E402
 from .net_spec import layers, params, NetSpec, to_proto  # noqa: E402
 from . import io  # noqa: E402
+from .ops.python_layer import Layer  # noqa: E402  (pycaffe's base class of Python layers)
 
 _SOLVER_NAMES = ("Solver", "get_solver", "SGDSolver", "NesterovSolver", "AdaGradSolver",
                  "RMSPropSolver", "AdaDeltaSolver", "AdamSolver")
@@ -52,6 +53,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'firecaffe' has no attribute {name!r}")
 
 
-__all__ = ["Net", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu", "set_device",
+__all__ = ["Net", "Layer", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu", "set_device",
            "set_random_seed", "layer_type_list", "Timer", "init_log", "log", "io", "layers", "params",
            "NetSpec", "to_proto", "caffe_pb2", *_SOLVER_NAMES, *_LAZY]

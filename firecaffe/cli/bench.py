@@ -99,8 +99,14 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
         if not quiet:
             click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
 
-    records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
-                             net=net, progress=progress, inter=inter)
+    try:
+        records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
+                                 net=net, progress=progress, inter=inter)
+    except FirecaffeError as exc:
+        if world.Get_size() > 1 or "needs at least" not in str(exc):
+            raise
+        raise FirecaffeError(f"{exc}. bench comm times communication between ranks and this is one process: "
+                             f"run it under mpirun, e.g. mpirun -n 4 firecaffe bench comm --comm {comms}") from None
     if not rank0:
         return
     click.echo(bench_comm.format_table(records))

@@ -5,6 +5,7 @@
     mpirun -n 16 firecaffe train SOLVER.prototxt --comm tree --global-batch 1024
 """
 import os
+import re
 
 import click
 
@@ -36,6 +37,7 @@ def load_solver_param(target, solver_flag):
     except OSError as exc:
         raise FirecaffeError(f"{path}: cannot read ({exc.strerror})") from None
     if solver_flag is None and _looks_like_net(text):
+        io.read_net(path)           # a syntax error is reported at the net's own line and field
         param = caffe_pb2.SolverParameter(net=path)
         for key, value in BARE_NET_DEFAULTS.items():
             setattr(param, key, value)
@@ -43,39 +45,26 @@ def load_solver_param(target, solver_flag):
     return io.read_solver(path), path
 
 
+_NET_FIELDS = re.compile(r"^\s*(layers?|input|input_shape|input_dim)\s*[{:]", re.MULTILINE)
+_SOLVER_FIELDS = re.compile(r"^\s*(net|train_net|net_param|train_net_param|base_lr|max_iter|lr_policy)\s*[{:]",
+                            re.MULTILINE)
+
+
 def _looks_like_net(text):
+    """A net has top-level layers or inputs and none of a solver's own fields (even with a typo)."""
     from google.protobuf import text_format
     from ..proto import caffe_pb2
     try:
         text_format.Parse(text, caffe_pb2.SolverParameter())
         return False
     except text_format.ParseError:
-        try:
-            text_format.Parse(text, caffe_pb2.NetParameter())
-            return True
-        except text_format.ParseError:
-            return False
+        return bool(_NET_FIELDS.search(text)) and not _SOLVER_FIELDS.search(text)
 
 
 def batch_hook(global_batch, workers):
-    """Set every TRAIN data layer's batch_size to global_batch / workers."""
-    if global_batch is None:
-        return None
-    if global_batch % workers:
-        raise FirecaffeError(f"--global-batch {global_batch} does not divide evenly among {workers} "
-                             f"worker ranks; choose a multiple of {workers}")
-    per_rank = global_batch // workers
-
-    def hook(net_param):
-        touched = 0
-        for layer in net_param.layer:
-            for field in ("data_param", "hdf5_data_param"):
-                if layer.type in ("Data", "HDF5Data") and layer.HasField(field):
-                    getattr(layer, field).batch_size = per_rank
-                    touched += 1
-        if not touched:
-            raise FirecaffeError("--global-batch: the train net has no data layer with a batch_size to set")
-    return hook
+    """A train-net hook setting every TRAIN data layer's batch_size to global_batch / workers (or None)."""
+    from ..run.job import BatchPlan
+    return None if global_batch is None else BatchPlan(global_batch, workers).hook
 
 
 @click.command()
@@ -83,7 +72,9 @@ def batch_hook(global_batch, workers):
 @click.option("--solver", "solver_flag", type=click.Path(), help="Solver prototxt (as caffe's --solver).")
 @click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5]).")
 @click.option("--snapshot", type=click.Path(), help="Resume from this .solverstate[.h5].")
-@click.option("--resume-latest", "resume_prefix", help="Resume from the newest complete snapshot of PREFIX.")
+@click.option("--resume-latest", "resume_prefix", is_flag=False, flag_value="", metavar="[PREFIX]",
+              help="Resume from the newest complete snapshot of PREFIX (default: the solver's "
+                   "snapshot_prefix); start fresh (from --weights, if given) when there is none.")
 @click.option("--max-iter", type=int)
 @click.option("--base-lr", type=float)
 @click.option("--lr-policy")
@@ -115,6 +106,19 @@ def batch_hook(global_batch, workers):
               help="Every N steps, check that all ranks hold identical weights.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
+@click.option("--snapshot-keep", type=click.IntRange(min=0), default=0,
+              help="Keep only the newest N snapshots (0: all).")
+@click.option("--lr-scaling", type=click.Choice(["none", "linear"]), default="none", show_default=True,
+              help="linear: multiply base_lr by global batch / the net's batch (Goyal et al. 2017).")
+@click.option("--warmup-iters", type=click.IntRange(min=0), default=0,
+              help="With --lr-scaling linear: ramp the rate up from base_lr over N iterations.")
+@click.option("--progress/--no-progress", "show_progress", default=None,
+              help="Force the progress bar (with ETA) on or off; default: on an interactive terminal.")
+@click.option("--sigint-effect", type=click.Choice(["stop", "snapshot", "none"]), default="stop",
+              show_default=True, help="What SIGINT (Ctrl-C) does, on every rank at the same iteration.")
+@click.option("--sighup-effect", type=click.Choice(["stop", "snapshot", "none"]), default="snapshot",
+              show_default=True, help="What SIGHUP does. SIGTERM and SIGUSR1 (scancel, SLURM time "
+              "limits) always snapshot and stop.")
 @click.option("--timeline", type=click.Path(dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) of every rank's layers, buckets, waits and updates.")
 @click.option("--timeline-iters", type=click.IntRange(min=1), default=20, show_default=True,
@@ -125,14 +129,22 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
           snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..run import mpi_util, watchdog
+    from ..run.signals import Signals, finish
+    from ..run.job import BatchPlan, apply_lr_scaling, compare_resumed_batch, startup_line
     stall_timeout, inter = flags.pop("stall_timeout"), flags.pop("inter")
+    snapshot_keep = flags.pop("snapshot_keep")
+    lr_scaling, warmup_iters, show_progress = flags.pop("lr_scaling"), flags.pop("warmup_iters"), \
+        flags.pop("show_progress")
+    effects = flags.pop("sigint_effect"), flags.pop("sighup_effect")
     timeline_path, timeline_iters = flags.pop("timeline"), flags.pop("timeline_iters")
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
-    if weights and (snapshot or resume_prefix):
-        raise click.UsageError("give --weights or --snapshot/--resume-latest, not both "
-                               "(a snapshot already holds the weights)")
+    if weights and snapshot:
+        raise click.UsageError("give --weights or --snapshot, not both (a snapshot already holds the weights)")
+    signals = Signals(*effects).install()         # first: a SLURM warning may come during start-up
+    click.get_current_context().call_on_close(signals.uninstall)
     world = mpi_util.world()
+    signals.refresh()
     rank = world.Get_rank() if world is not None else 0
     size = world.Get_size() if world is not None else 1
     if world is not None and size > 1:
@@ -141,6 +153,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
                        "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
+    if comm == "ps" and size == 1:        # (under MPI, split_servers checks the counts)
+        raise FirecaffeError(f"--comm ps needs at least {ps_servers + 1} ranks ({ps_servers} server(s) and a "
+                             f"worker), this job has {size}: mpirun -n {ps_servers + 1} firecaffe train ...")
     param, solver_path = load_solver_param(target, solver_flag)
     for key, value in flags.items():
         if value is not None:
@@ -158,6 +173,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..comm import strategy_class
     sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
                      inter=inter) if size > 1 or strategy_class(comm).needs_gpu else None
+    signals.snapshot_on_stop = param.snapshot_after_train
+    signals.connect(world if sync is not None else None, stall_timeout)
     if sync is not None:
         watchdog.install(sync, stall_timeout)
     from ..run.timeline import Timeline
@@ -167,22 +184,41 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         choose_device(True, None)          # parameter servers only add and update: host memory
     else:
         choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
+    plan = BatchPlan(global_batch, workers)
+    solver = Solver(param, path=solver_path, sync=sync,
+                    shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
+                    train_net_hook=plan.hook)
     resume = snapshot
-    if resume_prefix:
+    if resume_prefix is not None:
+        resume_prefix = resume_prefix or snapshots.prefix_of(solver)
         resume = snapshots.latest(resume_prefix)
         if resume is None:
             LOGGER.info(f"--resume-latest: no complete snapshot of {resume_prefix} yet; starting fresh")
-    solver = Solver(param, path=solver_path, sync=sync,
-                    shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
-                    train_net_hook=batch_hook(global_batch, workers))
+        elif weights:
+            LOGGER.info(f"--resume-latest: resuming from {resume}; --weights {weights} not used")
+            weights = None
+    solver.signals = signals
+    solver.global_batch, solver.workers, solver.show_progress = plan.global_batch, workers, show_progress
+    apply_lr_scaling(solver, plan, lr_scaling, warmup_iters)
+    startup_line(sync, plan, solver, comm)
+    solver.snapshot_keep = snapshot_keep
+    if solver.is_root and (sync is None or sync.is_worker):
+        snapshots.check_writable(solver)
     if weights:
         solver.net.copy_from(weights)
         if sync is not None:
             sync.broadcast_weights(solver.net)
+    if resume:
+        solver.restore(resume)
+        compare_resumed_batch(solver, plan, global_batch is not None)
     if timeline is not None:
         timeline.attach(solver)
-    solver.solve(resume)           # parameter-server ranks too: the strategy gives them their part
+    solver.solve()                 # parameter-server ranks too: the strategy gives them their part
     if timeline is not None:
         timeline.write()           # collective: rank 0 writes every rank's events
     if sync is not None:
         sync.close()
+    signals.close()
+    if solver.stopped is not None:
+        written = solver.last_snapshot if solver.stopped.snapshot else None
+        finish(solver.stopped, solver.iter, written, is_root=solver.is_root)

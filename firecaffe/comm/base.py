@@ -201,9 +201,9 @@ def check_flat(flat):
 
 
 def waitall(requests):
-    """Wait for every mpi4py request in ``requests``."""
-    from mpi4py import MPI
-    MPI.Request.Waitall(requests)
+    """Wait for every mpi4py request in ``requests`` (each its own ``Wait``: a PoliteRequest sleeps)."""
+    for request in requests:
+        request.Wait()
 
 
 def chunk_slices(size, chunk):

@@ -14,13 +14,22 @@ thread really runs beside backward. MPI calls from two threads need
 granted less, nothing runs in the background and ``wait()`` reduces every
 bucket itself. While buckets are in flight the communicator belongs to the
 reducer: the training loop makes no other MPI call on it until ``wait()``.
+
+The thread's strategy talks through a ``PoliteComm`` (comm/polite.py): its
+waits sleep between tests instead of spinning in MPICH's progress loop, which
+on shared cores took as much CPU from backward as the overlap hid.
+``FIRECAFFE_BUCKET_WAIT=spin`` keeps MPI's own blocking waits (to measure the
+difference, launch/overlap_links.sh).
 """
+import copy
+import os
 import queue
 import threading
 import time
 from typing import NamedTuple
 
 from .base import chunk_slices
+from .polite import PoliteComm
 
 DEFAULT_BUCKET_BYTES = 4 * 2**20
 
@@ -28,6 +37,7 @@ DEFAULT_BUCKET_BYTES = 4 * 2**20
 class OverlapStats(NamedTuple):
     comm_s: float     # seconds spent in allreduce_ over all buckets
     hidden_s: float   # of those, seconds that elapsed before wait() was called (behind backward)
+    cpu_s: float      # CPU seconds the reducing thread used (user + system), waiting included
 
 
 class BucketReducer:
@@ -36,13 +46,17 @@ class BucketReducer:
     timeline = None        # run/timeline.py's recorder while `--timeline` records
 
     def __init__(self, strategy, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES):
-        self.strategy = strategy
         self.flat_diff = flat_diff
         self.buckets = chunk_slices(flat_diff.size, max(1, bucket_bytes // flat_diff.itemsize))
         from mpi4py import MPI
         self.threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
+        self.strategy = strategy
+        if self.threaded and os.environ.get("FIRECAFFE_BUCKET_WAIT", "sleep") != "spin":
+            self.strategy = copy.copy(strategy)     # shares its scratch buffers: never used at the same time
+            self.strategy.comm = PoliteComm(strategy.comm)
         self._next = 0          # first bucket not yet handed out this iteration
         self._spans = []        # (start, end) perf_counter of each reduced bucket
+        self._cpu_s = 0.0       # thread CPU time spent in _reduce this iteration
         self._error = None
         self._queue = queue.Queue()
         if self.threaded:
@@ -67,11 +81,13 @@ class BucketReducer:
                 self._reduce(bucket)
         self._next = 0
         spans, self._spans = self._spans, []
+        cpu_s, self._cpu_s = self._cpu_s, 0.0
         if self._error is not None:
             error, self._error = self._error, None
             raise error
         return OverlapStats(comm_s=sum(end - start for start, end in spans),
-                            hidden_s=sum(max(0.0, min(end, called) - start) for start, end in spans))
+                            hidden_s=sum(max(0.0, min(end, called) - start) for start, end in spans),
+                            cpu_s=cpu_s)
 
     def close(self):
         """Stop the background thread (after the last ``wait()``)."""
@@ -79,10 +95,11 @@ class BucketReducer:
             self._queue.put(None)
 
     def _reduce(self, bucket):
-        start = time.perf_counter_ns()
+        start, cpu = time.perf_counter_ns(), time.thread_time()
         self.strategy.allreduce_(self.flat_diff[bucket])
         end = time.perf_counter_ns()
         self._spans.append((start / 1e9, end / 1e9))
+        self._cpu_s += time.thread_time() - cpu
         if self.timeline is not None:
             elements = bucket.stop - bucket.start
             self.timeline.add(f"bucket {self.buckets.index(bucket)}", "bucket", start, end,

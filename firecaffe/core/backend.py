@@ -36,8 +36,6 @@ def set_mode_gpu(device_id=0, wrap=False):
         raise FirecaffeError(f"--gpu: device {device_id} asked for, but this machine has {count}")
     cupy.cuda.Device(device_id).use()
     _state.update(gpu=True, device=device_id, cupy=cupy)
-    from ..ops import gpu_ops
-    gpu_ops.install()           # the kernels of firecaffe/kernels for the layers that need them
 
 
 def gpu_enabled():

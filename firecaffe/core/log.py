@@ -54,9 +54,9 @@ def setup(rank=0, size=1, level=None):
     return LOGGER
 
 
-def progress(total, initial=0, enabled=True):
-    """A tqdm bar on an interactive terminal, or None when output is piped."""
-    if not enabled or not sys.stderr.isatty() or os.environ.get("FIRECAFFE_NO_PROGRESS"):
+def progress(total, initial=0, enabled=True, force=False):
+    """A tqdm bar (with ETA) on an interactive terminal, or None when output is piped (unless ``force``)."""
+    if not enabled or (not force and (not sys.stderr.isatty() or os.environ.get("FIRECAFFE_NO_PROGRESS"))):
         return None
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, unit="iter", leave=False, dynamic_ncols=True)

@@ -3,8 +3,9 @@ cursor, decoding records, and writing them (``write_lmdb``).
 
 A Datum holds one image as channels/height/width plus either ``data`` (uint8
 bytes, C*H*W of them, channel-major) or ``float_data``, and an integer label;
-``encoded: true`` means ``data`` is a JPEG or PNG file, decoded here with PIL
-into Caffe's BGR channel order (as OpenCV would).
+``encoded: true`` means ``data`` is a JPEG or PNG file, decoded here with Pillow
+as OpenCV's imread would (firecaffe.data.images): BGR, gray files stay gray
+unless transform_param's force_color / force_gray say otherwise.
 """
 import io as _io
 import os
@@ -114,21 +115,12 @@ def datum_to_array(datum, key, source, force_color=False, force_gray=False):
 
 
 def _decode_image(data, key, source, force_color, force_gray):
+    from .images import decode
+    mode = "color" if force_color else "gray" if force_gray else "native"
     try:
-        from PIL import Image
-    except ImportError:
-        raise DataError(f"{source}: record {record_name(key)} is an encoded image; decoding it needs "
-                        "Pillow: pip install pillow") from None
-    try:
-        image = Image.open(_io.BytesIO(data))
-        image.load()
-    except Exception as exc:
+        return decode(_io.BytesIO(data), mode)
+    except DataError as exc:
         raise DataError(f"{source}: record {record_name(key)}: cannot decode the encoded image ({exc})") from None
-    gray = force_gray or (not force_color and image.mode in ("1", "L", "I;16", "I", "F"))
-    array = np.asarray(image.convert("L" if gray else "RGB"))
-    if gray:
-        return array[None]
-    return np.ascontiguousarray(array[:, :, ::-1].transpose(2, 0, 1))     # RGB -> BGR, HWC -> CHW
 
 
 def record_name(key):

@@ -50,6 +50,7 @@ class Net(PycaffeNetAPI):
         self.name = param.name
         self.param = param
         self.layers, self.bottom_vecs, self.top_vecs = [], [], []
+        self._reshaped_for = []        # bottom shapes at each layer's last reshape
         self.blobs = OrderedDict()
         self.inputs = []
         available = set()           # Caffe's available_blobs: tops no later layer consumed
@@ -105,6 +106,7 @@ class Net(PycaffeNetAPI):
         self.layers.append(layer)
         self.bottom_vecs.append(bottom)
         self.top_vecs.append(top)
+        self._reshaped_for.append(_shapes(bottom))
 
     def _plan_backward(self):
         """Caffe's rules: a layer needs backward if a bottom or a learnable blob does,
@@ -146,8 +148,9 @@ class Net(PycaffeNetAPI):
 
     # --- running -------------------------------------------------------------
     def reshape(self):
-        for layer, bottom, top in zip(self.layers, self.bottom_vecs, self.top_vecs):
+        for i, (layer, bottom, top) in enumerate(zip(self.layers, self.bottom_vecs, self.top_vecs)):
             layer.reshape(bottom, top)
+            self._reshaped_for[i] = _shapes(bottom)
 
     def forward_range(self, start=0, end=None):
         end = len(self.layers) - 1 if end is None else end
@@ -170,8 +173,15 @@ class Net(PycaffeNetAPI):
                 grad_ready(self.layer_arena_end[i])
 
     def forward_layer(self, i):
+        layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
         try:
-            return self.layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
+            # Caffe reshapes every layer before its forward; a layer's shapes change only when its
+            # bottoms' do (Filter's top follows the data); forward() reshapes layers that ask every time.
+            shapes = _shapes(bottom)
+            if shapes != self._reshaped_for[i] and not layer.reshape_every_forward:
+                layer.reshape(bottom, top)
+                self._reshaped_for[i] = shapes
+            return layer.forward(bottom, top)
         except DataError as exc:
             where = self.sample_origin(i, getattr(exc, "blob", None), getattr(exc, "sample", None))
             if where is None:
@@ -271,3 +281,7 @@ def _loss_weight_of(layer_param, top_index):
         return layer_param.loss_weight[top_index] if top_index < len(layer_param.loss_weight) else 0.0
     cls = LAYERS.get(layer_param.type)
     return 1.0 if cls is not None and cls.is_loss and top_index == 0 else 0.0
+
+
+def _shapes(blobs):
+    return [blob.shape for blob in blobs]

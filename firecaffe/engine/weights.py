@@ -5,6 +5,7 @@ import numpy as np
 from ..core import backend
 from ..core.atomic import atomic_path
 from ..core.blob import shape_str
+from ..core.log import LOGGER
 from ..errors import PrototxtError
 from ..proto import caffe_pb2, io
 
@@ -26,9 +27,13 @@ def copy_into(net, source, require_all=False, hdf5=False):
         param = io.read_caffemodel(source) if isinstance(source, str) else source
         pairs = ((lp.name, [io.blob_to_array(b, np.float64) for b in lp.blobs]) for lp in param.layer)
     layers = net.layer_dict
-    copied = set()
+    copied, seen = set(), 0
     for name, arrays in pairs:
-        if name not in layers or not arrays:
+        seen += 1
+        if name not in layers:
+            LOGGER.info(f"Ignoring source layer {name}")        # Caffe's line
+            continue
+        if not arrays:
             continue
         copied.add(name)
         target = layers[name].blobs
@@ -44,6 +49,12 @@ def copy_into(net, source, require_all=False, hdf5=False):
                 array = array.reshape(blob.shape)       # legacy num/channels/height/width blobs
             blob.data[...] = backend.xp().asarray(array, dtype=blob.dtype)
     missing = [layer.name for layer in net.layers if layer.blobs and layer.name not in copied]
+    if not seen:
+        raise PrototxtError(f"{label}: holds no layers (an empty or truncated weights file?)")
+    if missing and not copied:
+        raise PrototxtError(f"{label}: no layer name matches a layer of net '{net.name}' that has "
+                            f"weights ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
+                            "weights from another net?")
     if require_all and missing:
         raise PrototxtError(f"{label}: holds no weights for layer(s) {', '.join(missing)}; "
                             "is the file truncated, or from another net?")

@@ -56,7 +56,7 @@ def human(n, unit=""):
 
 
 def format_table(report):
-    lines = [f"{'layer':24s} {'type':18s} {'output':22s} {'params':>12s} {'MB':>9s} {'FLOPs':>10s}"]
+    lines = [f"{'layer':24s} {'type':18s} {'output':22s} {'params':>12s} {'MiB':>9s} {'FLOPs':>10s}"]
     for row in report["layers"]:
         shape = " / ".join("x".join(map(str, s)) for s in row["top_shapes"])
         lines.append(f"{row['name'][:24]:24s} {row['type'][:18]:18s} {shape[:22]:22s} "

@@ -5,6 +5,11 @@ in grid-stride style, so any launch geometry covers every index (and the CPU
 shim in tests/kernels runs them with one thread). ``#include "common.cuh"`` is
 inlined here before compiling, so CuPy's on-disk cache key covers the header.
 CuPy is imported only when a kernel is first asked for.
+
+Every launch goes through ``launch``, which checks the index range and hands
+the call to ``launcher``: CuPy by default; tests/kernels swap in the CPU shim
+(one module-level name, so no layer or class is patched). This package knows
+no layer: a kernel is a file name, an entry point and its arguments.
 """
 import functools
 import os
@@ -59,12 +64,20 @@ def suffix(dtype):
     raise TypeError(f"GPU kernels take float32 or float64 arrays, got {dtype}")
 
 
+def cupy_launcher(file, name, dtype, count, args):
+    """Launch the compiled ``name_<suffix(dtype)>`` on the current CuPy stream."""
+    kernel = get_kernel(file, f"{name}_{suffix(dtype)}")
+    grid = min((count + BLOCK - 1) // BLOCK, MAX_BLOCKS)
+    kernel((grid,), (BLOCK,), args)
+
+
+launcher = cupy_launcher      # tests/kernels puts the CPU shim here
+
+
 def launch(file, name, dtype, count, args):
-    """Run kernel ``name_<suffix(dtype)>`` over ``count`` indices with ``args``."""
+    """Run kernel ``name_<suffix(dtype)>`` of ``file`` over ``count`` indices with ``args``."""
     if count <= 0:
         return
     if count > MAX_INDEX:
         raise ValueError(f"kernel {name}: {count} elements exceed the int index range")
-    kernel = get_kernel(file, f"{name}_{suffix(dtype)}")
-    grid = min((count + BLOCK - 1) // BLOCK, MAX_BLOCKS)
-    kernel((grid,), (BLOCK,), args)
+    launcher(file, name, dtype, count, args)

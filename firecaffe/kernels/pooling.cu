@@ -2,8 +2,12 @@
 //
 // Window of output (ph, pw): rows [ph*stride_h - pad_h, + kernel_h), clipped
 // to the image for the values read. MAX starts from -inf and takes strictly
-// greater values (the first maximum wins, padding never does); argmax is an
-// index into the H*W plane, -1 for a window that saw no number above -inf.
+// greater values (the first maximum wins, padding never does); argmax is the
+// kernel offset of the maximum within its window, a * kernel_w + b for window
+// row a and column b (counted from the window's corner, which may lie in the
+// padding), -1 for a window that saw no number above -inf. The NumPy path keeps
+// the same encoding (firecaffe/ops/pooling.py), and both turn it into Caffe's
+// H*W index only for the optional mask top.
 // AVE divides by the window clipped to the padded image, hend = min(hstart +
 // kernel_h, height + pad_h), so cells of the padding count, cells past it don't.
 // `planes` is num * channels.
@@ -18,12 +22,12 @@ __device__ void max_pool_forward(const T* x, T* y, int* argmax, int planes, int 
     const int pw = i % pooled_w;
     const int ph = (i / pooled_w) % pooled_h;
     const int plane = i / (pooled_w * pooled_h);
-    int hstart = ph * stride_h - pad_h;
-    int wstart = pw * stride_w - pad_w;
-    const int hend = hstart + kernel_h < height ? hstart + kernel_h : height;
-    const int wend = wstart + kernel_w < width ? wstart + kernel_w : width;
-    hstart = hstart > 0 ? hstart : 0;
-    wstart = wstart > 0 ? wstart : 0;
+    const int corner_h = ph * stride_h - pad_h;
+    const int corner_w = pw * stride_w - pad_w;
+    const int hend = corner_h + kernel_h < height ? corner_h + kernel_h : height;
+    const int wend = corner_w + kernel_w < width ? corner_w + kernel_w : width;
+    const int hstart = corner_h > 0 ? corner_h : 0;
+    const int wstart = corner_w > 0 ? corner_w : 0;
     const T* src = x + (long long)plane * height * width;
     T best = fc_neg_inf<T>();
     int best_index = -1;
@@ -31,7 +35,7 @@ __device__ void max_pool_forward(const T* x, T* y, int* argmax, int planes, int 
       for (int w = wstart; w < wend; ++w) {
         if (src[h * width + w] > best) {
           best = src[h * width + w];
-          best_index = h * width + w;
+          best_index = (h - corner_h) * kernel_w + (w - corner_w);
         }
       }
     }
@@ -64,7 +68,8 @@ __device__ void max_pool_backward(const T* dy, const int* argmax, T* dx, int pla
     T sum = T(0);
     for (int ph = ph0; ph < ph1; ++ph) {
       for (int pw = pw0; pw < pw1; ++pw) {
-        if (argmax[offset + ph * pooled_w + pw] == h * width + w) {
+        const int kernel_offset = (h + pad_h - ph * stride_h) * kernel_w + (w + pad_w - pw * stride_w);
+        if (argmax[offset + ph * pooled_w + pw] == kernel_offset) {
           sum += dy[offset + ph * pooled_w + pw];
         }
       }

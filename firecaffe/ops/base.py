@@ -3,7 +3,9 @@
 A subclass declares its arity and fills in ``reshape``, ``forward_cpu`` and
 ``backward_cpu`` (and optionally ``layer_setup``, ``forward_gpu``/``backward_gpu``
 and ``flops``); the base class checks arity, handles loss weights and picks the
-CPU or GPU path.
+CPU or GPU path. A layer written once against ``xp`` defines only the CPU
+methods: the GPU ones default to them. A layer with kernels defines its GPU
+methods next to its CPU ones, in its own file.
 """
 import numpy as np
 
@@ -23,6 +25,8 @@ class Layer:
     is_loss = False          # loss layers default to loss_weight 1 on their first top
     is_data = False          # reads a source; the net gives it its shard (``shard``)
     frozen_blobs = ()        # indices of blobs that are statistics, never learned
+    reshape_every_forward = False   # Caffe reshapes before every forward; the net does so when a
+                                    # bottom changed shape, and forward() always for layers that set this
 
     def __init__(self, param, phase="TRAIN", dtype=np.float32):
         self.param = param
@@ -48,8 +52,9 @@ class Layer:
 
     def forward(self, bottom, top):
         """Compute tops; return this layer's weighted contribution to the loss."""
-        gpu = backend.gpu_enabled() and type(self).forward_gpu is not Layer.forward_gpu
-        (self.forward_gpu if gpu else self.forward_cpu)(bottom, top)
+        if self.reshape_every_forward:
+            self.reshape(bottom, top)
+        (self.forward_gpu if backend.gpu_enabled() else self.forward_cpu)(bottom, top)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
             if weight:
@@ -57,8 +62,7 @@ class Layer:
         return loss
 
     def backward(self, top, propagate_down, bottom):
-        gpu = backend.gpu_enabled() and type(self).backward_gpu is not Layer.backward_gpu
-        (self.backward_gpu if gpu else self.backward_cpu)(top, propagate_down, bottom)
+        (self.backward_gpu if backend.gpu_enabled() else self.backward_cpu)(top, propagate_down, bottom)
 
     def forward_cpu(self, bottom, top):
         raise NotImplementedError(f"{type(self).__name__}.forward_cpu")
@@ -67,10 +71,12 @@ class Layer:
         """Default for layers with nothing to propagate (data, accuracy, silence)."""
 
     def forward_gpu(self, bottom, top):
-        raise NotImplementedError
+        """The CPU method, for layers whose one path is written against ``xp``."""
+        self.forward_cpu(bottom, top)
 
     def backward_gpu(self, top, propagate_down, bottom):
-        raise NotImplementedError
+        """The CPU method, for layers whose one path is written against ``xp``."""
+        self.backward_cpu(top, propagate_down, bottom)
 
     # --- information for the net and for `firecaffe analyze` ---------------
     def flops(self, bottom, top):

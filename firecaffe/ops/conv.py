@@ -9,200 +9,17 @@ Weights are (num_output, C/group, *kernel) for Convolution and
 (C, num_output/group, *kernel) for Deconvolution (Caffe's layouts); bias is
 (num_output,). N bottoms give N tops that share the weights.
 
-CPU path: im2col (firecaffe/im2col.py) then one GEMM call per layer. Large
-outputs use per-sample columns (N, C*K, L), so a batched matmul writes NCHW
-directly; small outputs use (C*K, N*L), one GEMM over the whole batch plus one
-transposing copy of the small result. 1x1 stride-1 unpadded kernels skip
-im2col. The columns built in forward are kept for the weight gradient.
+Each layer has its CPU and GPU methods side by side; both run the GEMM code of
+firecaffe/ops/conv_base.py, written once against ``xp``. The CPU path takes the
+whole batch at once and keeps its columns for backward; the GPU path takes
+chunks of samples whose columns fit ``COL_BUDGET`` and keeps nothing.
 """
-import numpy as np
-
-from .im2col import col2im, im2col, out_size
-from . import Layer, register
-
-# Output positions per sample from which per-sample (batched) GEMMs beat one
-# whole-batch GEMM plus a transpose (measured with benchmarks/conv_cpu.py).
-BATCH_MAJOR_MIN_POSITIONS = 2048
-# Batch-major weight gradients: above this size (bytes) the per-sample products
-# (num, Cout, Cin*K) are summed one by one instead of stacked and reduced (for
-# SqueezeNet's conv10 the stack is 65 MB and costs ~1.5x the GEMMs themselves).
-STACKED_WEIGHT_GRAD_MAX_BYTES = 8 << 20
-
-
-def _channel_sums(a3):
-    """Sum of a (num, C, L) array over num and L: a matrix-vector product with ones,
-    about 3x faster than ``a3.sum(axis=(0, 2))`` on large blobs (bias gradients)."""
-    return np.matmul(a3, np.ones(a3.shape[-1], dtype=a3.dtype)).sum(axis=0)
-
-
-def _per_axis(layer, p, name, n_spatial, default):
-    """One value per spatial axis from ``name`` (repeated) or ``name_h``/``name_w``."""
-    values = list(getattr(p, name))
-    base = name[:-5] if name == "kernel_size" else name
-    hw = [f"{base}_h", f"{base}_w"]
-    if name != "dilation" and any(p.HasField(f) for f in hw):
-        if n_spatial != 2:
-            layer.fail(f"{hw[0]}/{hw[1]} can only be used with 2 spatial axes, input has {n_spatial}")
-        if values:
-            layer.fail(f"give either {name} or {hw[0]}/{hw[1]}, not both")
-        if name != "pad" and not all(p.HasField(f) for f in hw):
-            layer.fail(f"{hw[0]} and {hw[1]} must be given together")
-        return tuple(int(getattr(p, f)) for f in hw)
-    if not values:
-        if default is None:
-            layer.fail("convolution_param needs kernel_size (or kernel_h and kernel_w)")
-        return (default,) * n_spatial
-    if len(values) not in (1, n_spatial):
-        layer.fail(f"{name} has {len(values)} values; give 1 or one per spatial axis ({n_spatial})")
-    return tuple(int(v) for v in (values * n_spatial if len(values) == 1 else values))
-
-
-class _ConvolutionBase(Layer):
-    min_num_bottom = 1
-    min_num_top = 1
-    transposed = False   # Deconvolution: the conv direction runs from top to bottom
-
-    def layer_setup(self, bottom, top):
-        p = self.param.convolution_param
-        if len(bottom) != len(top):
-            self.fail(f"needs as many top blobs as bottom blobs, got {len(bottom)} bottom, {len(top)} top")
-        try:
-            self.axis = bottom[0].canonical_axis(p.axis)
-        except ValueError as exc:
-            self.fail(str(exc))
-        n_spatial = bottom[0].ndim - self.axis - 1
-        if n_spatial < 1:
-            self.fail(f"input {bottom[0].shape} has no spatial axes after channel axis {self.axis}")
-        self.kernel = _per_axis(self, p, "kernel_size", n_spatial, None)
-        self.stride = _per_axis(self, p, "stride", n_spatial, 1)
-        self.pad = _per_axis(self, p, "pad", n_spatial, 0)
-        self.dilation = _per_axis(self, p, "dilation", n_spatial, 1)
-        for what, values, low in (("kernel size", self.kernel, 1), ("stride", self.stride, 1),
-                                  ("dilation", self.dilation, 1), ("pad", self.pad, 0)):
-            if min(values) < low:
-                self.fail(f"{what} must be >= {low}, got {values}")
-        self.is_1x1 = all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) \
-            and all(q == 0 for q in self.pad)
-        self.channels = bottom[0].shape[self.axis]
-        self.num_output = int(p.num_output)
-        self.group = int(p.group)
-        if self.num_output < 1:
-            self.fail("convolution_param.num_output must be given and > 0")
-        if self.group < 1 or self.channels % self.group or self.num_output % self.group:
-            self.fail(f"group {self.group} must divide both the input channels ({self.channels}, "
-                      f"input {bottom[0].shape}) and num_output ({self.num_output})")
-        conv_out, conv_in = ((self.channels, self.num_output) if self.transposed
-                             else (self.num_output, self.channels))
-        self.make_blob((conv_out, conv_in // self.group) + self.kernel,
-                       p.weight_filler if p.HasField("weight_filler") else None)
-        self.bias_term = p.bias_term
-        if self.bias_term:
-            self.make_blob((self.num_output,), p.bias_filler if p.HasField("bias_filler") else None)
-        self._cols = {}       # slot -> (columns, batch_major) of the last forward, for backward
-        self._buffers = {}    # slot -> column buffer, reused between iterations
-
-    # --- shapes --------------------------------------------------------------
-    def reshape(self, bottom, top):
-        shape = bottom[0].shape
-        for i, b in enumerate(bottom):
-            if b.shape != shape:
-                self.fail(f"all bottoms must have one shape: bottom[0] {shape}, bottom[{i}] {b.shape}")
-        if len(shape) != self.axis + 1 + len(self.kernel) or shape[self.axis] != self.channels:
-            self.fail(f"input {shape} does not fit the layer set up for {self.channels} channels "
-                      f"and {len(self.kernel)} spatial axes")
-        self.num = int(np.prod(shape[:self.axis], dtype=np.int64))
-        self.in_spatial = shape[self.axis + 1:]
-        self.out_spatial = tuple(self._out_size(*a) for a in zip(
-            self.in_spatial, self.kernel, self.pad, self.stride, self.dilation))
-        if min(self.out_spatial) < 1:
-            self.fail(f"output would be empty: input {shape}, kernel {self.kernel}, pad {self.pad}, "
-                      f"stride {self.stride}, dilation {self.dilation} give {self.out_spatial}")
-        for t in top:
-            t.reshape(shape[:self.axis] + (self.num_output,) + self.out_spatial)
-
-    def _out_size(self, size, kernel, pad, stride, dilation):
-        return out_size(size, kernel, pad, stride, dilation)
-
-    # --- the three GEMMs, in the convolution direction ------------------------
-    # x: (num, Cin, *big) -> y: (num, Cout, *small); W3: (group, Cout/g, Cin/g*K)
-    def _geometry(self):
-        big, small = ((self.out_spatial, self.in_spatial) if self.transposed
-                      else (self.in_spatial, self.out_spatial))
-        w = self.blobs[0]
-        return big, small, w.data.reshape(self.group, w.shape[0] // self.group, -1)
-
-    def _columns(self, x, slot):
-        """Columns of x (num, Cin, *big), and whether they are batch-major."""
-        big, small, _ = self._geometry()
-        length = int(np.prod(small))
-        if self.is_1x1:
-            return x.reshape(x.shape[0], x.shape[1], length), True
-        batch_major = length >= BATCH_MAJOR_MIN_POSITIONS
-        # the buffer stays on the layer between iterations: a fresh 50 MB array each
-        # time costs about as much as the copy into it (the kernel zeroes new pages)
-        col = im2col(x, self.kernel, self.pad, self.stride, self.dilation, small,
-                     batch_major, self._buffers.get(slot))
-        self._buffers[slot] = col
-        self._cols[slot] = (col, batch_major)
-        return col, batch_major
-
-    def _gemm_forward(self, col, batch_major, out3, bias):
-        """out3 (num, Cout, L) = W * col (+ bias)."""
-        g, (num, cout, length) = self.group, out3.shape
-        w3 = self._geometry()[2]
-        if batch_major:
-            np.matmul(w3, col.reshape(num, g, -1, length), out=out3.reshape(num, g, -1, length))
-            if bias is not None:
-                out3 += bias[:, None]
-            return
-        y = np.matmul(w3, col.reshape(g, -1, num * length)).reshape(cout, num, length)
-        if bias is not None:
-            np.add(y.transpose(1, 0, 2), bias[:, None], out=out3)
-        else:
-            out3[...] = y.transpose(1, 0, 2)
-
-    def _gemm_backward(self, col, batch_major, dy3, weight_diff, dx, slot):
-        """weight_diff += dy * col^T; dx (num, Cin, *big) = col2im(W^T * dy) when given."""
-        g, (num, _, length) = self.group, dy3.shape
-        big, small, w3 = self._geometry()
-        wdiff = weight_diff.reshape(w3.shape)
-        if batch_major:
-            dy4 = dy3.reshape(num, g, -1, length)
-            col4 = col.reshape(num, g, -1, length)
-            if num * wdiff.nbytes <= STACKED_WEIGHT_GRAD_MAX_BYTES:
-                wdiff += np.matmul(dy4, col4.swapaxes(-1, -2)).sum(axis=0)
-            else:
-                acc = np.matmul(dy4[0], col4[0].swapaxes(-1, -2))
-                tmp = np.empty_like(acc)
-                for n in range(1, num):
-                    acc += np.matmul(dy4[n], col4[n].swapaxes(-1, -2), out=tmp)
-                wdiff += acc
-        else:
-            dy4 = np.ascontiguousarray(dy3.transpose(1, 0, 2)).reshape(g, -1, num * length)
-            col4 = col.reshape(g, -1, num * length)
-            wdiff += np.matmul(dy4, col4.swapaxes(-1, -2))
-        if dx is None:
-            return
-        if self.is_1x1:
-            np.matmul(w3.swapaxes(-1, -2), dy4, out=dx.reshape(num, g, -1, length))
-            return
-        np.matmul(w3.swapaxes(-1, -2), dy4, out=col4)    # the columns are spent: reuse them
-        self._cols.pop(slot, None)
-        col2im(col, dx.shape, self.kernel, self.pad, self.stride, self.dilation, small,
-               batch_major, out=dx)
-
-    def _split(self, blob, channels, spatial):
-        return blob.reshape(self.num, channels, *spatial)
-
-    def flops(self, bottom, top):
-        w = self.blobs[0]
-        small = self.in_spatial if self.transposed else self.out_spatial
-        macs = self.num * int(np.prod(small)) * w.count
-        return len(bottom) * (2 * macs + (self.num * top[0].count_range(self.axis) if self.bias_term else 0))
+from .conv_base import ConvolutionBase, channel_sums
+from . import register
 
 
 @register("Convolution")
-class Convolution(_ConvolutionBase):
+class Convolution(ConvolutionBase):
 
     def forward_cpu(self, bottom, top):
         bias = self.blobs[1].data if self.bias_term else None
@@ -210,20 +27,41 @@ class Convolution(_ConvolutionBase):
             col, batch_major = self._columns(self._split(b.data, self.channels, self.in_spatial), i)
             self._gemm_forward(col, batch_major, t.data.reshape(self.num, self.num_output, -1), bias)
 
+    def forward_gpu(self, bottom, top):
+        bias = self.blobs[1].data if self.bias_term else None
+        for b, t in zip(bottom, top):
+            x = self._split(b.data, self.channels, self.in_spatial)
+            y3 = t.data.reshape(self.num, self.num_output, -1)
+            for part in self._chunks():
+                self._gemm_forward(*self._columns(x[part], batch_major=self.is_1x1), y3[part], bias)
+
     def backward_cpu(self, top, propagate_down, bottom):
         for i, (t, b) in enumerate(zip(top, bottom)):
             dy3 = t.diff.reshape(self.num, self.num_output, -1)
             if self.bias_term:
-                self.blobs[1].diff[...] += _channel_sums(dy3)
-            cached = self._cols.get(i)
+                self.blobs[1].diff[...] += channel_sums(dy3)
+            cached = self._cols.pop(i, None)
             col, batch_major = cached if cached else self._columns(
                 self._split(b.data, self.channels, self.in_spatial), i)
+            self._cols.pop(i, None)
             dx = self._split(b.diff, self.channels, self.in_spatial) if propagate_down[i] else None
-            self._gemm_backward(col, batch_major, dy3, self.blobs[0].diff, dx, i)
+            self._gemm_backward(col, batch_major, dy3, self.blobs[0].diff, dx)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        for i, (t, b) in enumerate(zip(top, bottom)):
+            dy3 = t.diff.reshape(self.num, self.num_output, -1)
+            if self.bias_term:
+                self.blobs[1].diff[...] += channel_sums(dy3)
+            x = self._split(b.data, self.channels, self.in_spatial)
+            dx = self._split(b.diff, self.channels, self.in_spatial) if propagate_down[i] else None
+            for part in self._chunks():
+                col, batch_major = self._columns(x[part], batch_major=False)
+                self._gemm_backward(col, batch_major, dy3[part], self.blobs[0].diff,
+                                    None if dx is None else dx[part])
 
 
 @register("Deconvolution")
-class Deconvolution(_ConvolutionBase):
+class Deconvolution(ConvolutionBase):
     """Transposed convolution: forward is Convolution's data gradient."""
     transposed = True
 
@@ -231,28 +69,44 @@ class Deconvolution(_ConvolutionBase):
         return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad
 
     def forward_cpu(self, bottom, top):
-        big, small, w3 = self._geometry()
-        g, length = self.group, int(np.prod(small))
+        self._forward(bottom, top, [slice(None)], batch_major=True)
+
+    def forward_gpu(self, bottom, top):
+        self._forward(bottom, top, self._chunks(), batch_major=False)
+
+    def _forward(self, bottom, top, parts, batch_major):
         for b, t in zip(bottom, top):
-            x4 = b.data.reshape(self.num, g, -1, length)
-            y = self._split(t.data, self.num_output, big)
-            if self.is_1x1:
-                np.matmul(w3.swapaxes(-1, -2), x4, out=y.reshape(x4.shape[:2] + (-1, length)))
-            else:
-                col = np.matmul(w3.swapaxes(-1, -2), x4)          # (num, g, Cout/g*K, L)
-                col2im(col, y.shape, self.kernel, self.pad, self.stride, self.dilation, small,
-                       True, out=y)
+            x3 = b.data.reshape(self.num, self.channels, -1)
+            y = self._split(t.data, self.num_output, self.out_spatial)
+            for part in parts:
+                self._gemm_data(x3[part], y[part], batch_major)
             if self.bias_term:
                 y.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
 
     def backward_cpu(self, top, propagate_down, bottom):
-        big = self.out_spatial
         for i, (t, b) in enumerate(zip(top, bottom)):
-            dy = self._split(t.diff, self.num_output, big)
+            dy = self._split(t.diff, self.num_output, self.out_spatial)
             if self.bias_term:
-                self.blobs[1].diff[...] += _channel_sums(dy.reshape(self.num, self.num_output, -1))
+                self.blobs[1].diff[...] += channel_sums(dy.reshape(self.num, self.num_output, -1))
             col, batch_major = self._columns(dy, i)
+            self._cols.pop(i, None)
             x3 = b.data.reshape(self.num, self.channels, -1)
-            self._gemm_backward(col, batch_major, x3, self.blobs[0].diff, None, i)
+            self._gemm_backward(col, batch_major, x3, self.blobs[0].diff, None)
             if propagate_down[i]:
                 self._gemm_forward(col, batch_major, b.diff.reshape(self.num, self.channels, -1), None)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        for i, (t, b) in enumerate(zip(top, bottom)):
+            dy = self._split(t.diff, self.num_output, self.out_spatial)
+            if self.bias_term:
+                self.blobs[1].diff[...] += channel_sums(dy.reshape(self.num, self.num_output, -1))
+            x3 = b.data.reshape(self.num, self.channels, -1)
+            dx3 = b.diff.reshape(self.num, self.channels, -1)
+            for part in self._chunks():
+                # in the convolution direction dy is the input and x the output
+                col, batch_major = self._columns(dy[part], batch_major=False)
+                self._gemm_backward(col, batch_major, x3[part], self.blobs[0].diff, None)
+                if propagate_down[i]:
+                    if self.is_1x1:
+                        col, batch_major = self._columns(dy[part], batch_major=True)
+                    self._gemm_forward(col, batch_major, dx3[part], None)

@@ -10,42 +10,27 @@ row ``(c, k_1, ..., k_d)``, column ``(n, o_1, ..., o_d)``. Two memory orders:
 (K = prod(kernel), L = prod(output spatial).) Both are filled through one
 ``(N, C, *kernel, *out)`` view, one strided copy per kernel offset; padding is
 never materialised: each copy takes the valid output range of its offset and
-zeroes the border strips. Work is split over a few threads (NumPy releases the
-GIL in copies and adds), by samples, or by channels when the batch is small.
+zeroes the border strips. Work is split over the layers' thread pool
+(``_threads.run_blocks``: by samples, or by channels when the batch is small).
+
+``im2col`` and ``col2im`` take NumPy or CuPy arrays and choose by the array's
+module: the host code above, or the kernels of firecaffe/kernels/im2col.cu
+(grid-stride, 1-d and 2-d; only the ``batch_major=False`` layout). Device
+arrays with more spatial axes make their columns on the host, correct but slow.
 """
 import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_THREADS = max(1, min(os.cpu_count() or 1, 8))
-_MIN_PARALLEL_BYTES = 1 << 20
-_executor = None
+from ..core import backend
+from ..kernels import launch
+from ._threads import run_blocks
 
 
 def out_size(size, kernel, pad, stride, dilation=1):
     """Caffe's convolution output size (floor); may be < 1 for a bad geometry."""
     extent = dilation * (kernel - 1) + 1
     return (size + 2 * pad - extent) // stride + 1
-
-
-def _parallel(fn, n_batch, n_chan, nbytes):
-    """Run ``fn(batch_slice, channel_slice)`` over disjoint parts of the work."""
-    global _executor
-    if _THREADS == 1 or nbytes < _MIN_PARALLEL_BYTES:
-        fn(slice(None), slice(None))
-        return
-    if _executor is None:
-        _executor = ThreadPoolExecutor(_THREADS, thread_name_prefix="firecaffe-im2col")
-    if n_batch >= _THREADS:
-        edges = np.linspace(0, n_batch, _THREADS + 1).astype(int)
-        parts = [(slice(a, b), slice(None)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    else:
-        edges = np.linspace(0, n_chan, min(_THREADS, n_chan) + 1).astype(int)
-        parts = [(slice(None), slice(a, b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    for future in [_executor.submit(fn, *p) for p in parts]:
-        future.result()
 
 
 def valid_ranges(offsets, in_shape, out_shape, pad, stride, dilation):
@@ -73,6 +58,8 @@ def _col_view(col, shape, kernel, out_shape, batch_major):
 
 def im2col(x, kernel, pad, stride, dilation, out_shape, batch_major=True, col=None):
     """Columns of ``x`` (N, C, *spatial); reuses ``col`` when it has the right size."""
+    if backend.xp_of(x) is not np:
+        return _im2col_device(x, kernel, pad, stride, dilation, out_shape, batch_major, col)
     n, c = x.shape[:2]
     k_count = int(np.prod(kernel))
     length = int(np.prod(out_shape))
@@ -93,7 +80,7 @@ def im2col(x, kernel, pad, stride, dilation, out_shape, batch_major=True, col=No
                     dst[lead + (slice(0, lo),)] = 0
                     dst[lead + (slice(hi, None),)] = 0
 
-    _parallel(work, n, c, col.nbytes)
+    run_blocks(work, n, c, col.nbytes)
     return col
 
 
@@ -102,6 +89,8 @@ def col2im(col, x_shape, kernel, pad, stride, dilation, out_shape, batch_major=T
 
     Overwrites ``out`` when given (Caffe's backward overwrites bottom diffs).
     """
+    if backend.xp_of(col) is not np:
+        return _col2im_device(col, x_shape, kernel, pad, stride, dilation, out_shape, batch_major, out)
     n, c = x_shape[:2]
     if out is None:
         out = np.empty(x_shape, dtype=col.dtype)
@@ -117,5 +106,53 @@ def col2im(col, x_shape, kernel, pad, stride, dilation, out_shape, batch_major=T
             dst[(Ellipsis,) + tuple(src for _, _, src in ranges)] += \
                 view[(nb, cb) + offsets][(Ellipsis,) + tuple(slice(lo, hi) for lo, hi, _ in ranges)]
 
-    _parallel(work, n, c, col.nbytes)
+    run_blocks(work, n, c, col.nbytes)
+    return out
+
+
+# --- device arrays: the kernels ------------------------------------------------------
+def _as_2d(spatial, kernel, pad, stride, dilation, out_shape):
+    """1-d geometry as 2-d with a height of one; 2-d unchanged; None otherwise."""
+    if len(spatial) == 1:
+        return tuple((1 if i != 2 else 0,) + tuple(v) for i, v in
+                     enumerate((spatial, kernel, pad, stride, dilation, out_shape)))
+    return (spatial, kernel, pad, stride, dilation, out_shape) if len(spatial) == 2 else None
+
+
+def _kernel_args(x_shape, geometry):
+    (h, w), (kh, kw), (ph, pw), (sh, sw), (dh, dw), (oh, ow) = geometry
+    return tuple(np.int32(v) for v in (x_shape[0], x_shape[1], h, w, kh, kw, ph, pw, sh, sw,
+                                       dh, dw, oh, ow))
+
+
+def _im2col_device(x, kernel, pad, stride, dilation, out_shape, batch_major, col):
+    if batch_major:
+        raise ValueError("im2col of a device array builds (C*K, N*L) columns only")
+    xp = backend.xp_of(x)
+    n, c = x.shape[:2]
+    shape = (c * int(np.prod(kernel)), n * int(np.prod(out_shape)))
+    if col is None or col.shape != shape or col.dtype != x.dtype:
+        col = xp.empty(shape, dtype=x.dtype)
+    geometry = _as_2d(tuple(x.shape[2:]), kernel, pad, stride, dilation, out_shape)
+    if geometry is None:
+        col[...] = xp.asarray(im2col(xp.asnumpy(x), kernel, pad, stride, dilation, out_shape, False))
+        return col
+    x = xp.ascontiguousarray(x)
+    launch("im2col", "im2col", x.dtype, c * shape[1], (x, col) + _kernel_args(x.shape, geometry))
+    return col
+
+
+def _col2im_device(col, x_shape, kernel, pad, stride, dilation, out_shape, batch_major, out):
+    if batch_major:
+        raise ValueError("col2im of a device array takes (C*K, N*L) columns only")
+    xp = backend.xp_of(col)
+    if out is None:
+        out = xp.empty(x_shape, dtype=col.dtype)
+    geometry = _as_2d(tuple(x_shape[2:]), kernel, pad, stride, dilation, out_shape)
+    if geometry is None:
+        out[...] = xp.asarray(col2im(xp.asnumpy(col), tuple(x_shape), kernel, pad, stride, dilation,
+                                     out_shape, False))
+        return out
+    launch("im2col", "col2im", col.dtype, int(np.prod(x_shape)),
+           (xp.ascontiguousarray(col), out) + _kernel_args(x_shape, geometry))
     return out

@@ -14,12 +14,15 @@ Caffe types and parameters:
 
 Scores are viewed as (outer, C, inner) around the softmax axis; labels hold
 outer*inner values. Loss layers scale their gradients by top[0].diff (the loss
-weight, set by the net).
+weight, set by the net). SoftmaxWithLoss has a GPU path (the loss and its
+gradient in firecaffe/kernels/softmax_loss.cu); the other layers here have one
+path, written against ``xp``.
 """
 import numpy as np
 
 from ..core import backend
 from ..errors import DataError, PrototxtError
+from ..kernels import launch
 from . import register
 from .base import Layer
 
@@ -89,8 +92,6 @@ class Softmax(Layer):
             dot = (dy * y).sum(axis=self.axis, keepdims=True)
             xp.subtract(dy, dot, out=dx)
             dx *= y
-
-    forward_gpu, backward_gpu = forward_cpu, backward_cpu
 
     def flops(self, bottom, top):
         return 4 * bottom[0].count
@@ -166,7 +167,41 @@ class SoftmaxWithLoss(_Loss):
         grad *= self._weight(top) / self.norm
         bottom[0].diff[...] = grad.reshape(bottom[0].shape)
 
-    forward_gpu, backward_gpu = forward_cpu, backward_cpu
+    def forward_gpu(self, bottom, top):
+        """Softmax with CuPy, then per-position loss and counts in one kernel
+        (firecaffe/kernels/softmax_loss.cu); a count of -1 marks a bad label."""
+        x = bottom[0].data
+        xp = backend.xp_of(x)
+        if len(top) > 1:
+            self.prob = top[1].data
+        elif getattr(self, "prob", None) is None or self.prob.shape != x.shape:
+            self.prob = xp.empty_like(x)
+        softmax(x, self.axis, self.prob)
+        positions = self.outer * self.inner
+        loss, counts = xp.empty(positions, dtype=x.dtype), xp.empty(positions, dtype=x.dtype)
+        self.kernel_labels = xp.ascontiguousarray(bottom[1].data, dtype=x.dtype)
+        launch("softmax_loss", "softmax_loss_forward", x.dtype, positions,
+               (self.prob, self.kernel_labels, loss, counts) + self._kernel_args())
+        valid, bad = (int(v) for v in backend.to_host(xp.stack([(counts > 0).sum(), (counts < 0).sum()])))
+        if bad:
+            _labels(self, bottom, self.outer, self.classes, self.inner, self.ignore)   # raises DataError
+        self.norm = self.normalizer(valid)
+        top[0].data[...] = loss.sum() / self.norm
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if len(propagate_down) > 1 and propagate_down[1]:
+            self.fail("cannot backpropagate to label inputs", PrototxtError)
+        if not propagate_down[0]:
+            return
+        dx = bottom[0].diff
+        launch("softmax_loss", "softmax_loss_backward", dx.dtype, dx.size,
+               (self.prob, self.kernel_labels, dx) + self._kernel_args()
+               + (dx.dtype.type(self._weight(top) / self.norm),))
+
+    def _kernel_args(self):
+        ignore = self.ignore
+        return tuple(np.int32(v) for v in (self.outer, self.classes, self.inner, ignore is not None,
+                                           ignore or 0))
 
     def flops(self, bottom, top):
         return 4 * bottom[0].count
@@ -207,12 +242,8 @@ class Accuracy(Layer):
             hit = xp.bincount(labels[correct], minlength=self.classes)
             top[1].data[...] = xp.where(seen > 0, hit / xp.maximum(seen, 1), 0)
 
-    forward_gpu = forward_cpu
-
     def backward_cpu(self, top, propagate_down, bottom):
         """Accuracy is not differentiable; nothing flows back."""
-
-    backward_gpu = backward_cpu
 
     def allow_force_backward(self, bottom_index):
         return False
@@ -239,8 +270,6 @@ class EuclideanLoss(_Loss):
         for i, sign in ((0, 1.0), (1, -1.0)):
             if propagate_down[i]:
                 bottom[i].diff[...] = (self.diff * (sign * scale)).reshape(bottom[i].shape)
-
-    forward_gpu, backward_gpu = forward_cpu, backward_cpu
 
     def allow_force_backward(self, bottom_index):
         return True

@@ -12,11 +12,14 @@ is not used; y = x * scale^-beta.
 
 Both share one gradient, the window sum W being self-adjoint:
 dx = dy * scale^-beta - 2 alpha' beta * x * W(dy * y / scale), alpha' the
-factor in front of the sum.
+factor in front of the sum. Both paths keep ``self.scale`` for backward; the
+GPU path runs firecaffe/kernels/lrn.cu.
 """
 import numpy as np
 
+from ..core import backend
 from ..errors import PrototxtError
+from ..kernels import launch
 from . import Layer, register
 
 
@@ -81,6 +84,26 @@ class LRN(Layer):
         inner *= x.dtype.type(2 * self.factor * self.beta)
         np.multiply(dy, _power(self.scale, -self.beta).astype(x.dtype, copy=False), out=bottom[0].diff)
         bottom[0].diff -= inner
+
+    def forward_gpu(self, bottom, top):
+        x = bottom[0].data
+        self.scale = backend.xp_of(x).empty_like(x)
+        t = x.dtype.type
+        launch("lrn", "lrn_forward", x.dtype, x.size,
+               (x, self.scale, top[0].data) + self._kernel_args(x) + (t(self.shift), t(self.beta)))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x = bottom[0].data
+        launch("lrn", "lrn_backward", x.dtype, x.size,
+               (x, top[0].data, self.scale, top[0].diff, bottom[0].diff) + self._kernel_args(x)
+               + (x.dtype.type(self.beta),))
+
+    def _kernel_args(self, x):
+        n, c, h, w = x.shape
+        return tuple(np.int32(v) for v in (x.size, c, h, w, self.size, 1 if self.across else 0)) \
+            + (x.dtype.type(self.factor),)
 
     def flops(self, bottom, top):
         return bottom[0].count * (2 * self.size + 6)

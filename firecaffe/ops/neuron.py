@@ -10,79 +10,17 @@ Caffe types and parameters:
 All four may run in place (top blob is the bottom blob). Their backward passes
 read only what survives an in-place forward: ReLU the sign of its input (the
 output has the same sign for negative_slope >= 0, as in Caffe), Sigmoid and
-TanH their output, Dropout its stored mask.
+TanH their output, Dropout its stored mask. ReLU, Sigmoid and TanH have one
+path for NumPy and CuPy; Dropout's GPU forward draws its mask with
+firecaffe/kernels/dropout.cu.
 """
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ..core import backend
-from . import register
+from ..kernels import launch
+from . import _threads, register
+from ._threads import elementwise, scratch_mask
 from .base import Layer
-
-# Large element-wise NumPy work is memory bound and single-threaded in NumPy.
-# It can be shared out over threads (NumPy releases the GIL in its loops):
-# FIRECAFFE_ELTWISE_THREADS=N. The default is 1: alone, 2 threads nearly halve
-# a 100 MB ReLU on the 2-core benchmark machine, but inside a net the layer
-# follows a convolution whose OpenBLAS threads still spin on the other core,
-# and there (and under load) 2 threads measured no faster or slightly slower.
-# Where a pass needs a scratch mask it is cut into pieces whose mask stays in cache.
-_THREADS = max(1, min(int(os.environ.get("FIRECAFFE_ELTWISE_THREADS", "1") or 1), 64))
-_CHUNK = 1 << 17                 # elements per piece with a scratch mask: 512 KiB of float32
-_MIN_PARALLEL = 1 << 18          # elements below which one thread does it all
-_executor = None                 # (pid, ThreadPoolExecutor)
-
-
-def run_parts(fn, n, min_n=None, grain=1):
-    """Call ``fn(lo, hi)`` over disjoint ranges covering ``range(n)``, one per
-    thread (range starts on multiples of ``grain``), or once for the whole
-    range when ``n < min_n`` (default ``_MIN_PARALLEL``) or there is one
-    thread. ``fn`` must be safe to run concurrently on disjoint ranges."""
-    global _executor
-    if min_n is None:
-        min_n = _MIN_PARALLEL
-    if _THREADS == 1 or n < min_n or n <= grain:
-        fn(0, n)
-        return
-    if _executor is None or _executor[0] != os.getpid():     # none yet, or forked since
-        _executor = (os.getpid(), ThreadPoolExecutor(_THREADS, thread_name_prefix="firecaffe-eltwise"))
-    step = -(-n // (_THREADS * grain)) * grain
-    futures = [_executor[1].submit(fn, lo, min(lo + step, n)) for lo in range(0, n, step)]
-    for f in futures:
-        f.result()
-
-
-def elementwise(fn, *arrays, chunk=None):
-    """Call ``fn(*parts)`` over matching parts of the flattened, C-contiguous
-    NumPy ``arrays`` (all of one size), split between threads when the arrays
-    are large, and within a thread into pieces of ``chunk`` elements when
-    given (so that a scratch array ``fn`` makes per part stays in cache).
-    ``fn`` must treat each part on its own (element-wise), so the parts may
-    run in any order, concurrently."""
-    flat = [a.reshape(-1) for a in arrays]
-    n = flat[0].size
-    chunk = chunk or n or 1
-
-    def run(lo, hi):
-        for s in range(lo, hi, chunk):
-            e = min(s + chunk, hi)
-            fn(*[a[s:e] for a in flat])
-
-    run_parts(run, n, grain=min(chunk, 1 << 12))
-
-
-_local = threading.local()
-
-
-def _mask(n):
-    """A reused per-thread boolean scratch array of ``n`` elements (``n`` at
-    most ``_CHUNK`` in the chunked passes, so it stays small and in cache)."""
-    buf = getattr(_local, "mask", None)
-    if buf is None or buf.size < n:
-        buf = _local.mask = np.empty(max(n, _CHUNK), dtype=bool)
-    return buf[:n]
 
 
 def _fast(*arrays):
@@ -103,7 +41,7 @@ class ReLU(_Neuron):
     """In place or not, with no full-size temporaries. Backward reads the sign
     of ``bottom[0].data`` (the output when in place): dx = dy * (x > 0), or
     dy where x > 0 and dy * negative_slope elsewhere; NaN/inf in dy propagate.
-    NumPy arrays are done in place, in cache-sized chunks (see ``elementwise``)."""
+    NumPy arrays are done in place, in cache-sized chunks (``_threads.elementwise``)."""
 
     def layer_setup(self, bottom, top):
         self.negative_slope = float(self.param.relu_param.negative_slope)
@@ -122,12 +60,12 @@ class ReLU(_Neuron):
             same = y is x
 
             def part(a, b):
-                m = np.greater(a, 0, out=_mask(a.size))   # before b (maybe a itself) changes
+                m = np.greater(a, 0, out=scratch_mask(a.size))   # before b (maybe a itself) changes
                 np.logical_not(m, out=m)         # not (x > 0): NaN takes the slope
                 if not same:
                     np.copyto(b, a)
                 np.multiply(b, slope, out=b, where=m)
-            elementwise(part, x, y, chunk=_CHUNK)
+            elementwise(part, x, y, chunk=_threads.CHUNK)
         else:
             y[...] = xp.where(x > 0, x, x * slope)
 
@@ -141,17 +79,17 @@ class ReLU(_Neuron):
         if _fast(x, dy, dx):
             if self.negative_slope == 0:
                 def part(a, g, out):
-                    np.multiply(g, np.greater(a, 0, out=_mask(a.size)), out=out)
+                    np.multiply(g, np.greater(a, 0, out=scratch_mask(a.size)), out=out)
             else:
                 same = dx is dy
 
                 def part(a, g, out):
-                    m = np.greater(a, 0, out=_mask(a.size))
+                    m = np.greater(a, 0, out=scratch_mask(a.size))
                     np.logical_not(m, out=m)
                     if not same:
                         np.copyto(out, g)
                     np.multiply(out, slope, out=out, where=m)
-            elementwise(part, x, dy, dx, chunk=_CHUNK)
+            elementwise(part, x, dy, dx, chunk=_threads.CHUNK)
         elif self.negative_slope == 0:
             xp.multiply(dy, x > 0, out=dx)
         else:
@@ -213,7 +151,22 @@ class Dropout(_Neuron):
         self.mask = xp.asarray(mask)
         xp.multiply(x, self.mask, out=top[0].data)
 
+    def forward_gpu(self, bottom, top):
+        """The mask from uniform randoms of cupy.random (seeded by backend.seed)."""
+        x = bottom[0].data
+        if self.phase != "TRAIN":
+            if top[0] is not bottom[0]:
+                top[0].data[...] = x
+            return
+        xp = backend.xp_of(x)
+        uniform = xp.random.random_sample(x.shape, dtype=x.dtype)
+        self.mask = xp.empty_like(x)
+        t = x.dtype.type
+        launch("dropout", "dropout_forward", x.dtype, x.size,
+               (x, uniform, top[0].data, self.mask, np.int32(x.size), t(self.ratio), t(self.scale)))
+
     def backward_cpu(self, top, propagate_down, bottom):
+        """dx = dy * mask, on either array module (so also the GPU path)."""
         if not propagate_down[0]:
             return
         if self.phase != "TRAIN":

@@ -9,16 +9,24 @@ round_mode FLOOR), minus one when padding and the last window would start in
 the padding. MAX never picks padding; its optional second top is the argmax as
 a float index into H*W. AVE divides by the window clipped to the padded image
 (hend = min(hstart + k, H + pad)), so windows hanging over the far edge count
-fewer cells. The CPU path loops over the k_h*k_w kernel offsets, each step a
-vectorized pass over the whole batch.
+fewer cells.
+
+MAX keeps ``self.argmax`` for backward, on both paths in one encoding: the
+kernel offset ``a * k_w + b`` of the first maximum in its window (-1 when no
+input beat -inf); the mask top converts it to Caffe's H*W index. The CPU path
+loops over the k_h*k_w kernel offsets, each step a vectorized pass over the
+batch; the GPU path runs firecaffe/kernels/pooling.cu.
 """
 import itertools
 import math
 
 import numpy as np
 
+from ..core import backend
 from ..errors import PrototxtError
-from .im2col import _parallel, valid_ranges
+from ..kernels import launch
+from ._threads import run_blocks
+from .im2col import valid_ranges
 from . import Layer, register
 
 
@@ -181,7 +189,7 @@ class Pooling(Layer):
                 self._max_forward_part(x[part], y[part], planes[(slice(None),) * 2 + part],
                                        self.argmax[part], searching[part], below[part])
 
-        _parallel(work, n, c, x.nbytes)
+        run_blocks(work, n, c, x.nbytes)
 
     def _max_forward_part(self, x, y, planes, argmax, searching, below):
         (kh, kw), (sh, sw), (ho, wo) = self.kernel, self.stride, self.out_spatial
@@ -204,12 +212,39 @@ class Pooling(Layer):
             argmax[lost] = -1
 
     def _mask_indices(self, shape):
-        """Caffe's mask: the argmax as an index into H*W."""
+        """Caffe's mask: the argmax as an index into H*W (-1 where there is none)."""
+        xp = backend.xp_of(self.argmax)
         kh, kw = self.kernel
         (sh, sw), (ph, pw) = self.stride, self.pad
-        rows = (np.arange(self.out_spatial[0]) * sh - ph)[:, None] + self.argmax // kw
-        cols = (np.arange(self.out_spatial[1]) * sw - pw)[None, :] + self.argmax % kw
-        return rows * shape[3] + cols
+        rows = (xp.arange(self.out_spatial[0]) * sh - ph)[:, None] + self.argmax // kw
+        cols = (xp.arange(self.out_spatial[1]) * sw - pw)[None, :] + self.argmax % kw
+        return xp.where(self.argmax >= 0, rows * shape[3] + cols, -1)
+
+    def forward_gpu(self, bottom, top):
+        x, y = bottom[0].data, top[0].data
+        geometry = self._kernel_geometry(x.shape)
+        if self.method == "AVE":
+            launch("pooling", "ave_pool_forward", x.dtype, y.size, (x, y) + geometry)
+            return
+        self.argmax = backend.xp_of(x).empty(y.shape, dtype=np.int32)
+        launch("pooling", "max_pool_forward", x.dtype, y.size, (x, y, self.argmax) + geometry)
+        if len(top) > 1:
+            top[1].data[...] = self._mask_indices(x.shape)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        dx, dy = bottom[0].diff, top[0].diff
+        geometry = self._kernel_geometry(dx.shape)
+        if self.method == "AVE":
+            launch("pooling", "ave_pool_backward", dx.dtype, dx.size, (dy, dx) + geometry)
+        else:
+            launch("pooling", "max_pool_backward", dx.dtype, dx.size, (dy, self.argmax, dx) + geometry)
+
+    def _kernel_geometry(self, shape):
+        n, c, h, w = shape
+        return tuple(np.int32(v) for v in (n * c, h, w) + tuple(self.out_spatial) + tuple(self.kernel)
+                     + tuple(self.stride) + tuple(self.pad))
 
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import PrototxtError
 from . import register
 from .base import Layer
-from .neuron import elementwise, run_parts
+from ._threads import elementwise, run_parts
 
 _MIN_PARALLEL_BYTES = 1 << 20
 

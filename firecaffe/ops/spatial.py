@@ -24,7 +24,7 @@ from ..core.blob import Blob
 from ..errors import PrototxtError
 from . import register
 from .base import Layer
-from .conv import _per_axis
+from .conv_base import _per_axis
 from .im2col import out_size, valid_ranges
 
 

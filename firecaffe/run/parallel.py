@@ -118,7 +118,8 @@ class DataParallel:
         p = solver.param
         if p.display and solver.iter % p.display == 0:
             LOGGER.info(f"Iteration {solver.iter}, communication ({self.comm_name}, {self.num_workers} workers) "
-                        f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward")
+                        f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward"
+                        + (f", {stats.cpu_s * 1e3:.1f} ms CPU in the bucket thread" if bucketed else ""))
         if self.is_worker and self.check_every and (solver.iter + 1) % self.check_every == 0:
             self.check_consistency(net, solver.iter + 1)
 

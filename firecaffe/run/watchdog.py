@@ -8,7 +8,9 @@ Two guards, both started by ``firecaffe train`` under MPI (``install``):
   the rank writes where it is (iteration and phase) into the pipe, and ``bye``
   when it ends normally or has already explained its failure. A watcher that
   sees the pipe close without ``bye`` prints ``rank R of P (pid N on HOST)
-  died ..., last seen in ...``. The launcher tears the rest of the job down.
+  died ..., last seen in ...``, or, when the rank had noted a signal
+  (run/signals.py: SIGINT/SIGTERM from Ctrl-C, scancel, a time limit), that the
+  launcher ended it after that signal. The launcher tears the rest of the job down.
 
 * **Stall timeout** (``--stall-timeout SECONDS``). Before the gradient reduction
   every worker announces its arrival (a 4-byte message to worker 0) and enters
@@ -42,7 +44,7 @@ GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that 
 _WATCHER = r"""
 import glob, os, sys, time
 fd, who, claim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-data = b""
+data, signalled = b"", []
 while True:
     try:
         chunk = os.read(fd, 4096)
@@ -50,7 +52,11 @@ while True:
         chunk = b""
     if not chunk:
         break
-    data = (data + chunk)[-4096:]
+    data = data + chunk
+    if b"signal " in data:          # a signal's note is kept however much follows it
+        signalled = [l for l in data.decode("utf-8", "replace").split("\n")[:-1]
+                     if l.startswith("signal ")][-1:] or signalled
+    data = data[-4096:]
 ended = time.monotonic()
 lines = [l for l in data.decode("utf-8", "replace").split("\n") if l]
 if not lines or lines[-1] != "bye":
@@ -67,9 +73,14 @@ if not lines or lines[-1] != "bye":
             pass
     if times and min(times)[1] != mine:
         sys.exit(0)
-    last = f"; its last sign of life: {lines[-1]}" if lines else ""
-    sys.stderr.write(f"firecaffe: {who} died without a message (killed by a signal: "
-                     f"SIGKILL, the out-of-memory killer, or a crash){last}; the job is ended\n")
+    if signalled:
+        # the launcher (Ctrl-C, scancel, a time limit) asked first and killed before the rank finished
+        sys.stderr.write(f"firecaffe: {who} was killed before it could stop cleanly, after a "
+                         f"{signalled[-1]} (not a crash: the job was being ended); the job is ended\n")
+    else:
+        last = f"; its last sign of life: {lines[-1]}" if lines else ""
+        sys.stderr.write(f"firecaffe: {who} died without a message (killed by a signal: "
+                         f"SIGKILL, the out-of-memory killer, or a crash){last}; the job is ended\n")
     sys.stderr.flush()
 """
 

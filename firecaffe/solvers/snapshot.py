@@ -10,6 +10,7 @@ random generator's state, so a resumed run continues exactly where it stopped.
 """
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from ..core.log import LOGGER
 from ..proto import caffe_pb2, io
 
 
-def _prefix(solver):
+def prefix_of(solver):
+    """The snapshot prefix: snapshot_prefix, else the solver file's name without .prototxt."""
     p = solver.param
     if p.snapshot_prefix:
         return p.snapshot_prefix
@@ -39,6 +41,8 @@ def _extra_state(solver):
                  for net in nets],
         "rng": backend.rng().bit_generator.state,
         "losses": list(solver.losses),
+        "global_batch": getattr(solver, "global_batch", None),
+        "workers": getattr(solver, "workers", None),
     })
 
 
@@ -51,9 +55,29 @@ def _per_param_history(solver):
 
 
 def save(solver):
-    prefix = f"{_prefix(solver)}_iter_{solver.iter}"
+    """Write the snapshot of this iteration; keep only the newest ``solver.snapshot_keep`` (0: all).
+
+    A write that fails (disk full, I/O error) leaves no half snapshot and the
+    previous ones intact, and raises one FirecaffeError naming the file and the free space.
+    """
+    prefix = f"{prefix_of(solver)}_iter_{solver.iter}"
     weights = prefix + (".caffemodel.h5" if _hdf5(solver) else ".caffemodel")
     state = prefix + (".solverstate.h5" if _hdf5(solver) else ".solverstate")
+    try:
+        _write(solver, weights, state)
+    except OSError as exc:
+        if os.path.exists(weights) and not os.path.exists(state):
+            os.unlink(weights)              # a weights file without its state is no snapshot
+        raise FirecaffeError(f"snapshot {exc.filename or state}: cannot write ({exc.strerror}); "
+                             f"{_free_text(os.path.dirname(state) or '.')}; the previous snapshots "
+                             "are intact") from None
+    keep = getattr(solver, "snapshot_keep", 0)
+    if keep:
+        prune(prefix_of(solver), keep)
+    return state
+
+
+def _write(solver, weights, state):
     kind = "HDF5" if _hdf5(solver) else "binary proto"
     LOGGER.info(f"Snapshotting to {kind} file {weights}")
     solver.net.save(weights)
@@ -78,7 +102,57 @@ def save(solver):
         if "firecaffe_state" in caffe_pb2.SolverState.DESCRIPTOR.fields_by_name:
             msg.firecaffe_state = _extra_state(solver)
         write_bytes(state, msg.SerializeToString())
-    return state
+
+
+def _free_text(folder):
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free in {folder}"
+    except OSError:
+        return f"free space in {folder} unknown"
+
+
+def snapshot_bytes(solver):
+    """About how many bytes one snapshot takes (weights, solver history, protobuf overhead)."""
+    arena = solver.net.param_arena
+    values = arena.size * (1 + len(solver.rule.state()))
+    return int(values * arena.dtype.itemsize * 1.05) + 256 * 1024
+
+
+def check_writable(solver):
+    """Before the first iteration: the snapshot folder exists or can be made, and has room for one."""
+    prefix = prefix_of(solver)
+    folder = os.path.dirname(os.path.abspath(prefix))
+    probe = folder
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise FirecaffeError(f"snapshot prefix {prefix}: {probe} is a file, not a folder; "
+                             "choose another --snapshot-prefix")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise FirecaffeError(f"snapshot prefix {prefix}: cannot make the folder {folder} ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FirecaffeError(f"snapshot prefix {prefix}: the folder {folder} is not writable")
+    need = snapshot_bytes(solver)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need:
+        raise FirecaffeError(f"snapshot prefix {prefix}: one snapshot needs about {need / 2**20:.1f} MiB, "
+                             f"{_free_text(folder)}")
+
+
+def prune(prefix, keep):
+    """Delete all but the newest ``keep`` complete snapshots of ``prefix`` (weights and state)."""
+    for iteration, state, weights in all_snapshots(prefix)[:-keep]:
+        for path in (state, weights):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        LOGGER.info(f"Removed snapshot {state} (--snapshot-keep {keep})")
 
 
 def _current_step(solver):
@@ -120,7 +194,7 @@ def _read_binary_state(path):
     msg = caffe_pb2.SolverState()
     msg.ParseFromString(data)
     if not msg.HasField("iter"):
-        raise FirecaffeError(f"snapshot {path}: holds no iteration; not a solver state")
+        raise FirecaffeError("holds no iteration; not a solver state")
     extra = getattr(msg, "firecaffe_state", "")
     return msg.iter, msg.learned_net, [io.blob_to_array(b, np.float64) for b in msg.history], extra
 
@@ -129,7 +203,7 @@ def _read_hdf5_state(path):
     import h5py
     with h5py.File(path, "r") as f:
         if "iter" not in f:
-            raise FirecaffeError(f"snapshot {path}: holds no 'iter' dataset; not a solver state")
+            raise FirecaffeError("holds no 'iter' dataset; not a solver state")
         learned = f["learned_net"][()] if "learned_net" in f else b""
         learned = learned.decode() if isinstance(learned, bytes) else str(learned)
         history = [np.asarray(f["history"][str(i)]) for i in range(len(f.get("history", {})))]
@@ -166,27 +240,34 @@ def _load_extra_state(solver, extra):
                 layer.set_state(state)
     if "rng" in extra:
         backend.rng().bit_generator.state = extra["rng"]
+    solver.restored_batch = extra.get("global_batch"), extra.get("workers")
     solver.losses.clear()
     solver.losses.extend(extra.get("losses", []))
     if solver.losses:
         solver.smoothed_loss = sum(solver.losses) / len(solver.losses)
 
 
-def latest(prefix):
-    """The newest complete snapshot state for ``prefix`` (its weights exist too), or None."""
+def all_snapshots(prefix):
+    """Complete snapshots of ``prefix`` (state and weights both present), oldest first:
+    a list of (iteration, state path, weights path)."""
     folder = os.path.dirname(prefix) or "."
     base = os.path.basename(prefix) + "_iter_"
-    best = None
+    found = []
     if not os.path.isdir(folder):
-        return None
+        return found
     for name in os.listdir(folder):
         if not name.startswith(base):
             continue
         rest = name[len(base):]
         for suffix, weights in ((".solverstate", ".caffemodel"), (".solverstate.h5", ".caffemodel.h5")):
             number = rest[:-len(suffix)] if rest.endswith(suffix) else None
-            if number and number.isdigit() and os.path.exists(
-                    os.path.join(folder, base + number + weights)):
-                if best is None or int(number) > best[0]:
-                    best = (int(number), os.path.join(folder, name))
-    return best[1] if best else None
+            weights_path = os.path.join(folder, base + (number or "") + weights)
+            if number and number.isdigit() and os.path.exists(weights_path):
+                found.append((int(number), os.path.join(folder, name), weights_path))
+    return sorted(found)
+
+
+def latest(prefix):
+    """The newest complete snapshot state for ``prefix`` (its weights exist too), or None."""
+    found = all_snapshots(prefix)
+    return found[-1][1] if found else None

@@ -18,7 +18,7 @@ from . import divergence
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, progress, setup as setup_logging
 from ..engine.net import Net
-from . import lr_policy, snapshot
+from . import checks, lr_policy, snapshot
 from .updates import grad_sumsq, make_update_rule
 
 
@@ -40,7 +40,7 @@ class Solver:
         self.sync = sync
         self.is_root = sync is None or sync.is_root
         self.quiet = quiet or not self.is_root
-        _validate(self.param, self.path)
+        checks.validate(self.param, self.path)
         if self.param.HasField("random_seed") and self.param.random_seed >= 0:
             backend.seed(self.param.random_seed)
         self.net = self._make_net("TRAIN", self._train_source(), self.param.train_state, shard)
@@ -51,12 +51,19 @@ class Solver:
         size = self.net.param_arena.size
         xp = backend.xp_of(self.net.param_arena)
         self.rule = make_update_rule(self.param, size, self.net.dtype, xp)
+        checks.validate_lr_policy(self.param, self.path)          # before the first test and iteration
         self.lr_mult = _per_element(self.net, self.net.params_lr, xp)
         self.decay_mult = _per_element(self.net, self.net.params_weight_decay, xp)
         self.iter = 0
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
         self.callbacks = []             # (on_start, on_gradients) pairs, pycaffe's add_callback
+        self.signals = None           # run/signals.Signals when the CLI trains: agree(iter) -> action
+        self.lr_factor = None         # iteration -> factor on the policy's rate (--warmup-iters)
+        self.show_progress = None     # None: a bar on an interactive terminal; True: always (--progress)
+        self.global_batch = None      # recorded in snapshots, to name a change when resuming
+        self.stopped = None           # the action that stopped step() early, if any
+        self.last_snapshot = None
         if self.sync is not None:
             self.sync.attach(self)
 
@@ -110,11 +117,13 @@ class Solver:
         self.callbacks.append((on_start, on_gradients))
 
     def learning_rate(self):
-        return lr_policy.learning_rate(self.param, self.iter)
+        rate = lr_policy.learning_rate(self.param, self.iter)
+        return rate * self.lr_factor(self.iter) if self.lr_factor is not None else rate
 
     def step(self, iters):
         stop = self.iter + iters
-        bar = None if self.quiet else progress(self.param.max_iter or stop, self.iter)
+        bar = None if self.quiet or self.show_progress is False else progress(
+            self.param.max_iter or stop, self.iter, force=bool(self.show_progress))
         last_time, last_iter = time.perf_counter(), self.iter
         try:
             while self.iter < stop:
@@ -149,6 +158,13 @@ class Solver:
                     bar.set_postfix(loss=f"{self.smoothed_loss:.4g}", refresh=False)
                 if p.snapshot and self.iter % p.snapshot == 0:
                     self.snapshot()
+                if self.signals is not None:
+                    action = self.signals.agree(self.iter)
+                    if action.stop:
+                        self.stopped = action
+                        break
+                    if action.snapshot and not snapshot_due(p, self.iter):
+                        self.snapshot()
         finally:
             if bar is not None:
                 bar.close()
@@ -196,6 +212,12 @@ class Solver:
             LOGGER.info(f"Learning Rate Policy: {self.param.lr_policy}")
         self.step(self.param.max_iter - self.iter)
         p = self.param
+        if self.stopped is not None:
+            if self.stopped.snapshot and not _periodic(p, self.iter):
+                self.snapshot()
+            if not self.quiet:
+                LOGGER.info("Optimization stopped early.")
+            return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if p.display and self.iter % p.display == 0 and not self.quiet:
@@ -252,6 +274,15 @@ class Solver:
         snapshot.restore(self, path)
 
 
+def snapshot_due(param, iteration):
+    """Whether solve() snapshots after reaching ``iteration``."""
+    return bool(_periodic(param, iteration) or (param.snapshot_after_train and iteration == param.max_iter))
+
+
+def _periodic(param, iteration):
+    return bool(param.snapshot and iteration % param.snapshot == 0)
+
+
 def share_weights(test_net, train_net):
     """Make the test net read the train net's weights by layer name (no copies)."""
     train_layers = train_net.layer_dict
@@ -271,15 +302,3 @@ def _per_element(net, values, xp):
     for blob, offset, value in zip(net.learnable_params, net.param_offsets, values):
         out[offset:offset + blob.count] = value
     return xp.asarray(out)
-
-
-def _validate(p, path):
-    where = path or "solver"
-    if p.max_iter < 0:
-        raise FirecaffeError(f"{where}: max_iter is {p.max_iter}; it must be 0 or more")
-    if p.iter_size < 1:
-        raise FirecaffeError(f"{where}: iter_size must be at least 1, got {p.iter_size}")
-    if p.test_interval < 0 or p.display < 0 or p.snapshot < 0:
-        raise FirecaffeError(f"{where}: test_interval, display and snapshot must not be negative")
-    if p.average_loss < 1:
-        raise FirecaffeError(f"{where}: average_loss must be at least 1, got {p.average_loss}")

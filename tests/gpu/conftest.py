@@ -1,7 +1,7 @@
 """GPU tests: skipped, with the reason, where CuPy or a CUDA device is missing.
 
-Fixture ``gpu`` switches firecaffe to GPU mode (and back), with the kernel paths
-of firecaffe.ops.gpu_ops attached to the layers that do not carry their own yet.
+Fixture ``gpu`` switches firecaffe to GPU mode (and back); the layers run their
+own forward_gpu/backward_gpu (or, written against ``xp``, their one path).
 """
 import pytest
 
@@ -23,14 +23,8 @@ def cupy():
 
 
 @pytest.fixture
-def gpu(cupy, monkeypatch):
+def gpu(cupy):
     from firecaffe.core import backend
-    import firecaffe.ops.gpu_ops as gpu_ops
-    from firecaffe.ops import LAYERS
-    for type_name in gpu_ops.GPU_METHODS:          # undo install() after the test
-        for attr in ("forward_gpu", "backward_gpu"):
-            monkeypatch.setattr(LAYERS[type_name], attr, getattr(LAYERS[type_name], attr))
-    gpu_ops.install()
     backend.set_mode_gpu(0)
     yield cupy
     backend.set_mode_cpu()

@@ -114,3 +114,15 @@ def test_every_kernel_compiles_with_nvrtc(cupy):
         for name in names:
             for suffix in ("f32", "f64"):
                 kernels.get_kernel(file, f"{name}_{suffix}")
+
+
+def test_max_pooling_keeps_the_cpu_argmax_encoding(gpu):
+    x = np.round(2 * np.random.default_rng(3).standard_normal((2, 3, 9, 8)))     # ties
+    text = "type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }"
+    backend.set_mode_cpu()
+    cpu, gpu_layer = _pair(gpu, text, [x], 1, np.float64)
+    backend.set_mode_cpu()
+    cpu[0].forward(cpu[1], cpu[2])
+    backend.set_mode_gpu(0)
+    gpu_layer[0].forward(gpu_layer[1], gpu_layer[2])
+    np.testing.assert_array_equal(gpu.asnumpy(gpu_layer[0].argmax), cpu[0].argmax)

@@ -66,6 +66,7 @@ def test_gpu_commands_say_what_is_missing_in_one_line(tmp_path, situation):
         where = f"`firecaffe {name}` with CuPy {situation}:\n{err}"
         assert job.returncode == 1, where
         assert "Traceback" not in err and len(lines) == 1, where
-        assert lines[0].startswith("firecaffe: error: --gpu"), where
+        asked = "the solver asks for GPU mode (solver_mode: GPU)" if "solver_mode" in name else "--gpu"
+        assert lines[0].startswith(f"firecaffe: error: {asked}"), where
         for words in SAYS[situation]:
             assert words in lines[0], where

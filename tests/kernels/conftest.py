@@ -1,9 +1,14 @@
 """The CPU shim: firecaffe/kernels/*.cu built with g++ (shim/cuda_shim.h makes a
 launch one thread that walks every grid-stride index), loaded with ctypes.
 
-``shim.launch`` has the signature of firecaffe.kernels.launch, so gpu_ops can be
-run on NumPy arrays with its launches routed here (fixture ``ops_on_shim``).
+Fixture ``shim_gpu`` runs the layers' own GPU methods on the CPU: it puts the
+shim in ``firecaffe.kernels.launcher`` (the one indirection every kernel launch
+goes through) and gives firecaffe's backend a stand-in CuPy, ``ShimCupy``, whose
+arrays are ``DeviceArray`` (NumPy memory the shim can read, but of a type that
+``backend.xp_of`` attributes to the stand-in, so im2col/col2im choose their
+kernels for it). No layer class is touched.
 """
+import contextlib
 import ctypes
 import os
 import shutil
@@ -14,6 +19,7 @@ import numpy as np
 import pytest
 
 import firecaffe.kernels as kernels
+from firecaffe.core import backend
 
 SHIM_HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", "cuda_shim.h")
 
@@ -36,8 +42,7 @@ class Shim:
         raise TypeError(f"no C type for kernel argument {value!r} ({type(value).__name__})")
 
     def launch(self, file, name, dtype, count, args):
-        if count <= 0:
-            return
+        """Same signature as firecaffe.kernels.launcher."""
         function = getattr(self.libraries[file.replace(".cu", "")], f"{name}_{kernels.suffix(dtype)}")
         function.restype = None
         function(*(self._c_arg(a) for a in args))
@@ -67,27 +72,64 @@ def shim(tmp_path_factory):
     return Shim(libraries)
 
 
-def _fake_cupy(uniform=None):
-    """NumPy dressed as the few CuPy functions gpu_ops calls."""
-    def random_sample(shape, dtype=np.float64):
-        if uniform is not None:
-            return np.asarray(uniform, dtype=dtype).reshape(shape).copy()
-        return np.random.default_rng(0).random(shape, dtype=dtype)
-    names = ("empty", "empty_like", "matmul", "ascontiguousarray", "asarray", "stack", "int32")
-    return types.SimpleNamespace(**{n: getattr(np, n) for n in names}, asnumpy=np.asarray,
-                                 random=types.SimpleNamespace(random_sample=random_sample))
+class DeviceArray(np.ndarray):
+    """Host memory standing for device memory (NumPy keeps the subclass through
+    views, ufuncs and matmul)."""
+
+    def get(self):
+        return np.array(self)
+
+
+def _on_device(value):
+    return value.view(DeviceArray) if isinstance(value, np.ndarray) else value
+
+
+class ShimCupy(types.ModuleType):
+    """NumPy dressed as CuPy: every function returns DeviceArray; ``launched``
+    lists the (file, kernel) pairs run through the shim."""
+    ndarray = DeviceArray
+
+    def __init__(self):
+        super().__init__("cupy")
+        self.launched = []
+        self.random = types.SimpleNamespace(random_sample=self._random_sample, seed=lambda value: None)
+
+    @staticmethod
+    def _random_sample(shape, dtype=np.float64):
+        return _on_device(np.random.default_rng(0).random(shape, dtype=dtype))
+
+    @staticmethod
+    def asnumpy(array):
+        return np.array(array)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def mode(gpu):
+        """firecaffe's GPU mode on (``gpu=True``) or off for the block."""
+        before = backend._state["gpu"]
+        backend._state["gpu"] = gpu
+        try:
+            yield
+        finally:
+            backend._state["gpu"] = before
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        if isinstance(value, type) or not callable(value):
+            return value
+        return lambda *args, **kwargs: _on_device(value(*args, **kwargs))
 
 
 @pytest.fixture
-def ops_on_shim(shim, monkeypatch):
-    """firecaffe.ops.gpu_ops with NumPy for CuPy and the shim for kernel launches."""
-    import firecaffe.ops.gpu_ops as gpu_ops
-    monkeypatch.setattr(gpu_ops, "_cupy", _fake_cupy)
-    monkeypatch.setattr(gpu_ops, "launch", shim.launch)
-    return gpu_ops
+def shim_gpu(shim, monkeypatch):
+    """The stand-in CuPy (GPU mode off; ``with shim_gpu.mode(True):`` turns it on), kernels on the shim."""
+    xp = ShimCupy()
 
+    def launcher(file, name, dtype, count, args):
+        xp.launched.append((file, name))
+        shim.launch(file, name, dtype, count, args)
 
-@pytest.fixture
-def fake_cupy():
-    """``fake_cupy(uniform)``: the stand-in CuPy whose random_sample returns ``uniform``."""
-    return _fake_cupy
+    monkeypatch.setattr(kernels, "launcher", launcher)
+    for key, value in (("gpu", False), ("cupy", xp)):
+        monkeypatch.setitem(backend._state, key, value)
+    return xp

@@ -1,9 +1,10 @@
 """The CUDA kernels, run on the CPU through the shim, against the NumPy path.
 
-im2col/col2im are compared with firecaffe/im2col.py directly; the layer kernels
-through firecaffe.ops.gpu_ops (NumPy standing in for CuPy, launches routed to the
-shim), so the wrappers' argument lists and geometry are checked too: one layer
-runs its CPU methods, a twin with the same weights runs the gpu_ops functions.
+im2col/col2im are compared on host and "device" arrays directly; the layers run
+twice: one twin in CPU mode on NumPy arrays (its forward_cpu/backward_cpu),
+the other in GPU mode on the stand-in CuPy (its own forward_gpu/backward_gpu,
+kernel launches routed to the shim), so each layer's GPU path, its argument
+lists and geometry are checked, not only the kernels.
 """
 import numpy as np
 import pytest
@@ -19,20 +20,22 @@ def _tol(dtype):
     return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
 
 
-def _twins(text, bottoms, dtype, num_top=1, phase="TRAIN"):
+def _twins(xp, text, bottoms, dtype, num_top=1, phase="TRAIN"):
     cpu = make_layer(text, bottoms, dtype=dtype, num_top=num_top, phase=phase)
-    gpu = make_layer(text, bottoms, dtype=dtype, num_top=num_top, phase=phase)
+    with xp.mode(gpu=True):
+        gpu = make_layer(text, bottoms, dtype=dtype, num_top=num_top, phase=phase)
     for a, b in zip(cpu[0].blobs, gpu[0].blobs):
         b.data[...] = a.data
     return cpu, gpu
 
 
-def _run_both(ops, type_name, cpu, gpu, seed=1, propagate=None):
-    """Forward and backward on both twins with the same top diffs; compare everything."""
-    fwd, bwd = ops.GPU_METHODS[type_name]
+def _run_both(xp, cpu, gpu, seed=1, propagate=None, kernels=()):
+    """Forward and backward on both twins with the same top diffs; compare everything.
+    ``kernels``: entry points the GPU twin must have launched."""
     (lc, bc, tc), (lg, bg, tg) = cpu, gpu
     lc.forward(bc, tc)
-    fwd(lg, bg, tg)
+    with xp.mode(gpu=True):
+        lg.forward(bg, tg)
     gen = np.random.default_rng(seed)
     for a, b in zip(tc, tg):
         b.diff[...] = a.diff[...] = gen.standard_normal(a.shape)
@@ -41,15 +44,20 @@ def _run_both(ops, type_name, cpu, gpu, seed=1, propagate=None):
             p.diff[...] = 0
     propagate = propagate or [True] * len(bc)
     lc.backward(tc, propagate, bc)
-    (bwd or type(lg).backward_cpu)(lg, tg, propagate, bg)
+    with xp.mode(gpu=True):
+        lg.backward(tg, propagate, bg)
     tol = _tol(lc.dtype)
     for i, (a, b) in enumerate(zip(tc, tg)):
+        assert isinstance(b.data, xp.ndarray), f"top[{i}] left the device"
         np.testing.assert_allclose(b.data, a.data, err_msg=f"top[{i}] data", **tol)
     for i, (a, b) in enumerate(zip(bc, bg)):
         if propagate[i]:
+            assert isinstance(b.diff, xp.ndarray), f"bottom[{i}] diff left the device"
             np.testing.assert_allclose(b.diff, a.diff, err_msg=f"bottom[{i}] diff", **tol)
     for i, (a, b) in enumerate(zip(lc.blobs, lg.blobs)):
         np.testing.assert_allclose(b.diff, a.diff, err_msg=f"param[{i}] diff", **tol)
+    launched = {name for _, name in xp.launched}
+    assert set(kernels) <= launched, f"kernels not launched: {sorted(set(kernels) - launched)}"
 
 
 # --- im2col / col2im -------------------------------------------------------------------
@@ -64,24 +72,32 @@ GEOMETRIES = [  # (N, C, H, W), kernel, pad, stride, dilation
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,kernel,pad,stride,dilation", GEOMETRIES)
-def test_im2col_kernel_matches_numpy(ops_on_shim, shape, kernel, pad, stride, dilation, dtype):
+def test_im2col_kernel_matches_numpy(shim_gpu, shape, kernel, pad, stride, dilation, dtype):
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     out = tuple(out_size(*a) for a in zip(shape[2:], kernel, pad, stride, dilation))
     expected = im2col(x, kernel, pad, stride, dilation, out, batch_major=False)
-    got = ops_on_shim.im2col_gpu(x, kernel, pad, stride, dilation, out)
+    got = im2col(shim_gpu.asarray(x), kernel, pad, stride, dilation, out, batch_major=False)
+    assert shim_gpu.launched == [("im2col", "im2col")]
     np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,kernel,pad,stride,dilation", GEOMETRIES)
-def test_col2im_kernel_matches_numpy(ops_on_shim, shape, kernel, pad, stride, dilation, dtype):
+def test_col2im_kernel_matches_numpy(shim_gpu, shape, kernel, pad, stride, dilation, dtype):
     out = tuple(out_size(*a) for a in zip(shape[2:], kernel, pad, stride, dilation))
     rows, cols = shape[1] * int(np.prod(kernel)), shape[0] * int(np.prod(out))
     col = np.random.default_rng(1).standard_normal((rows, cols)).astype(dtype)
     expected = col2im(col, shape, kernel, pad, stride, dilation, out, batch_major=False)
-    got = ops_on_shim.col2im_gpu(col, shape, kernel, pad, stride, dilation, out,
-                                 out=np.full(shape, np.nan, dtype=dtype))
+    got = col2im(shim_gpu.asarray(col), shape, kernel, pad, stride, dilation, out, batch_major=False,
+                 out=shim_gpu.full(shape, np.nan, dtype=dtype))
+    assert shim_gpu.launched == [("im2col", "col2im")]
     np.testing.assert_allclose(got, expected, **_tol(dtype))
+
+
+def test_device_arrays_refuse_the_batch_major_layout(shim_gpu):
+    x = shim_gpu.zeros((2, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"\(C\*K, N\*L\) columns"):
+        im2col(x, (3, 3), (0, 0), (1, 1), (1, 1), (2, 2), batch_major=True)
 
 
 # --- Convolution / Deconvolution -------------------------------------------------------------
@@ -100,29 +116,32 @@ FILLERS = "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaus
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
 @pytest.mark.parametrize("params,shape", CONVS)
-def test_convolution_gpu_ops_match_cpu(ops_on_shim, kind, params, shape, dtype):
+def test_convolution_gpu_path_matches_cpu(shim_gpu, kind, params, shape, dtype):
     x = np.random.default_rng(2).standard_normal(shape)
     text = f"type: '{kind}' convolution_param {{ {params} {FILLERS} }}"
-    cpu, gpu = _twins(text, [x], dtype)
-    _run_both(ops_on_shim, kind, cpu, gpu)
+    cpu, gpu = _twins(shim_gpu, text, [x], dtype)
+    two_d = len(shape) <= 4 and "kernel_size: 1" not in params
+    _run_both(shim_gpu, cpu, gpu, kernels=("im2col", "col2im") if two_d else ())
 
 
 @pytest.mark.parametrize("budget", [1, 200])
-def test_convolution_in_batch_chunks_matches_cpu(ops_on_shim, monkeypatch, budget):
-    monkeypatch.setattr(ops_on_shim, "COL_BUDGET", budget)     # one or a few samples per chunk
+def test_convolution_in_batch_chunks_matches_cpu(shim_gpu, monkeypatch, budget):
+    from firecaffe.ops import conv_base
+    monkeypatch.setattr(conv_base, "COL_BUDGET", budget)     # one or a few samples per chunk
     x = np.random.default_rng(3).standard_normal((5, 2, 5, 5))
-    text = f"type: 'Convolution' convolution_param {{ num_output: 3 kernel_size: 3 pad: 1 {FILLERS} }}"
-    cpu, gpu = _twins(text, [x], np.float64)
-    _run_both(ops_on_shim, "Convolution", cpu, gpu)
+    for kind in ("Convolution", "Deconvolution"):
+        text = f"type: '{kind}' convolution_param {{ num_output: 3 kernel_size: 3 pad: 1 {FILLERS} }}"
+        cpu, gpu = _twins(shim_gpu, text, [x], np.float64)
+        _run_both(shim_gpu, cpu, gpu, kernels=("im2col", "col2im"))
 
 
-def test_convolution_with_two_bottoms_shares_weights(ops_on_shim):
+def test_convolution_with_two_bottoms_shares_weights(shim_gpu):
     gen = np.random.default_rng(4)
     xs = [gen.standard_normal((2, 2, 5, 4)) for _ in range(2)]
     text = (f"type: 'Convolution' bottom: 'a' bottom: 'b' top: 'c' top: 'd' "
             f"convolution_param {{ num_output: 3 kernel_size: 2 {FILLERS} }}")
-    cpu, gpu = _twins(text, xs, np.float64, num_top=2)
-    _run_both(ops_on_shim, "Convolution", cpu, gpu)
+    cpu, gpu = _twins(shim_gpu, text, xs, np.float64, num_top=2)
+    _run_both(shim_gpu, cpu, gpu, kernels=("im2col", "col2im"))
 
 
 # --- Pooling ---------------------------------------------------------------------------
@@ -139,18 +158,38 @@ POOLS = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
 @pytest.mark.parametrize("params,shape", POOLS)
-def test_pooling_gpu_ops_match_cpu(ops_on_shim, method, params, shape, dtype):
+def test_pooling_gpu_path_matches_cpu(shim_gpu, method, params, shape, dtype):
     x = np.random.default_rng(5).standard_normal(shape)
     text = f"type: 'Pooling' pooling_param {{ pool: {method} {params} }}"
-    cpu, gpu = _twins(text, [x], dtype)
-    _run_both(ops_on_shim, "Pooling", cpu, gpu)
+    cpu, gpu = _twins(shim_gpu, text, [x], dtype)
+    m = method.lower()
+    _run_both(shim_gpu, cpu, gpu, kernels=(f"{m}_pool_forward", f"{m}_pool_backward"))
 
 
-def test_max_pooling_ties_pick_the_first_and_mask_top_matches(ops_on_shim):
+def test_max_pooling_ties_pick_the_first_and_mask_top_matches(shim_gpu):
     x = np.round(np.random.default_rng(6).standard_normal((2, 2, 6, 6)))   # many ties
     text = "type: 'Pooling' top: 'p' top: 'mask' pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }"
-    cpu, gpu = _twins(text, [x], np.float64, num_top=2)
-    _run_both(ops_on_shim, "Pooling", cpu, gpu)
+    cpu, gpu = _twins(shim_gpu, text, [x], np.float64, num_top=2)
+    _run_both(shim_gpu, cpu, gpu, kernels=("max_pool_forward", "max_pool_backward"))
+
+
+@pytest.mark.parametrize("params,shape", POOLS[:4])
+def test_max_pooling_keeps_one_argmax_encoding_on_both_paths(shim_gpu, params, shape):
+    """The kernel offset of the first maximum in its window, as Caffe picks it."""
+    x = np.round(2 * np.random.default_rng(11).standard_normal(shape))      # ties
+    text = f"type: 'Pooling' pooling_param {{ pool: MAX {params} }}"
+    cpu, gpu = _twins(shim_gpu, text, [x], np.float64)
+    cpu[0].forward(cpu[1], cpu[2])
+    with shim_gpu.mode(gpu=True):
+        gpu[0].forward(gpu[1], gpu[2])
+    np.testing.assert_array_equal(np.asarray(gpu[0].argmax), cpu[0].argmax)
+    layer = cpu[0]
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.pad
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, kh), (pw, kw)), constant_values=-np.inf)
+    for index in np.ndindex(*cpu[2][0].shape):
+        n, c, oh, ow = index
+        window = padded[n, c, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw].reshape(-1)
+        assert cpu[0].argmax[index] == int(np.argmax(window)), index
 
 
 # --- LRN -------------------------------------------------------------------------------
@@ -161,10 +200,10 @@ def test_max_pooling_ties_pick_the_first_and_mask_top_matches(ops_on_shim):
     "local_size: 9 alpha: 1 beta: 0.75",                        # window wider than the channels
     "local_size: 3 alpha: 0.7 beta: 0.75 norm_region: WITHIN_CHANNEL",
 ])
-def test_lrn_gpu_ops_match_cpu(ops_on_shim, params, dtype):
+def test_lrn_gpu_path_matches_cpu(shim_gpu, params, dtype):
     x = np.random.default_rng(7).standard_normal((2, 6, 4, 5))
-    cpu, gpu = _twins(f"type: 'LRN' lrn_param {{ {params} }}", [x], dtype)
-    _run_both(ops_on_shim, "LRN", cpu, gpu)
+    cpu, gpu = _twins(shim_gpu, f"type: 'LRN' lrn_param {{ {params} }}", [x], dtype)
+    _run_both(shim_gpu, cpu, gpu, kernels=("lrn_forward", "lrn_backward"))
 
 
 # --- SoftmaxWithLoss -----------------------------------------------------------------------
@@ -177,58 +216,56 @@ def test_lrn_gpu_ops_match_cpu(ops_on_shim, params, dtype):
     ("ignore_label: 0 normalization: NONE", (3,)),
     ("normalize: false", (2,)),
 ])
-def test_softmax_loss_gpu_ops_match_cpu(ops_on_shim, loss_param, spatial, dtype):
+def test_softmax_loss_gpu_path_matches_cpu(shim_gpu, loss_param, spatial, dtype):
     gen = np.random.default_rng(8)
     scores = 3 * gen.standard_normal((3, 5) + spatial)
     labels = gen.integers(0, 5, (3,) + spatial).astype(float)
     if "-1" in loss_param:
         labels.reshape(-1)[::3] = -1
     text = f"type: 'SoftmaxWithLoss' top: 'loss' top: 'prob' loss_param {{ {loss_param} }}"
-    cpu, gpu = _twins(text, [scores, labels], dtype, num_top=2)
+    cpu, gpu = _twins(shim_gpu, text, [scores, labels], dtype, num_top=2)
     for layer, top in ((cpu[0], cpu[2]), (gpu[0], gpu[2])):
         top[0].diff[...] = 0.7        # a loss weight, as the net sets it
-    _run_both(ops_on_shim, "SoftmaxWithLoss", cpu, gpu, propagate=[True, False])
+    _run_both(shim_gpu, cpu, gpu, propagate=[True, False],
+              kernels=("softmax_loss_forward", "softmax_loss_backward"))
 
 
-def test_softmax_loss_bad_label_is_a_data_error(ops_on_shim):
+def test_softmax_loss_bad_label_is_a_data_error(shim_gpu):
     scores, labels = np.zeros((2, 3)), np.array([1.0, 3.0])
-    layer, bottom, top = make_layer("type: 'SoftmaxWithLoss'", [scores, labels])
-    with pytest.raises(DataError, match="label 3 of sample 1 in the batch is outside the 3 classes"):
-        ops_on_shim.softmax_loss_forward_gpu(layer, bottom, top)
+    with shim_gpu.mode(gpu=True):
+        layer, bottom, top = make_layer("type: 'SoftmaxWithLoss'", [scores, labels])
+        with pytest.raises(DataError, match="label 3 of sample 1 in the batch is outside the 3 classes"):
+            layer.forward(bottom, top)
+    assert shim_gpu.launched == [("softmax_loss", "softmax_loss_forward")]
 
 
 # --- Dropout ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dropout_kernel_keeps_units_at_or_above_the_ratio(ops_on_shim, fake_cupy, monkeypatch, dtype):
+def test_dropout_kernel_keeps_units_at_or_above_the_ratio(shim_gpu, monkeypatch, dtype):
     gen = np.random.default_rng(9)
-    layer, bottom, top = make_layer("type: 'Dropout' dropout_param { dropout_ratio: 0.3 }",
-                                    [gen.standard_normal((3, 4, 5))], dtype=dtype)
-    x, uniform = bottom[0].data.copy(), gen.random((3, 4, 5)).astype(dtype)
-    uniform.reshape(-1)[0] = layer.ratio      # exactly the ratio: kept, as the CPU path keeps it
-    monkeypatch.setattr(ops_on_shim, "_cupy", lambda: fake_cupy(uniform))
-    ops_on_shim.dropout_forward_gpu(layer, bottom, top)
-    mask = (uniform >= dtype(layer.ratio)) * dtype(layer.scale)
-    assert mask.reshape(-1)[0] > 0
-    np.testing.assert_allclose(layer.mask, mask, **_tol(dtype))
-    np.testing.assert_allclose(top[0].data, x * mask, **_tol(dtype))
-    top[0].diff[...] = gen.standard_normal(x.shape)
-    layer.backward(top, [True], bottom)
-    np.testing.assert_allclose(bottom[0].diff, top[0].diff * mask, **_tol(dtype))
+    x, uniform = gen.standard_normal((3, 4, 5)).astype(dtype), gen.random((3, 4, 5)).astype(dtype)
+    with shim_gpu.mode(gpu=True):
+        layer, bottom, top = make_layer("type: 'Dropout' dropout_param { dropout_ratio: 0.3 }", [x],
+                                        dtype=dtype)
+        uniform.reshape(-1)[0] = layer.ratio      # exactly the ratio: kept, as the CPU path keeps it
+        monkeypatch.setattr(shim_gpu.random, "random_sample",
+                            lambda shape, dtype: shim_gpu.asarray(uniform.reshape(shape)))
+        layer.forward(bottom, top)
+        mask = (uniform >= dtype(layer.ratio)) * dtype(layer.scale)
+        assert mask.reshape(-1)[0] > 0
+        assert shim_gpu.launched == [("dropout", "dropout_forward")]
+        np.testing.assert_allclose(layer.mask, mask, **_tol(dtype))
+        np.testing.assert_allclose(top[0].data, x * mask, **_tol(dtype))
+        top[0].diff[...] = gen.standard_normal(x.shape)
+        layer.backward(top, [True], bottom)
+        assert isinstance(bottom[0].diff, shim_gpu.ndarray)
+        np.testing.assert_allclose(bottom[0].diff, top[0].diff * mask, **_tol(dtype))
 
 
-def test_dropout_at_test_time_is_the_identity(ops_on_shim):
+def test_dropout_at_test_time_is_the_identity(shim_gpu):
     x = np.random.default_rng(10).standard_normal((2, 3))
-    layer, bottom, top = make_layer("type: 'Dropout'", [x], phase="TEST")
-    ops_on_shim.dropout_forward_gpu(layer, bottom, top)
+    with shim_gpu.mode(gpu=True):
+        layer, bottom, top = make_layer("type: 'Dropout'", [x], phase="TEST")
+        layer.forward(bottom, top)
     np.testing.assert_array_equal(top[0].data, x)
-
-
-def test_install_attaches_gpu_methods_to_layers_without_them(monkeypatch):
-    import firecaffe.ops.gpu_ops as gpu_ops
-    from firecaffe.ops import LAYERS, Layer
-    for type_name in gpu_ops.GPU_METHODS:          # undone after the test
-        for attr in ("forward_gpu", "backward_gpu"):
-            monkeypatch.setattr(LAYERS[type_name], attr, getattr(LAYERS[type_name], attr))
-    gpu_ops.install()
-    for type_name in gpu_ops.GPU_METHODS:
-        assert LAYERS[type_name].forward_gpu is not Layer.forward_gpu
+    assert shim_gpu.launched == []

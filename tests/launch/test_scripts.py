@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ["launch/mpirun.sh", "launch/slurm/train.sbatch", "launch/slurm/local-cluster.sh",
+SCRIPTS = ["launch/mpirun.sh", "launch/slurm/train.sbatch", "launch/slurm/local-cluster.sh", "launch/overlap_links.sh",
            ".ci/install-slurm.sh"]
 SOLVER = "nets/lenet_digits/solver.prototxt"
 

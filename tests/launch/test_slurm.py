@@ -90,3 +90,81 @@ def test_srun_pmi2_trains_lenet(slurm_cluster, tmp_path):
     log = run.stdout + run.stderr
     assert run.returncode == 0, log
     assert_trained(log, "srun --mpi=pmi2 -n 4 firecaffe train")
+
+
+def submit(cluster, tmp_path, name, *args, ranks=2):
+    out = tmp_path / f"{name}-%j.out"
+    submitted = subprocess.run(["sbatch", "--parsable", "-n", str(ranks), f"--output={out}", *args],
+                               cwd=REPO, env=job_env(cluster), capture_output=True, text=True, timeout=30)
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    return job, tmp_path / f"{name}-{job}.out"
+
+
+def wait_for_text(path, pattern, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and re.search(pattern, path.read_text(errors="replace")):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"no {pattern!r} in {path} after {timeout} s:\n"
+                f"{path.read_text(errors='replace') if path.exists() else '(no file)'}")
+
+
+@pytest.mark.timeout(900)
+def test_time_limit_warning_snapshots_requeues_and_resumes_to_the_uninterrupted_weights(slurm_cluster, tmp_path):
+    """SLURM's warning before the time limit (--signal=B:USR1@T, sent here at once with scancel
+    --signal=USR1 --batch) stops the job at a snapshot; the script requeues it, and the second run
+    resumes with --resume-latest and ends with the weights of a job that was never stopped."""
+    train = ["--max-iter", "300", "--display", "10", "--test-interval", "0", "--global-batch", "24"]
+    job, out = submit(slurm_cluster, tmp_path, "stopped", "--time", "10", "launch/slurm/train.sbatch", SOLVER,
+                      *train, "--snapshot-prefix", str(tmp_path / "stopped"))
+    wait_for_text(out, r"Iteration [1-9]\d+ \(")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm_cluster.env, check=True, timeout=30)
+    states = wait_for(slurm_cluster, [job], timeout=400)
+    log = out.read_text(errors="replace")
+    assert states[job] == "COMPLETED", log
+    stopped = re.search(r"stopped by SIGUSR1 at iteration (\d+); snapshot", log)
+    assert stopped and "requeued job" in log, log
+    assert f"Restored solver state from {tmp_path / 'stopped'}_iter_{stopped.group(1)}.solverstate" in log, log
+    assert log.count("Optimization Done.") == 1, log
+    whole = subprocess.run(["srun", "--mpi=pmi2", "-n", "2", sys.executable, "-m", "firecaffe", "train", SOLVER,
+                            *train, "--snapshot-prefix", str(tmp_path / "whole")],
+                           cwd=REPO, env=job_env(slurm_cluster), capture_output=True, text=True, timeout=400)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert (tmp_path / "stopped_iter_300.caffemodel").read_bytes() == \
+        (tmp_path / "whole_iter_300.caffemodel").read_bytes()
+
+
+def test_scancel_snapshots_and_stops_without_a_requeue(slurm_cluster, tmp_path):
+    job, out = submit(slurm_cluster, tmp_path, "cancelled", "--time", "10", "launch/slurm/train.sbatch", SOLVER,
+                      "--max-iter", "100000", "--display", "10", "--test-interval", "0", "--global-batch", "24",
+                      "--snapshot-prefix", str(tmp_path / "x"))
+    wait_for_text(out, r"Iteration [1-9]\d+ \(")
+    subprocess.run(["scancel", job], env=slurm_cluster.env, check=True, timeout=30)
+    wait_for(slurm_cluster, [job], timeout=120)
+    wait_for_text(out, r"stopped by SIGTERM at iteration \d+; snapshot", timeout=30)
+    log = out.read_text(errors="replace")
+    assert "requeued" not in log and "died without a message" not in log, log
+
+
+@pytest.mark.timeout(1800)
+def test_a_real_time_limit_requeues_until_done_with_the_uninterrupted_weights(slurm_cluster, tmp_path):
+    """--time 1 with the warning 40 s before it: the job is stopped by its own time limit (as many
+    times as it takes), requeued, and ends with the weights of an uninterrupted run. SLURM holds a
+    requeued job about two minutes before it starts again, so this takes several minutes."""
+    train = ["--max-iter", "4000", "--display", "200", "--test-interval", "0", "--global-batch", "256"]
+    job, out = submit(slurm_cluster, tmp_path, "limited", "--time", "1", "--signal", "B:USR1@40",
+                      "launch/slurm/train.sbatch", SOLVER, *train, "--snapshot-prefix", str(tmp_path / "limited"))
+    states = wait_for(slurm_cluster, [job], timeout=1300)
+    log = out.read_text(errors="replace")
+    assert states[job] == "COMPLETED", log
+    if "requeued job" not in log:
+        pytest.skip("the machine trained 4000 iterations before the time-limit warning: nothing to show")
+    assert re.search(r"stopped by SIGUSR1 at iteration \d+; snapshot", log), log
+    whole = subprocess.run(["srun", "--mpi=pmi2", "-n", "2", sys.executable, "-m", "firecaffe", "train", SOLVER,
+                            *train, "--snapshot-prefix", str(tmp_path / "whole")],
+                           cwd=REPO, env=job_env(slurm_cluster), capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert (tmp_path / "limited_iter_4000.caffemodel").read_bytes() == \
+        (tmp_path / "whole_iter_4000.caffemodel").read_bytes()

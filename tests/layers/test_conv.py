@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from firecaffe.errors import FirecaffeError
-from firecaffe.ops import conv
+from firecaffe.ops import conv_base as conv
 from firecaffe.engine.testing import check_gradient, make_layer
 
 GAUSS = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 }'

@@ -161,10 +161,10 @@ def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk):
     """Big enough for the chunked, threaded NumPy path (odd size, chunk edges
     inside rows): exactly the reference formulas, in place or not, with
     zeros, -0.0, NaN and inf in x and dy."""
-    from firecaffe.ops import neuron
+    from firecaffe.ops import _threads
     if chunk:
-        monkeypatch.setattr(neuron, "_CHUNK", chunk)
-    monkeypatch.setattr(neuron, "_THREADS", 2)
+        monkeypatch.setattr(_threads, "CHUNK", chunk)
+    monkeypatch.setattr(_threads, "ELTWISE_THREADS", 2)
     gen = np.random.default_rng(4)
     shape = (3, 7, 101, 131)
     x = gen.standard_normal(shape).astype(np.float32)
@@ -199,13 +199,3 @@ def test_relu_reuses_blob_arrays():
     layer.backward(top, [True], bottom)
     assert top[0].data is data and bottom[0].diff is diff
     np.testing.assert_array_equal(diff, (x > 0).astype(float))
-
-
-def test_elementwise_covers_every_element_once(monkeypatch):
-    from firecaffe.ops import neuron
-    monkeypatch.setattr(neuron, "_CHUNK", 7)
-    monkeypatch.setattr(neuron, "_MIN_PARALLEL", 10)
-    monkeypatch.setattr(neuron, "_THREADS", 3)
-    a = np.zeros((5, 11, 3))
-    neuron.elementwise(lambda part: np.add(part, 1, out=part), a)
-    np.testing.assert_array_equal(a, 1.0)

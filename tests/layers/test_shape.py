@@ -145,10 +145,10 @@ def test_concat_slice_split_large_threaded(monkeypatch, axis):
     """Arrays past the threading threshold: Concat writes each bottom into its
     slice of the top, backward copies into the bottoms' own diff arrays; Slice
     and Split agree with NumPy; nothing is rebound to views."""
-    from firecaffe.ops import neuron, shape
-    monkeypatch.setattr(neuron, "_THREADS", 2)
-    monkeypatch.setattr(neuron, "_CHUNK", 1000)
-    monkeypatch.setattr(neuron, "_MIN_PARALLEL", 2000)
+    from firecaffe.ops import _threads, shape
+    monkeypatch.setattr(_threads, "ELTWISE_THREADS", 2)
+    monkeypatch.setattr(_threads, "CHUNK", 1000)
+    monkeypatch.setattr(_threads, "MIN_PARALLEL", 2000)
     monkeypatch.setattr(shape, "_MIN_PARALLEL_BYTES", 1000)
     shapes = [[5, 16, 33, 41], [5, 16, 33, 41], [5, 16, 33, 41]]
     for i, s in enumerate(shapes):

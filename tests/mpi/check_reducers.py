@@ -125,7 +125,9 @@ def check_parameter_server(world, num_servers):
 
 
 def check_buckets(workers):
-    for name in ("tree", "ring"):
+    # The thread's strategy talks through PoliteComm: Isend/Irecv/Test (tree, dbtree), Sendrecv (ring),
+    # Iallreduce (mpi); each must still give the plain sum.
+    for name in ("tree", "ring", "mpi", "dbtree"):
         strategy = make_strategy(name, workers)
         arena = np.zeros(100003, np.float32)
         reducer = BucketReducer(strategy, arena, bucket_bytes=40000)
