@@ -35,6 +35,23 @@ def channel_sums(a3):
     return xp.matmul(a3, xp.ones(a3.shape[-1], dtype=a3.dtype)).sum(axis=0)
 
 
+def window_geometry(layer, p, bottom, axis):
+    """(kernel, stride, pad, dilation), one value per spatial axis after ``axis``, from a
+    ConvolutionParameter ``p``, each checked (Convolution, Deconvolution, Im2col)."""
+    n_spatial = bottom.ndim - axis - 1
+    if n_spatial < 1:
+        layer.fail(f"input {bottom.shape} has no spatial axes after channel axis {axis}")
+    kernel = _per_axis(layer, p, "kernel_size", n_spatial, None)
+    stride = _per_axis(layer, p, "stride", n_spatial, 1)
+    pad = _per_axis(layer, p, "pad", n_spatial, 0)
+    dilation = _per_axis(layer, p, "dilation", n_spatial, 1)
+    for what, values, low in (("kernel size", kernel, 1), ("stride", stride, 1),
+                              ("dilation", dilation, 1), ("pad", pad, 0)):
+        if min(values) < low:
+            layer.fail(f"{what} must be >= {low}, got {values}")
+    return kernel, stride, pad, dilation
+
+
 def _per_axis(layer, p, name, n_spatial, default):
     """One value per spatial axis from ``name`` (repeated) or ``name_h``/``name_w``."""
     values = list(getattr(p, name))
@@ -70,17 +87,7 @@ class ConvolutionBase(Layer):
             self.axis = bottom[0].canonical_axis(p.axis)
         except ValueError as exc:
             self.fail(str(exc))
-        n_spatial = bottom[0].ndim - self.axis - 1
-        if n_spatial < 1:
-            self.fail(f"input {bottom[0].shape} has no spatial axes after channel axis {self.axis}")
-        self.kernel = _per_axis(self, p, "kernel_size", n_spatial, None)
-        self.stride = _per_axis(self, p, "stride", n_spatial, 1)
-        self.pad = _per_axis(self, p, "pad", n_spatial, 0)
-        self.dilation = _per_axis(self, p, "dilation", n_spatial, 1)
-        for what, values, low in (("kernel size", self.kernel, 1), ("stride", self.stride, 1),
-                                  ("dilation", self.dilation, 1), ("pad", self.pad, 0)):
-            if min(values) < low:
-                self.fail(f"{what} must be >= {low}, got {values}")
+        self.kernel, self.stride, self.pad, self.dilation = window_geometry(self, p, bottom[0], self.axis)
         self.is_1x1 = all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) \
             and all(q == 0 for q in self.pad)
         self.channels = bottom[0].shape[self.axis]

@@ -24,7 +24,7 @@ from ..core.blob import Blob
 from ..errors import PrototxtError
 from . import register
 from .base import Layer
-from .conv_base import _per_axis
+from .conv_base import window_geometry
 from .im2col import out_size, valid_ranges
 
 
@@ -116,15 +116,7 @@ class Im2col(Layer):
     def layer_setup(self, bottom, top):
         p = self.param.convolution_param
         self.axis = _axis(self, bottom[0], p.axis)
-        n_spatial = bottom[0].ndim - self.axis - 1
-        if n_spatial < 1:
-            self.fail(f"input {bottom[0].shape} has no spatial axes after channel axis {self.axis}")
-        self.kernel = _per_axis(self, p, "kernel_size", n_spatial, None)
-        self.stride = _per_axis(self, p, "stride", n_spatial, 1)
-        self.pad = _per_axis(self, p, "pad", n_spatial, 0)
-        self.dilation = _per_axis(self, p, "dilation", n_spatial, 1)
-        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
-            self.fail(f"kernel {self.kernel}, stride {self.stride} and dilation {self.dilation} must be > 0")
+        self.kernel, self.stride, self.pad, self.dilation = window_geometry(self, p, bottom[0], self.axis)
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
