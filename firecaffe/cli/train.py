@@ -153,9 +153,11 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
                        "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
-    if comm == "ps" and size == 1:        # (under MPI, split_servers checks the counts)
-        raise FirecaffeError(f"--comm ps needs at least {ps_servers + 1} ranks ({ps_servers} server(s) and a "
-                             f"worker), this job has {size}: mpirun -n {ps_servers + 1} firecaffe train ...")
+    from ..comm import strategy_class
+    least = strategy_class(comm).processes(1, servers=ps_servers)     # one worker, and its servers
+    if size == 1 and least > 1:           # (under MPI, the strategy checks its own counts)
+        raise FirecaffeError(f"--comm {comm} needs at least {least} ranks (one worker and {least - 1} "
+                             f"server rank(s)), this job has {size}: mpirun -n {least} firecaffe train ...")
     param, solver_path = load_solver_param(target, solver_flag)
     for key, value in flags.items():
         if value is not None:
@@ -170,7 +172,6 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         if not param.test_interval:
             param.test_interval = param.max_iter or 1
     from ..run.parallel import make_sync
-    from ..comm import strategy_class
     sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
                      inter=inter) if size > 1 or strategy_class(comm).needs_gpu else None
     signals.snapshot_on_stop = param.snapshot_after_train
