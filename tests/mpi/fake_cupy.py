@@ -1,4 +1,4 @@
-"""A stand-in for CuPy, enough to drive ``comm.base.staged`` through its device path on a CPU.
+"""A stand-in for CuPy, enough to drive ``Strategy.staged`` through its device path on a CPU.
 
 ``install()`` puts it in ``sys.modules["cupy"]``. A ``FakeDeviceArray`` keeps its
 data private, so a strategy that handed it to MPI or NumPy without staging it
