@@ -11,7 +11,7 @@ buffer and ``cost_coefficients``. A strategy whose ranks play different roles
 Strategies see flat buffers only: the caller (firecaffe.run) hands ``step_``
 the two arenas and an ``update(window, sum_across)`` callback that averages
 ``diff[window]`` and applies the solver's rule to ``params[window]``.
-Gradients travel as buffers: only mpi4py's upper-case methods, never pickles.
+Gradients travel as buffers: only mpi4py's upper-case methods, never serialized Python objects.
 Modules of this package import mpi4py inside functions, so the registry and
 the cost formulas load without MPI.
 """
