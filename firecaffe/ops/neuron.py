@@ -137,12 +137,18 @@ class Dropout(_Neuron):
         self.scale = 1.0 / (1.0 - self.ratio)
         self.mask = None
 
+    def _passes_through(self, bottom, top):
+        """Outside training Dropout is the identity: copy (unless in place) and say so."""
+        if self.phase == "TRAIN":
+            return False
+        if top[0] is not bottom[0]:
+            top[0].data[...] = bottom[0].data
+        return True
+
     def forward_cpu(self, bottom, top):
-        x = bottom[0].data
-        if self.phase != "TRAIN":
-            if top[0] is not bottom[0]:
-                top[0].data[...] = x
+        if self._passes_through(bottom, top):
             return
+        x = bottom[0].data
         xp = backend.xp_of(x)
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
         keep = backend.rng().random(x.shape, dtype=dtype) >= self.ratio
@@ -153,11 +159,9 @@ class Dropout(_Neuron):
 
     def forward_gpu(self, bottom, top):
         """The mask from uniform randoms of cupy.random (seeded by backend.seed)."""
-        x = bottom[0].data
-        if self.phase != "TRAIN":
-            if top[0] is not bottom[0]:
-                top[0].data[...] = x
+        if self._passes_through(bottom, top):
             return
+        x = bottom[0].data
         xp = backend.xp_of(x)
         uniform = xp.random.random_sample(x.shape, dtype=x.dtype)
         self.mask = xp.empty_like(x)
