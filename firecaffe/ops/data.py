@@ -48,8 +48,6 @@ class Input(Layer):
     def forward_cpu(self, bottom, top):
         pass
 
-    forward_gpu = forward_cpu
-
 
 @register("DummyData")
 class DummyData(Layer):
@@ -99,8 +97,6 @@ class DummyData(Layer):
         for blob, filler, refill in zip(top, self.fillers, self.refill):
             if refill:
                 self._fill(blob, filler)
-
-    forward_gpu = forward_cpu
 
 
 class _SourceLayer(Layer):

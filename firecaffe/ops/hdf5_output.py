@@ -72,8 +72,6 @@ class HDF5Output(Layer):
         except OSError as exc:
             self.fail(f"cannot write {self.file_name}: {exc}", DataError)
 
-    forward_gpu = forward_cpu
-
 
 def _h5py():
     try:

@@ -71,8 +71,6 @@ class MemoryData(_SourceLayer):
         if len(top) > 1:
             top[1].data[...] = xp.asarray(self.labels[indices])
 
-    forward_gpu = forward_cpu
-
     def _describe_index(self, index):
         return f"sample {index} of the arrays given to set_input_arrays"
 
