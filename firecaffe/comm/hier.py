@@ -56,26 +56,30 @@ class HierarchicalAllreduce(Strategy):
         if self.node.Get_size() > 1:
             self.node.Bcast(buf, root=0)
 
+    @staticmethod
+    def _layout(p, ranks_per_node, inter):
+        """(the strategy among node leaders, the number of nodes, tree levels inside a node)."""
+        from . import strategy_class
+        return (strategy_class(check_inter(inter)), -(-p // ranks_per_node),
+                log2_ceil(min(ranks_per_node, p)))
+
     @classmethod
     def cost_coefficients(cls, n, p, ranks_per_node=1, inter="tree", **options):
         if p == 1:
             return 0.0, 0.0, 0.0
-        from . import strategy_class
-        nodes, levels = -(-p // ranks_per_node), log2_ceil(min(ranks_per_node, p))
-        a, b, c = strategy_class(check_inter(inter)).cost_coefficients(n, nodes)
+        leaders, nodes, levels = cls._layout(p, ranks_per_node, inter)
+        a, b, c = leaders.cost_coefficients(n, nodes)
         return a + 2.0 * levels, b, c + 3.0 * levels * n
 
     @classmethod
     def busiest_rank(cls, n, p, ranks_per_node=1, inter="tree", **options):
         if p == 1:
             return 0.0, 0.0, 0.0
-        from . import strategy_class
-        nodes, levels = -(-p // ranks_per_node), log2_ceil(min(ranks_per_node, p))
-        a, b, c = strategy_class(check_inter(inter)).busiest_rank(n, nodes)
+        leaders, nodes, levels = cls._layout(p, ranks_per_node, inter)
+        a, b, c = leaders.busiest_rank(n, nodes)
         return a + 2.0 * levels, b + 2.0 * levels * n, c + levels * n
 
     @classmethod
     def messages(cls, p, n=0, ranks_per_node=1, inter="tree", **options):
-        from . import strategy_class
-        nodes = -(-p // ranks_per_node)
-        return strategy_class(check_inter(inter)).messages(nodes, n=n) + 2 * (p - nodes)
+        leaders, nodes, _ = cls._layout(p, ranks_per_node, inter)
+        return leaders.messages(nodes, n=n) + 2 * (p - nodes)
