@@ -14,9 +14,8 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.comm import make_communicator
-from firecaffe.comm.ps import PSServer, split_servers
-from firecaffe.comm.tree import DEFAULT_CHUNK_BYTES
+from firecaffe.comm import make_strategy
+from firecaffe.comm.base import SHARED_MEMORY_CHUNK_BYTES
 
 
 def sleepy_barrier(comm):
@@ -32,11 +31,11 @@ def time_allreduce(communicator, data, repeats):
     flat = np.empty_like(data)
     for _ in range(repeats + 2):
         flat[:] = data  # fresh input each call: repeated sums would overflow
-        communicator.comm.Barrier()
+        communicator.worker_comm.Barrier()
         start = time.perf_counter()
         communicator.allreduce_(flat)
         elapsed = np.array(time.perf_counter() - start)
-        communicator.comm.Allreduce(MPI.IN_PLACE, elapsed, op=MPI.MAX)
+        communicator.worker_comm.Allreduce(MPI.IN_PLACE, elapsed, op=MPI.MAX)
         times.append(float(elapsed))
     return statistics.median(times[2:])  # the first two calls warm up buffers and connections
 
@@ -44,37 +43,35 @@ def time_allreduce(communicator, data, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mb", default="4,16")
-    parser.add_argument("--tree-chunk-kb", default=str(DEFAULT_CHUNK_BYTES // 1024),
+    parser.add_argument("--tree-chunk-kb", default=str(SHARED_MEMORY_CHUNK_BYTES // 1024),
                         help="comma-separated tree chunk sizes to compare")
     parser.add_argument("--servers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     world = MPI.COMM_WORLD
-    split = split_servers(world, args.servers)
     sizes = [int(float(mb) * 2**20) // 4 for mb in args.sizes_mb.split(",")]
-    if split.role == "server":
-        for size in sizes:
-            sleepy_barrier(world)
-            PSServer(split, size).serve()
-        return
-    workers = split.worker_comm
     setups = [(f"tree/{kb}k", "tree", {"chunk_bytes": int(kb) * 1024})
               for kb in args.tree_chunk_kb.split(",")]
-    setups += [("ring", "ring", {}), ("mpi", "mpi", {}), ("ps", "ps", {"split": split})]
+    setups += [("ring", "ring", {}), ("mpi", "mpi", {})]
     rows = []
     for size in sizes:
+        ps = make_strategy("ps", world, servers=args.servers)   # one per size: a server serves one size
+        if not ps.is_worker:
+            sleepy_barrier(world)          # asleep while the workers time the other strategies
+            ps.serve(size)
+            continue
+        workers = ps.worker_comm
         data = np.random.default_rng(workers.rank).standard_normal(size).astype(np.float32)
-        times = {}
-        for label, name, options in setups:
-            if name == "ps":
-                sleepy_barrier(world)
-            communicator = make_communicator(name, workers, **options)
-            times[label] = time_allreduce(communicator, data, args.repeats)
-            if name == "ps":
-                communicator.close()
+        times = {label: time_allreduce(make_strategy(name, workers, **options), data, args.repeats)
+                 for label, name, options in setups}
+        sleepy_barrier(world)
+        times["ps"] = time_allreduce(ps, data, args.repeats)
+        ps.close()
         rows.append((size, times))
+    if not ps.is_worker:
+        return
     if workers.rank == 0:
-        print(f"{split.num_workers} workers, {split.num_servers} server(s), float32; "
+        print(f"{ps.num_workers} workers, {args.servers} server(s), float32; "
               "seconds per allreduce and ratio to mpi")
         for size, times in rows:
             cells = "  ".join(f"{label} {t * 1e3:7.2f} ms ({t / times['mpi']:.2f}x)" for label, t in times.items())

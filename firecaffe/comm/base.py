@@ -22,8 +22,6 @@ import os
 import numpy as np
 
 # Message tags, one per kind of traffic, so that strategies never mix messages.
-TAG_TREE_REDUCE = 11
-TAG_TREE_BCAST = 12
 TAG_RING = 13
 TAG_PS_PUSH = 21
 TAG_PS_PULL = 22
@@ -204,6 +202,49 @@ def waitall(requests):
     """Wait for every mpi4py request in ``requests`` (each its own ``Wait``: a PoliteRequest sleeps)."""
     for request in requests:
         request.Wait()
+
+
+# Pipelined trees (tree, dbtree) move the array in chunks. Through shared memory a chunk of 512 KiB
+# was measured best (2-64 MB, 2-8 ranks); over TCP links smaller chunks keep every link of the tree
+# busy (docs/scaling.md): the chunk size follows whether the tree spans nodes.
+SHARED_MEMORY_CHUNK_BYTES = 512 * 1024
+NETWORK_CHUNK_BYTES = 128 * 1024
+# Over a network a child sends a summed chunk up only while fewer than this many of its chunks wait
+# for their result to come down (see tree.py): MPI over TCP sends eagerly, whatever the receiver posted.
+NETWORK_CREDITS = 8
+
+
+def pipeline_chunk_bytes(spans_nodes):
+    """The default chunk of a pipelined tree whose ranks are on several nodes, or on one."""
+    return NETWORK_CHUNK_BYTES if spans_nodes else SHARED_MEMORY_CHUNK_BYTES
+
+
+def node_ids(comm):
+    """For each rank of ``comm``, the lowest rank of ``comm`` on its node (ranks that share memory).
+
+    Collective over ``comm``; set-up metadata, exchanged once per strategy.
+    """
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    lowest = np.array([comm.Get_rank()], np.int64)
+    node.Allreduce(MPI.IN_PLACE, lowest, op=MPI.MIN)
+    node.Free()
+    ids = np.empty(comm.Get_size(), np.int64)
+    comm.Allgather(lowest, ids)
+    return ids.tolist()
+
+
+def credits_to(parent, nodes, rank, credits="auto"):
+    """How many summed chunks may wait for their result before ``rank`` sends another to ``parent``.
+
+    None means no limit: the root has no parent, and through shared memory a sender cannot run
+    ahead of its receiver. ``credits`` (an int) forces a limit toward any parent (tests use it).
+    """
+    if parent is None or credits == 0:
+        return None
+    if credits != "auto":
+        return int(credits)
+    return NETWORK_CREDITS if nodes[parent] != nodes[rank] else None
 
 
 def chunk_slices(size, chunk):

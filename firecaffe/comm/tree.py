@@ -27,9 +27,10 @@ import math
 
 import numpy as np
 
-from .base import TAG_TREE_BCAST, TAG_TREE_REDUCE, Strategy, chunk_slices, log2_ceil, waitall
+from .base import chunk_slices, log2_ceil, pipeline_chunk_bytes, waitall
+from .pipeline import PipelinedTrees
 
-DEFAULT_CHUNK_BYTES = 512 * 1024  # measured best or near best from 2 to 64 MB on 2 and 4 ranks
+TAG_TREE_REDUCE, TAG_TREE_BCAST = 11, 12   # the in-order loop's messages
 
 
 def binomial_links(rank, size, root=0):
@@ -51,19 +52,36 @@ def binomial_links(rank, size, root=0):
     return parent, children
 
 
-class TreeAllreduce(Strategy):
-    """Binomial-tree reduce and broadcast, pipelined in chunks of ``chunk_bytes``."""
+class TreeAllreduce(PipelinedTrees):
+    """Binomial-tree reduce and broadcast in one pipeline of chunks (comm/pipeline.py)."""
 
     name = "tree"
     order = 10
 
-    def __init__(self, comm, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
-        super().__init__(comm)
-        self.chunk_bytes = chunk_bytes
-        self._scratch = {}
+    def __init__(self, comm, **options):
+        super().__init__(comm, **options)
+        self._pairs = {}
+
+    def _pipelines(self, buf):
+        parent, children = binomial_links(self.rank, self.size)
+        return [(buf, parent, children)]
 
     def _allreduce(self, buf):
-        """Reduce up and broadcast down in one pipeline.
+        """Across nodes (or with credits forced) the event-loop pipeline; inside one node the in-order one.
+
+        Both run the same tree, chunks and sum order. Through shared memory on oversubscribed
+        cores, waiting on one request at a time in the order the data flows was measured 10x faster
+        at 1 MiB (4 ranks on 2 cores: 1 ms against 15 ms) and 1.3x at 16 MiB; over TCP links the
+        in-order loop cannot both pass results down while it waits for its own sends and bound a
+        leaf's lead, and the event loop is 1.4x faster (4 nodes at 100 Mb/s: 3.1 s against 4.3 s).
+        """
+        if len(set(self.nodes)) > 1 or self.credits not in ("auto", 0):
+            super()._allreduce(buf)
+        else:
+            self._allreduce_in_order(buf)
+
+    def _allreduce_in_order(self, buf):
+        """Reduce up and broadcast down in one pipeline, one Wait at a time (ranks of one node).
 
         The root sends chunk k down as soon as it is summed, while chunk k+1 is
         still on its way up; every other rank forwards chunks down as they
@@ -104,7 +122,7 @@ class TreeAllreduce(Strategy):
     def _reduce_chunks(self, buf, chunks, children):
         """Add the children's partial sums into ``buf`` chunk by chunk; yield each chunk's index when done."""
         # Two receive buffers per child: chunk k is added from one while k+1 arrives in the other.
-        scratch = [self._scratch_for(index, chunks[0].stop, buf.dtype) for index in range(len(children))]
+        scratch = [self._pairs_for(index, chunks[0].stop, buf.dtype) for index in range(len(children))]
         recvs = [[None, None] for _ in children]
 
         def post_recv(index, k):
@@ -126,32 +144,32 @@ class TreeAllreduce(Strategy):
         """Start sending ``piece`` to every child, the largest subtree (longest way to go) first."""
         return [self.comm.Isend(piece, dest=child, tag=TAG_TREE_BCAST) for child in reversed(children)]
 
-    def _scratch_for(self, index, length, dtype):
+    def _pairs_for(self, index, length, dtype):
         """A pair of receive buffers of at least ``length`` for child ``index``, kept for reuse."""
         key = (index, np.dtype(dtype))
-        if key not in self._scratch or self._scratch[key][0].size < length:
-            self._scratch[key] = (np.empty(length, dtype), np.empty(length, dtype))
-        return self._scratch[key]
+        if key not in self._pairs or self._pairs[key][0].size < length:
+            self._pairs[key] = (np.empty(length, dtype), np.empty(length, dtype))
+        return self._pairs[key]
 
     @classmethod
-    def cost_coefficients(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+    def cost_coefficients(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):
         if p == 1 or n == 0:
             return 0.0, 0.0, 0.0
-        levels, chunk = log2_ceil(p), min(chunk_bytes, n)
+        levels, chunk = log2_ceil(p), min(chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p), n)
         k = math.ceil(n / chunk)
         last = n - (k - 1) * chunk
         return float((k + 1) * levels), float(levels * (n + last)), float(levels * n)
 
     @classmethod
-    def busiest_rank(cls, n, p, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
+    def busiest_rank(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):
         if p == 1:
             return 0.0, 0.0, 0.0
-        levels = log2_ceil(p)
-        return 2.0 * levels * _chunks(n, chunk_bytes), 2.0 * levels * n, float(levels * n)
+        levels, chunk = log2_ceil(p), chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p)
+        return 2.0 * levels * _chunks(n, chunk), 2.0 * levels * n, float(levels * n)
 
     @classmethod
-    def messages(cls, p, n=0, chunk_bytes=DEFAULT_CHUNK_BYTES, **options):
-        return 2 * (p - 1) * _chunks(n, chunk_bytes)
+    def messages(cls, p, n=0, chunk_bytes=None, ranks_per_node=1, **options):
+        return 2 * (p - 1) * _chunks(n, chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p))
 
     @classmethod
     def totals(cls, n, p, **options):

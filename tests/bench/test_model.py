@@ -39,10 +39,13 @@ def test_tree_cost_is_the_pipelined_tree_one_root_cycle_per_chunk_plus_the_last_
     # 8 ranks (L = 3), 2.5 chunks: 3 cycles of 3 chunks at the root, then 3 sends of the half chunk.
     assert model.coefficients("tree", 5 * 2**19, 8, chunk_bytes=2**20) == (12, 3 * (5 * 2**19 + 2**19),
                                                                            3 * 5 * 2**19)
-    # The default chunk is the one the running tree uses (512 KiB).
-    from firecaffe.comm.tree import DEFAULT_CHUNK_BYTES
-    assert DEFAULT_CHUNK_BYTES == 512 * 1024
-    assert model.coefficients("tree", 2**20, 2) == (3, 2**20 + 2**19, 2**20)
+    # The default chunk is the one the running tree uses: 512 KiB when all ranks share one node's
+    # memory, 128 KiB when the tree spans nodes (one rank per node unless the layout says otherwise).
+    from firecaffe.comm.base import pipeline_chunk_bytes
+    assert pipeline_chunk_bytes(False) == 512 * 1024 and pipeline_chunk_bytes(True) == 128 * 1024
+    assert model.coefficients("tree", 2**20, 2, ranks_per_node=2) == (3, 2**20 + 2**19, 2**20)
+    assert model.coefficients("tree", 2**20, 2) == (9, 2**20 + 2**17, 2**20)
+    assert model.coefficients("tree", 2**20, 4, ranks_per_node=2) == (18, 2 * (2**20 + 2**17), 2 * 2**20)
 
 
 def test_ps_grows_linearly_and_tree_logarithmically_in_bandwidth_term():
@@ -197,3 +200,13 @@ def test_nnls_clamps_a_negative_solution_to_zero():
 def test_nonsense_profiles_are_refused(profile, message):
     with pytest.raises(FirecaffeError, match=message):
         model.check_profile(profile)
+
+
+def test_mpi_off_a_power_of_two_folds_the_extra_ranks_in_and_answers_them_last():
+    # p = 3: q = 2 run Rabenseifner (2 messages, n bytes, n/2 added); the third rank's whole array
+    # goes to its partner and the whole sum comes back: 2 more messages, 2n more bytes, n more added.
+    n = 2**20
+    assert model.coefficients("mpi", n, 3) == (4, 3 * n, 1.5 * n)
+    assert model.coefficients("mpi", n, 4) == (4, 1.5 * n, 0.75 * n)
+    # 15 ranks cost more than 16: the fold is two whole arrays over one link.
+    assert model.coefficients("mpi", n, 15)[1] > model.coefficients("mpi", n, 16)[1]

@@ -27,10 +27,12 @@ from firecaffe.run.mpi_util import abort_on_error
 SIZES = (1, 2, 7, 1000, 65537, 3 * 2**18 + 1)  # the last is 3 MB of float32
 DTYPES = (np.float32, np.float64)
 # Every registered strategy whose ranks are all workers (ps, with servers, is checked on its own),
-# the tree and dbtree once more with small chunks so that the pipeline has many of them, and hier
-# with a ring among the node leaders.
+# the tree and dbtree once more with small chunks so that the pipeline has many of them, hier
+# with a ring among the node leaders, and the trees with the network's flow control forced on (on one
+# node it is off: a child then sends chunk k up only once chunk k - credits has come back down).
 PEERS = tuple((name, {}) for name in names(default_only=True) if strategy_class(name).processes(1) == 1) + (
-    ("tree", {"chunk_bytes": 4000}), ("dbtree", {"chunk_bytes": 4000}), ("hier", {"inter": "ring"}))
+    ("tree", {"chunk_bytes": 4000}), ("dbtree", {"chunk_bytes": 4000}), ("hier", {"inter": "ring"}),
+    ("tree", {"chunk_bytes": 40000, "credits": 2}), ("dbtree", {"chunk_bytes": 40000, "credits": 1}))
 
 world = MPI.COMM_WORLD
 failures = []
