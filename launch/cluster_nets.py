@@ -2,7 +2,7 @@
 """FireCaffe's experiment on the emulated cluster: ps against tree at real nets' gradient sizes,
 measured beside the model fitted to a size sweep on the same links.
 
-usage: launch/cluster_nets.py NETS.json SWEEP_FOLDER OUT.png [--min-bytes 4M]
+usage: launch/cluster_nets.py NETS.json SWEEP_FOLDER OUT.png [--min-bytes 4M] [--link 1 Gb/s]
 
 NETS.json: `bench comm --comm tree,ps --sizes <gradient bytes>` records (launch/cluster_sweep.sh
 with RUNS="1G:30380704,27994208" for NiN and GoogLeNet); SWEEP_FOLDER: a cluster sweep at the same
@@ -23,10 +23,11 @@ NETS = {30380704: "NiN", 27994208: "GoogLeNet"}
 def main(argv):
     nets_path, sweep, out = argv[:3]
     smallest = parse_size(argv[argv.index("--min-bytes") + 1]) if "--min-bytes" in argv else 4 * 2**20
+    link = argv[argv.index("--link") + 1] if "--link" in argv else "1 Gb/s"
     profile = model.fit([r for r in load_folder(sweep) if r["bytes"] >= smallest])
     records = json.load(open(nets_path))
     plot_time_vs_ranks(records, out, profile=profile, title="ps vs tree at NiN's (29 MB) and GoogLeNet's (27 MB) "
-                       "gradient, 1 Gb/s links")
+                       f"gradient, {link} links")
     print(f"model: alpha {profile['alpha_s'] * 1e6:.0f} us, beta {profile['beta_s_per_byte'] * 1e12:.0f} ps/B, "
           f"gamma {profile['gamma_s_per_byte'] * 1e12:.0f} ps/B (fitted to {sweep}, >= {smallest} bytes)\n")
     print("| net | workers | tree ms | model | ps ms | model | ps / tree | model |")

@@ -20,6 +20,10 @@ def prediction_options(command):
                      f"(default {DEFAULT_LATENCY} without --profile)."),
         click.option("--compute-ms", type=float, help="Milliseconds of one iteration at the global batch "
                      "on 1 worker: adds strong-scaling speedup and efficiency."),
+        click.option("--compute-cores", type=click.IntRange(min=1), help="The workers share this many "
+                     "processors (GPUs, or cores on a CPU job): compute speeds up at most this many times."),
+        click.option("--ppn", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Ranks per node: hier reduces inside a node and runs among P / ppn node leaders."),
         click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Parameter-server ranks for the ps prediction."),
     ]
@@ -27,15 +31,17 @@ def prediction_options(command):
 
 
 def apply_prediction(report, workers=None, profile_path=None, bandwidth=None, latency=None,
-                     compute_ms=None, ps_servers=1):
+                     compute_ms=None, ps_servers=1, ppn=1, compute_cores=None):
     """Add the prediction (insight.predict) to ``report`` when ``--workers`` was given;
     True if it did. The other options without ``--workers`` are an error (they would do nothing)."""
     if workers is None:
         given = [name for name, value in (("--profile", profile_path), ("--bandwidth", bandwidth),
-                                          ("--latency", latency), ("--compute-ms", compute_ms)) if value]
+                                          ("--latency", latency), ("--compute-ms", compute_ms),
+                                          ("--compute-cores", compute_cores), ("--ppn", ppn != 1)) if value]
         if given:
             raise click.UsageError(f"{', '.join(given)} only make sense with --workers P[,P...]")
         return False
     profile = make_profile(profile_path, bandwidth, latency)
-    add_prediction(report, parse_workers(workers), profile, compute_ms, servers=ps_servers)
+    add_prediction(report, parse_workers(workers), profile, compute_ms, servers=ps_servers, ranks_per_node=ppn,
+                   compute_cores=compute_cores)
     return True

@@ -112,19 +112,28 @@ def make_profile(profile_path=None, bandwidth=None, latency=None, gamma=None):
     return model.check_profile(profile)
 
 
-def add_prediction(report, workers, profile, compute_ms=None, comms=None, servers=1):
+def add_prediction(report, workers, profile, compute_ms=None, comms=None, servers=1, ranks_per_node=1,
+                   compute_cores=None):
     """Add ``report['predicted']``: one record per strategy and worker count; returns the report.
 
     ``report`` is an ``analysis.analyze`` dict (its ``param_bytes`` is the gradient size).
-    ``comms`` defaults to every registered strategy that runs without a GPU.
+    ``comms`` defaults to every registered strategy that runs without a GPU. ``ranks_per_node``
+    is the layout the formulas read (hier's node count, the trees' chunk size). The compute of
+    an iteration at the global batch, ``compute_ms`` on one worker, is split over the P workers;
+    ``compute_cores`` says they share that many processors (more ranks than GPUs or cores), so
+    it goes only ``min(P, compute_cores)`` times faster.
     """
     if compute_ms is not None and not compute_ms > 0:
         raise FirecaffeError(f"--compute-ms must be more than 0, got {compute_ms}")
+    if compute_cores is not None and not compute_cores >= 1:
+        raise FirecaffeError(f"--compute-cores must be at least 1, got {compute_cores}")
+    if not ranks_per_node >= 1:
+        raise FirecaffeError(f"--ppn must be at least 1, got {ranks_per_node}")
     n = report["param_bytes"]
     records = []
     for comm in comms or names(default_only=True):
         for p in workers:
-            seconds = model.predict(comm, n, p, profile, servers)
+            seconds = model.predict(comm, n, p, profile, servers, ranks_per_node=min(ranks_per_node, p))
             per_worker, total, busiest = model.traffic(comm, n, p, servers)
             record = {"comm": comm, "workers": p, "seconds": seconds, "bytes": n,
                       "bytes_per_worker": per_worker, "bytes_total": total, "bytes_busiest": busiest}
@@ -132,8 +141,9 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
                 record["num_servers"] = servers
             if compute_ms is not None:
                 compute = compute_ms / 1e3
-                iteration = compute / p + seconds
-                record.update(compute_s=compute / p, iteration_s=iteration,
+                share = compute / min(p, compute_cores or p)
+                iteration = share + seconds
+                record.update(compute_s=share, iteration_s=iteration,
                               speedup=compute / iteration, efficiency=compute / iteration / p)
             records.append(record)
     report["predicted"] = records

@@ -120,3 +120,22 @@ def test_options_decorator_adds_predicted_records():
 def test_prediction_options_without_workers_are_a_usage_error():
     result = CliRunner().invoke(toy_analyze, ["--bandwidth", "10GB/s"])
     assert result.exit_code == 2 and "--workers" in result.output
+
+
+def test_compute_cores_caps_how_much_faster_the_compute_gets():
+    profile = predict.make_profile(bandwidth="10GB/s", latency="0us")
+    report = predict.add_prediction(dict(REPORT), [2, 8], profile, compute_ms=400, comms=("ring",),
+                                    compute_cores=2)
+    two, eight = report["predicted"]
+    assert two["compute_s"] == pytest.approx(0.2) and eight["compute_s"] == pytest.approx(0.2)
+    assert eight["iteration_s"] == pytest.approx(0.2 + eight["seconds"])
+    with pytest.raises(FirecaffeError, match="compute-cores"):
+        predict.add_prediction(dict(REPORT), [2], profile, compute_ms=1, compute_cores=0)
+
+
+def test_ppn_puts_hier_among_node_leaders():
+    profile = predict.make_profile(bandwidth="1GB/s", latency="0us")
+    flat = predict.add_prediction(dict(REPORT), [8], profile, comms=("hier",))["predicted"][0]
+    nodes = predict.add_prediction(dict(REPORT), [8], profile, comms=("hier",), ranks_per_node=2)["predicted"][0]
+    # a tree among 4 node leaders (L = 2) instead of among 8 ranks (L = 3), with 128 KiB chunks either way
+    assert nodes["seconds"] == pytest.approx(flat["seconds"] * 2 / 3, rel=0.02)

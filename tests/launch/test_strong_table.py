@@ -1,0 +1,29 @@
+"""launch/strong_table.py puts measured iteration times beside `firecaffe analyze --workers --profile`."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LINE = "I1201 01:00:00.0 1 solver.py:148] Iteration {i} (1 iter/s, {s}s/1 iters), loss = 2.3\n"
+
+
+def test_table_compares_each_node_count_with_the_prediction_from_the_one_node_time(tmp_path):
+    # 1 node: iterations 3.. take 2.0 s; 2 nodes: 1.3 s (iterations 1-2 are warm-up and left out).
+    (tmp_path / "1.log").write_text("".join(LINE.format(i=i, s=s) for i, s in enumerate([9, 9, 9, 2.0, 2.0], 1)))
+    (tmp_path / "2.log").write_text("".join(LINE.format(i=i, s=s) for i, s in enumerate([9, 9, 9, 1.3, 1.3], 1)))
+    profile = tmp_path / "profile.json"
+    # 1e-7 s/byte: this LeNet's gradient (0.14 MiB) over a 2-node ring (n beta) takes about 15 ms
+    profile.write_text(json.dumps({"alpha_s": 0.0, "beta_s_per_byte": 1e-7, "gamma_s_per_byte": 0.0}))
+    out = subprocess.run([sys.executable, str(REPO / "launch/strong_table.py"), str(tmp_path),
+                          str(REPO / "nets/lenet_digits/train_test.prototxt"), str(profile), "ring", "2"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| 2 |")]
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    # predicted: 2000 / 2 + n beta; error against the measured 1300 ms; speedups 2000/1300 and 2000/predicted
+    assert cells[1] == "1300"
+    predicted = float(cells[2].split()[0])
+    assert 1010 < predicted < 1030
+    assert cells[3] == f"{(predicted - 1300) / 1300:+.0%}"
+    assert cells[4] == "1.54"
