@@ -23,23 +23,25 @@ class MPIAllreduce(Strategy):
         from mpi4py import MPI
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
 
-    @classmethod
-    def cost_coefficients(cls, n, p, **options):
+    @staticmethod
+    def _rabenseifner(n, p, per_byte):
+        """``(messages, bytes, bytes added)``: Rabenseifner on q = 2^floor(log2 p) ranks, ``per_byte`` times
+        its (q-1)/q n bytes (2: one way over a link, 4: sent + received), and when q < p the fold (two
+        whole arrays over one link, one more added)."""
         if p == 1:
             return 0.0, 0.0, 0.0
         q = 1 << (p.bit_length() - 1)
-        if q == p:
-            return 2.0 * log2_ceil(p), 2.0 * (p - 1) / p * n, (p - 1) / p * n
-        return 2.0 * log2_ceil(q) + 2, 2.0 * n + 2.0 * (q - 1) / q * n, n + (q - 1) / q * n
+        fold = q != p
+        return (2.0 * log2_ceil(q) + 2 * fold, per_byte * (q - 1) / q * n + 2.0 * n * fold,
+                (q - 1) / q * n + n * fold)
+
+    @classmethod
+    def cost_coefficients(cls, n, p, **options):
+        return cls._rabenseifner(n, p, 2.0)
 
     @classmethod
     def busiest_rank(cls, n, p, **options):
-        if p == 1:
-            return 0.0, 0.0, 0.0
-        q = 1 << (p.bit_length() - 1)
-        if q == p:
-            return 2.0 * log2_ceil(p), 4.0 * (p - 1) / p * n, (p - 1) / p * n
-        return 2.0 * log2_ceil(q) + 2, 2.0 * n + 4.0 * (q - 1) / q * n, n + (q - 1) / q * n
+        return cls._rabenseifner(n, p, 4.0)
 
     @classmethod
     def messages(cls, p, **options):
