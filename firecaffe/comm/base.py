@@ -210,13 +210,18 @@ def waitall(requests):
 SHARED_MEMORY_CHUNK_BYTES = 512 * 1024
 NETWORK_CHUNK_BYTES = 128 * 1024
 # Over a network a child sends a summed chunk up only while fewer than this many of its chunks wait
-# for their result to come down (see tree.py): MPI over TCP sends eagerly, whatever the receiver posted.
+# for their result to come down (see pipeline.py): MPI over TCP sends eagerly, whatever the receiver posted.
 NETWORK_CREDITS = 8
 
 
 def pipeline_chunk_bytes(spans_nodes):
     """The default chunk of a pipelined tree whose ranks are on several nodes, or on one."""
     return NETWORK_CHUNK_BYTES if spans_nodes else SHARED_MEMORY_CHUNK_BYTES
+
+
+def layout_chunk_bytes(chunk_bytes, p, ranks_per_node):
+    """The chunk a cost formula uses: the one given, else the default for p ranks, ``ranks_per_node`` a node."""
+    return chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p)
 
 
 def node_ids(comm):

@@ -16,7 +16,7 @@ it form its two subtrees.
 """
 import math
 
-from .base import pipeline_chunk_bytes
+from .base import NETWORK_CHUNK_BYTES, layout_chunk_bytes
 from .pipeline import PipelinedTrees
 
 def inorder_tree(size):
@@ -66,7 +66,7 @@ class DoubleTreeAllreduce(PipelinedTrees):
     def cost_coefficients(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):
         if p == 1 or n == 0:
             return 0.0, 0.0, 0.0
-        chunk_bytes = chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p)
+        chunk_bytes = layout_chunk_bytes(chunk_bytes, p, ranks_per_node)
         messages, carried, added = busiest_link(n, p, chunk_bytes)
         fill = 2 * depth(p)                  # the last chunk climbs one tree and comes down again
         chunk = min(chunk_bytes, n / 2)
@@ -76,13 +76,13 @@ class DoubleTreeAllreduce(PipelinedTrees):
     def busiest_rank(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):
         if p == 1:
             return 0.0, 0.0, 0.0
-        chunk_bytes = chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p)
+        chunk_bytes = layout_chunk_bytes(chunk_bytes, p, ranks_per_node)
         messages, carried, added = busiest_link(n, p, chunk_bytes)
         return 2.0 * messages, 2.0 * carried, float(added)
 
     @classmethod
     def messages(cls, p, n=0, chunk_bytes=None, ranks_per_node=1, **options):
-        chunk_bytes = chunk_bytes or pipeline_chunk_bytes(ranks_per_node < p)
+        chunk_bytes = layout_chunk_bytes(chunk_bytes, p, ranks_per_node)
         return 2 * (p - 1) * 2 * max(1, math.ceil(n / 2 / chunk_bytes))
 
     @classmethod
@@ -91,7 +91,7 @@ class DoubleTreeAllreduce(PipelinedTrees):
             return 0.0, 0.0, 0.0
         return float(cls.messages(p, n=n, **options)), 2.0 * (p - 1) * n, float((p - 1) * n)
 
-def busiest_link(n, p, chunk_bytes=128 * 1024):
+def busiest_link(n, p, chunk_bytes=NETWORK_CHUNK_BYTES):
     """``(messages, bytes, bytes added)`` of the rank whose link carries most, each way (in = out).
 
     A rank sends each chunk of a half once to its parent and once to each child,

@@ -38,7 +38,8 @@ class PipelinedTrees(Strategy):
     def __init__(self, comm, chunk_bytes=None, credits="auto", **options):
         super().__init__(comm)
         self.nodes = node_ids(comm) if comm.Get_size() > 1 else [0]
-        self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(len(set(self.nodes)) > 1)
+        self.spans_nodes = len(set(self.nodes)) > 1
+        self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(self.spans_nodes)
         self.credits = credits
         self._scratch = {}
 
