@@ -12,7 +12,14 @@ at a depth of log2 p instead of p.
 
 In the in-order tree, rank r has label r+1; the root of a range of labels is
 the label with the most trailing zero bits, and the ranges left and right of
-it form its two subtrees.
+it form its two subtrees, except that a root is never the last label of a
+range of three or more (that rule alone roots a power-of-two range at its end,
+with one child). On 4 ranks the rule alone gives a star (rank 1 links to the
+other three) and, shifted, another (rank 2): those two ranks carry 2n each
+way, 1.33x a ring's 1.5n. With it both trees are paths, every rank has three
+links in all, and every link carries 1.5n, the ring's bytes. From 5 ranks on,
+some rank has four links in any two binary trees whose inner nodes differ
+(the links of both trees, 4(p - 1), exceed 3p), and the in-order pair reaches that.
 """
 import math
 
@@ -23,10 +30,15 @@ def inorder_tree(size):
     """``(parents, children)`` lists of the in-order binary tree over ``size`` ranks (inner nodes: odd ranks)."""
     parents, children = [None] * size, [[] for _ in range(size)]
 
+    def zeros(rank):
+        return (rank + 1) & -(rank + 1)
+
     def build(low, high, parent):          # ranks low..high-1
         if low >= high:
             return
-        root = max(range(low, high), key=lambda rank: (rank + 1) & -(rank + 1))
+        root = max(range(low, high), key=zeros)
+        if root == high - 1 and high - low > 2:
+            root = max(range(low, high - 1), key=zeros)
         parents[root] = parent
         if parent is not None:
             children[parent].append(root)
@@ -104,7 +116,7 @@ def busiest_link(n, p, chunk_bytes=NETWORK_CHUNK_BYTES):
         links = [(parents[rank] is not None) + len(children[rank]) for parents, children in double_trees(p)]
         load = (sum(k * l for k, l in zip(chunks, links)), sum(h * l for h, l in zip(halves, links)),
                 sum(h * len(children[rank]) for h, (_, children) in zip(halves, double_trees(p))))
-        worst = max(worst, load, key=lambda item: item[1])
+        worst = max(worst, load, key=lambda item: (item[1], item[2]))   # of equal links, the one adding most
     return worst
 
 def depth(p):
