@@ -50,6 +50,7 @@ class Strategy:
     overlaps = True
     needs_gpu = False
     step_words = "the allreduce of the gradients"
+    own_waits = True          # its waits are firecaffe's, so FIRECAFFE_WAIT=sleep applies (mpi: the library's)
 
     def __init__(self, comm, **options):
         self.comm = comm
@@ -196,6 +197,22 @@ def check_flat(flat):
         raise ValueError(
             "communicators work on contiguous 1-D float32/float64 arrays, got "
             f"shape {flat.shape} dtype {flat.dtype} contiguous={flat.flags.c_contiguous}")
+
+
+WAIT_ENV = "FIRECAFFE_WAIT"
+
+
+def wait_policy(environ=None):
+    """How a strategy waits for its messages, from ``FIRECAFFE_WAIT``: "spin" (MPI's own waits, which
+    poll; the default) or "sleep" (test, then sleep 50 us growing to 1 ms: comm/polite.py). `firecaffe
+    cluster exec` sets sleep when the emulated nodes' ranks outnumber the machine's cores."""
+    import os
+    value = (os.environ if environ is None else environ).get(WAIT_ENV, "").strip().lower() or "spin"
+    if value not in ("spin", "sleep"):
+        from ..errors import FirecaffeError
+        raise FirecaffeError(f"{WAIT_ENV}={value!r}: choose spin (MPI's own waits, the default) or sleep "
+                             "(for ranks that share too few cores, as on an emulated cluster)")
+    return value
 
 
 def waitall(requests):

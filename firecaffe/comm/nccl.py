@@ -21,6 +21,7 @@ class NCCLAllreduce(Strategy):
     name = "nccl"
     order = 50
     needs_gpu = True
+    own_waits = False           # NCCL's stream does the waiting
     cost_coefficients = RingAllreduce.cost_coefficients
     busiest_rank = RingAllreduce.busiest_rank
     messages = RingAllreduce.messages

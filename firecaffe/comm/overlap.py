@@ -51,7 +51,8 @@ class BucketReducer:
         from mpi4py import MPI
         self.threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
         self.strategy = strategy
-        if self.threaded and os.environ.get("FIRECAFFE_BUCKET_WAIT", "sleep") != "spin":
+        if (self.threaded and os.environ.get("FIRECAFFE_BUCKET_WAIT", "sleep") != "spin"
+                and not isinstance(strategy.comm, PoliteComm)):
             self.strategy = copy.copy(strategy)     # shares its scratch buffers: never used at the same time
             self.strategy.comm = PoliteComm(strategy.comm)
         self._next = 0          # first bucket not yet handed out this iteration

@@ -19,6 +19,7 @@ reduction (docs/scaling.md).
 import numpy as np
 
 from .base import Strategy, chunk_slices, credits_to, node_ids, pipeline_chunk_bytes
+from .polite import PoliteComm, waitany
 
 TAG_BASE = 1000                      # tags TAG_BASE + 4 * chunk + 2 * tree + direction
 WINDOW = 2                           # chunks in flight from each child (receive buffers)
@@ -51,7 +52,7 @@ class PipelinedTrees(Strategy):
         if self.size == 1 or not buf.size:
             return
         chunk = max(1, self.chunk_bytes // buf.itemsize, -(-buf.size // max_chunks(self.comm)))
-        loop = EventLoop()
+        loop = EventLoop(sleep=isinstance(self.comm, PoliteComm))
         for index, (part, parent, children) in enumerate(self._pipelines(buf)):
             if part.size:
                 credits = credits_to(parent, self.nodes, self.rank, self.credits)
@@ -74,8 +75,9 @@ def max_chunks(comm):
 class EventLoop:
     """Pending requests, each with what to do when it completes; ``run`` until none is left."""
 
-    def __init__(self):
+    def __init__(self, sleep=False):
         self.requests, self.callbacks = [], []
+        self.sleep = sleep           # wait by testing and sleeping (FIRECAFFE_WAIT=sleep), not in MPI's Waitany
 
     def post(self, request, callback=None):
         self.requests.append(request)
@@ -83,8 +85,9 @@ class EventLoop:
 
     def run(self):
         from mpi4py import MPI
+        wait = waitany if self.sleep else MPI.Request.Waitany
         while self.requests:
-            index = MPI.Request.Waitany(self.requests)
+            index = wait(self.requests)
             self.requests.pop(index)
             callback = self.callbacks.pop(index)
             if callback:

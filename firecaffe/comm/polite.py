@@ -14,6 +14,11 @@ a sleep between tries (growing from 50 us to 1 ms, so a message that is nearly
 done costs little latency and one in flight for long costs ~1000 wake-ups a
 second). Every other attribute is the wrapped communicator's. Results are the
 same as the blocking calls': only who waits, and how, changes.
+
+The strategies' own waits use it too when ``FIRECAFFE_WAIT=sleep``
+(``base.wait_policy``): where more ranks than cores share a machine, as on an
+emulated cluster, a rank spinning while its message crosses a link takes the
+core from the rank whose data just came in.
 """
 import time
 
@@ -46,6 +51,23 @@ def polite(request):
     if _REQUEST_CLASS is None:
         _REQUEST_CLASS = _make_request_class()
     return _REQUEST_CLASS(request)
+
+
+def waitany(requests):
+    """``MPI.Request.Waitany`` that tests and sleeps between tries: the index of a completed request."""
+    from mpi4py import MPI
+    pause = MIN_SLEEP_S
+    while True:
+        index, done = MPI.Request.Testany(requests)
+        if done:
+            return index
+        time.sleep(pause)
+        pause = min(2 * pause, MAX_SLEEP_S)
+
+
+def unwrap(comm):
+    """The mpi4py communicator under ``comm`` (``comm`` itself when it is not a PoliteComm)."""
+    return comm._comm if isinstance(comm, PoliteComm) else comm
 
 
 class PoliteComm:

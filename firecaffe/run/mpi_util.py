@@ -45,6 +45,32 @@ def world():
     return MPI.COMM_WORLD
 
 
+def wait_until_read(fd, timeout=2.0):
+    """Wait (at most ``timeout`` s) until whoever reads the pipe behind ``fd`` has taken all of it.
+
+    Under mpiexec a rank's stderr is a pipe to the launcher's proxy; an abort
+    right after the write can take the job down before the proxy has read the
+    message, and the one line that says what failed is lost. Not a pipe (a
+    file, a terminal): nothing to wait for.
+    """
+    import array
+    import fcntl
+    import stat
+    import termios
+    import time
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        unread, deadline = array.array("i", [0]), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fcntl.ioctl(fd, termios.FIONREAD, unread)
+            if unread[0] == 0:
+                return
+            time.sleep(0.005)
+    except (OSError, ValueError):
+        return
+
+
 def rank_prefix():
     """``"rank R of P: "`` for messages from a multi-rank job, ``""`` otherwise."""
     comm = world()
@@ -71,6 +97,7 @@ def abort_on_error():
         sys.stderr.flush()
         os.write(2, text.encode(errors="replace"))      # one write: nothing lost to the abort
         if comm is not None and comm.Get_size() > 1:
+            wait_until_read(2)
             comm.Abort(1)
 
     def report_thread(args):

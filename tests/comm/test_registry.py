@@ -130,3 +130,10 @@ def test_offline_tools_import_and_fit_without_mpi4py(tmp_path):
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "alpha" in run.stdout, run.stdout
+
+
+def test_the_wait_policy_is_spin_unless_sleep_is_asked_and_a_typo_is_one_clear_error():
+    from firecaffe.comm.base import wait_policy
+    assert wait_policy({}) == "spin" and wait_policy({"FIRECAFFE_WAIT": " Sleep "}) == "sleep"
+    with pytest.raises(FirecaffeError, match="FIRECAFFE_WAIT='slep': choose spin .* or sleep"):
+        wait_policy({"FIRECAFFE_WAIT": "slep"})

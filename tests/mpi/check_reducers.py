@@ -10,6 +10,7 @@ if any rank saw a failure.
 """
 import functools
 import importlib.util
+import os
 import sys
 import time
 
@@ -82,6 +83,9 @@ def halve_sum(diff, params, calls):
 
 def check_peer(name, options, workers):
     strategy = make_strategy(name, workers, **options)
+    sleeping = type(strategy.comm).__name__ == "PoliteComm"
+    check(sleeping == (os.environ.get("FIRECAFFE_WAIT") == "sleep" and strategy.own_waits),
+          f"{name}: FIRECAFFE_WAIT={os.environ.get('FIRECAFFE_WAIT')} but its waits sleep: {sleeping}")
     for dtype in DTYPES:
         for size in SIZES:
             what = f"{name}{options or ''} {np.dtype(dtype).name}[{size}] on {workers.size} workers"

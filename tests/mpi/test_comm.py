@@ -14,6 +14,15 @@ def test_every_strategy_sums_and_steps_like_numpy(run_mpi, num_workers):
 
 
 @pytest.mark.mpi
+def test_every_strategy_sums_alike_when_its_waits_sleep(run_mpi):
+    # FIRECAFFE_WAIT=sleep (what `firecaffe cluster exec` sets when the nodes' ranks outnumber the
+    # cores): the same sums, with every firecaffe strategy's waits testing and sleeping
+    run = run_mpi(5, ["check_reducers.py", 3], env={"FIRECAFFE_WAIT": "sleep"}, timeout=90)
+    assert run.returncode == 0, str(run)
+    assert "on 3 workers, 0 failed" in run.stdout, str(run)
+
+
+@pytest.mark.mpi
 def test_bucket_reducer_falls_back_to_wait_without_thread_multiple(run_mpi):
     run = run_mpi(4, ["check_reducers.py", 2], env={"MPI4PY_RC_THREAD_LEVEL": "serialized"}, timeout=90)
     assert run.returncode == 0, str(run)

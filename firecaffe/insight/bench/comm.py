@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from ...comm import make_strategy, strategy_class
+from ...comm.polite import unwrap
 from ...errors import FirecaffeError
 
 VERSION = 1
@@ -136,7 +137,7 @@ def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter
             strategy.serve(size, np.float32)
         strategy.close()
         strategy.comm.Free()
-        if strategy.comm is not sub:
+        if unwrap(strategy.comm) is not sub:
             sub.Free()
     sleepy_barrier(world)
     return result if rank == 0 else None

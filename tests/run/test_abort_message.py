@@ -1,0 +1,33 @@
+"""The abort waits until the launcher has read the failing rank's message (run/mpi_util.py)."""
+import os
+import threading
+import time
+
+from firecaffe.run.mpi_util import wait_until_read
+
+
+def test_it_returns_once_the_reader_has_taken_the_message():
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"firecaffe: rank 2 of 3 failed: boom\n")
+    got = []
+    reader = threading.Timer(0.3, lambda: got.append(os.read(read_end, 1000)))
+    start = time.monotonic()
+    reader.start()
+    wait_until_read(write_end, timeout=5)
+    waited = time.monotonic() - start
+    reader.join()
+    assert got == [b"firecaffe: rank 2 of 3 failed: boom\n"] and 0.25 < waited < 4
+    os.close(read_end), os.close(write_end)
+
+
+def test_a_reader_that_never_reads_costs_the_timeout_and_a_file_nothing(tmp_path):
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"x")
+    start = time.monotonic()
+    wait_until_read(write_end, timeout=0.2)
+    assert 0.15 < time.monotonic() - start < 2
+    os.close(read_end), os.close(write_end)
+    with open(tmp_path / "log", "w") as log:
+        start = time.monotonic()
+        wait_until_read(log.fileno(), timeout=5)
+        assert time.monotonic() - start < 0.5
