@@ -11,6 +11,9 @@ LINK_OPTION = click.option("--link", "rate", required=True, metavar="RATE",
                            help="Each node's link rate in bits/s, both directions: 100M, 1G, ...")
 PPN_OPTION = click.option("--ppn", type=click.IntRange(min=1), default=1, show_default=True,
                           help="Ranks per node (they share memory inside the node).")
+MTU_OPTION = click.option("--mtu", type=int, default=1500, show_default=True,
+                          help="Largest frame on the links, bytes (9000: jumbo frames, as on most cluster "
+                               "fabrics; fewer packets for the machine's cores to carry).")
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
@@ -24,10 +27,11 @@ def cluster():
 @LINK_OPTION
 @PPN_OPTION
 @NAME_OPTION
-def up(nodes, rate, ppn, name):
+@MTU_OPTION
+def up(nodes, rate, ppn, name, mtu):
     """Make NODES namespaces on a bridge, each node's link limited to RATE in both directions."""
     from .. import cluster as emulated
-    state = emulated.up(nodes, rate, ppn, name)
+    state = emulated.up(nodes, rate, ppn, name, mtu)
     click.echo(_summary(state))
 
 
@@ -50,7 +54,7 @@ def exec_cmd(ctx, args):
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, args):
-    """Up, exec, down: run --nodes N --link RATE [--ppn K] [-n P] [mpiexec options] -- COMMAND...
+    """Up, exec, down: run --nodes N --link RATE [--ppn K] [--mtu B] [-n P] [mpiexec options] -- COMMAND...
 
     The cluster is taken down when the job ends, fails or is interrupted.
     """
@@ -60,7 +64,7 @@ def run(ctx, args):
         if required not in ours:
             raise click.UsageError(f"run needs --{'link' if required == 'rate' else required}")
     sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
-                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout")))
+                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", 1500)))
 
 
 @cluster.command()
@@ -91,7 +95,8 @@ def down(name):
 
 # Options of exec and run, parsed by hand: click would read mpiexec's -genv as -g -e -n v.
 EXEC_OPTIONS = {"-n": ("ranks", int), "--name": ("name", str), "--timeout": ("timeout", float)}
-RUN_OPTIONS = dict(EXEC_OPTIONS, **{"--nodes": ("nodes", int), "--link": ("rate", str), "--ppn": ("ppn", int)})
+RUN_OPTIONS = dict(EXEC_OPTIONS, **{"--nodes": ("nodes", int), "--link": ("rate", str), "--ppn": ("ppn", int),
+                                    "--mtu": ("mtu", int)})
 
 
 def _parse(ctx, args, known):
@@ -137,7 +142,8 @@ def _summary(state):
     from ..cluster.links import human_rate
     nodes = state["nodes"]
     return (f"cluster {state['name']!r}: {len(nodes)} node(s) {nodes[0]['address']}..{nodes[-1]['address']}, "
-            f"links {human_rate(state['rate_bps'])} each way, {state['ppn']} rank(s) per node, "
+            f"links {human_rate(state['rate_bps'])} each way (MTU {state.get('mtu', 1500)}), "
+            f"{state['ppn']} rank(s) per node, "
             f"bridge {state['bridge']}")
 
 

@@ -19,13 +19,17 @@ DEFAULT_NAME = "fc"
 MAX_NODES = 64
 
 
-def up(nodes, rate, ppn=1, name=DEFAULT_NAME):
-    """Make ``nodes`` nodes with links of ``rate`` (bits/s or text like 1G), ``ppn`` ranks each; the state."""
+def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU):
+    """Make ``nodes`` nodes with links of ``rate`` (bits/s or text like 1G), ``ppn`` ranks each, frames of
+    at most ``mtu`` bytes; the state."""
     cluster_state.check_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise FirecaffeError(f"--nodes {nodes}: give 1 to {MAX_NODES} nodes")
     if ppn < 1:
         raise FirecaffeError(f"--ppn {ppn}: give at least 1 rank per node")
+    if not links.MTU_RANGE[0] <= mtu <= links.MTU_RANGE[1]:
+        raise FirecaffeError(f"--mtu {mtu}: give {links.MTU_RANGE[0]} to {links.MTU_RANGE[1]} bytes "
+                             "(1500 is Ethernet's, 9000 jumbo frames)")
     rate_bps = rate if isinstance(rate, int) else links.parse_rate(rate)
     missing = links.tools_missing()
     if missing:
@@ -35,7 +39,7 @@ def up(nodes, rate, ppn=1, name=DEFAULT_NAME):
         raise FirecaffeError(f"cluster {name!r} is already up ({len(existing['nodes'])} nodes at "
                              f"{links.human_rate(existing['rate_bps'])}, made by pid {existing['pid']}): "
                              f"`firecaffe cluster down{_name_flag(name)}` first, or choose another --name")
-    state = links.plan(name, nodes, rate_bps, ppn)
+    state = links.plan(name, nodes, rate_bps, ppn, mtu)
     links.check_free(state)
     try:
         cluster_state.save(state)
@@ -99,10 +103,11 @@ def execute(command, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=Non
         raise
 
 
-def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None):
+def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None,
+        mtu=links.DEFAULT_MTU):
     """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status."""
     with _sigterm_as_interrupt():
-        up(nodes, rate, ppn, name)
+        up(nodes, rate, ppn, name, mtu)
         try:
             return execute(command, ranks, mpiexec_args, name, timeout)
         finally:

@@ -80,7 +80,11 @@ def _free_subnet():
     raise FirecaffeError("every 198.18.S.0/24 is in use: take a cluster down first")
 
 
-def plan(name, nodes, rate_bps, ppn):
+DEFAULT_MTU = 1500          # Ethernet's; cluster fabrics often use jumbo frames (9000)
+MTU_RANGE = (576, 65535)
+
+
+def plan(name, nodes, rate_bps, ppn, mtu=DEFAULT_MTU):
     """The state of a cluster before anything is made: every name and address it will use."""
     subnet = _free_subnet()
     prefix = SUBNET.format(subnet)
@@ -89,7 +93,7 @@ def plan(name, nodes, rate_bps, ppn):
             {"index": i, "namespace": f"{name}-n{i}", "veth": f"{name}-v{i}", "hostname": f"{name}-node{i}",
              "address": f"{prefix}{i + 1}"} for i in range(nodes)],
         "bridge": f"{name}-br", "bridge_address": f"{prefix}{BRIDGE_HOST}", "subnet": subnet,
-        "rate_bps": rate_bps, "ppn": ppn, "pid": os.getpid(), "made_at": time.time(), "complete": False,
+        "rate_bps": rate_bps, "ppn": ppn, "mtu": mtu, "pid": os.getpid(), "made_at": time.time(), "complete": False,
     }
 
 
@@ -102,23 +106,25 @@ def check_free(state):
                              "did not make it (no state file): remove it yourself or use another --name")
 
 
-def tbf(rate_bps):
+def tbf(rate_bps, mtu=DEFAULT_MTU):
     """tc arguments for a token bucket at ``rate_bps``: a burst of a few ms, at least 64 KiB (one GSO packet)."""
-    burst = max(64 * 1024, rate_bps // 8 * 4 // 1000)
+    burst = max(64 * 1024, rate_bps // 8 * 4 // 1000, 4 * (mtu + 14))
     return ["tbf", "rate", f"{rate_bps}bit", "burst", str(burst), "latency", "50ms"]
 
 
 def make(state):
     """Create the bridge, the namespaces and their rate-limited links listed in ``state``."""
     bridge = state["bridge"]
-    _ip("ip", "link", "add", bridge, "type", "bridge")
+    mtu = str(state.get("mtu", DEFAULT_MTU))
+    _ip("ip", "link", "add", bridge, "mtu", mtu, "type", "bridge")
     _ip("ip", "addr", "add", f"{state['bridge_address']}/24", "dev", bridge)
     _ip("ip", "link", "set", bridge, "up")
-    shape = tbf(state["rate_bps"])
+    shape = tbf(state["rate_bps"], int(mtu))
     for node in state["nodes"]:
         ns, veth = node["namespace"], node["veth"]
         _ip("ip", "netns", "add", ns)
-        _ip("ip", "link", "add", veth, "type", "veth", "peer", "name", NODE_IFACE, "netns", ns)
+        _ip("ip", "link", "add", veth, "mtu", mtu, "type", "veth", "peer", "name", NODE_IFACE, "mtu", mtu,
+            "netns", ns)
         _ip("ip", "link", "set", veth, "master", bridge, "up")
         _ip("ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", NODE_IFACE)
         _ip("ip", "-n", ns, "link", "set", NODE_IFACE, "up")

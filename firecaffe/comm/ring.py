@@ -6,29 +6,51 @@ one segment to its right neighbour and adds the one from its left, so that rank
 r ends up owning the full sum of segment r+1; p-1 allgather steps then pass the
 finished segments around. Each rank sends 2(p-1)/p of the array in all, the
 bandwidth optimum, at the price of 2(p-1) latencies.
+
+Across nodes the steps are streamed: the segment a rank sends at step t + 1 is
+the one it received (and added to) at step t, so each segment is cut into
+chunks and chunk j goes on as soon as chunk j of the step before is in. No link
+then waits at a step boundary for the slowest rank of the ring to finish its
+step, which over TCP on a busy machine cost every one of the 2(p-1) steps (see
+docs/scaling.md). Inside one node the plain loop of Sendrecvs stays: there a
+hand-off needs the peer scheduled, and waiting on the one message that comes
+next makes fewer hand-offs (the binomial tree's in-order loop, same reason).
 """
+import math
+
 import numpy as np
 
-from .base import TAG_RING, Strategy, even_bounds
+from .base import TAG_RING, Strategy, even_bounds, layout_chunk_bytes, node_ids, pipeline_chunk_bytes
+
+TAG_STREAM = 64                # streamed ring: tag TAG_STREAM + step * chunks per step + chunk
 
 
 class RingAllreduce(Strategy):
     """Bandwidth-optimal ring allreduce (reduce-scatter + allgather).
 
-    Cost: 2 (p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma; every rank is as
-    busy as the busiest (it sends and receives 2 (p-1)/p n each).
+    Cost: 2 (p-1) m alpha + 2 (p-1)/p n beta + (p-1)/p n gamma, m = 1 on one
+    node and a segment's chunks across nodes; every rank is as busy as the
+    busiest (it sends and receives 2 (p-1)/p n each). ``stream``: "auto"
+    (chunks across nodes), True or False; ``chunk_bytes``: the chunk (default
+    as the pipelined trees': 128 KiB across nodes).
     """
 
     name = "ring"
     order = 20
 
-    def __init__(self, comm, **options):
+    def __init__(self, comm, chunk_bytes=None, stream="auto", **options):
         super().__init__(comm)
         self._scratch = np.empty(0, np.float32)
+        spans_nodes = comm.Get_size() > 1 and len(set(node_ids(comm))) > 1
+        self.stream = spans_nodes if stream == "auto" else bool(stream)
+        self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(spans_nodes)
 
     def _allreduce(self, buf):
         size, rank = self.size, self.rank
         if size == 1:
+            return
+        if self.stream and buf.size >= size and (max_tag(self.comm) - TAG_STREAM) // (2 * size) > 1:
+            self._allreduce_streamed(buf)
             return
         bounds = even_bounds(buf.size, size)
         segment = [buf[bounds[i]:bounds[i + 1]] for i in range(size)]
@@ -44,6 +66,72 @@ class RingAllreduce(Strategy):
             self.comm.Sendrecv(segment[(rank + 1 - step) % size], dest=right, sendtag=TAG_RING,
                                recvbuf=segment[(rank - step) % size], source=left, recvtag=TAG_RING)
 
+    def _allreduce_streamed(self, buf):
+        """The same ring with every segment in chunks, each passed on as soon as it is in."""
+        from .pipeline import EventLoop
+        from .polite import PoliteComm
+        size, rank, comm = self.size, self.rank, self.comm
+        bounds = even_bounds(buf.size, size)
+        segment = [buf[bounds[i]:bounds[i + 1]] for i in range(size)]
+        right, left, steps, adding = (rank + 1) % size, (rank - 1) % size, 2 * (size - 1), size - 1
+        longest = max(bounds[i + 1] - bounds[i] for i in range(size))
+        tags_per_step = (max_tag(comm) - TAG_STREAM) // steps - 1
+        chunk = max(1, self.chunk_bytes // buf.itemsize, -(-longest // tags_per_step))
+        per_step = -(-longest // chunk)
+        # every segment in the same number of pieces (a segment is one element longer than another
+        # at most), so that piece j of one step and piece j of the next pair up
+        pieces = [[slice(a, b) for a, b in zip(cuts, cuts[1:])]
+                  for cuts in (even_bounds(part.size, per_step) for part in segment)]
+        scratch = self._scratch_for(2 * longest, buf.dtype)      # a landing area per step parity
+
+        def sent(t):        # the segment step t sends; step t + 1 sends the one step t received
+            return (rank - t) % size if t < adding else (rank + 1 - (t - adding)) % size
+
+        def received(t):    # reduce-scatter steps add it in, allgather steps receive it in place
+            return (rank - t - 1) % size if t < adding else (rank - (t - adding)) % size
+
+        loop, in_flight, deferred = EventLoop(sleep=isinstance(comm, PoliteComm)), {}, {}
+
+        def send(t, j):
+            key = (sent(t), j)
+            in_flight[key] = in_flight.get(key, 0) + 1
+            loop.post(comm.Isend(segment[key[0]][pieces[key[0]][j]], dest=right, tag=TAG_STREAM + t * per_step + j),
+                      lambda: send_done(key))
+
+        def send_done(key):
+            in_flight[key] -= 1
+            if not in_flight[key] and key in deferred:
+                deferred.pop(key)()
+
+        def receive(t, j):
+            where, tag = pieces[received(t)][j], TAG_STREAM + t * per_step + j
+            if t < adding:
+                offset = (t % 2) * longest
+                landing = scratch[offset + where.start:offset + where.stop]
+                loop.post(comm.Irecv(landing, source=left, tag=tag), lambda: arrived(t, j, landing))
+                return
+            key = (received(t), j)
+
+            def post():     # in place, so only once every send from this memory has left
+                loop.post(comm.Irecv(segment[key[0]][where], source=left, tag=tag), lambda: arrived(t, j, None))
+            if in_flight.get(key):
+                deferred[key] = post
+            else:
+                post()
+
+        def arrived(t, j, landing):
+            if landing is not None:
+                target = segment[received(t)][pieces[received(t)][j]]
+                np.add(target, landing, out=target)
+            if t + 1 < steps:
+                send(t + 1, j)
+                receive(t + 1, j)
+
+        for j in range(per_step):
+            send(0, j)
+            receive(0, j)
+        loop.run()
+
     def _scratch_for(self, length, dtype):
         """A receive buffer of at least ``length`` elements, kept for reuse."""
         if self._scratch.dtype != dtype or self._scratch.size < length:
@@ -51,17 +139,31 @@ class RingAllreduce(Strategy):
         return self._scratch
 
     @classmethod
-    def cost_coefficients(cls, n, p, **options):
-        if p == 1:
-            return 0.0, 0.0, 0.0
-        return 2.0 * (p - 1), 2.0 * (p - 1) / p * n, (p - 1) / p * n
+    def chunks_per_step(cls, n, p, chunk_bytes=None, ranks_per_node=1):
+        """Messages per step: one per segment on one node, a segment's chunks across nodes (streamed)."""
+        if ranks_per_node >= p:
+            return 1
+        return max(1, math.ceil(n / p / layout_chunk_bytes(chunk_bytes, p, ranks_per_node)))
 
     @classmethod
-    def busiest_rank(cls, n, p, **options):
+    def cost_coefficients(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):
         if p == 1:
             return 0.0, 0.0, 0.0
-        return 2.0 * (p - 1), 4.0 * (p - 1) / p * n, (p - 1) / p * n
+        steps = 2.0 * (p - 1) * cls.chunks_per_step(n, p, chunk_bytes, ranks_per_node)
+        return steps, 2.0 * (p - 1) / p * n, (p - 1) / p * n
 
     @classmethod
-    def messages(cls, p, **options):
-        return 2 * p * (p - 1)
+    def busiest_rank(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):
+        if p == 1:
+            return 0.0, 0.0, 0.0
+        steps = 2.0 * (p - 1) * cls.chunks_per_step(n, p, chunk_bytes, ranks_per_node)
+        return steps, 4.0 * (p - 1) / p * n, (p - 1) / p * n
+
+    @classmethod
+    def messages(cls, p, n=0, chunk_bytes=None, ranks_per_node=1, **options):
+        return 2 * p * (p - 1) * cls.chunks_per_step(n, p, chunk_bytes, ranks_per_node)
+
+
+def max_tag(comm):
+    from mpi4py import MPI
+    return comm.Get_attr(MPI.TAG_UB)

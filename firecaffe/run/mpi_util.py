@@ -79,6 +79,26 @@ def rank_prefix():
     return f"rank {comm.Get_rank()} of {comm.Get_size()}: "
 
 
+_FAILURE_CONTEXT = []      # callables that add "; what else is known" to a failing rank's message
+
+
+def add_failure_context(describe):
+    """Have ``describe()`` (a string, "" when it knows nothing) appended to this rank's failure message:
+    the stall watchdog adds the peers that no longer answer over the network, so that an MPI error
+    raised by a lost link names the node behind it as a stall would."""
+    _FAILURE_CONTEXT.append(describe)
+
+
+def failure_context():
+    text = ""
+    for describe in _FAILURE_CONTEXT:
+        try:
+            text += describe()
+        except Exception:       # noqa: BLE001 - a failing diagnosis must not hide the failure
+            pass
+    return text
+
+
 def abort_on_error():
     """Make an uncaught exception on this rank end the whole job with a message naming the rank.
 
@@ -93,7 +113,7 @@ def abort_on_error():
             traceback.format_exception(exc_type, exc, tb))
         where = "" if comm is None else f"rank {comm.Get_rank()} of {comm.Get_size()} "
         message = str(exc) if issubclass(exc_type, FirecaffeError) else f"{exc_type.__name__}: {exc}"
-        text += f"firecaffe: {where}failed: {message}\n"
+        text += f"firecaffe: {where}failed: {message}{failure_context()}\n"
         sys.stderr.flush()
         os.write(2, text.encode(errors="replace"))      # one write: nothing lost to the abort
         if comm is not None and comm.Get_size() > 1:

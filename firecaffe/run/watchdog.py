@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from . import reachability
+from . import mpi_util, reachability
 
 TAG_ARRIVAL = 31
 GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
@@ -40,9 +40,16 @@ GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that 
 # It runs in a process group of its own, so the launcher's clean-up (which kills each
 # rank's group) cannot silence it. When one rank dies the launcher kills the others, so
 # every watcher on the node sees its rank end: each notes the moment it did (before any
-# other work), waits a little, and only the watcher whose rank ended first speaks.
+# other work), waits a little, and only the watcher whose rank ended first speaks. That
+# moment is when the watcher got a core after its rank's end: on a machine whose cores the
+# ranks keep busy a watcher woken later could run first and claim the first end, so the
+# watchers ask for a higher priority (allowed to root; they sleep in read until the end).
 _WATCHER = r"""
 import glob, os, sys, time
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, -10)
+except (AttributeError, OSError):
+    pass
 fd, who, claim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 data, signalled = b"", []
 while True:
@@ -172,6 +179,7 @@ class StallWatchdog:
         group.Free()
         self._beacon = reachability.Beacon()
         self._cards = self.comm.allgather(self._beacon.card())   # start-up metadata, not gradients
+        mpi_util.add_failure_context(self._network_report)     # an MPI error from a lost link names it too
         self._arrivals = np.zeros(max(self.size, 1), np.int64)
         self._pending = []                   # worker 0: arrival receives of the current guard
         self._cond = threading.Condition()

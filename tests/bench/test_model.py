@@ -48,6 +48,13 @@ def test_tree_cost_is_the_pipelined_tree_one_root_cycle_per_chunk_plus_the_last_
     assert model.coefficients("tree", 2**20, 4, ranks_per_node=2) == (18, 2 * (2**20 + 2**17), 2 * 2**20)
 
 
+def test_the_ring_streams_its_segments_in_chunks_across_nodes_and_steps_through_them_on_one():
+    n = 64 * 2**20          # 4 ranks: 16 MiB segments, 128 chunks of 128 KiB each, in each of 6 steps
+    assert model.coefficients("ring", n, 4) == (6 * 128, 1.5 * n, 0.75 * n)
+    assert model.coefficients("ring", n, 4, ranks_per_node=4) == (6, 1.5 * n, 0.75 * n)
+    assert model.coefficients("ring", n, 4, chunk_bytes=2**22) == (6 * 4, 1.5 * n, 0.75 * n)
+
+
 def test_ps_grows_linearly_and_tree_logarithmically_in_bandwidth_term():
     n = 2**26
     assert model.coefficients("ps", n, 64)[1] / model.coefficients("ps", n, 8)[1] == 8

@@ -35,6 +35,20 @@ def test_down_removes_every_namespace_link_and_file_it_made():
     assert emulated.down(NAME) is False  # idempotent
 
 
+def test_jumbo_frames_on_every_interface_of_the_links_and_a_wrong_mtu_refused_before_anything_is_made():
+    with pytest.raises(FirecaffeError, match="--mtu 100: give 576 to 65535 bytes"):
+        emulated.up(2, "100M", name=NAME, mtu=100)
+    assert leftovers() == []
+    with make_cluster(2, "100M", mtu=9000) as state:
+        assert state["mtu"] == 9000
+        for node in state["nodes"]:
+            assert Path("/sys/class/net", node["veth"], "mtu").read_text().strip() == "9000"
+            inside = subprocess.run(["ip", "-n", node["namespace"], "-o", "link", "show", "eth0"],
+                                    capture_output=True, text=True).stdout
+            assert "mtu 9000" in inside, inside
+        assert Path("/sys/class/net", state["bridge"], "mtu").read_text().strip() == "9000"
+
+
 def test_up_refuses_to_clobber_a_cluster_or_a_namespace_it_did_not_make():
     with make_cluster(2, "100M"):
         with pytest.raises(FirecaffeError, match="is already up .* `firecaffe cluster down --name fct` first"):

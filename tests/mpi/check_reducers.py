@@ -30,10 +30,12 @@ DTYPES = (np.float32, np.float64)
 # Every registered strategy whose ranks are all workers (ps, with servers, is checked on its own),
 # the tree and dbtree once more with small chunks so that the pipeline has many of them, hier
 # with a ring among the node leaders, and the trees with the network's flow control forced on (on one
-# node it is off: a child then sends chunk k up only once chunk k - credits has come back down).
+# node it is off: a child then sends chunk k up only once chunk k - credits has come back down), and
+# the ring streamed in chunks as it is across nodes (on one node it runs step by step).
 PEERS = tuple((name, {}) for name in names(default_only=True) if strategy_class(name).processes(1) == 1) + (
     ("tree", {"chunk_bytes": 4000}), ("dbtree", {"chunk_bytes": 4000}), ("hier", {"inter": "ring"}),
-    ("tree", {"chunk_bytes": 40000, "credits": 2}), ("dbtree", {"chunk_bytes": 40000, "credits": 1}))
+    ("tree", {"chunk_bytes": 40000, "credits": 2}), ("dbtree", {"chunk_bytes": 40000, "credits": 1}),
+    ("ring", {"stream": True}), ("ring", {"stream": True, "chunk_bytes": 40000}))
 
 world = MPI.COMM_WORLD
 failures = []

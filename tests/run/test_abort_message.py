@@ -31,3 +31,19 @@ def test_a_reader_that_never_reads_costs_the_timeout_and_a_file_nothing(tmp_path
         start = time.monotonic()
         wait_until_read(log.fileno(), timeout=5)
         assert time.monotonic() - start < 0.5
+
+
+def test_what_the_watchdog_knows_about_the_network_joins_a_failing_ranks_message():
+    import subprocess
+    import sys
+    script = (
+        "from firecaffe.run import mpi_util\n"
+        "mpi_util.abort_on_error()\n"
+        "mpi_util.add_failure_context(lambda: 1 / 0)\n"
+        "mpi_util.add_failure_context(lambda: '; unreachable over the network: rank 2 (on n2)')\n"
+        "raise RuntimeError('Other MPI error, error stack: connection timed out')\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.rstrip().endswith(
+        "firecaffe: failed: RuntimeError: Other MPI error, error stack: connection timed out; "
+        "unreachable over the network: rank 2 (on n2)"), run.stderr

@@ -13,13 +13,16 @@ COEFFICIENTS = (
     ("beta_s_per_byte", "beta (link time per byte)"),
     ("gamma_s_per_byte", "gamma (time to add a byte)"),
 )
+# Below these a coefficient is zero in all but rounding (a least-squares solver leaves 1e-19 s
+# rather than 0): no message costs under a nanosecond, no link or adder moves a petabyte a second.
+NEGLIGIBLE = {"alpha_s": 1e-9, "beta_s_per_byte": 1e-15, "gamma_s_per_byte": 1e-15}
 
 
 def problems(profile, rows, max_error=MAX_ERROR):
     """Sentences describing what is degenerate about ``profile``; ``rows`` are ``model.errors`` rows."""
     found = [f"{label} was fitted to 0: the model would make it free" for key, label in COEFFICIENTS
-             if profile[key] == 0]
-    if profile["beta_s_per_byte"] == 0:
+             if profile[key] < NEGLIGIBLE[key]]
+    if profile["beta_s_per_byte"] < NEGLIGIBLE["beta_s_per_byte"]:
         found.append("the fitted bandwidth is infinite")
     bad = [(abs(error), record) for record, _, error in rows if abs(error) > max_error]
     if bad:
