@@ -16,6 +16,8 @@
 #   NODES    nodes of each cluster (default 16); PPN ranks per node (default 1)
 #   MTU      largest frame on the links (default 9000, jumbo frames: at 1500 the 2 cores of a
 #            16-node emulation spend most of their time carrying packets, not the links)
+#   FIRECAFFE_WAIT  how the strategies wait (default here: sleep, since 16 nodes' ranks share this
+#            machine's cores and a spinning rank takes the core the packet path needs; spin to compare)
 #   COMMS    strategies (default tree,ring,mpi,ps); RANKS "2,4" instead of the sweep 2, 4, 8, ... NODES
 #   REPEATS  timed calls per point (default 3); WARMUP untimed ones (default 1)
 #   INTER    --inter for hier (default tree)
@@ -36,7 +38,7 @@ WARMUP="${WARMUP:-1}"
 TAG="${TAG:-}"
 NAME="${NAME:-fcs}"
 INTER="${INTER:-tree}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1 FIRECAFFE_WAIT="${FIRECAFFE_WAIT:-sleep}"
 mkdir -p "$OUT"
 if [ -n "${RANKS:-}" ]; then WHICH=(--ranks "$RANKS"); else WHICH=(--sweep); fi
 

@@ -90,8 +90,7 @@ def execute(command, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=Non
         raise FirecaffeError("give the command to run after --, e.g. -- python train.py")
     state = require(name)
     argv = launch.mpiexec_command(state, ranks, list(mpiexec_args), list(command))
-    slots = len(state["nodes"]) * state["ppn"]
-    process = subprocess.Popen(argv, env=launch.job_environment(ranks=slots if ranks is None else ranks))
+    process = subprocess.Popen(argv, env=launch.job_environment())
     try:
         with _sigterm_as_interrupt():
             return process.wait(timeout=timeout)

@@ -17,7 +17,6 @@ from ..errors import FirecaffeError
 from . import state as cluster_state
 from .links import NODE_IFACE
 
-WAIT_ENV = "FIRECAFFE_WAIT"          # comm/base.py's wait_policy
 # The environment that makes MPICH use the links (kept if the user set them otherwise).
 LINK_ENV = {"MPICH_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp", "FI_TCP_IFACE": NODE_IFACE}
 
@@ -63,18 +62,11 @@ def mpiexec_command(state, ranks, mpiexec_args, command):
             "-hosts", hosts, "-n", str(ranks), *mpiexec_args, *command]
 
 
-def job_environment(base=None, ranks=1, cores=None):
-    """The job's environment: MPICH over the links (LINK_ENV), and, when the ``ranks`` of the emulated
-    nodes outnumber this machine's ``cores``, FIRECAFFE_WAIT=sleep: on a real cluster a rank that
-    spins while its message crosses the link takes no core another rank needs; here it does (the
-    user's own settings are kept)."""
+def job_environment(base=None):
+    """The job's environment: MPICH over the links (LINK_ENV), unless the user set those otherwise."""
     env = dict(os.environ if base is None else base)
     for key, value in LINK_ENV.items():
         env.setdefault(key, value)
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if ranks > cores:
-        env.setdefault(WAIT_ENV, "sleep")
     return env
 
 

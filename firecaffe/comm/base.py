@@ -204,8 +204,8 @@ WAIT_ENV = "FIRECAFFE_WAIT"
 
 def wait_policy(environ=None):
     """How a strategy waits for its messages, from ``FIRECAFFE_WAIT``: "spin" (MPI's own waits, which
-    poll; the default) or "sleep" (test, then sleep 50 us growing to 1 ms: comm/polite.py). `firecaffe
-    cluster exec` sets sleep when the emulated nodes' ranks outnumber the machine's cores."""
+    poll; the default) or "sleep" (test, then sleep 50 us growing to 1 ms: comm/polite.py): for ranks that
+    share too few cores, as in launch/cluster_sweep.sh's 16 emulated nodes on one machine."""
     import os
     value = (os.environ if environ is None else environ).get(WAIT_ENV, "").strip().lower() or "spin"
     if value not in ("spin", "sleep"):

@@ -82,7 +82,10 @@ class RingAllreduce(Strategy):
         # at most), so that piece j of one step and piece j of the next pair up
         pieces = [[slice(a, b) for a, b in zip(cuts, cuts[1:])]
                   for cuts in (even_bounds(part.size, per_step) for part in segment)]
-        scratch = self._scratch_for(2 * longest, buf.dtype)      # a landing area per step parity
+        # a landing slot per (step parity, piece): piece j of step t + 1 lands where piece j of step
+        # t - 1 did, which was added in before piece j of step t (that posts it) came in
+        slot = -(-longest // per_step)
+        scratch = self._scratch_for(2 * per_step * slot, buf.dtype)
 
         def sent(t):        # the segment step t sends; step t + 1 sends the one step t received
             return (rank - t) % size if t < adding else (rank + 1 - (t - adding)) % size
@@ -106,8 +109,8 @@ class RingAllreduce(Strategy):
         def receive(t, j):
             where, tag = pieces[received(t)][j], TAG_STREAM + t * per_step + j
             if t < adding:
-                offset = (t % 2) * longest
-                landing = scratch[offset + where.start:offset + where.stop]
+                offset = ((t % 2) * per_step + j) * slot
+                landing = scratch[offset:offset + where.stop - where.start]
                 loop.post(comm.Irecv(landing, source=left, tag=tag), lambda: arrived(t, j, landing))
                 return
             key = (received(t), j)

@@ -46,8 +46,3 @@ def test_jobs_talk_tcp_over_the_links_unless_the_user_chose_otherwise():
     assert job_environment({"FI_PROVIDER": "sockets"})["FI_PROVIDER"] == "sockets"
     assert set(LINK_ENV) == {"MPICH_CH4_NETMOD", "FI_PROVIDER", "FI_TCP_IFACE"}
 
-
-def test_ranks_that_outnumber_the_cores_wait_by_sleeping_unless_the_user_chose():
-    assert job_environment({}, ranks=16, cores=2)["FIRECAFFE_WAIT"] == "sleep"
-    assert "FIRECAFFE_WAIT" not in job_environment({}, ranks=2, cores=2)
-    assert job_environment({"FIRECAFFE_WAIT": "spin"}, ranks=16, cores=2)["FIRECAFFE_WAIT"] == "spin"
