@@ -50,7 +50,7 @@ class Strategy:
     overlaps = True
     needs_gpu = False
     step_words = "the allreduce of the gradients"
-    own_waits = True          # its waits are firecaffe's, so FIRECAFFE_WAIT=sleep applies (mpi: the library's)
+    own_waits = True          # FIRECAFFE_WAIT=sleep applies to its waits (nccl: its stream waits, not MPI)
 
     def __init__(self, comm, **options):
         self.comm = comm

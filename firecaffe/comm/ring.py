@@ -44,12 +44,13 @@ class RingAllreduce(Strategy):
         spans_nodes = comm.Get_size() > 1 and len(set(node_ids(comm))) > 1
         self.stream = spans_nodes if stream == "auto" else bool(stream)
         self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(spans_nodes)
+        self._tags_per_step = (max_tag(comm) - TAG_STREAM) // max(1, 2 * (comm.Get_size() - 1)) - 1
 
     def _allreduce(self, buf):
         size, rank = self.size, self.rank
         if size == 1:
             return
-        if self.stream and buf.size >= size and (max_tag(self.comm) - TAG_STREAM) // (2 * size) > 1:
+        if self.stream and buf.size >= size and self._tags_per_step >= 1:
             self._allreduce_streamed(buf)
             return
         bounds = even_bounds(buf.size, size)
@@ -75,8 +76,7 @@ class RingAllreduce(Strategy):
         segment = [buf[bounds[i]:bounds[i + 1]] for i in range(size)]
         right, left, steps, adding = (rank + 1) % size, (rank - 1) % size, 2 * (size - 1), size - 1
         longest = max(bounds[i + 1] - bounds[i] for i in range(size))
-        tags_per_step = (max_tag(comm) - TAG_STREAM) // steps - 1
-        chunk = max(1, self.chunk_bytes // buf.itemsize, -(-longest // tags_per_step))
+        chunk = max(1, self.chunk_bytes // buf.itemsize, -(-longest // self._tags_per_step))
         per_step = -(-longest // chunk)
         # every segment in the same number of pieces (a segment is one element longer than another
         # at most), so that piece j of one step and piece j of the next pair up
