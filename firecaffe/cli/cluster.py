@@ -4,6 +4,8 @@ import sys
 
 import click
 
+from ..cluster.links import DEFAULT_MTU
+
 NAME_OPTION = click.option("--name", default="fc", show_default=True,
                            help="Cluster name (prefixes its namespaces and interfaces).")
 NODES_OPTION = click.option("--nodes", type=click.IntRange(min=1), required=True, help="Number of nodes.")
@@ -11,7 +13,7 @@ LINK_OPTION = click.option("--link", "rate", required=True, metavar="RATE",
                            help="Each node's link rate in bits/s, both directions: 100M, 1G, ...")
 PPN_OPTION = click.option("--ppn", type=click.IntRange(min=1), default=1, show_default=True,
                           help="Ranks per node (they share memory inside the node).")
-MTU_OPTION = click.option("--mtu", type=int, default=1500, show_default=True,
+MTU_OPTION = click.option("--mtu", type=int, default=DEFAULT_MTU, show_default=True,
                           help="Largest frame on the links, bytes (9000: jumbo frames, as on most cluster "
                                "fabrics; fewer packets for the machine's cores to carry).")
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -64,7 +66,7 @@ def run(ctx, args):
         if required not in ours:
             raise click.UsageError(f"run needs --{'link' if required == 'rate' else required}")
     sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
-                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", 1500)))
+                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", DEFAULT_MTU)))
 
 
 @cluster.command()
@@ -142,7 +144,7 @@ def _summary(state):
     from ..cluster.links import human_rate
     nodes = state["nodes"]
     return (f"cluster {state['name']!r}: {len(nodes)} node(s) {nodes[0]['address']}..{nodes[-1]['address']}, "
-            f"links {human_rate(state['rate_bps'])} each way (MTU {state.get('mtu', 1500)}), "
+            f"links {human_rate(state['rate_bps'])} each way (MTU {state.get('mtu', DEFAULT_MTU)}), "
             f"{state['ppn']} rank(s) per node, "
             f"bridge {state['bridge']}")
 

@@ -256,6 +256,18 @@ def node_ids(comm):
     return ids.tolist()
 
 
+def spans_nodes(comm):
+    """``(node_ids(comm), whether they name more than one node)``; collective over ``comm``."""
+    nodes = node_ids(comm) if comm.Get_size() > 1 else [0]
+    return nodes, len(set(nodes)) > 1
+
+
+def tag_bound(comm):
+    """The largest tag ``comm`` takes (MPI_TAG_UB, at least 32767)."""
+    from mpi4py import MPI
+    return comm.Get_attr(MPI.TAG_UB)
+
+
 def credits_to(parent, nodes, rank, credits="auto"):
     """How many summed chunks may wait for their result before ``rank`` sends another to ``parent``.
 

@@ -111,11 +111,11 @@ def busiest_link(n, p, chunk_bytes=NETWORK_CHUNK_BYTES):
     """
     halves = (n / 2, n / 2)
     chunks = [max(1, math.ceil(half / chunk_bytes)) for half in halves]
-    worst = (0, 0.0, 0.0)
+    worst, trees = (0, 0.0, 0.0), double_trees(p)
     for rank in range(p):
-        links = [(parents[rank] is not None) + len(children[rank]) for parents, children in double_trees(p)]
+        links = [(parents[rank] is not None) + len(children[rank]) for parents, children in trees]
         load = (sum(k * l for k, l in zip(chunks, links)), sum(h * l for h, l in zip(halves, links)),
-                sum(h * len(children[rank]) for h, (_, children) in zip(halves, double_trees(p))))
+                sum(h * len(children[rank]) for h, (_, children) in zip(halves, trees)))
         worst = max(worst, load, key=lambda item: (item[1], item[2]))   # of equal links, the one adding most
     return worst
 

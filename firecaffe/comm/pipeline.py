@@ -18,7 +18,7 @@ reduction (docs/scaling.md).
 """
 import numpy as np
 
-from .base import Strategy, chunk_slices, credits_to, node_ids, pipeline_chunk_bytes
+from .base import Strategy, chunk_slices, credits_to, pipeline_chunk_bytes, spans_nodes, tag_bound
 from .polite import PoliteComm, waitany
 
 TAG_BASE = 1000                      # tags TAG_BASE + 4 * chunk + 2 * tree + direction
@@ -38,8 +38,7 @@ class PipelinedTrees(Strategy):
 
     def __init__(self, comm, chunk_bytes=None, credits="auto", **options):
         super().__init__(comm)
-        self.nodes = node_ids(comm) if comm.Get_size() > 1 else [0]
-        self.spans_nodes = len(set(self.nodes)) > 1
+        self.nodes, self.spans_nodes = spans_nodes(comm)
         self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(self.spans_nodes)
         self.credits = credits
         self._scratch = {}
@@ -52,7 +51,7 @@ class PipelinedTrees(Strategy):
         if self.size == 1 or not buf.size:
             return
         chunk = max(1, self.chunk_bytes // buf.itemsize, -(-buf.size // max_chunks(self.comm)))
-        loop = EventLoop(sleep=isinstance(self.comm, PoliteComm))
+        loop = EventLoop.for_comm(self.comm)
         for index, (part, parent, children) in enumerate(self._pipelines(buf)):
             if part.size:
                 credits = credits_to(parent, self.nodes, self.rank, self.credits)
@@ -68,8 +67,7 @@ class PipelinedTrees(Strategy):
 
 def max_chunks(comm):
     """Chunks per half that keep every tag below MPI's limit."""
-    from mpi4py import MPI
-    return max(1, (comm.Get_attr(MPI.TAG_UB) - TAG_BASE) // 4 - 1)
+    return max(1, (tag_bound(comm) - TAG_BASE) // 4 - 1)
 
 
 class EventLoop:
@@ -78,6 +76,11 @@ class EventLoop:
     def __init__(self, sleep=False):
         self.requests, self.callbacks = [], []
         self.sleep = sleep           # wait by testing and sleeping (FIRECAFFE_WAIT=sleep), not in MPI's Waitany
+
+    @classmethod
+    def for_comm(cls, comm):
+        """A loop that waits the way ``comm``'s strategy was told to (sleeping through a PoliteComm)."""
+        return cls(sleep=isinstance(comm, PoliteComm))
 
     def post(self, request, callback=None):
         self.requests.append(request)

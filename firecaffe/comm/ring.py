@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .base import TAG_RING, Strategy, even_bounds, layout_chunk_bytes, node_ids, pipeline_chunk_bytes
+from .base import TAG_RING, Strategy, even_bounds, layout_chunk_bytes, pipeline_chunk_bytes, spans_nodes, tag_bound
 
 TAG_STREAM = 64                # streamed ring: tag TAG_STREAM + step * chunks per step + chunk
 
@@ -41,10 +41,10 @@ class RingAllreduce(Strategy):
     def __init__(self, comm, chunk_bytes=None, stream="auto", **options):
         super().__init__(comm)
         self._scratch = np.empty(0, np.float32)
-        spans_nodes = comm.Get_size() > 1 and len(set(node_ids(comm))) > 1
-        self.stream = spans_nodes if stream == "auto" else bool(stream)
-        self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(spans_nodes)
-        self._tags_per_step = (max_tag(comm) - TAG_STREAM) // max(1, 2 * (comm.Get_size() - 1)) - 1
+        across = spans_nodes(comm)[1]
+        self.stream = across if stream == "auto" else bool(stream)
+        self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(across)
+        self._tags_per_step = (tag_bound(comm) - TAG_STREAM) // max(1, 2 * (comm.Get_size() - 1)) - 1
 
     def _allreduce(self, buf):
         size, rank = self.size, self.rank
@@ -70,7 +70,6 @@ class RingAllreduce(Strategy):
     def _allreduce_streamed(self, buf):
         """The same ring with every segment in chunks, each passed on as soon as it is in."""
         from .pipeline import EventLoop
-        from .polite import PoliteComm
         size, rank, comm = self.size, self.rank, self.comm
         bounds = even_bounds(buf.size, size)
         segment = [buf[bounds[i]:bounds[i + 1]] for i in range(size)]
@@ -93,7 +92,7 @@ class RingAllreduce(Strategy):
         def received(t):    # reduce-scatter steps add it in, allgather steps receive it in place
             return (rank - t - 1) % size if t < adding else (rank - (t - adding)) % size
 
-        loop, in_flight, deferred = EventLoop(sleep=isinstance(comm, PoliteComm)), {}, {}
+        loop, in_flight, deferred = EventLoop.for_comm(comm), {}, {}
 
         def send(t, j):
             key = (sent(t), j)
@@ -166,7 +165,3 @@ class RingAllreduce(Strategy):
     def messages(cls, p, n=0, chunk_bytes=None, ranks_per_node=1, **options):
         return 2 * p * (p - 1) * cls.chunks_per_step(n, p, chunk_bytes, ranks_per_node)
 
-
-def max_tag(comm):
-    from mpi4py import MPI
-    return comm.Get_attr(MPI.TAG_UB)
