@@ -47,10 +47,10 @@ def _fail(message):
     from ..run import mpi_util
     world = mpi_util.world()
     where = f"rank {world.Get_rank()} of {world.Get_size()}: " if world is not None and world.Get_size() > 1 else ""
-    click.echo(f"firecaffe: {where}error: {message}", err=True)
-    sys.stderr.flush()
+    text = f"firecaffe: {where}error: {message}\n"
     if where:
         from ..run.watchdog import disarm
         disarm()            # this rank has said why it ends: its last-words watcher stays quiet
-        world.Abort(1)
+        mpi_util.say_and_abort(world, text, 1)
+    click.echo(text, err=True, nl=False)
     sys.exit(1)

@@ -71,6 +71,25 @@ def wait_until_read(fd, timeout=2.0):
         return
 
 
+def say_and_abort(comm, text, code):
+    """Write ``text`` to stderr in one write, let the launcher read it, then abort the job with ``code``.
+
+    Never returns: MPICH's MPI_Abort can return when another thread of this rank
+    is inside a blocking call (--bucket-mb), so the process exits after it.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os.write(2, text.encode(errors="replace"))      # one write: nothing interleaved, nothing half-said
+    wait_until_read(2)
+    try:
+        comm.Abort(code)
+    finally:
+        os._exit(code)
+
+
 def rank_prefix():
     """``"rank R of P: "`` for messages from a multi-rank job, ``""`` otherwise."""
     comm = world()
@@ -114,11 +133,10 @@ def abort_on_error():
         where = "" if comm is None else f"rank {comm.Get_rank()} of {comm.Get_size()} "
         message = str(exc) if issubclass(exc_type, FirecaffeError) else f"{exc_type.__name__}: {exc}"
         text += f"firecaffe: {where}failed: {message}{failure_context()}\n"
-        sys.stderr.flush()
-        os.write(2, text.encode(errors="replace"))      # one write: nothing lost to the abort
         if comm is not None and comm.Get_size() > 1:
-            wait_until_read(2)
-            comm.Abort(1)
+            say_and_abort(comm, text, 1)
+        sys.stderr.flush()
+        os.write(2, text.encode(errors="replace"))
 
     def report_thread(args):
         if args.exc_type is not SystemExit:

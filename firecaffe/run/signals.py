@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from . import watchdog
+from . import mpi_util, watchdog
 
 EFFECTS = ("stop", "snapshot", "none")
 SNAPSHOT, STOP = 1, 2
@@ -197,14 +197,11 @@ class Signals:
         while not self._request.Test():
             if time.monotonic() > deadline:
                 world = self._world
-                os.write(2, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: stalled: waited "
-                            f"{self.stall_timeout:g} s (--stall-timeout) for the other ranks at the end of "
-                            f"iteration {iteration - 1}; aborting the job\n".encode())
                 watchdog.disarm()
-                try:
-                    world.Abort(3)
-                finally:
-                    os._exit(3)
+                mpi_util.say_and_abort(
+                    world, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: stalled: waited "
+                           f"{self.stall_timeout:g} s (--stall-timeout) for the other ranks at the end of "
+                           f"iteration {iteration - 1}; aborting the job\n", 3)
             time.sleep(0.0005)
 
     def close(self):

@@ -238,17 +238,11 @@ class StallWatchdog:
         else:
             where += "; every rank arrived, the reduction itself does not finish"
         where += self._network_report()
-        sys.stderr.write(where + "; aborting the job\n")
-        sys.stderr.flush()
         disarm()
         if self.rank != 0:
-            time.sleep(GRACE_SECONDS)
-        try:
-            self.world.Abort(3)
-        finally:
-            # MPICH's MPI_Abort can return when another thread of this rank is inside a
-            # blocking collective (--bucket-mb); never go back to the loop and report again
-            os._exit(3)
+            time.sleep(GRACE_SECONDS)       # worker 0, which can name the missing, speaks first
+        # never returns to the loop to report again (MPI_Abort can return under --bucket-mb)
+        mpi_util.say_and_abort(self.world, where + "; aborting the job\n", 3)
 
 
     def _network_report(self):

@@ -64,7 +64,7 @@ def test_a_nan_gradient_names_the_iteration_layer_and_rank(run_with_fault):
             "gradient (in backward order): parameter 0 of layer 'ip1' (InnerProduct)") in result.stderr, str(result)
 
 
-def test_stall_report_never_returns_even_if_mpi_abort_does(monkeypatch, capsys):
+def test_stall_report_never_returns_even_if_mpi_abort_does(monkeypatch, capfd):
     # MPICH's MPI_Abort returned in some runs with a bucket thread inside a collective; the
     # watchdog thread then reported the stall again in a loop. It must end the process instead.
     from firecaffe.run import watchdog
@@ -95,4 +95,4 @@ def test_stall_report_never_returns_even_if_mpi_abort_does(monkeypatch, capsys):
     with pytest.raises(Exited):
         dog._report(("the allreduce of the gradients", 5, 0.0, ["arriving"]))
     assert World.aborted == 1
-    assert capsys.readouterr().err.count("stalled: waited 2 s") == 1
+    assert capfd.readouterr().err.count("stalled: waited 2 s") == 1
