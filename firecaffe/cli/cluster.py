@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from ..cluster.links import DEFAULT_MTU
+from ..cluster.links import DEFAULT_MTU, DEFAULT_TCP
 
 NAME_OPTION = click.option("--name", default="fc", show_default=True,
                            help="Cluster name (prefixes its namespaces and interfaces).")
@@ -16,6 +16,9 @@ PPN_OPTION = click.option("--ppn", type=click.IntRange(min=1), default=1, show_d
 MTU_OPTION = click.option("--mtu", type=int, default=DEFAULT_MTU, show_default=True,
                           help="Largest frame on the links, bytes (9000: jumbo frames, as on most cluster "
                                "fabrics; fewer packets for the machine's cores to carry).")
+TCP_OPTION = click.option("--tcp", default=DEFAULT_TCP, show_default=True, metavar="NAME",
+                          help="TCP congestion control inside the nodes (loss-based, as a real link "
+                               "needs: the token bucket's bursts fool BBR's bandwidth estimate).")
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
@@ -30,10 +33,11 @@ def cluster():
 @PPN_OPTION
 @NAME_OPTION
 @MTU_OPTION
-def up(nodes, rate, ppn, name, mtu):
+@TCP_OPTION
+def up(nodes, rate, ppn, name, mtu, tcp):
     """Make NODES namespaces on a bridge, each node's link limited to RATE in both directions."""
     from .. import cluster as emulated
-    state = emulated.up(nodes, rate, ppn, name, mtu)
+    state = emulated.up(nodes, rate, ppn, name, mtu, tcp)
     click.echo(_summary(state))
 
 
@@ -56,7 +60,7 @@ def exec_cmd(ctx, args):
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, args):
-    """Up, exec, down: run --nodes N --link RATE [--ppn K] [--mtu B] [-n P] [mpiexec options] -- COMMAND...
+    """Up, exec, down: run --nodes N --link RATE [--ppn K] [--mtu B] [--tcp CC] [-n P] [mpiexec options] -- COMMAND...
 
     The cluster is taken down when the job ends, fails or is interrupted.
     """
@@ -66,7 +70,8 @@ def run(ctx, args):
         if required not in ours:
             raise click.UsageError(f"run needs --{'link' if required == 'rate' else required}")
     sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
-                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", DEFAULT_MTU)))
+                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
+                          ours.get("tcp", DEFAULT_TCP)))
 
 
 @cluster.command()
@@ -98,7 +103,7 @@ def down(name):
 # Options of exec and run, parsed by hand: click would read mpiexec's -genv as -g -e -n v.
 EXEC_OPTIONS = {"-n": ("ranks", int), "--name": ("name", str), "--timeout": ("timeout", float)}
 RUN_OPTIONS = dict(EXEC_OPTIONS, **{"--nodes": ("nodes", int), "--link": ("rate", str), "--ppn": ("ppn", int),
-                                    "--mtu": ("mtu", int)})
+                                    "--mtu": ("mtu", int), "--tcp": ("tcp", str)})
 
 
 def _parse(ctx, args, known):
@@ -144,7 +149,8 @@ def _summary(state):
     from ..cluster.links import human_rate
     nodes = state["nodes"]
     return (f"cluster {state['name']!r}: {len(nodes)} node(s) {nodes[0]['address']}..{nodes[-1]['address']}, "
-            f"links {human_rate(state['rate_bps'])} each way (MTU {state.get('mtu', DEFAULT_MTU)}), "
+            f"links {human_rate(state['rate_bps'])} each way (MTU {state.get('mtu', DEFAULT_MTU)}, "
+            f"TCP {state.get('tcp', 'as the host')}), "
             f"{state['ppn']} rank(s) per node, "
             f"bridge {state['bridge']}")
 

@@ -19,9 +19,9 @@ DEFAULT_NAME = "fc"
 MAX_NODES = 64
 
 
-def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU):
+def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP):
     """Make ``nodes`` nodes with links of ``rate`` (bits/s or text like 1G), ``ppn`` ranks each, frames of
-    at most ``mtu`` bytes; the state."""
+    at most ``mtu`` bytes, TCP congestion control ``tcp`` inside the nodes; the state."""
     cluster_state.check_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise FirecaffeError(f"--nodes {nodes}: give 1 to {MAX_NODES} nodes")
@@ -31,6 +31,7 @@ def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU):
         raise FirecaffeError(f"--mtu {mtu}: give {links.MTU_RANGE[0]} to {links.MTU_RANGE[1]} bytes "
                              "(1500 is Ethernet's, 9000 jumbo frames)")
     rate_bps = rate if isinstance(rate, int) else links.parse_rate(rate)
+    links.check_tcp(tcp)
     missing = links.tools_missing()
     if missing:
         raise FirecaffeError(f"firecaffe cluster needs {', '.join(missing)} (iproute2, util-linux)")
@@ -39,7 +40,7 @@ def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU):
         raise FirecaffeError(f"cluster {name!r} is already up ({len(existing['nodes'])} nodes at "
                              f"{links.human_rate(existing['rate_bps'])}, made by pid {existing['pid']}): "
                              f"`firecaffe cluster down{_name_flag(name)}` first, or choose another --name")
-    state = links.plan(name, nodes, rate_bps, ppn, mtu)
+    state = links.plan(name, nodes, rate_bps, ppn, mtu, tcp)
     links.check_free(state)
     try:
         cluster_state.save(state)
@@ -103,10 +104,10 @@ def execute(command, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=Non
 
 
 def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None,
-        mtu=links.DEFAULT_MTU):
+        mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP):
     """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status."""
     with _sigterm_as_interrupt():
-        up(nodes, rate, ppn, name, mtu)
+        up(nodes, rate, ppn, name, mtu, tcp)
         try:
             return execute(command, ranks, mpiexec_args, name, timeout)
         finally:

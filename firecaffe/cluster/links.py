@@ -82,9 +82,39 @@ def _free_subnet():
 
 DEFAULT_MTU = 1500          # Ethernet's; cluster fabrics often use jumbo frames (9000)
 MTU_RANGE = (576, 65535)
+# TCP congestion control inside the nodes. A loss-based one (reno; cubic where the host allows it)
+# sees a token bucket as the link it stands for. BBR, the default of some hosts, does not: it
+# estimates the bottleneck's bandwidth from delivery rates, and tbf hands over its burst at the
+# veth's speed, so BBR read 14 Gb/s on a 100 Mb/s link, paced far above it, and large messages in
+# lock-step exchanges (MPICH's Allreduce) ran at 1.2-1.3x the link's time (docs/scaling.md).
+DEFAULT_TCP = "reno"
+_PROC_TCP = Path("/proc/sys/net/ipv4")
 
 
-def plan(name, nodes, rate_bps, ppn, mtu=DEFAULT_MTU):
+def allowed_tcp():
+    """Congestion controls a network namespace may choose (the host's allowed list; reno always)."""
+    try:
+        return (_PROC_TCP / "tcp_allowed_congestion_control").read_text().split() or [DEFAULT_TCP]
+    except OSError:
+        return [DEFAULT_TCP]
+
+
+def check_tcp(name):
+    """Refuse, before anything is made, a congestion control the nodes cannot use."""
+    allowed = allowed_tcp()
+    if name not in allowed:
+        available = []
+        try:
+            available = (_PROC_TCP / "tcp_available_congestion_control").read_text().split()
+        except OSError:
+            pass
+        hint = (f"; the kernel has it but the host allows namespaces only {', '.join(allowed)}: add it with "
+                f"`sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{' '.join(allowed + [name])}\"`"
+                if name in available else f"; this host allows {', '.join(allowed)}")
+        raise FirecaffeError(f"--tcp {name}: not a congestion control the nodes can use{hint}")
+
+
+def plan(name, nodes, rate_bps, ppn, mtu=DEFAULT_MTU, tcp=DEFAULT_TCP):
     """The state of a cluster before anything is made: every name and address it will use."""
     subnet = _free_subnet()
     prefix = SUBNET.format(subnet)
@@ -93,7 +123,7 @@ def plan(name, nodes, rate_bps, ppn, mtu=DEFAULT_MTU):
             {"index": i, "namespace": f"{name}-n{i}", "veth": f"{name}-v{i}", "hostname": f"{name}-node{i}",
              "address": f"{prefix}{i + 1}"} for i in range(nodes)],
         "bridge": f"{name}-br", "bridge_address": f"{prefix}{BRIDGE_HOST}", "subnet": subnet,
-        "rate_bps": rate_bps, "ppn": ppn, "mtu": mtu, "pid": os.getpid(), "made_at": time.time(), "complete": False,
+        "rate_bps": rate_bps, "ppn": ppn, "mtu": mtu, "tcp": tcp, "pid": os.getpid(), "made_at": time.time(), "complete": False,
     }
 
 
@@ -129,6 +159,8 @@ def make(state):
         _ip("ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", NODE_IFACE)
         _ip("ip", "-n", ns, "link", "set", NODE_IFACE, "up")
         _ip("ip", "-n", ns, "link", "set", "lo", "up")
+        _ip("ip", "netns", "exec", ns, "sh", "-c",
+            f"echo {state.get('tcp', DEFAULT_TCP)} > {_PROC_TCP}/tcp_congestion_control")
         _ip("tc", "qdisc", "replace", "dev", veth, "root", *shape)
         _ip("tc", "-n", ns, "qdisc", "replace", "dev", NODE_IFACE, "root", *shape)
 

@@ -211,9 +211,15 @@ def test_nonsense_profiles_are_refused(profile, message):
 
 def test_mpi_off_a_power_of_two_folds_the_extra_ranks_in_and_answers_them_last():
     # p = 3: q = 2 run Rabenseifner (2 messages, n bytes, n/2 added); the third rank's whole array
-    # goes to its partner and the whole sum comes back: 2 more messages, 2n more bytes, n more added.
+    # goes to its partner and the whole sum comes back: 2 more messages, 2n more bytes, n more added;
+    # and r = 1 folding rank is odd: the non-folding rank's first half (n/2) shares the fold's link.
     n = 2**20
-    assert model.coefficients("mpi", n, 3) == (4, 3 * n, 1.5 * n)
+    assert model.coefficients("mpi", n, 3) == (4, 3.5 * n, 1.5 * n)
     assert model.coefficients("mpi", n, 4) == (4, 1.5 * n, 0.75 * n)
+    # r = 2 folding ranks pair with each other in the first step: no half arrives early
+    assert model.coefficients("mpi", n, 6) == (6, 2 * 0.75 * n + 2 * n, 1.75 * n)
+    assert model.coefficients("mpi", n, 7) == (6, 2 * 0.75 * n + 2.5 * n, 1.75 * n)
+    # what the busiest rank sends and receives does not change: the same bytes, earlier
+    assert model.busiest_rank("mpi", n, 7)[1] == 4 * 0.75 * n + 2 * n
     # 15 ranks cost more than 16: the fold is two whole arrays over one link.
     assert model.coefficients("mpi", n, 15)[1] > model.coefficients("mpi", n, 16)[1]

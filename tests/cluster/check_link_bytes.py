@@ -1,9 +1,10 @@
 """Bytes each node's link carries during one allreduce, per strategy: ``check_link_bytes.py OUT NBYTES S...``.
 
 Runs under `firecaffe cluster exec`, one rank per node: every rank reads its
-own ``eth0`` counters (inside its namespace) before and after one allreduce of
-NBYTES per strategy S (after an untimed one that opens the connections), and
-rank 0 writes ``{strategy: [[sent, received] per rank]}`` to OUT as JSON.
+own ``eth0`` counters and its TCP retransmitted segments (inside its namespace)
+before and after one allreduce of NBYTES per strategy S (after an untimed one
+that opens the connections), and rank 0 writes ``{strategy: [[sent, received,
+retransmitted segments] per rank]}`` to OUT as JSON.
 ps uses the last rank as its server and the others as workers.
 """
 import json
@@ -19,8 +20,16 @@ from firecaffe.run.mpi_util import abort_on_error
 STATS = Path("/sys/class/net/eth0/statistics")
 
 
+def retransmitted_segments():
+    """``Tcp: RetransSegs`` of this namespace (/proc/net/snmp is per network namespace)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    names, values = lines[0], lines[1]
+    return int(values[names.index("RetransSegs")])
+
+
 def counters():
-    return np.array([int((STATS / "tx_bytes").read_text()), int((STATS / "rx_bytes").read_text())], np.int64)
+    return np.array([int((STATS / "tx_bytes").read_text()), int((STATS / "rx_bytes").read_text()),
+                     retransmitted_segments()], np.int64)
 
 
 def reduce_once(name, world, flat):

@@ -45,11 +45,11 @@ def skip_unless_possible():
 
 
 @contextlib.contextmanager
-def make_cluster(nodes, rate, ppn=1, name=NAME, mtu=1500):
+def make_cluster(nodes, rate, ppn=1, name=NAME, mtu=1500, tcp="reno"):
     """Bring a cluster up for a block and down after it, whatever happens; skip without the rights."""
     skip_unless_possible()
     try:
-        state = emulated.up(nodes, rate, ppn, name, mtu)
+        state = emulated.up(nodes, rate, ppn, name, mtu, tcp)
     except FirecaffeError as exc:
         if str(exc) == NEEDS_RIGHTS:
             pytest.skip(str(exc))

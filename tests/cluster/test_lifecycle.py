@@ -49,6 +49,24 @@ def test_jumbo_frames_on_every_interface_of_the_links_and_a_wrong_mtu_refused_be
         assert Path("/sys/class/net", state["bridge"], "mtu").read_text().strip() == "9000"
 
 
+def test_nodes_use_a_loss_based_tcp_and_one_they_cannot_use_is_refused_before_anything_is_made():
+    # BBR (some hosts' default) reads a token bucket's bursts as the link's bandwidth; the nodes get reno
+    with pytest.raises(FirecaffeError, match="--tcp no-such-cc: not a congestion control the nodes can use; "
+                                             "this host allows .*reno"):
+        emulated.up(2, "100M", name=NAME, tcp="no-such-cc")
+    assert leftovers() == []
+    with make_cluster(2, "100M") as state:
+        assert state["tcp"] == "reno"
+        for node in state["nodes"]:
+            inside = subprocess.run(["ip", "netns", "exec", node["namespace"], "cat",
+                                     "/proc/sys/net/ipv4/tcp_congestion_control"],
+                                    capture_output=True, text=True, check=True).stdout.strip()
+            assert inside == "reno"
+        status = subprocess.run([sys.executable, "-m", "firecaffe", "cluster", "status", "--name", NAME],
+                                capture_output=True, text=True, cwd=REPO, timeout=60).stdout
+        assert "(MTU 1500, TCP reno)" in status, status
+
+
 def test_up_refuses_to_clobber_a_cluster_or_a_namespace_it_did_not_make():
     with make_cluster(2, "100M"):
         with pytest.raises(FirecaffeError, match="is already up .* `firecaffe cluster down --name fct` first"):

@@ -11,6 +11,7 @@ from .conftest import HERE, cluster_job, make_cluster
 
 RATE = 200e6          # bits/s: low enough that 2 shared cores keep up with four links
 NBYTES = 4 * 2**20
+MTU = 1500            # make_cluster's
 
 
 def expected_link_bytes(comm, n, p):
@@ -49,12 +50,17 @@ def test_each_link_carries_the_bytes_of_its_strategys_formula(tmp_path):
         status = json.loads(cluster_job(["status", "--name", "fct", "--json"]).stdout)
     measured = json.loads(out.read_text())
     for comm in strategies:
-        for rank, ((sent, received), (want_sent, want_received)) in enumerate(
+        for rank, ((sent, received, resent), (want_sent, want_received)) in enumerate(
                 zip(measured[comm], expected_link_bytes(comm, NBYTES, 4))):
-            # TCP/IP headers and the barriers add well under 1%; on a loaded machine the token buckets
-            # drop a few packets, and their retransmissions count again (seen: up to 5%).
-            for what, got, want in (("sent", sent, want_sent), ("received", received, want_received)):
-                assert 0.98 * want <= got <= 1.10 * want, f"{comm} rank {rank} {what} {got} bytes, formula {want:.0f}"
+            # TCP/IP headers and the barriers add well under 1%. A token bucket drops what overflows its
+            # queue (a parameter server's incast, reno growing its window until a loss), and what TCP sends
+            # again leaves the sender's link again: at most the segments the node's TCP counts as
+            # retransmitted, each at most one frame (seen: ps workers 11% over, with ~320 resent).
+            resent_bytes = resent * MTU
+            for what, got, want, extra in (("sent", sent, want_sent, resent_bytes),
+                                           ("received", received, want_received, 0)):
+                assert 0.98 * want <= got <= 1.10 * want + extra, (
+                    f"{comm} rank {rank} {what} {got} bytes, formula {want:.0f} (+ {resent} segments resent)")
     for link in status["links"]:
         assert link["link"] == "up" and link["sent_bytes"] > NBYTES and link["received_bytes"] > NBYTES
 
@@ -70,9 +76,10 @@ def test_hierarchical_reduction_sends_only_the_leaders_traffic_over_the_links(tm
         assert run.returncode == 0, str(run)
     measured = json.loads(out.read_text())
     for comm, factor in (("hier", 1.0), ("ring", 1.5)):
-        for rank, (sent, received) in enumerate(measured[comm]):    # each rank reads its node's link
-            for what, got in (("sent", sent), ("received", received)):
-                assert 0.98 <= got / (factor * NBYTES) <= 1.10, f"{comm} rank {rank} {what} {got}"
+        for rank, (sent, received, resent) in enumerate(measured[comm]):   # each rank reads its node's link
+            for what, got, extra in (("sent", sent, resent * MTU), ("received", received, 0)):
+                assert 0.98 * factor * NBYTES <= got <= 1.10 * factor * NBYTES + extra, (
+                    f"{comm} rank {rank} {what} {got} (+ {resent} segments resent)")
 
 
 @pytest.mark.mpi
