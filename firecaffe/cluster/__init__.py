@@ -9,6 +9,7 @@ Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN), iproute2 and MPICH's mpiexec.
 import contextlib
 import signal
 import subprocess
+import sys
 import time
 
 from ..errors import FirecaffeError
@@ -107,7 +108,9 @@ def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_N
         mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP):
     """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status."""
     with _sigterm_as_interrupt():
-        up(nodes, rate, ppn, name, mtu, tcp)
+        state = up(nodes, rate, ppn, name, mtu, tcp)
+        if state.get("tcp_warning"):
+            print(f"firecaffe: warning: {state['tcp_warning']}", file=sys.stderr, flush=True)
         try:
             return execute(command, ranks, mpiexec_args, name, timeout)
         finally:

@@ -159,10 +159,23 @@ def make(state):
         _ip("ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", NODE_IFACE)
         _ip("ip", "-n", ns, "link", "set", NODE_IFACE, "up")
         _ip("ip", "-n", ns, "link", "set", "lo", "up")
-        _ip("ip", "netns", "exec", ns, "sh", "-c",
-            f"echo {state.get('tcp', DEFAULT_TCP)} > {_PROC_TCP}/tcp_congestion_control")
+        _set_tcp(state, ns)
         _ip("tc", "qdisc", "replace", "dev", veth, "root", *shape)
         _ip("tc", "-n", ns, "qdisc", "replace", "dev", NODE_IFACE, "root", *shape)
+
+
+def _set_tcp(state, ns):
+    """Make ``state["tcp"]`` the congestion control of namespace ``ns``; where /proc/sys cannot be written
+    (a container that mounts it read-only), keep what the node has and say so in ``state["tcp_warning"]``."""
+    wanted = state.get("tcp", DEFAULT_TCP)
+    path = _PROC_TCP / "tcp_congestion_control"
+    tried = _ip("ip", "netns", "exec", ns, "sh", "-c", f"echo {wanted} > {path}", check=False)
+    have = _ip("ip", "netns", "exec", ns, "cat", str(path), check=False).stdout.strip() or "unknown"
+    if have != wanted:
+        why = tried.stderr.strip().splitlines()[-1] if tried.stderr.strip() else "the kernel kept its own"
+        state["tcp"] = have
+        state["tcp_warning"] = (f"the nodes run TCP {have}, not {wanted} ({why}): a model-based one such as "
+                                "BBR misreads the token bucket's bursts (docs/launch.md)")
 
 
 def unmake(state):

@@ -56,6 +56,8 @@ def test_nodes_use_a_loss_based_tcp_and_one_they_cannot_use_is_refused_before_an
         emulated.up(2, "100M", name=NAME, tcp="no-such-cc")
     assert leftovers() == []
     with make_cluster(2, "100M") as state:
+        if state.get("tcp_warning"):
+            pytest.skip(state["tcp_warning"])      # /proc/sys read-only here: the warning is what a user sees
         assert state["tcp"] == "reno"
         for node in state["nodes"]:
             inside = subprocess.run(["ip", "netns", "exec", node["namespace"], "cat",
@@ -130,3 +132,26 @@ def test_without_the_rights_one_line_and_a_non_zero_status(tmp_path):
 def test_status_of_a_cluster_that_is_not_up_says_how_to_make_one():
     with pytest.raises(FirecaffeError, match="no cluster 'fct' is up: `firecaffe cluster up --nodes N"):
         emulated.status(NAME)
+
+
+def test_a_node_whose_tcp_cannot_be_set_keeps_its_own_and_says_so(monkeypatch):
+    # a container may mount /proc/sys read-only: the cluster still comes up, and the state says what runs
+    from firecaffe.cluster import links
+
+    class Done:
+        def __init__(self, stdout="", stderr="", returncode=0):
+            self.stdout, self.stderr, self.returncode = stdout, stderr, returncode
+
+    def fake_ip(*args, check=True):
+        if args[-1].startswith("echo"):
+            return Done(stderr="sh: 1: cannot create /proc/sys/net/ipv4/tcp_congestion_control: "
+                               "Read-only file system", returncode=2)
+        return Done(stdout="bbr\n")
+
+    monkeypatch.setattr(links, "_ip", fake_ip)
+    state = {"tcp": "reno"}
+    links._set_tcp(state, "fct-n0")
+    assert state["tcp"] == "bbr"
+    assert state["tcp_warning"] == (
+        "the nodes run TCP bbr, not reno (sh: 1: cannot create /proc/sys/net/ipv4/tcp_congestion_control: "
+        "Read-only file system): a model-based one such as BBR misreads the token bucket's bursts (docs/launch.md)")
