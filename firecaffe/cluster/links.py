@@ -176,6 +176,14 @@ def _set_tcp(state, ns):
         state["tcp"] = have
         state["tcp_warning"] = (f"the nodes run TCP {have}, not {wanted} ({why}): a model-based one such as "
                                 "BBR misreads the token bucket's bursts (docs/launch.md)")
+    # A connection idle for longer than its retransmission timeout starts again from the initial
+    # window. On a real fabric regaining the window takes microseconds; on a link 100x slower whose
+    # queue holds 50 ms it takes tens of ms per restart, and a lock-step algorithm (MPICH's
+    # Rabenseifner: 8 exchanges on 16 nodes, each on a connection idle since the last) pays it every step.
+    idle = _PROC_TCP / "tcp_slow_start_after_idle"
+    _ip("ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > {idle}", check=False)
+    state["tcp_restart_after_idle"] = _ip("ip", "netns", "exec", ns, "cat", str(idle),
+                                          check=False).stdout.strip() != "0"
 
 
 def unmake(state):

@@ -58,12 +58,13 @@ def test_nodes_use_a_loss_based_tcp_and_one_they_cannot_use_is_refused_before_an
     with make_cluster(2, "100M") as state:
         if state.get("tcp_warning"):
             pytest.skip(state["tcp_warning"])      # /proc/sys read-only here: the warning is what a user sees
-        assert state["tcp"] == "reno"
+        assert state["tcp"] == "reno" and state["tcp_restart_after_idle"] is False
         for node in state["nodes"]:
-            inside = subprocess.run(["ip", "netns", "exec", node["namespace"], "cat",
-                                     "/proc/sys/net/ipv4/tcp_congestion_control"],
-                                    capture_output=True, text=True, check=True).stdout.strip()
-            assert inside == "reno"
+            for setting, value in (("tcp_congestion_control", "reno"), ("tcp_slow_start_after_idle", "0")):
+                inside = subprocess.run(["ip", "netns", "exec", node["namespace"], "cat",
+                                         f"/proc/sys/net/ipv4/{setting}"],
+                                        capture_output=True, text=True, check=True).stdout.strip()
+                assert inside == value, setting
         status = subprocess.run([sys.executable, "-m", "firecaffe", "cluster", "status", "--name", NAME],
                                 capture_output=True, text=True, cwd=REPO, timeout=60).stdout
         assert "(MTU 1500, TCP reno)" in status, status
@@ -151,7 +152,7 @@ def test_a_node_whose_tcp_cannot_be_set_keeps_its_own_and_says_so(monkeypatch):
     monkeypatch.setattr(links, "_ip", fake_ip)
     state = {"tcp": "reno"}
     links._set_tcp(state, "fct-n0")
-    assert state["tcp"] == "bbr"
+    assert state["tcp"] == "bbr" and state["tcp_restart_after_idle"] is True
     assert state["tcp_warning"] == (
         "the nodes run TCP bbr, not reno (sh: 1: cannot create /proc/sys/net/ipv4/tcp_congestion_control: "
         "Read-only file system): a model-based one such as BBR misreads the token bucket's bursts (docs/launch.md)")
