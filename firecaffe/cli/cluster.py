@@ -39,8 +39,6 @@ def up(nodes, rate, ppn, name, mtu, tcp):
     from .. import cluster as emulated
     state = emulated.up(nodes, rate, ppn, name, mtu, tcp)
     click.echo(_summary(state))
-    if state.get("tcp_warning"):
-        click.echo(f"firecaffe: warning: {state['tcp_warning']}", err=True)
 
 
 @cluster.command(name="exec", context_settings=PASSTHROUGH, add_help_option=False)

@@ -22,7 +22,8 @@ MAX_NODES = 64
 
 def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP):
     """Make ``nodes`` nodes with links of ``rate`` (bits/s or text like 1G), ``ppn`` ranks each, frames of
-    at most ``mtu`` bytes, TCP congestion control ``tcp`` inside the nodes; the state."""
+    at most ``mtu`` bytes, TCP congestion control ``tcp`` inside the nodes (a warning on stderr where it
+    cannot be set); the state."""
     cluster_state.check_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise FirecaffeError(f"--nodes {nodes}: give 1 to {MAX_NODES} nodes")
@@ -57,6 +58,8 @@ def up(nodes, rate, ppn=1, name=DEFAULT_NAME, mtu=links.DEFAULT_MTU, tcp=links.D
         raise
     state["complete"] = True
     cluster_state.save(state)
+    if state.get("tcp_warning"):
+        print(f"firecaffe: warning: {state['tcp_warning']}", file=sys.stderr, flush=True)
     return state
 
 
@@ -108,9 +111,7 @@ def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_N
         mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP):
     """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status."""
     with _sigterm_as_interrupt():
-        state = up(nodes, rate, ppn, name, mtu, tcp)
-        if state.get("tcp_warning"):
-            print(f"firecaffe: warning: {state['tcp_warning']}", file=sys.stderr, flush=True)
+        up(nodes, rate, ppn, name, mtu, tcp)
         try:
             return execute(command, ranks, mpiexec_args, name, timeout)
         finally:

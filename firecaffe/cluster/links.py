@@ -168,11 +168,8 @@ def _set_tcp(state, ns):
     """Make ``state["tcp"]`` the congestion control of namespace ``ns``; where /proc/sys cannot be written
     (a container that mounts it read-only), keep what the node has and say so in ``state["tcp_warning"]``."""
     wanted = state.get("tcp", DEFAULT_TCP)
-    path = _PROC_TCP / "tcp_congestion_control"
-    tried = _ip("ip", "netns", "exec", ns, "sh", "-c", f"echo {wanted} > {path}", check=False)
-    have = _ip("ip", "netns", "exec", ns, "cat", str(path), check=False).stdout.strip() or "unknown"
+    have, why = _node_sysctl(ns, "tcp_congestion_control", wanted)
     if have != wanted:
-        why = tried.stderr.strip().splitlines()[-1] if tried.stderr.strip() else "the kernel kept its own"
         state["tcp"] = have
         state["tcp_warning"] = (f"the nodes run TCP {have}, not {wanted} ({why}): a model-based one such as "
                                 "BBR misreads the token bucket's bursts (docs/launch.md)")
@@ -180,10 +177,16 @@ def _set_tcp(state, ns):
     # window. On a real fabric regaining the window takes microseconds; on a link 100x slower whose
     # queue holds 50 ms it takes tens of ms per restart, and a lock-step algorithm (MPICH's
     # Rabenseifner: 8 exchanges on 16 nodes, each on a connection idle since the last) pays it every step.
-    idle = _PROC_TCP / "tcp_slow_start_after_idle"
-    _ip("ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > {idle}", check=False)
-    state["tcp_restart_after_idle"] = _ip("ip", "netns", "exec", ns, "cat", str(idle),
-                                          check=False).stdout.strip() != "0"
+    state["tcp_restart_after_idle"] = _node_sysctl(ns, "tcp_slow_start_after_idle", "0")[0] != "0"
+
+
+def _node_sysctl(ns, key, value):
+    """Write ``value`` to net.ipv4.``key`` inside namespace ``ns``; ``(the value it has now, why not)``."""
+    path = _PROC_TCP / key
+    tried = _ip("ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}", check=False)
+    have = _ip("ip", "netns", "exec", ns, "cat", str(path), check=False).stdout.strip() or "unknown"
+    why = tried.stderr.strip().splitlines()[-1] if tried.stderr.strip() else "the kernel kept its own"
+    return have, why
 
 
 def unmake(state):

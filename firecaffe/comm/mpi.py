@@ -17,7 +17,7 @@ class MPIAllreduce(Strategy):
     fold, and that one sends its half at once: it arrives over the same link as
     the fold, so the step's other half leaves n/2 later (n/2 more on the link's
     time; seen in the node counters on 5 emulated nodes, docs/scaling.md).
-        """
+    """
 
     name = "mpi"
     order = 30
