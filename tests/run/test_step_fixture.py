@@ -1,0 +1,37 @@
+"""The training step gives the same bits as when step_fixture.json was recorded (issue 20's guard).
+
+Each case trains lenet_digits 20 iterations (1 rank; 4 ranks with every CPU strategy, with and without
+buckets; a parameter server with two servers and gradient clipping) and compares the SHA-256 of the final
+weights and solver state. The digests hold for the CPU and BLAS they were recorded on (the fingerprint).
+"""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+spec = importlib.util.spec_from_file_location("step_fixture", HERE / "step_fixture.py")
+step_fixture = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(step_fixture)
+RECORDED = json.loads(step_fixture.FIXTURE.read_text())
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def same_machine():
+    pytest.importorskip("mpi4py")
+    if shutil.which("mpiexec") is None:
+        pytest.skip("needs mpiexec (pip install 'firecaffe[mpich]')")
+    now = step_fixture.fingerprint()
+    if now != RECORDED["fingerprint"]:
+        pytest.skip(f"digests were recorded on {RECORDED['fingerprint']}, this machine is {now}: "
+                    "re-record with `python tests/run/step_fixture.py record` on a known-good commit")
+
+
+@pytest.mark.parametrize("case", list(step_fixture.CASES))
+def test_final_weights_are_bit_identical_to_the_recorded_step(case):
+    ranks, extra = step_fixture.CASES[case]
+    assert step_fixture.run_case(ranks, extra) == RECORDED["cases"][case]
