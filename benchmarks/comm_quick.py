@@ -15,7 +15,7 @@ import numpy as np
 from mpi4py import MPI
 
 from firecaffe.comm import make_strategy
-from firecaffe.comm.base import SHARED_MEMORY_CHUNK_BYTES
+from firecaffe.comm.topology import SHARED_MEMORY_CHUNK_BYTES
 
 
 def sleepy_barrier(comm):

@@ -45,14 +45,15 @@ def measure(layers, repeat, mode):
     os.unlink(f.name)
     if mode == "on":
         from firecaffe.run.timeline import Timeline
-        net.timeline = Timeline(os.devnull, iters=1)
+        recorder = Timeline(os.devnull, iters=1)
+        recorder.watch_net(net)
     times, bare = [], []
     for _ in range(repeat):
         start = time.perf_counter()
         net.forward_backward()
         times.append(time.perf_counter() - start)
         if mode == "on":
-            net.timeline.events.clear()
+            recorder.events.clear()
         start = time.perf_counter()
         bare_forward_backward(net)
         bare.append(time.perf_counter() - start)

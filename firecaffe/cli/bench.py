@@ -100,8 +100,9 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
             click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
 
     try:
+        from ..core.options import RunOptions
         records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
-                                 net=net, progress=progress, inter=inter)
+                                 net=net, progress=progress, inter=inter, wait=RunOptions.build().wait)
     except FirecaffeError as exc:
         if world.Get_size() > 1 or "needs at least" not in str(exc):
             raise

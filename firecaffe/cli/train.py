@@ -61,12 +61,6 @@ def _looks_like_net(text):
         return bool(_NET_FIELDS.search(text)) and not _SOLVER_FIELDS.search(text)
 
 
-def batch_hook(global_batch, workers):
-    """A train-net hook setting every TRAIN data layer's batch_size to global_batch / workers (or None)."""
-    from ..run.job import BatchPlan
-    return None if global_batch is None else BatchPlan(global_batch, workers).hook
-
-
 @click.command()
 @click.argument("target", required=False, type=click.Path())
 @click.option("--solver", "solver_flag", type=click.Path(), help="Solver prototxt (as caffe's --solver).")
@@ -128,20 +122,20 @@ def batch_hook(global_batch, workers):
 def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snapshot_every,
           snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
-    from ..run import mpi_util, watchdog
+    from ..core.options import RunOptions
+    from ..run import mpi_util
     from ..run.signals import Signals, finish
-    from ..run.job import BatchPlan, apply_lr_scaling, compare_resumed_batch, startup_line
-    stall_timeout, inter = flags.pop("stall_timeout"), flags.pop("inter")
-    snapshot_keep = flags.pop("snapshot_keep")
-    lr_scaling, warmup_iters, show_progress = flags.pop("lr_scaling"), flags.pop("warmup_iters"), \
-        flags.pop("show_progress")
-    effects = flags.pop("sigint_effect"), flags.pop("sighup_effect")
-    timeline_path, timeline_iters = flags.pop("timeline"), flags.pop("timeline_iters")
+    from ..run.job import startup_line
+    options = RunOptions.build(
+        comm=comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
+        global_batch=global_batch, **{key: flags.pop(key) for key in (
+            "inter", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters", "show_progress",
+            "sigint_effect", "sighup_effect", "timeline", "timeline_iters")})
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
     if weights and snapshot:
         raise click.UsageError("give --weights or --snapshot, not both (a snapshot already holds the weights)")
-    signals = Signals(*effects).install()         # first: a SLURM warning may come during start-up
+    signals = Signals(options.sigint_effect, options.sighup_effect).install()   # first: a SLURM warning may come during start-up
     click.get_current_context().call_on_close(signals.uninstall)
     world = mpi_util.world()
     signals.refresh()
@@ -171,24 +165,19 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         param.test_iter.extend(test_iter)
         if not param.test_interval:
             param.test_interval = param.max_iter or 1
-    from ..run.parallel import make_sync
-    sync = make_sync(world, comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
-                     inter=inter) if size > 1 or strategy_class(comm).needs_gpu else None
+    from ..run.parallel import make_parallel
+    parallel = make_parallel(world if size > 1 or strategy_class(comm).needs_gpu else None, options)
     signals.snapshot_on_stop = param.snapshot_after_train
-    signals.connect(world if sync is not None else None, stall_timeout)
-    if sync is not None:
-        watchdog.install(sync, stall_timeout)
+    signals.connect(world if parallel is not None else None, options.stall_timeout)
     from ..run.timeline import Timeline
-    timeline = Timeline(timeline_path, timeline_iters, world if size > 1 else None) if timeline_path else None
-    workers = sync.num_workers if sync is not None else 1
-    if sync is not None and not sync.is_worker:
+    timeline = Timeline(options.timeline, options.timeline_iters, world if size > 1 else None) \
+        if options.timeline else None
+    if parallel is not None and not parallel.is_worker:
         choose_device(True, None)          # parameter servers only add and update: host memory
     else:
-        choose_device(cpu, gpu, param, local_rank=sync.local_rank if sync is not None else 0)
-    plan = BatchPlan(global_batch, workers)
-    solver = Solver(param, path=solver_path, sync=sync,
-                    shard=(max(sync.worker_rank, 0), workers) if sync is not None else (0, 1),
-                    train_net_hook=plan.hook)
+        choose_device(cpu, gpu, param, local_rank=parallel.local_rank if parallel is not None else 0)
+    solver = Solver(param, path=solver_path, parallel=parallel, options=options)
+    solver.hooks.add("iteration_end", signals.agree)
     resume = snapshot
     if resume_prefix is not None:
         resume_prefix = resume_prefix or snapshots.prefix_of(solver)
@@ -198,27 +187,23 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         elif weights:
             LOGGER.info(f"--resume-latest: resuming from {resume}; --weights {weights} not used")
             weights = None
-    solver.signals = signals
-    solver.global_batch, solver.workers, solver.show_progress = plan.global_batch, workers, show_progress
-    apply_lr_scaling(solver, plan, lr_scaling, warmup_iters)
-    startup_line(sync, plan, solver, comm)
-    solver.snapshot_keep = snapshot_keep
-    if solver.is_root and (sync is None or sync.is_worker):
+    startup_line(parallel, solver, comm)
+    if solver.is_root and (parallel is None or parallel.is_worker):
         snapshots.check_writable(solver)
     if weights:
         solver.net.copy_from(weights)
-        if sync is not None:
-            sync.broadcast_weights(solver.net)
+        if parallel is not None:
+            parallel.broadcast_weights(solver.net)
     if resume:
         solver.restore(resume)
-        compare_resumed_batch(solver, plan, global_batch is not None)
+        solver.compare_resumed_batch(global_batch is not None)
     if timeline is not None:
         timeline.attach(solver)
     solver.solve()                 # parameter-server ranks too: the strategy gives them their part
     if timeline is not None:
         timeline.write()           # collective: rank 0 writes every rank's events
-    if sync is not None:
-        sync.close()
+    if parallel is not None:
+        parallel.close()
     signals.close()
     if solver.stopped is not None:
         written = solver.last_snapshot if solver.stopped.snapshot else None

@@ -50,15 +50,8 @@ def strategy_class(name):
 def make_strategy(name, world, **options):
     """This rank's ``name`` strategy in a job over ``world`` (a worker, or a server for ps).
 
-    Options go to the strategy: ``chunk_bytes`` for tree, ``num_servers`` for ps.
-    With ``FIRECAFFE_WAIT=sleep`` the strategy's own point-to-point waits sleep
-    between tests (``base.wait_policy``, comm/polite.py).
+    Options go to the strategy: ``wait`` ("spin" or "sleep": comm/polite.py) and
+    ``cuda_aware`` for all, ``chunk_bytes`` for the trees and the ring, ``servers``
+    for ps, ``inter`` for hier; a strategy ignores the options of the others.
     """
-    from .base import wait_policy
-    policy = wait_policy()
-    strategy = strategy_class(name)(world, **options)
-    if policy == "sleep" and strategy.own_waits and strategy.comm is not None:
-        from .polite import PoliteComm
-        if not isinstance(strategy.comm, PoliteComm):
-            strategy.comm = PoliteComm(strategy.comm)
-    return strategy
+    return strategy_class(name)(world, **options)

@@ -23,7 +23,7 @@ some rank has four links in any two binary trees whose inner nodes differ
 """
 import math
 
-from .base import NETWORK_CHUNK_BYTES, layout_chunk_bytes
+from .topology import NETWORK_CHUNK_BYTES, layout_chunk_bytes
 from .pipeline import PipelinedTrees
 
 def inorder_tree(size):

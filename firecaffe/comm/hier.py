@@ -16,7 +16,8 @@ speed), so a byte reduced costs 2 gamma and a byte broadcast 1 gamma:
     inter(n, N) + 2 L_K alpha + 3 L_K n gamma,     L_K = ceil(log2 K)
 """
 from ..errors import FirecaffeError
-from .base import Strategy, log2_ceil
+from .base import Strategy
+from .topology import log2_ceil
 
 INTER_STRATEGIES = ("tree", "ring")
 
@@ -34,15 +35,16 @@ class HierarchicalAllreduce(Strategy):
     order = 45
 
     def __init__(self, comm, inter="tree", **options):
+        options.pop("servers", None)
         from mpi4py import MPI
 
         from . import make_strategy
-        super().__init__(comm)
+        super().__init__(comm, **options)
         self.inter = check_inter(inter)
         self.node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
         is_leader = self.node.Get_rank() == 0
         self.leaders = comm.Split(0 if is_leader else MPI.UNDEFINED, key=comm.Get_rank())
-        self.across = make_strategy(inter, self.leaders) if is_leader else None
+        self.across = make_strategy(inter, self.leaders, **options) if is_leader else None
 
     def _allreduce(self, buf):
         from mpi4py import MPI
@@ -52,7 +54,7 @@ class HierarchicalAllreduce(Strategy):
             else:
                 self.node.Reduce(buf, None, op=MPI.SUM, root=0)
         if self.across is not None:
-            self.across._allreduce(buf)
+            self.across.allreduce_(buf)
         if self.node.Get_size() > 1:
             self.node.Bcast(buf, root=0)
 

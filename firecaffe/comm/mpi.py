@@ -1,5 +1,6 @@
 """The MPI library's own Allreduce: the baseline the other strategies are measured against."""
-from .base import Strategy, log2_ceil
+from .base import Strategy
+from .topology import log2_ceil
 
 
 class MPIAllreduce(Strategy):

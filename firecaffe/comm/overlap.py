@@ -15,21 +15,19 @@ granted less, nothing runs in the background and ``wait()`` reduces every
 bucket itself. While buckets are in flight the communicator belongs to the
 reducer: the training loop makes no other MPI call on it until ``wait()``.
 
-The thread's strategy talks through a ``PoliteComm`` (comm/polite.py): its
-waits sleep between tests instead of spinning in MPICH's progress loop, which
-on shared cores took as much CPU from backward as the overlap hid.
-``FIRECAFFE_BUCKET_WAIT=spin`` keeps MPI's own blocking waits (to measure the
-difference, launch/overlap_links.sh).
+The thread's strategy waits ``wait="sleep"`` (comm/polite.py): its waits sleep
+between tests instead of spinning in MPICH's progress loop, which on shared
+cores took as much CPU from backward as the overlap hid. ``wait="spin"``
+(``FIRECAFFE_BUCKET_WAIT=spin``) keeps MPI's own blocking waits (to measure the
+difference, launch/overlap_links.sh). Each reduced bucket fires the ``span`` hook.
 """
-import copy
-import os
 import queue
 import threading
 import time
 from typing import NamedTuple
 
-from .base import chunk_slices
-from .polite import PoliteComm
+from ..core.hooks import Hooks
+from .topology import chunk_slices
 
 DEFAULT_BUCKET_BYTES = 4 * 2**20
 
@@ -43,18 +41,14 @@ class OverlapStats(NamedTuple):
 class BucketReducer:
     """Sums ``flat_diff`` across ranks in contiguous buckets of about ``bucket_bytes``."""
 
-    timeline = None        # run/timeline.py's recorder while `--timeline` records
-
-    def __init__(self, strategy, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES):
+    def __init__(self, strategy, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES, wait="sleep", hooks=None):
         self.flat_diff = flat_diff
         self.buckets = chunk_slices(flat_diff.size, max(1, bucket_bytes // flat_diff.itemsize))
         from mpi4py import MPI
         self.threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
-        self.strategy = strategy
-        if (self.threaded and os.environ.get("FIRECAFFE_BUCKET_WAIT", "sleep") != "spin"
-                and not isinstance(strategy.comm, PoliteComm)):
-            self.strategy = copy.copy(strategy)     # shares its scratch buffers: never used at the same time
-            self.strategy.comm = PoliteComm(strategy.comm)
+        # the thread's waits sleep unless told to spin (an unthreaded reducer waits on the main thread)
+        self.strategy = strategy.waiting(wait) if self.threaded else strategy
+        self.hooks = hooks if hooks is not None else Hooks("span")
         self._next = 0          # first bucket not yet handed out this iteration
         self._spans = []        # (start, end) perf_counter of each reduced bucket
         self._cpu_s = 0.0       # thread CPU time spent in _reduce this iteration
@@ -101,9 +95,9 @@ class BucketReducer:
         end = time.perf_counter_ns()
         self._spans.append((start / 1e9, end / 1e9))
         self._cpu_s += time.thread_time() - cpu
-        if self.timeline is not None:
+        if self.hooks["span"]:            # the timeline listens
             elements = bucket.stop - bucket.start
-            self.timeline.add(f"bucket {self.buckets.index(bucket)}", "bucket", start, end,
+            self.hooks.fire("span", f"bucket {self.buckets.index(bucket)}", "bucket", start, end,
                               {"elements": elements, "bytes": elements * self.flat_diff.itemsize})
 
     def _reduce_forever(self):

@@ -18,10 +18,11 @@ reduction (docs/scaling.md).
 """
 import numpy as np
 
-from .base import Strategy, chunk_slices, credits_to, pipeline_chunk_bytes, spans_nodes, tag_bound
-from .polite import PoliteComm, waitany
+from .base import Strategy
+from .polite import waitany
+from .tags import PIPELINE_BASE as TAG_BASE
+from .topology import chunk_slices, credits_to, pipeline_chunk_bytes, spans_nodes, tag_bound
 
-TAG_BASE = 1000                      # tags TAG_BASE + 4 * chunk + 2 * tree + direction
 WINDOW = 2                           # chunks in flight from each child (receive buffers)
 UP, DOWN = 0, 1
 
@@ -37,7 +38,7 @@ class PipelinedTrees(Strategy):
     """
 
     def __init__(self, comm, chunk_bytes=None, credits="auto", **options):
-        super().__init__(comm)
+        super().__init__(comm, **options)
         self.nodes, self.spans_nodes = spans_nodes(comm)
         self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(self.spans_nodes)
         self.credits = credits
@@ -51,7 +52,7 @@ class PipelinedTrees(Strategy):
         if self.size == 1 or not buf.size:
             return
         chunk = max(1, self.chunk_bytes // buf.itemsize, -(-buf.size // max_chunks(self.comm)))
-        loop = EventLoop.for_comm(self.comm)
+        loop = EventLoop(sleep=self.wait == "sleep")
         for index, (part, parent, children) in enumerate(self._pipelines(buf)):
             if part.size:
                 credits = credits_to(parent, self.nodes, self.rank, self.credits)
@@ -75,12 +76,7 @@ class EventLoop:
 
     def __init__(self, sleep=False):
         self.requests, self.callbacks = [], []
-        self.sleep = sleep           # wait by testing and sleeping (FIRECAFFE_WAIT=sleep), not in MPI's Waitany
-
-    @classmethod
-    def for_comm(cls, comm):
-        """A loop that waits the way ``comm``'s strategy was told to (sleeping through a PoliteComm)."""
-        return cls(sleep=isinstance(comm, PoliteComm))
+        self.sleep = sleep           # wait by testing and sleeping (a strategy's wait="sleep"), not in MPI's Waitany
 
     def post(self, request, callback=None):
         self.requests.append(request)

@@ -15,18 +15,20 @@ done costs little latency and one in flight for long costs ~1000 wake-ups a
 second). Every other attribute is the wrapped communicator's. Results are the
 same as the blocking calls': only who waits, and how, changes.
 
-The strategies' own waits use it too when ``FIRECAFFE_WAIT=sleep``
-(``base.wait_policy``): where more ranks than cores share a machine, as on an
-emulated cluster, a rank spinning while its message crosses a link takes the
-core from the rank whose data just came in.
+The strategies' own waits use it too when they are built with ``wait="sleep"``
+(``FIRECAFFE_WAIT=sleep``, read by core/options.py): where more ranks than cores
+share a machine, as on an emulated cluster, a rank spinning while its message
+crosses a link takes the core from the rank whose data just came in.
 """
+import functools
 import time
 
 MIN_SLEEP_S = 50e-6
 MAX_SLEEP_S = 1e-3
 
 
-def _make_request_class():
+@functools.cache
+def _request_class():
     from mpi4py import MPI
 
     class PoliteRequest(MPI.Request):
@@ -42,15 +44,9 @@ def _make_request_class():
     return PoliteRequest
 
 
-_REQUEST_CLASS = None
-
-
 def polite(request):
     """``request`` as a PoliteRequest (same MPI handle)."""
-    global _REQUEST_CLASS
-    if _REQUEST_CLASS is None:
-        _REQUEST_CLASS = _make_request_class()
-    return _REQUEST_CLASS(request)
+    return _request_class()(request)
 
 
 def waitany(requests):
@@ -65,25 +61,20 @@ def waitany(requests):
         pause = min(2 * pause, MAX_SLEEP_S)
 
 
-def unwrap(comm):
-    """The mpi4py communicator under ``comm`` (``comm`` itself when it is not a PoliteComm)."""
-    return comm._comm if isinstance(comm, PoliteComm) else comm
-
-
 class PoliteComm:
     """Wraps an mpi4py communicator; its blocking point-to-point and Allreduce calls sleep while waiting."""
 
     def __init__(self, comm):
-        self._comm = comm
+        self.raw = comm             # the mpi4py communicator underneath
 
     def __getattr__(self, name):
-        return getattr(self._comm, name)
+        return getattr(self.raw, name)
 
     def Isend(self, buf, dest, tag=0):  # noqa: N802 - mpi4py's names below
-        return polite(self._comm.Isend(buf, dest=dest, tag=tag))
+        return polite(self.raw.Isend(buf, dest=dest, tag=tag))
 
     def Irecv(self, buf, source=-1, tag=-1):
-        return polite(self._comm.Irecv(buf, source=source, tag=tag))
+        return polite(self.raw.Irecv(buf, source=source, tag=tag))
 
     def Send(self, buf, dest, tag=0):
         self.Isend(buf, dest, tag).Wait()
@@ -99,4 +90,4 @@ class PoliteComm:
 
     def Allreduce(self, sendbuf, recvbuf, op=None):
         from mpi4py import MPI
-        polite(self._comm.Iallreduce(sendbuf, recvbuf, op=MPI.SUM if op is None else op)).Wait()
+        polite(self.raw.Iallreduce(sendbuf, recvbuf, op=MPI.SUM if op is None else op)).Wait()

@@ -5,8 +5,8 @@ the net and compute gradients. Shard s, a contiguous slice of the flat arrays,
 lives on server s. Each step every worker pushes shard s of its gradient to
 server s; the server sums the W pushes in worker order (so the float sum is
 deterministic) into its own diff arena, runs the solver's update on its shard
-(the ``update`` callback of ``step_``: the Solver's own rule, iteration count
-and snapshots run on server ranks too) and sends the new weights back to every
+(``reduce`` returns the server's shard to the Solver, which runs its own rule,
+iteration count and snapshots on server ranks too, then ``publish`` answers) and sends the new weights back to every
 worker, which pulls them into its parameter arena. ``allreduce_`` is the same
 round trip with the sum sent back, which makes the parameter server a peer of
 the other strategies in benchmarks and tests (``serve`` answers it).
@@ -20,8 +20,10 @@ S pieces (the busiest rank is a server, or a worker when S > W):
 import numpy as np
 
 from ..errors import FirecaffeError
-from .base import (TAG_PS_HISTORY, TAG_PS_PULL, TAG_PS_PUSH, TAG_PS_STOP, Strategy, check_flat,
-                   even_bounds, waitall)
+from .base import Strategy, check_flat, waitall
+from .tags import (PS_HISTORY as TAG_PS_HISTORY, PS_PULL as TAG_PS_PULL, PS_PUSH as TAG_PS_PUSH,
+                   PS_STOP as TAG_PS_STOP)
+from .topology import even_bounds
 
 
 class ParameterServer(Strategy):
@@ -41,7 +43,7 @@ class ParameterServer(Strategy):
         self.world, self.servers, self._workers = world, servers, size - servers
         self.server_index = world.Get_rank() - self._workers      # which shard a server holds
         # Workers get the workers' communicator, servers the servers' (for the gradient norm).
-        super().__init__(world.Split(color=int(self.server_index >= 0), key=world.Get_rank()))
+        super().__init__(world.Split(color=int(self.server_index >= 0), key=world.Get_rank()), **options)
         self._scratch = None
         self._stopped = False
 
@@ -61,24 +63,50 @@ class ParameterServer(Strategy):
     def _allreduce(self, buf):
         self._push_pull(buf, buf)
 
-    def step_(self, diff, params, update, reduced=False):
-        if not self.is_worker:
-            if not self._serve_step(diff, params, update):
-                raise FirecaffeError(f"parameter server {self.server_index}: the workers stopped "
-                                     "before the last step")
-            return
+    def reduce(self, diff, reduced=False):
+        """A worker pushes its gradient's shards (and updates nothing); a server sums its shard."""
         check_flat(diff)
+        if self.is_worker:
+            with self.staged(diff, device_ok=False, upload=False) as grad:
+                self._push(grad)
+            return None
+        shard = self._shard(diff.size)
+        if not self._gather_sum(diff[shard]):
+            raise FirecaffeError(f"parameter server {self.server_index}: the workers stopped "
+                                 "before the last step")
+        return shard
+
+    def publish(self, params):
+        """A server sends its updated shard to every worker; a worker pulls every shard."""
         check_flat(params)
-        with self.staged(diff, device_ok=False, upload=False) as grad, \
-                self.staged(params, device_ok=False, download=False, slot=1) as weights:
-            self._push_pull(grad, weights)
+        if self.is_worker:
+            with self.staged(params, device_ok=False, download=False, slot=1) as weights:
+                self._pull(weights)
+            return
+        waitall([self.world.Isend(params[self._shard(params.size)], dest=worker, tag=TAG_PS_PULL)
+                 for worker in range(self._workers)])
+
+    @property
+    def sum_across(self):
+        return None if self.is_worker else self._sum_across_servers
+
+    def _shard(self, size):
+        bounds = even_bounds(size, self.servers)
+        return slice(bounds[self.server_index], bounds[self.server_index + 1])
 
     def _push_pull(self, grad, out):
-        bounds, world = even_bounds(grad.size, self.servers), self.world
         # Pushes complete before the pulls are posted: grad may be out (allreduce_ is in place).
-        waitall([world.Isend(grad[bounds[s]:bounds[s + 1]], dest=self._workers + s, tag=TAG_PS_PUSH)
+        self._push(grad)
+        self._pull(out)
+
+    def _push(self, grad):
+        bounds = even_bounds(grad.size, self.servers)
+        waitall([self.world.Isend(grad[bounds[s]:bounds[s + 1]], dest=self._workers + s, tag=TAG_PS_PUSH)
                  for s in range(self.servers)])
-        waitall([world.Irecv(out[bounds[s]:bounds[s + 1]], source=self._workers + s, tag=TAG_PS_PULL)
+
+    def _pull(self, out):
+        bounds = even_bounds(out.size, self.servers)
+        waitall([self.world.Irecv(out[bounds[s]:bounds[s + 1]], source=self._workers + s, tag=TAG_PS_PULL)
                  for s in range(self.servers)])
 
     def gather_history_(self, history, root=0):
@@ -109,20 +137,10 @@ class ParameterServer(Strategy):
     def serve(self, size, dtype=np.float32):
         """Answer the workers' ``allreduce_`` of ``size`` elements until they close; returns the steps."""
         flat, steps = np.empty(size, dtype), 0
-        while self._serve_step(flat, flat, lambda window, sum_across: None):
+        while self._gather_sum(flat[self._shard(size)]):
+            self.publish(flat)              # the sum itself goes back: no update in between
             steps += 1
         return steps
-
-    def _serve_step(self, diff, params, update):
-        """Sum the pushes into this server's shard of ``diff``, update, answer; False once the workers closed."""
-        bounds = even_bounds(diff.size, self.servers)
-        shard = slice(bounds[self.server_index], bounds[self.server_index + 1])
-        if not self._gather_sum(diff[shard]):
-            return False
-        update(shard, self._sum_across_servers)
-        waitall([self.world.Isend(params[shard], dest=worker, tag=TAG_PS_PULL)
-                 for worker in range(self._workers)])
-        return True
 
     def _sum_across_servers(self, value):
         from mpi4py import MPI

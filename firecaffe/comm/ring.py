@@ -20,9 +20,10 @@ import math
 
 import numpy as np
 
-from .base import TAG_RING, Strategy, even_bounds, layout_chunk_bytes, pipeline_chunk_bytes, spans_nodes, tag_bound
+from .base import Strategy
+from .tags import RING as TAG_RING, RING_STREAM_BASE as TAG_STREAM
+from .topology import even_bounds, layout_chunk_bytes, pipeline_chunk_bytes, spans_nodes, tag_bound
 
-TAG_STREAM = 64                # streamed ring: tag TAG_STREAM + step * chunks per step + chunk
 
 
 class RingAllreduce(Strategy):
@@ -39,7 +40,7 @@ class RingAllreduce(Strategy):
     order = 20
 
     def __init__(self, comm, chunk_bytes=None, stream="auto", **options):
-        super().__init__(comm)
+        super().__init__(comm, **options)
         self._scratch = np.empty(0, np.float32)
         across = spans_nodes(comm)[1]
         self.stream = across if stream == "auto" else bool(stream)
@@ -92,7 +93,7 @@ class RingAllreduce(Strategy):
         def received(t):    # reduce-scatter steps add it in, allgather steps receive it in place
             return (rank - t - 1) % size if t < adding else (rank - (t - adding)) % size
 
-        loop, in_flight, deferred = EventLoop.for_comm(comm), {}, {}
+        loop, in_flight, deferred = EventLoop(sleep=self.wait == "sleep"), {}, {}
 
         def send(t, j):
             key = (sent(t), j)

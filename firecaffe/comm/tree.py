@@ -27,10 +27,11 @@ import math
 
 import numpy as np
 
-from .base import chunk_slices, layout_chunk_bytes, log2_ceil, waitall
+from .base import waitall
+from .tags import TREE_BCAST as TAG_TREE_BCAST, TREE_REDUCE as TAG_TREE_REDUCE
+from .topology import chunk_slices, layout_chunk_bytes, log2_ceil
 from .pipeline import PipelinedTrees
 
-TAG_TREE_REDUCE, TAG_TREE_BCAST = 11, 12   # the in-order loop's messages
 
 
 def binomial_links(rank, size, root=0):

@@ -4,6 +4,8 @@ Layers are written once against ``xp``; ``xp_of(array)`` tells which module an
 array belongs to, so CPU and GPU share one code path wherever the array APIs
 agree. ``set_mode_gpu`` is the only place that imports CuPy.
 """
+import contextlib
+
 import numpy as np
 
 from ..errors import FirecaffeError
@@ -53,6 +55,26 @@ def xp_of(array):
     if cupy is not None and isinstance(array, cupy.ndarray):
         return cupy
     return np
+
+
+def on_device(blobs):
+    """Whether the first of ``blobs`` holding data holds it on a GPU: the array's type decides which
+    path a layer runs (Chainer's rule), not the mode set for the arrays made next."""
+    for blob in blobs:
+        if blob.data is not None:
+            return not isinstance(blob.data, np.ndarray)
+    return False
+
+
+@contextlib.contextmanager
+def using_rng(generator):
+    """Draw from ``generator`` instead of the global one inside the block (data staging reads a
+    batch ahead with a copy of the generator, so that what it draws can be checked and replayed)."""
+    saved, _rng["gen"] = _rng["gen"], generator
+    try:
+        yield generator
+    finally:
+        _rng["gen"] = saved
 
 
 def to_host(array):

@@ -10,8 +10,9 @@ from ..errors import ShapeError
 class Blob:
     """Caffe's Blob: ``data`` and ``diff`` arrays of one shape.
 
-    Learnable blobs are views into the net's flat parameter and gradient arenas;
-    their arrays are never rebound after the net is built, only written in place.
+    Learnable blobs are views into the net's flat parameter and gradient arenas; a
+    train net's are never rebound after it is built, only written in place (a test
+    net's are rebound once, to the train net's, when the solver shares its weights).
     """
 
     def __init__(self, shape=(), dtype=np.float32, name=""):

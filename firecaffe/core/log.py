@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from .options import environment
+
 LOGGER = logging.getLogger("firecaffe")
 
 
@@ -47,7 +49,7 @@ def setup(rank=0, size=1, level=None):
     handler.setFormatter(GlogFormatter(f"[rank {rank}] " if size > 1 and rank != 0 else ""))
     LOGGER.addHandler(handler)
     LOGGER.propagate = False
-    env_level = os.environ.get("FIRECAFFE_LOG_LEVEL")
+    env_level = environment().log_level
     if level is None:
         level = env_level or ("INFO" if rank == 0 else "WARNING")
     LOGGER.setLevel(level)
@@ -56,7 +58,7 @@ def setup(rank=0, size=1, level=None):
 
 def progress(total, initial=0, enabled=True, force=False):
     """A tqdm bar (with ETA) on an interactive terminal, or None when output is piped (unless ``force``)."""
-    if not enabled or (not force and (not sys.stderr.isatty() or os.environ.get("FIRECAFFE_NO_PROGRESS"))):
+    if not enabled or (not force and (not sys.stderr.isatty() or environment().no_progress)):
         return None
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, unit="iter", leave=False, dynamic_ncols=True)

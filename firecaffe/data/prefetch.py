@@ -17,14 +17,14 @@ import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+from ..core.options import environment
+
 _POOLS = weakref.WeakSet()
 
 
 def decode_threads():
-    value = os.environ.get("FIRECAFFE_DECODE_THREADS")
-    if value is not None and value.strip():
-        return max(0, int(value))
-    return min(4, os.cpu_count() or 1)
+    given = environment().decode_threads
+    return min(4, os.cpu_count() or 1) if given is None else given
 
 
 class Prefetcher:

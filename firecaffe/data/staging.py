@@ -94,13 +94,12 @@ class Stager:
         before = gen.bit_generator.state
         mine = copy.deepcopy(gen)
         self._wait_copied()
-        backend._rng["gen"] = mine
         try:
-            layer.forward_cpu(bottom, self.hosts)
+            with backend.using_rng(mine):
+                layer.forward_cpu(bottom, self.hosts)
         except Exception:       # noqa: BLE001 - read again when due, and raised then
             return
         finally:
-            backend._rng["gen"] = gen
             cursor.position = position
             layer.batch_indices = in_tops
         after = mine.bit_generator.state

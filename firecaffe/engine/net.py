@@ -19,6 +19,7 @@ import numpy as np
 
 from . import arena, gpu_errors, graph
 from ..core.blob import Blob
+from ..core.hooks import Hooks
 from ..errors import DataError, FirecaffeError, PrototxtError
 from ..ops import LAYERS, create_layer
 from ..proto import io
@@ -30,8 +31,6 @@ AUTOMATIC = "(automatic)"          # Caffe's name for a top the net adds to a lo
 class Net(PycaffeNetAPI):
     """``Net(model, phase)``, ``Net(model, weights, phase)`` or keywords, as in pycaffe;
     ``model`` is a prototxt path or a NetParameter, ``phase`` TRAIN/TEST (0/1 or strings)."""
-
-    timeline = None        # run/timeline.py's recorder while `--timeline` records (tested once per range)
 
     def __init__(self, model, *args, weights=None, phase=None, level=0, stages=(),
                  dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
@@ -49,6 +48,7 @@ class Net(PycaffeNetAPI):
             raise PrototxtError(f"{locate_layer(self.source, layer) if layer else ''}{exc}") from None
         self.name = param.name
         self.param = param
+        self.hooks = Hooks("before_forward", "after_forward", "before_backward", "after_backward")
         self.layers, self.bottom_vecs, self.top_vecs = [], [], []
         self._reshaped_for = []        # bottom shapes at each layer's last reshape
         self.blobs = OrderedDict()
@@ -153,24 +153,46 @@ class Net(PycaffeNetAPI):
             self._reshaped_for[i] = _shapes(bottom)
 
     def forward_range(self, start=0, end=None):
+        """Forward through layers ``start`` to ``end``; the sum of their losses. Each layer runs between
+        the ``before_forward`` and ``after_forward`` hooks (called with its index)."""
         end = len(self.layers) - 1 if end is None else end
-        if self.timeline is not None:
-            return self.timeline.forward(self, start, end)
+        before, after = self.hooks["before_forward"], self.hooks["after_forward"]
         loss = 0.0
         for i in range(start, end + 1):
+            for fn in before:
+                fn(i)
             loss += self.forward_layer(i)
+            for fn in after:
+                fn(i)
         return loss
 
     def backward_range(self, start=None, end=0, grad_ready=None):
-        """Backward from layer ``start`` down to ``end``; ``grad_ready(n)`` is called
-        once the first n elements of the diff arena hold finished gradients."""
+        """Backward from layer ``start`` down to ``end``, each layer between the ``before_backward`` and
+        ``after_backward`` hooks; ``grad_ready(n)`` is called once the first n elements of the diff
+        arena hold finished gradients."""
         start = len(self.layers) - 1 if start is None else start
-        if self.timeline is not None:
-            return self.timeline.backward(self, start, end, grad_ready)
+        before, after = self.hooks["before_backward"], self.hooks["after_backward"]
         for i in range(start, end - 1, -1):
+            for fn in before:
+                fn(i)
             self.backward_layer(i)
+            for fn in after:
+                fn(i)
             if grad_ready is not None:
                 grad_ready(self.layer_arena_end[i])
+
+    # pycaffe's layer hooks: ``net.before_forward(fn)`` calls ``fn(layer_index)`` before each layer's forward
+    def before_forward(self, fn):
+        self.hooks.add("before_forward", fn)
+
+    def after_forward(self, fn):
+        self.hooks.add("after_forward", fn)
+
+    def before_backward(self, fn):
+        self.hooks.add("before_backward", fn)
+
+    def after_backward(self, fn):
+        self.hooks.add("after_backward", fn)
 
     def forward_layer(self, i):
         layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]

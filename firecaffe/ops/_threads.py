@@ -22,8 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..core.options import environment
+
 COPY_THREADS = max(1, min(os.cpu_count() or 1, 8))
-ELTWISE_THREADS = max(1, min(int(os.environ.get("FIRECAFFE_ELTWISE_THREADS", "1") or 1), 64))
+ELTWISE_THREADS = environment().eltwise_threads
 CHUNK = 1 << 17                  # elements per piece with a scratch mask: 512 KiB of float32
 MIN_PARALLEL = 1 << 18           # elements below which run_parts does it all in one call
 MIN_PARALLEL_BYTES = 1 << 20     # bytes below which run_blocks does it all in one call

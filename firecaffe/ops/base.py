@@ -54,7 +54,7 @@ class Layer:
         """Compute tops; return this layer's weighted contribution to the loss."""
         if self.reshape_every_forward:
             self.reshape(bottom, top)
-        (self.forward_gpu if backend.gpu_enabled() else self.forward_cpu)(bottom, top)
+        (self.forward_gpu if backend.on_device((*top, *bottom)) else self.forward_cpu)(bottom, top)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
             if weight:
@@ -62,7 +62,7 @@ class Layer:
         return loss
 
     def backward(self, top, propagate_down, bottom):
-        (self.backward_gpu if backend.gpu_enabled() else self.backward_cpu)(top, propagate_down, bottom)
+        (self.backward_gpu if backend.on_device((*top, *bottom)) else self.backward_cpu)(top, propagate_down, bottom)
 
     def forward_cpu(self, bottom, top):
         raise NotImplementedError(f"{type(self).__name__}.forward_cpu")

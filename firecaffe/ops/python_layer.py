@@ -190,7 +190,7 @@ class _host_view:
     def __init__(self, bottom, top, tops_out=False, bottoms_out=False):
         self.bottom, self.top = bottom, top
         self.tops_out, self.bottoms_out = tops_out, bottoms_out
-        self.mirrored = backend.gpu_enabled()
+        self.mirrored = backend.on_device((*top, *bottom))
 
     def __enter__(self):
         if not self.mirrored:

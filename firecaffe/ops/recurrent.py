@@ -100,8 +100,6 @@ class LSTMUnit(Layer):
     def allow_force_backward(self, bottom_index):
         return bottom_index != 2
 
-    forward_gpu, backward_gpu = forward_cpu, backward_cpu
-
 
 class _Recurrent(Layer):
     """What RNN and LSTM share: bottoms, parameters of the input transforms, state."""
@@ -199,12 +197,6 @@ class _Recurrent(Layer):
         t, n = bottom[0].shape[:2]
         width = self.gate_factor * self.hidden
         return 2 * t * n * width * (self.input_dim + self.hidden)
-
-    def forward_gpu(self, bottom, top):          # the same code runs on CuPy arrays
-        self.forward_cpu(bottom, top)
-
-    def backward_gpu(self, top, propagate_down, bottom):
-        self.backward_cpu(top, propagate_down, bottom)
 
 
 @register("RNN")

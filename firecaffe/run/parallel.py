@@ -1,52 +1,61 @@
-"""Data-parallel training over MPI (FireCaffe's scheme).
+"""Data-parallel training over MPI (FireCaffe's scheme): what the Solver's step asks of the job.
 
-Every worker rank runs the same net on its own slice of each batch. Rank 0's
-initial weights are broadcast; after backward the strategy chosen with
-``--comm`` (firecaffe/comm) turns the ranks' gradient arenas into new weights:
-it sums them and calls back ``_update``, which averages the sum (the one place
-the 1/p lives) and applies the solver's own rule, so all ranks hold identical
-weights and p ranks with batch b step exactly like one rank with batch p*b.
+Every worker rank runs the same net on its own slice of each batch; rank 0's
+initial weights are broadcast (``start``). The Solver owns the step and calls
+down, one way (solvers/solver.py):
+
+    with parallel.step(iteration, params, display):
+        window = parallel.reduce(diff)        # the strategy sums the gradients (buckets: waits for them)
+        diff[window] *= 1/p; rule(window)     # in the Solver: the one place the 1/p lives
+        parallel.publish(params)              # ps: servers send their shards, workers pull
+
+``step`` is where the observers of a step hook in: the stall watchdog's guard
+(run/watchdog.py), the timeline's spans (``hooks``), the communication time in
+the log and the consistency check. Nothing here calls back into the Solver.
 
 Ranks that compute no gradients (parameter servers) run the same Solver loop:
-forward and backward are skipped there, and the strategy calls ``_update`` on
-their shard of the arenas.
+``forward_backward`` does nothing there, ``reduce`` returns their shard.
 
-With ``--bucket-mb`` (strategies whose step is an allreduce) the arena is
-reduced in buckets on a background thread while backward is still running
-(the arena is laid out in reverse layer order, so backward fills it front to
-back); the time hidden that way is logged.
+With ``bucket_mb`` (strategies whose step is an allreduce) the arena is reduced
+in buckets on a background thread while backward is still running (the arena is
+laid out in reverse layer order, so backward fills it front to back).
 """
+import contextlib
 import os
 import time
 
 import numpy as np
 
 from ..comm import make_strategy, strategy_class
-from ..comm.base import staged
+from ..comm.staging import staged
 from ..core import backend
+from ..core.hooks import Hooks
 from ..core.log import LOGGER
+from ..core.options import RunOptions
 from ..errors import FirecaffeError
 from . import watchdog
 
 
-def make_sync(world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
-    """The DataParallel object for this rank, or a clear error before any work."""
+def make_parallel(world, options=None):
+    """The DataParallel object for this rank (None for one process), or a clear error before any work."""
+    options = options or RunOptions()
     if world is None:
-        if strategy_class(comm_name).needs_gpu:
-            raise FirecaffeError(f"--comm {comm_name} needs MPI ranks and GPUs: run under mpirun with --gpu")
+        if strategy_class(options.comm).needs_gpu:
+            raise FirecaffeError(f"--comm {options.comm} needs MPI ranks and GPUs: run under mpirun with --gpu")
         return None
-    return DataParallel(world, comm_name, ps_servers=ps_servers, bucket_mb=bucket_mb,
-                        check_consistency=check_consistency, inter=inter)
+    return DataParallel(world, options)
 
 
 class DataParallel:
-    timeline = None        # run/timeline.py's recorder while `--timeline` records
+    """This rank's part in a data-parallel job: its strategy, buckets, watchdog and step observers."""
 
-    def __init__(self, world, comm_name, *, ps_servers=1, bucket_mb=0.0, check_consistency=0, inter="tree"):
+    def __init__(self, world, options=None):
         from mpi4py import MPI
+        self.options = options = options or RunOptions()
         self.world = world
-        self.comm_name = comm_name
-        self.strategy = make_strategy(comm_name, world, servers=ps_servers, inter=inter)
+        self.comm_name = options.comm
+        self.strategy = make_strategy(options.comm, world, servers=options.ps_servers, inter=options.inter,
+                                      wait=options.wait, cuda_aware=options.cuda_aware_mpi)
         self.is_worker = self.strategy.is_worker
         self.worker_comm = self.strategy.worker_comm
         self.num_workers = self.strategy.num_workers
@@ -56,76 +65,90 @@ class DataParallel:
         self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         node.Free()
         _share_cores(self.local_size)
-        self.bucket_bytes = int(bucket_mb * 2**20)
-        self.check_every = check_consistency
+        self.bucket_bytes = int(options.bucket_mb * 2**20)
         self.reducer = None
+        self.bucketed = False          # this step's gradients were summed in buckets during backward
         self.comm_seconds = self.hidden_seconds = 0.0
-        self.watchdog = watchdog.NoWatchdog()     # firecaffe/run/watchdog.py: --stall-timeout
+        self.hooks = Hooks("span")     # (name, category, start_ns, end_ns, args) of each timed part
+        self.watchdog = watchdog.install(self, options.stall_timeout)
+
+    @property
+    def shard(self):
+        """``(index, count)`` of this rank's slice of each batch (a server reads like worker 0)."""
+        return max(self.worker_rank, 0), self.num_workers
 
     # --- set-up --------------------------------------------------------------
-    def attach(self, solver):
-        """Called by the Solver once its nets exist: start every rank from rank 0's weights."""
-        self.solver = solver
-        self.broadcast_weights(solver.net)
-        if self.is_worker and self.bucket_bytes and self.strategy.overlaps:
+    def start(self, net, iter_size=1):
+        """Once the nets exist (every rank): start from rank 0's weights; buckets over the diff arena."""
+        self.broadcast_weights(net)
+        if self.is_worker and self.bucket_bytes and self.strategy.overlaps and iter_size == 1:
             from ..comm.overlap import BucketReducer
-            self.reducer = BucketReducer(self.strategy, solver.net.diff_arena, self.bucket_bytes)
+            self.reducer = BucketReducer(self.strategy, net.diff_arena, self.bucket_bytes,
+                                         wait=self.options.bucket_wait, hooks=self.hooks)
 
     def broadcast_weights(self, net):
         """Rank 0's parameters to every rank (workers and parameter servers)."""
         root = self.is_root
-        with staged(net.param_arena, device_ok=True, download=root, upload=not root) as buf:
+        with staged(net.param_arena, device_ok=self.options.cuda_aware_mpi, download=root, upload=not root) as buf:
             self.world.Bcast(buf, root=0)
 
     # --- one step ------------------------------------------------------------
     def forward_backward(self, net):
         if not self.is_worker:
             return 0.0
-        if self.reducer is None or self.solver.param.iter_size > 1:
+        if self.reducer is None:
             return net.forward_backward()
         loss = net.forward_range()
         net.backward_range(grad_ready=self.reducer.ready)
         return loss
 
-    def update(self, solver, rate):
-        """The strategy turns every rank's gradient into new weights, calling ``_update`` for the rule."""
-        net = solver.net
-        bucketed = self.reducer is not None and solver.param.iter_size == 1
-        self.hidden_seconds = update_seconds = 0.0
-        if bucketed:
-            waited = time.perf_counter_ns() if self.timeline is not None else 0
-            with self.watchdog.guard("the bucketed allreduce of the gradients", solver.iter):
-                stats = self.reducer.wait()
-            if self.timeline is not None:
-                self.timeline.add("wait for buckets", "wait", waited, time.perf_counter_ns())
-            self.hidden_seconds = stats.hidden_s
-
-        def update_window(window, sum_across):
-            nonlocal update_seconds
-            start = time.perf_counter()
-            net.diff_arena[window] *= net.dtype.type(1.0 / self.num_workers)
-            solver.apply_rule(rate, window, sum_across)
-            update_seconds += time.perf_counter() - start
-
-        start, step_began = time.perf_counter(), time.perf_counter_ns() if self.timeline is not None else 0
-        what = "the bucketed allreduce of the gradients" if bucketed else self.strategy.step_words
-        with self.watchdog.guard(what, solver.iter):
-            self.strategy.step_(net.diff_arena, net.param_arena, update_window, reduced=bucketed)
-        if self.timeline is not None:
-            self.timeline.add(f"step ({self.comm_name})", "step", step_began, time.perf_counter_ns(),
-                              {"reduced_in_buckets": bucketed})
-        self.comm_seconds = stats.comm_s if bucketed else time.perf_counter() - start - update_seconds
-        p = solver.param
-        if p.display and solver.iter % p.display == 0:
-            LOGGER.info(f"Iteration {solver.iter}, communication ({self.comm_name}, {self.num_workers} workers) "
+    @contextlib.contextmanager
+    def step(self, iteration, params, display=False):
+        """Around the Solver's reduce, update and publish of ``params``: the watchdog's guard, timing,
+        the log line (``display``) and, every N steps, the check that all workers hold the same weights."""
+        self.comm_seconds = self.hidden_seconds = 0.0
+        self._cpu_seconds = None
+        self._step_began = time.perf_counter_ns()
+        what = "the bucketed allreduce of the gradients" if self.reducer is not None else self.strategy.step_words
+        with self.watchdog.guard(what, iteration):
+            yield self
+        self._span(f"step ({self.comm_name})", "step", self._step_began, time.perf_counter_ns(),
+                   {"reduced_in_buckets": self.reducer is not None})
+        if display:
+            LOGGER.info(f"Iteration {iteration}, communication ({self.comm_name}, {self.num_workers} workers) "
                         f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward"
-                        + (f", {stats.cpu_s * 1e3:.1f} ms CPU in the bucket thread" if bucketed else ""))
-        if self.is_worker and self.check_every and (solver.iter + 1) % self.check_every == 0:
-            self.check_consistency(net, solver.iter + 1)
+                        + (f", {self._cpu_seconds * 1e3:.1f} ms CPU in the bucket thread"
+                           if self._cpu_seconds is not None else ""))
+        if self.is_worker and self.options.check_consistency and (iteration + 1) % self.options.check_consistency == 0:
+            self.check_consistency(params, iteration + 1)
 
-    def check_consistency(self, net, iteration):
+    def reduce(self, diff):
+        """Sum the workers' gradients; the window of the arenas this rank updates (None: none)."""
+        clock = time.perf_counter_ns
+        began = self._step_began = clock()
+        if self.reducer is not None:
+            stats = self.reducer.wait()
+            self.hidden_seconds, self._cpu_seconds = stats.hidden_s, stats.cpu_s
+            self._step_began = clock()
+            self._span("wait for buckets", "wait", began, self._step_began)
+        window = self.strategy.reduce(diff, reduced=self.reducer is not None)
+        self.comm_seconds = stats.comm_s if self.reducer is not None else (clock() - began) / 1e9
+        return window
+
+    def publish(self, params):
+        """After the update: every worker's weights whole (ps: servers send, workers pull)."""
+        began = time.perf_counter()
+        self.strategy.publish(params)
+        if self.reducer is None:
+            self.comm_seconds += time.perf_counter() - began
+
+    def _span(self, name, cat, start, end, args=None):
+        for fn in self.hooks["span"]:
+            fn(name, cat, start, end, args)
+
+    def check_consistency(self, params, iteration):
         """Stop, naming the ranks, if any worker's weights differ from worker 0's."""
-        params = backend.to_host(net.param_arena)
+        params = backend.to_host(params)
         mine = np.array([float(np.sum(params, dtype=np.float64)),
                          float(np.dot(params.astype(np.float64), np.arange(1, params.size + 1) % 7919))])
         every = np.empty((self.num_workers, 2))
@@ -135,9 +158,9 @@ class DataParallel:
             raise FirecaffeError(f"iteration {iteration}: weights differ across ranks: worker rank(s) "
                                  f"{', '.join(map(str, differ))} disagree with rank 0 (--check-consistency)")
 
-    def gather_history(self, solver):
+    def gather_history(self, history):
         """Before a snapshot (every rank): rank 0's solver history made whole by the strategy."""
-        self.strategy.gather_history_(solver.rule.state(), root=0)
+        self.strategy.gather_history_(history, root=0)
 
     def close(self):
         self.strategy.close()

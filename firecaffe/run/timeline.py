@@ -6,10 +6,12 @@ reduction (on the reducer's own thread), the wait for the buckets, the
 strategy's step and the solver's update. Horovod's timeline is the model; it
 records per tensor the phases of its allreduce, here the unit is the bucket.
 
-Cost when off: the Net, the BucketReducer, the DataParallel and the Solver
-carry ``timeline = None`` and test it once per range, bucket or update, never
-per layer; the timed loops live here. After ``iters`` iterations the recorder
-detaches itself, so the rest of the run costs nothing either.
+The recorder is an observer: it adds itself to the hooks of the Solver
+(``iteration_start``, ``span`` of the update), of the train Net (pycaffe's
+``before_forward``/``after_forward``/``before_backward``/``after_backward``)
+and of the data-parallel step (``span``: buckets, their wait, reduce, publish).
+Cost when off: an empty hook list per layer. After ``iters`` iterations it
+removes its hooks, so the rest of the run costs nothing either.
 
 Clocks: events are taken with ``perf_counter_ns`` (monotonic), mapped to
 ``time_ns`` once at start; every rank's offset to rank 0's wall clock is
@@ -26,6 +28,7 @@ import time
 import numpy as np
 
 from ..core import backend
+from ..comm import tags
 from ..errors import FirecaffeError
 
 PING_PONGS = 8
@@ -52,42 +55,51 @@ class Timeline:
             world.Bcast(origin, root=0)     # every rank counts from rank 0's start
             self.origin_ns = int(origin[0])
         self.role = "worker"
-        self.solver = None
+        self.solver = self.net = None
         self.iteration = None              # (number, start_ns) of the open iteration
         self.recorded = 0
         self.device_sync = None
+        self._hooks = []
+        self._began = 0
 
     # --- wiring ------------------------------------------------------------
     def attach(self, solver):
-        """Hook into the solver's train net, its DataParallel and bucket reducer."""
+        """Hook into the solver's step, its train net's layers and its data-parallel step's spans."""
         self.solver = solver
         if backend.gpu_enabled():          # a layer's time is its kernels', not their launch (as `caffe time`)
             self.device_sync = backend.xp().cuda.Device().synchronize
-        sync = solver.sync
-        if sync is not None and not sync.is_worker:
+        parallel = solver.parallel
+        if parallel is not None and not parallel.is_worker:
             self.role = "parameter server"
-        for owner in self._owners():
-            owner.timeline = self
-        solver.add_callback(self._on_start, lambda: None)
+        self._listen([(solver.hooks, "iteration_start", self._on_start), (solver.hooks, "span", self.add)]
+                     + ([(parallel.hooks, "span", self.add)] if parallel is not None else []))
+        self.watch_net(solver.net)
 
-    def _owners(self):
-        solver = self.solver
-        sync = solver.sync
-        owners = [solver, solver.net]
-        if sync is not None:
-            owners.append(sync)
-            if sync.reducer is not None:
-                owners.append(sync.reducer)
-        return owners
+    def watch_net(self, net):
+        """Record an event for each layer's forward and backward of ``net``."""
+        self.net = net
+        self._listen([(net.hooks, "before_forward", self._layer_began), (net.hooks, "after_forward", self._forward_done),
+                      (net.hooks, "before_backward", self._layer_began),
+                      (net.hooks, "after_backward", self._backward_done)])
 
-    def _on_start(self):
+    def _listen(self, hooks):
+        for owner, name, fn in hooks:
+            owner.add(name, fn)
+        self._hooks.extend(hooks)
+
+    def detach(self):
+        """Stop recording: every hook removed, so the rest of the run pays nothing."""
+        for hooks, name, fn in self._hooks:
+            hooks.remove(name, fn)
+        self._hooks = []
+
+    def _on_start(self, iteration):
         now = time.perf_counter_ns()
         self._close_iteration(now)
         if self.recorded >= self.iters:
-            for owner in self._owners():   # the rest of the run pays nothing
-                owner.timeline = None
+            self.detach()
             return
-        self.iteration = (self.solver.iter, now)
+        self.iteration = (iteration, now)
         self.recorded += 1
 
     def _close_iteration(self, now):
@@ -95,6 +107,21 @@ class Timeline:
             number, start = self.iteration
             self.add(f"iteration {number}", "iteration", start, now, {"iteration": number})
             self.iteration = None
+
+    def _layer_began(self, i):
+        self._began = time.perf_counter_ns()
+
+    def _forward_done(self, i):
+        self._layer_done(i, "forward", {})
+
+    def _backward_done(self, i):
+        self._layer_done(i, "backward", {"needs_backward": bool(self.net.layer_need_backward[i])})
+
+    def _layer_done(self, i, cat, args):
+        if self.device_sync is not None:
+            self.device_sync()
+        layer = self.net.layers[i]
+        self.add(layer.name, cat, self._began, time.perf_counter_ns(), {"type": layer.type, **args})
 
     # --- recording ---------------------------------------------------------
     def add(self, name, cat, start_ns, end_ns, args=None):
@@ -107,31 +134,6 @@ class Timeline:
             self._tids[ident] = tid
             self.threads[tid] = "main" if tid == MAIN_TID else thread.name
         self.events.append((name, cat, start_ns, end_ns, tid, args))
-
-    def forward(self, net, start, end):
-        """Net.forward_range with an event per layer."""
-        loss = 0.0
-        clock = time.perf_counter_ns
-        for i in range(start, end + 1):
-            began = clock()
-            loss += net.forward_layer(i)
-            if self.device_sync is not None:
-                self.device_sync()
-            self.add(net.layers[i].name, "forward", began, clock(), {"type": net.layers[i].type})
-        return loss
-
-    def backward(self, net, start, end, grad_ready):
-        """Net.backward_range with an event per layer."""
-        clock = time.perf_counter_ns
-        for i in range(start, end - 1, -1):
-            began = clock()
-            net.backward_layer(i)
-            if self.device_sync is not None:
-                self.device_sync()
-            self.add(net.layers[i].name, "backward", began, clock(),
-                     {"type": net.layers[i].type, "needs_backward": bool(net.layer_need_backward[i])})
-            if grad_ready is not None:
-                grad_ready(net.layer_arena_end[i])
 
     # --- the file ----------------------------------------------------------
     def trace_events(self):
@@ -194,17 +196,17 @@ def measure_offset(world):
     offset = 0
     for peer in range(1, size):
         if rank == 0:
-            world.Send(stamp, dest=peer, tag=7101)            # your turn
+            world.Send(stamp, dest=peer, tag=tags.TIMELINE_TURN)            # your turn
             for _ in range(PING_PONGS):
-                world.Recv(stamp, source=peer, tag=7102)
-                world.Send(np.array([time.time_ns()], dtype=np.int64), dest=peer, tag=7103)
+                world.Recv(stamp, source=peer, tag=tags.TIMELINE_PING)
+                world.Send(np.array([time.time_ns()], dtype=np.int64), dest=peer, tag=tags.TIMELINE_PONG)
         elif rank == peer:
-            world.Recv(stamp, source=0, tag=7101)
+            world.Recv(stamp, source=0, tag=tags.TIMELINE_TURN)
             best_rtt = None
             for _ in range(PING_PONGS):
                 sent = time.time_ns()
-                world.Send(stamp, dest=0, tag=7102)
-                world.Recv(stamp, source=0, tag=7103)
+                world.Send(stamp, dest=0, tag=tags.TIMELINE_PING)
+                world.Recv(stamp, source=0, tag=tags.TIMELINE_PONG)
                 back = time.time_ns()
                 if best_rtt is None or back - sent < best_rtt:
                     best_rtt, offset = back - sent, (sent + back) // 2 - int(stamp[0])

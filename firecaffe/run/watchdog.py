@@ -31,9 +31,9 @@ import time
 
 import numpy as np
 
+from ..comm.tags import STALL_ARRIVAL as TAG_ARRIVAL
 from . import mpi_util, reachability
 
-TAG_ARRIVAL = 31
 GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
 
 # The watcher: reads the pipe until EOF, keeps the last line, speaks unless told "bye".
@@ -257,10 +257,12 @@ class StallWatchdog:
 
 
 def install(sync, stall_timeout):
-    """Start both guards for this rank of a data-parallel job; attach the stall watchdog to ``sync``."""
+    """Start both guards for this rank of a data-parallel job (``sync``: its DataParallel, being built);
+    return the stall watchdog whose ``guard`` the step runs under (a NoWatchdog when off)."""
     world = sync.world
     job_id = world.bcast(f"{os.getpid()}-{time.time():.0f}" if world.Get_rank() == 0 else None, root=0)
     start_last_words(world.Get_rank(), world.Get_size(), job_id)
     note("start-up (building the net)" if sync.is_worker else "parameter server, serving the workers")
     if stall_timeout and stall_timeout > 0 and sync.is_worker and sync.num_workers > 1:
-        sync.watchdog = StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world)
+        return StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world)
+    return NoWatchdog()

@@ -18,12 +18,12 @@ def check_step(solver, loss):
     """Raise a FirecaffeError naming the iteration and the layer if loss or gradients are not finite."""
     net = solver.net
     bad_loss = not math.isfinite(loss)
-    if not bad_loss and (getattr(solver.sync, "reducer", None) is not None or _finite_sum(net.diff_arena)):
+    if not bad_loss and ((solver.parallel is not None and solver.parallel.reducer is not None) or _finite_sum(net.diff_arena)):
         return              # (with bucketed reduction the arena is already being summed: the loss check remains)
     if not bad_loss and _all_finite(net.diff_arena):
         return              # the float sum overflowed, yet every gradient is finite
     what = f"the loss is {loss}" if bad_loss else "the gradients are not finite"
-    last = getattr(solver, "last_snapshot", None)
+    last = solver.last_snapshot
     kept = f"the last snapshot, {last}, is kept" if last else "no snapshot was taken before it"
     raise FirecaffeError(f"Iteration {solver.iter}: {what}; {first_bad_layer(net)}. Training stopped "
                          f"(diverged); {kept}. Try a lower base_lr or clip_gradients.")

@@ -41,8 +41,8 @@ def _extra_state(solver):
                  for net in nets],
         "rng": backend.rng().bit_generator.state,
         "losses": list(solver.losses),
-        "global_batch": getattr(solver, "global_batch", None),
-        "workers": getattr(solver, "workers", None),
+        "global_batch": solver.plan.global_batch,
+        "workers": solver.workers,
     })
 
 
@@ -55,7 +55,7 @@ def _per_param_history(solver):
 
 
 def save(solver):
-    """Write the snapshot of this iteration; keep only the newest ``solver.snapshot_keep`` (0: all).
+    """Write the snapshot of this iteration; keep only the newest ``--snapshot-keep`` N (0: all).
 
     A write that fails (disk full, I/O error) leaves no half snapshot and the
     previous ones intact, and raises one FirecaffeError naming the file and the free space.
@@ -71,7 +71,7 @@ def save(solver):
         raise FirecaffeError(f"snapshot {exc.filename or state}: cannot write ({exc.strerror}); "
                              f"{_free_text(os.path.dirname(state) or '.')}; the previous snapshots "
                              "are intact") from None
-    keep = getattr(solver, "snapshot_keep", 0)
+    keep = solver.options.snapshot_keep
     if keep:
         prune(prefix_of(solver), keep)
     return state
@@ -161,7 +161,8 @@ def _current_step(solver):
 
 
 def restore(solver, path):
-    """Load a .solverstate (or .solverstate.h5) and the weights it names."""
+    """Load a .solverstate (or .solverstate.h5) and the weights it names; return the ``(global batch,
+    workers)`` it recorded (None for what it did not)."""
     if not os.path.exists(path):
         raise FirecaffeError(f"snapshot {path}: no such file")
     try:
@@ -183,9 +184,9 @@ def restore(solver, path):
         solver.net.copy_from(weights, require_all=True)
     _load_history(solver, path, history)
     solver.iter = iteration
-    if extra:
-        _load_extra_state(solver, json.loads(extra))
+    recorded = _load_extra_state(solver, json.loads(extra)) if extra else (None, None)
     LOGGER.info(f"Restored solver state from {path} at iteration {iteration}")
+    return recorded
 
 
 def _read_binary_state(path):
@@ -240,11 +241,11 @@ def _load_extra_state(solver, extra):
                 layer.set_state(state)
     if "rng" in extra:
         backend.rng().bit_generator.state = extra["rng"]
-    solver.restored_batch = extra.get("global_batch"), extra.get("workers")
     solver.losses.clear()
     solver.losses.extend(extra.get("losses", []))
     if solver.losses:
         solver.smoothed_loss = sum(solver.losses) / len(solver.losses)
+    return extra.get("global_batch"), extra.get("workers")
 
 
 def all_snapshots(prefix):

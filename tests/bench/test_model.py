@@ -41,7 +41,7 @@ def test_tree_cost_is_the_pipelined_tree_one_root_cycle_per_chunk_plus_the_last_
                                                                            3 * 5 * 2**19)
     # The default chunk is the one the running tree uses: 512 KiB when all ranks share one node's
     # memory, 128 KiB when the tree spans nodes (one rank per node unless the layout says otherwise).
-    from firecaffe.comm.base import pipeline_chunk_bytes
+    from firecaffe.comm.topology import pipeline_chunk_bytes
     assert pipeline_chunk_bytes(False) == 512 * 1024 and pipeline_chunk_bytes(True) == 128 * 1024
     assert model.coefficients("tree", 2**20, 2, ranks_per_node=2) == (3, 2**20 + 2**19, 2**20)
     assert model.coefficients("tree", 2**20, 2) == (9, 2**20 + 2**17, 2**20)

@@ -3,7 +3,7 @@ same global batch: hier's leaders, dbtree's two trees and the others really go o
 import numpy as np
 import pytest
 
-from firecaffe.cli.train import batch_hook
+from firecaffe.core.options import RunOptions
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
 
@@ -17,7 +17,7 @@ def train_one_process():
     param = io.read_solver(str(REPO / "nets/lenet_digits/solver.prototxt"))
     param.display = param.test_interval = 0
     del param.test_iter[:]
-    solver = Solver(param, train_net_hook=batch_hook(GLOBAL_BATCH, 1))
+    solver = Solver(param, options=RunOptions(global_batch=GLOBAL_BATCH))
     solver.step(STEPS)
     return solver.net.param_arena.copy()
 

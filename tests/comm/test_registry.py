@@ -133,7 +133,9 @@ def test_offline_tools_import_and_fit_without_mpi4py(tmp_path):
 
 
 def test_the_wait_policy_is_spin_unless_sleep_is_asked_and_a_typo_is_one_clear_error():
-    from firecaffe.comm.base import wait_policy
-    assert wait_policy({}) == "spin" and wait_policy({"FIRECAFFE_WAIT": " Sleep "}) == "sleep"
+    from firecaffe.core.options import RunOptions
+    assert RunOptions.build({}).wait == "spin" and RunOptions.build({"FIRECAFFE_WAIT": " Sleep "}).wait == "sleep"
+    assert RunOptions.build({"FIRECAFFE_BUCKET_WAIT": "spin"}).bucket_wait == "spin"
+    assert RunOptions.build({}, comm="ring").comm == "ring"
     with pytest.raises(FirecaffeError, match="FIRECAFFE_WAIT='slep': choose spin .* or sleep"):
-        wait_policy({"FIRECAFFE_WAIT": "slep"})
+        RunOptions.build({"FIRECAFFE_WAIT": "slep"})

@@ -4,7 +4,7 @@ The first W ranks are the workers. tree, ring and mpi run on them while the two
 extra ranks wait; ps runs with the two extras as servers, then with one (the
 last rank waits). Every rank draws every worker's data from a seed, so each one
 computes the expected sum itself, in float64. Each strategy's ``allreduce_`` and
-its ``step_`` (gradients to new weights through an update callback) are checked.
+its step (``reduce``, the caller's update of the window it returns, ``publish``) are checked.
 Results print per failure and as a summary line on rank 0; the exit status is 1
 if any rank saw a failure.
 """
@@ -19,7 +19,9 @@ import numpy as np
 from mpi4py import MPI
 
 from firecaffe.comm import make_strategy, names, strategy_class
-from firecaffe.comm.base import WHOLE, even_bounds
+from firecaffe.comm.base import WHOLE
+from firecaffe.comm.topology import even_bounds
+from firecaffe.core.options import RunOptions
 from firecaffe.comm.overlap import BucketReducer
 from firecaffe.comm.tree import binomial_links
 from firecaffe.errors import FirecaffeError
@@ -75,29 +77,33 @@ def sleepy_barrier(comm):
         time.sleep(0.002)
 
 
-def halve_sum(diff, params, calls):
-    """An update callback for ``step_``: new weights are half the summed gradient; records its calls."""
-    def update(window, sum_across):
-        calls.append((window, sum_across))
+def step(strategy, diff, params):
+    """One step as the Solver runs it, with new weights half the summed gradient; the window updated."""
+    window = strategy.reduce(diff)
+    if window is not None:
         params[window] = diff[window] * diff.dtype.type(0.5)
-    return update
+    strategy.publish(params)
+    return window
 
 
 def check_peer(name, options, workers):
-    strategy = make_strategy(name, workers, **options)
+    strategy = make_strategy(name, workers, wait=RunOptions.build().wait, **options)
     sleeping = type(strategy.comm).__name__ == "PoliteComm"
     check(sleeping == (os.environ.get("FIRECAFFE_WAIT") == "sleep" and strategy.own_waits),
           f"{name}: FIRECAFFE_WAIT={os.environ.get('FIRECAFFE_WAIT')} but its waits sleep: {sleeping}")
+    sibling = strategy.waiting("sleep")
+    check(type(sibling.comm).__name__ == "PoliteComm" or not strategy.own_waits,
+          f"{name}: waiting('sleep') does not sleep")
     for dtype in DTYPES:
         for size in SIZES:
             what = f"{name}{options or ''} {np.dtype(dtype).name}[{size}] on {workers.size} workers"
             flat = worker_data(workers.rank, size, dtype)
             strategy.allreduce_(flat)
             check_sum(flat, workers.size, what)
-            diff, params, calls = worker_data(workers.rank, size, dtype), np.zeros(size, dtype), []
-            strategy.step_(diff, params, halve_sum(diff, params, calls))
-            check(calls == [(WHOLE, None)], f"{what}: step_ called update {calls}")
-            check_sum(2 * params, workers.size, f"{what}: step_")
+            diff, params = worker_data(workers.rank, size, dtype), np.zeros(size, dtype)
+            window = step(strategy, diff, params)
+            check(window == WHOLE and strategy.sum_across is None, f"{what}: a peer updates {window}")
+            check_sum(2 * params, workers.size, f"{what}: reduce, update, publish")
 
 
 def check_parameter_server(world, num_servers):
@@ -109,11 +115,16 @@ def check_parameter_server(world, num_servers):
             what = f"ps({num_servers} servers) {np.dtype(dtype).name}[{size}] on {workers} workers"
             if not strategy.is_worker:
                 flat = np.empty(size, dtype)
-                strategy.step_(flat, flat, lambda window, sum_across: None)     # answers allreduce_
-                diff, params, calls = np.zeros(size, dtype), np.zeros(size, dtype), []
-                strategy.step_(diff, params, halve_sum(diff, params, calls))
-                (window, sum_across), = calls
-                check(sum_across(1.0) == num_servers, f"{what}: sum_across adds over the servers")
+                strategy.reduce(flat)                                  # answers allreduce_: the sum
+                strategy.publish(flat)                                 # goes back unchanged
+                diff, params = np.zeros(size, dtype), np.zeros(size, dtype)
+                window = strategy.reduce(diff)
+                bounds = even_bounds(size, num_servers)
+                index = world.rank - workers
+                check(window == slice(bounds[index], bounds[index + 1]), f"{what}: server updates {window}")
+                params[window] = diff[window] * dtype(0.5)
+                check(strategy.sum_across(1.0) == num_servers, f"{what}: sum_across adds over the servers")
+                strategy.publish(params)
                 history = [np.full(size, world.rank, dtype), np.full(size, -world.rank, dtype)]
                 strategy.gather_history_(history, root=0)
                 continue
@@ -121,9 +132,10 @@ def check_parameter_server(world, num_servers):
             strategy.allreduce_(flat)
             check_sum(flat, workers, what)
             grad, params = worker_data(strategy.rank, size, dtype), np.zeros(size, dtype)
-            strategy.step_(grad, params, update=None)               # the servers update, not the workers
-            check(np.array_equal(2 * params, flat), f"{what}: step_ weights differ from the allreduce_ sum")
-            check(np.array_equal(grad, worker_data(strategy.rank, size, dtype)), f"{what}: step_ changed the gradient")
+            window = step(strategy, grad, params)                    # the servers update, not the workers
+            check(window is None, f"{what}: a ps worker updates {window}")
+            check(np.array_equal(2 * params, flat), f"{what}: the step's weights differ from the allreduce_ sum")
+            check(np.array_equal(grad, worker_data(strategy.rank, size, dtype)), f"{what}: the step changed the gradient")
             history = [np.zeros(size, dtype), np.zeros(size, dtype)]
             strategy.gather_history_(history, root=0)
             owner = np.repeat(np.arange(workers, workers + num_servers), np.diff(even_bounds(size, num_servers)))
@@ -171,10 +183,10 @@ def check_device_staging(world):
         check_sum(flat.copy_to_host(), workers.size, what)
     grad = fake_cupy.FakeDeviceArray(worker_data(workers.rank, size, np.float64))
     params = fake_cupy.FakeDeviceArray(np.zeros(size))
-    ps.step_(grad, params, update=None)
-    check_sum(params.copy_to_host(), workers.size, "ps step_ on fake device arrays")
+    step(ps, grad, params)
+    check_sum(params.copy_to_host(), workers.size, "ps step on fake device arrays")
     check(np.array_equal(grad.copy_to_host(), worker_data(workers.rank, size, np.float64)),
-          "ps step_ on fake device arrays changed the gradient")
+          "ps step on fake device arrays changed the gradient")
     ps.close()
     check(fake_cupy.transfers["get"] > 0 and fake_cupy.transfers["set"] > 0, "fake device arrays were not staged")
     del sys.modules["cupy"]

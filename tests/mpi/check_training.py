@@ -11,23 +11,23 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from firecaffe.run.parallel import make_sync
+from firecaffe.core.options import RunOptions
+from firecaffe.run.parallel import make_parallel
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
-from firecaffe.cli.train import batch_hook
 
 SOLVER = "nets/lenet_digits/solver.prototxt"
 
 
 def run(world, out_dir, global_batch, steps, name, servers, clip=None):
-    sync = make_sync(world, name, ps_servers=servers, check_consistency=1)
+    options = RunOptions(comm=name, ps_servers=servers, check_consistency=1, global_batch=global_batch)
+    sync = make_parallel(world, options)
     param = io.read_solver(SOLVER)
     if clip is not None:
         param.clip_gradients = clip
     param.display = param.test_interval = 0
     del param.test_iter[:]
-    solver = Solver(param, sync=sync, shard=(max(sync.worker_rank, 0), sync.num_workers),
-                    train_net_hook=batch_hook(global_batch, sync.num_workers))
+    solver = Solver(param, parallel=sync, options=options)
     solver.step(steps)        # parameter-server ranks run the same loop (their strategy gives them their part)
     sync.close()
     if sync.worker_rank == 0:

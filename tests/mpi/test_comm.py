@@ -6,7 +6,7 @@ import pytest
 @pytest.mark.parametrize("num_workers", [1, 2, 3, 4, 5])
 def test_every_strategy_sums_and_steps_like_numpy(run_mpi, num_workers):
     # One launch per worker count checks tree, ring, mpi and ps (1 and 2 servers) on every size and dtype:
-    # allreduce_, and step_ (the sum reaches the update callback, or the servers' update for ps).
+    # allreduce_, and the step (reduce, the caller's update of the window it returns, publish).
     run = run_mpi(num_workers + 2, ["check_reducers.py", num_workers], timeout=90)
     assert run.returncode == 0, str(run)
     assert f"on {num_workers} workers, 0 failed" in run.stdout, str(run)

@@ -8,7 +8,7 @@ import pytest
 from firecaffe.comm import names, strategy_class
 from firecaffe.proto import io
 from firecaffe.solvers import Solver
-from firecaffe.cli.train import batch_hook
+from firecaffe.core.options import RunOptions
 
 pytestmark = pytest.mark.mpi
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ def train_one_process(clip=None):
     del param.test_iter[:]
     if clip is not None:
         param.clip_gradients = clip
-    solver = Solver(param, train_net_hook=batch_hook(GLOBAL_BATCH, 1))
+    solver = Solver(param, options=RunOptions(global_batch=GLOBAL_BATCH))
     solver.step(STEPS)
     return solver.net.param_arena.copy()
 

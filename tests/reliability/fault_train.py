@@ -21,6 +21,7 @@ from mpi4py import MPI
 from firecaffe import cli
 from firecaffe.run import parallel
 from firecaffe.comm import ps
+from firecaffe.solvers.solver import Solver
 
 RANK, ITER, KIND = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 ARGS = sys.argv[sys.argv.index("--") + 1:]
@@ -50,11 +51,11 @@ class KillingComm:
         return call
 
 
-original_update = parallel.DataParallel.update
+original_step = parallel.DataParallel.step
 
 
-def update(self, solver, rate):
-    if ME == RANK and solver.iter == ITER:
+def step(self, iteration, params, display=False):
+    if ME == RANK and iteration == ITER:
         if KIND == "raise":
             raise RuntimeError("injected fault")
         if KIND == "kill":
@@ -67,7 +68,7 @@ def update(self, solver, rate):
                 strategy.world = KillingComm(strategy.world, 2)
             else:
                 strategy.comm = KillingComm(strategy.comm, 2)
-    return original_update(self, solver, rate)
+    return original_step(self, iteration, params, display)
 
 
 original_gather = ps.ParameterServer._gather_sum
@@ -85,20 +86,20 @@ def gather_sum(self, *args):
     return result
 
 
-original_forward_backward = parallel.DataParallel.forward_backward
+original_forward_backward = Solver._forward_backward
 
 
-def forward_backward(self, net):
-    if ME == RANK and KIND.startswith("sleep-fwd:") and self.solver.iter == ITER:
+def forward_backward(self):
+    if ME == RANK and KIND.startswith("sleep-fwd:") and self.iter == ITER:
         time.sleep(float(KIND.split(":")[1]))
-    loss = original_forward_backward(self, net)
-    if ME == RANK and KIND == "nan-grad" and self.solver.iter == ITER:
-        net.layer_dict["ip1"].blobs[0].diff[0] = float("nan")
+    loss = original_forward_backward(self)
+    if ME == RANK and KIND == "nan-grad" and self.iter == ITER:
+        self.net.layer_dict["ip1"].blobs[0].diff[0] = float("nan")
     return loss
 
 
-parallel.DataParallel.update = update
-parallel.DataParallel.forward_backward = forward_backward
+parallel.DataParallel.step = step
+Solver._forward_backward = forward_backward
 ps.ParameterServer._gather_sum = gather_sum
 sys.argv = ["firecaffe"] + ARGS
 cli.main(ARGS)

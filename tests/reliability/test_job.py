@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from firecaffe.run.job import _warmup
+from firecaffe.solvers.batch import _warmup
 
 TRAIN = ["-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--test-interval", "0"]
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ...comm import make_strategy, strategy_class
-from ...comm.polite import unwrap
+from ...comm.polite import PoliteComm
 from ...errors import FirecaffeError
 
 VERSION = 1
@@ -119,7 +119,7 @@ def time_allreduce(communicator, flat, repeats, warmup):
     return times, bool(flags)
 
 
-def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter="tree"):
+def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter="tree", wait="spin"):
     """One measurement on the first ranks of ``world``: ``(times, correct, ranks per node)`` on world
     rank 0, None elsewhere."""
     from mpi4py import MPI
@@ -130,14 +130,14 @@ def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter
     if sub != MPI.COMM_NULL:
         size = nbytes // ITEMSIZE
         per_node = ranks_per_node(sub)
-        strategy = make_strategy(comm_name, sub, servers=servers, inter=inter)
+        strategy = make_strategy(comm_name, sub, servers=servers, inter=inter, wait=wait)
         if strategy.is_worker:
             result = (*time_allreduce(strategy, np.empty(size, np.float32), repeats, warmup), per_node)
         else:
             strategy.serve(size, np.float32)
         strategy.close()
         strategy.comm.Free()
-        if unwrap(strategy.comm) is not sub:
+        if (strategy.comm.raw if isinstance(strategy.comm, PoliteComm) else strategy.comm) is not sub:
             sub.Free()
     sleepy_barrier(world)
     return result if rank == 0 else None
@@ -182,7 +182,7 @@ def add_ratios(records):
 
 
 def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None,
-        inter="tree"):
+        inter="tree", wait="spin"):
     """Measure every strategy, size and rank count; the records on world rank 0, None elsewhere."""
     if repeats < 1 or warmup < 0:
         raise FirecaffeError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
@@ -198,7 +198,7 @@ def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, serv
         for comm_name, r in steps:
             if progress and world.Get_rank() == 0:
                 progress(comm_name, nbytes, r)
-            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers, inter)
+            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers, inter, wait)
             if result is not None:
                 times, correct, per_node = result
                 records.append(summarize(times, comm_name, nbytes, r, servers, repeats, warmup, correct,

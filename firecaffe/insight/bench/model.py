@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from ...comm import names, strategy_class
-from ...comm.base import log2_ceil  # noqa: F401 - part of this module's interface
+from ...comm.topology import log2_ceil  # noqa: F401 - part of this module's interface
 from ...errors import FirecaffeError
 
 PROFILE_KEYS = ("alpha_s", "beta_s_per_byte", "gamma_s_per_byte")
