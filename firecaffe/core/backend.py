@@ -62,7 +62,7 @@ def on_device(blobs):
     path a layer runs (Chainer's rule), not the mode set for the arrays made next."""
     for blob in blobs:
         if blob.data is not None:
-            return not isinstance(blob.data, np.ndarray)
+            return xp_of(blob.data) is not np
     return False
 
 
