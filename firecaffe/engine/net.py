@@ -203,7 +203,7 @@ class Net(PycaffeNetAPI):
             if shapes != self._reshaped_for[i] and not layer.reshape_every_forward:
                 layer.reshape(bottom, top)
                 self._reshaped_for[i] = shapes
-            return layer.forward(bottom, top)
+            return layer.forward_and_loss(bottom, top)
         except DataError as exc:
             where = self.sample_origin(i, getattr(exc, "blob", None), getattr(exc, "sample", None))
             if where is None:

@@ -46,11 +46,11 @@ def check_gradient(layer, bottom, top, *, check_bottom=None, eps=1e-6, rtol=1e-5
 
     def objective():
         layer.reshape(bottom, top)
-        layer.forward(bottom, top)
+        layer.forward_and_loss(bottom, top)
         return sum(float(np.sum(t.data * w)) for t, w in zip(top, weights))
 
     layer.reshape(bottom, top)
-    layer.forward(bottom, top)
+    layer.forward_and_loss(bottom, top)
     weights = top_weights or [gen.standard_normal(t.shape) for t in top]
     for t, w in zip(top, weights):
         t.diff[...] = w
@@ -82,7 +82,7 @@ def check_gradient(layer, bottom, top, *, check_bottom=None, eps=1e-6, rtol=1e-5
                 f"backward {got[k]:.8g}, finite difference {numeric[k]:.8g} "
                 f"({int(np.sum(err > bound))} of {flat.size} elements off)")
     layer.reshape(bottom, top)
-    layer.forward(bottom, top)
+    layer.forward_and_loss(bottom, top)
 
 
 class Finished:

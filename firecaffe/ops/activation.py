@@ -39,12 +39,12 @@ class ELU(Elementwise):
     def layer_setup(self, bottom, top):
         self.alpha = float(self.param.elu_param.alpha)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         xp = backend.xp_of(x)
         top[0].data[...] = xp.maximum(x, 0) + self.alpha * (xp.exp(xp.minimum(x, 0)) - 1)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             x, y, dy = bottom[0].data, top[0].data, top[0].diff   # x is y when in place
             bottom[0].diff[...] = dy * ((x > 0) + (self.alpha + y) * (x <= 0))
@@ -55,13 +55,13 @@ class Swish(Elementwise):
     def layer_setup(self, bottom, top):
         self.beta = float(self.param.swish_param.beta)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         xp = backend.xp_of(x)
         self.sigmoid = 0.5 * xp.tanh(x * (0.5 * self.beta)) + 0.5
         top[0].data[...] = x * self.sigmoid
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             y, s = top[0].data, self.sigmoid
             bottom[0].diff[...] = top[0].diff * (self.beta * y + s * (1 - self.beta * y))
@@ -75,12 +75,12 @@ class Clip(Elementwise):
             self.fail("clip_param needs both min and max", PrototxtError)
         self.low, self.high = float(p.min), float(p.max)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         xp = backend.xp_of(x)
         top[0].data[...] = xp.maximum(self.low, xp.minimum(x, self.high))
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             x = bottom[0].data
             bottom[0].diff[...] = top[0].diff * ((x >= self.low) & (x <= self.high))
@@ -92,11 +92,11 @@ class AbsVal(Elementwise):
         if top[0] is bottom[0]:
             self.fail("cannot run in place (its backward needs the sign of the input)", PrototxtError)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         xp.abs(bottom[0].data, out=top[0].data)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             xp = backend.xp_of(top[0].diff)
             bottom[0].diff[...] = xp.sign(bottom[0].data) * top[0].diff
@@ -104,12 +104,12 @@ class AbsVal(Elementwise):
 
 @register("BNLL")
 class BNLL(Elementwise):
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         xp = backend.xp_of(x)
         top[0].data[...] = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             xp = backend.xp_of(top[0].diff)
             e = xp.exp(xp.minimum(bottom[0].data, BNLL_THRESHOLD))
@@ -121,10 +121,10 @@ class Threshold(Elementwise):
     def layer_setup(self, bottom, top):
         self.threshold = float(self.param.threshold_param.threshold)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         top[0].data[...] = bottom[0].data > self.threshold
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             self.fail("has no backward pass (a step function); set propagate_down: false "
                       "or do not use force_backward", PrototxtError)
@@ -158,13 +158,13 @@ class PReLU(Elementwise):
         a = self.blobs[0].data
         return a if self.shared else a.reshape((1, -1) + (1,) * (x.ndim - 2))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         xp = backend.xp_of(x)
         self.input = x.copy() if top[0] is bottom[0] else None
         top[0].data[...] = xp.maximum(x, 0) + self._slope(x) * xp.minimum(x, 0)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         x = bottom[0].data if self.input is None else self.input
         dy = top[0].diff
         negative = x <= 0

@@ -1,11 +1,12 @@
 """Layer: Caffe's layer lifecycle (setup, reshape, forward, backward).
 
-A subclass declares its arity and fills in ``reshape``, ``forward_cpu`` and
-``backward_cpu`` (and optionally ``layer_setup``, ``forward_gpu``/``backward_gpu``
-and ``flops``); the base class checks arity, handles loss weights and picks the
-CPU or GPU path. A layer written once against ``xp`` defines only the CPU
-methods: the GPU ones default to them. A layer with kernels defines its GPU
-methods next to its CPU ones, in its own file.
+A subclass declares its arity and fills in ``reshape``, ``forward`` and ``backward``
+(and optionally ``layer_setup`` and ``flops``); the base class checks arity and
+handles loss weights (``forward_and_loss``, what the Net calls). A layer written
+once against ``xp`` runs on NumPy and CuPy arrays alike in ``forward``/``backward``.
+A layer with kernels of its own defines ``forward_cpu``/``forward_gpu`` (and the
+backward pair) side by side in its own file instead, and the array's type picks
+one (Chainer's rule; not the global mode, which only says where new arrays go).
 """
 import numpy as np
 
@@ -50,32 +51,39 @@ class Layer:
     def reshape(self, bottom, top):
         raise NotImplementedError(f"{type(self).__name__}.reshape")
 
-    def forward(self, bottom, top):
-        """Compute tops; return this layer's weighted contribution to the loss."""
+    def forward_and_loss(self, bottom, top):
+        """Caffe's Layer::Forward: reshape where the layer asks every time, compute the tops, and
+        return this layer's weighted contribution to the loss."""
         if self.reshape_every_forward:
             self.reshape(bottom, top)
-        (self.forward_gpu if backend.on_device((*top, *bottom)) else self.forward_cpu)(bottom, top)
+        self.forward(bottom, top)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
             if weight:
                 loss += weight * float(blob.data.sum())
         return loss
 
+    def forward(self, bottom, top):
+        """Compute the tops. A layer written once against ``xp`` overrides ``forward`` and ``backward``;
+        this default is for a layer with a path per device: the array's type decides (Chainer's rule),
+        ``forward_gpu`` for device arrays, ``forward_cpu`` for host arrays."""
+        (self.forward_gpu if backend.on_device((*top, *bottom)) else self.forward_cpu)(bottom, top)
+
     def backward(self, top, propagate_down, bottom):
+        """Gradients for the bottoms (as ``forward``: overridden, or a path per device)."""
         (self.backward_gpu if backend.on_device((*top, *bottom)) else self.backward_cpu)(top, propagate_down, bottom)
 
     def forward_cpu(self, bottom, top):
-        raise NotImplementedError(f"{type(self).__name__}.forward_cpu")
+        raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def backward_cpu(self, top, propagate_down, bottom):
         """Default for layers with nothing to propagate (data, accuracy, silence)."""
 
     def forward_gpu(self, bottom, top):
-        """The CPU method, for layers whose one path is written against ``xp``."""
+        """A layer that reads on the host (a data layer without staging) fills device tops itself."""
         self.forward_cpu(bottom, top)
 
     def backward_gpu(self, top, propagate_down, bottom):
-        """The CPU method, for layers whose one path is written against ``xp``."""
         self.backward_cpu(top, propagate_down, bottom)
 
     # --- information for the net and for `firecaffe analyze` ---------------

@@ -45,7 +45,7 @@ class Input(Layer):
     def reshape(self, bottom, top):
         """Inputs keep the shape they were given (net.forward may reshape them)."""
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         pass
 
 
@@ -93,7 +93,7 @@ class DummyData(Layer):
         for blob, shape in zip(top, self.shapes):
             blob.reshape(shape)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         for blob, filler, refill in zip(top, self.fillers, self.refill):
             if refill:
                 self._fill(blob, filler)

@@ -45,7 +45,7 @@ class Eltwise(Layer):
                 self.fail(f"bottom[{i}] shape {tuple(b.shape)} differs from bottom[0] shape {first}")
         top[0].reshape(first)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         y = top[0].data
         if self.op == _OP.PROD:
@@ -66,7 +66,7 @@ class Eltwise(Layer):
                 xp.maximum(y, blob.data, out=y)
             self.max_idx = idx
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         dy = top[0].diff
         for i, b in enumerate(bottom):
             if not propagate_down[i]:

@@ -40,12 +40,12 @@ class Exp(Elementwise):
         self.inner = log_base * float(p.scale)
         self.outer = math.exp(log_base * float(p.shift)) if p.shift != 0 else 1.0
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         y = xp.exp(bottom[0].data * self.inner if self.inner != 1 else bottom[0].data)
         top[0].data[...] = y * self.outer if self.outer != 1 else y
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             g = top[0].data * top[0].diff
             bottom[0].diff[...] = g * self.inner if self.inner != 1 else g
@@ -65,12 +65,12 @@ class Log(Elementwise):
             x = x * self.scale
         return x + self.shift if self.shift != 0 else x
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         y = xp.log(self._argument(bottom[0].data))
         top[0].data[...] = y * self.base_scale if self.base_scale != 1 else y
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             inverse = 1 / self._argument(bottom[0].data)
             if self.backward_scale != 1:
@@ -94,7 +94,7 @@ class Power(Elementwise):
             x = x * self.scale
         return x + self.shift if self.shift != 0 else x
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         if self.diff_scale == 0:
             top[0].data[...] = 1.0 if self.power == 0 else self.shift ** self.power
             return
@@ -102,7 +102,7 @@ class Power(Elementwise):
         base = self._base(bottom[0].data)
         top[0].data[...] = xp.power(base, base.dtype.type(self.power)) if self.power != 1 else base
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         dx = bottom[0].diff

@@ -53,7 +53,7 @@ class HDF5Output(Layer):
             self.fail(f"data and label must have the same number of rows, got {bottom[0].shape} "
                       f"and {bottom[1].shape}")
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         h5py = _h5py()
         try:
             with h5py.File(self.file_name, "a") as f:

@@ -82,14 +82,14 @@ class Embed(_IndexedBottom):
     def reshape(self, bottom, top):
         top[0].reshape(bottom[0].shape + (self.num_output,))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         index = _indices(self, bottom[0], self.input_dim, "index")
         y = self.blobs[0].data[index]
         if self.bias_term:
             y += self.blobs[1].data
         top[0].data[...] = y.reshape(top[0].shape)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_index_gradient(propagate_down)
         index = bottom[0].data.reshape(-1).astype(np.int64)
         dy = top[0].diff.reshape(-1, self.num_output)
@@ -114,11 +114,11 @@ class BatchReindex(_IndexedBottom):
             self.fail("the data bottom must have a batch axis")
         top[0].reshape(bottom[1].shape + bottom[0].shape[1:])
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         self.index = _indices(self, bottom[1], bottom[0].shape[0], "index")
         top[0].data[...] = bottom[0].data[self.index]
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_index_gradient(propagate_down)
         if propagate_down[0]:
             bottom[0].diff[...] = 0
@@ -155,12 +155,12 @@ class Filter(_IndexedBottom):
         for t, b in zip(top, bottom):
             t.reshape((rows,) + b.shape[1:])
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         self.reshape(bottom, top)              # the top size follows the selector
         for t, b in zip(top, bottom):
             t.data[...] = b.data[self.selected]
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_index_gradient(propagate_down)
         for t, b, down in zip(top, bottom, propagate_down):
             if down:
@@ -198,7 +198,7 @@ class ArgMax(Layer):
             self.fail(f"top_k ({self.top_k}) must not exceed the {dim} values it chooses from (input {shape})")
         top[0].reshape(tuple(out))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         xp = backend.xp_of(x)
         if self.axis is None:
@@ -219,7 +219,7 @@ class ArgMax(Layer):
             result = picked if self.out_max_val else index
         top[0].data[...] = result.reshape(top[0].shape)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             self.fail("has no backward pass; set propagate_down: false or do not use force_backward",
                       PrototxtError)
@@ -241,8 +241,8 @@ class Parameter(Layer):
     def reshape(self, bottom, top):
         top[0].reshape(self.blobs[0].shape)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         top[0].data, top[0].diff = self.blobs[0].data, self.blobs[0].diff
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         """The gradient already sits in the blob's diff (the top shares it)."""

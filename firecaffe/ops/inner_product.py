@@ -50,7 +50,7 @@ class InnerProduct(Layer):
         self.m = bottom[0].count_range(0, self.axis)
         top[0].reshape(tuple(bottom[0].shape[:self.axis]) + (self.num_output,))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.m, self.k)
         w = self.blobs[0].data
         y = top[0].data.reshape(self.m, self.num_output)
@@ -59,7 +59,7 @@ class InnerProduct(Layer):
         if self.bias_term:
             y += self.blobs[1].data
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(self.m, self.num_output)
         x = bottom[0].data.reshape(self.m, self.k)
         w = self.blobs[0]

@@ -82,10 +82,10 @@ class Softmax(Layer):
         self.axis = _around(self, bottom[0], self.param.softmax_param.axis)[0]
         top[0].reshape_like(bottom[0])
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         softmax(bottom[0].data, self.axis, top[0].data)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             xp = backend.xp_of(top[0].diff)
             y, dy, dx = top[0].data, top[0].diff, bottom[0].diff     # dx may be dy
@@ -228,7 +228,7 @@ class Accuracy(Layer):
         if len(top) > 1:
             top[1].reshape((self.classes,))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         scores = bottom[0].data.reshape(self.outer, self.classes, self.inner)
         labels, valid = _labels(self, bottom, self.outer, self.classes, self.inner, self.ignore)
@@ -242,7 +242,7 @@ class Accuracy(Layer):
             hit = xp.bincount(labels[correct], minlength=self.classes)
             top[1].data[...] = xp.where(seen > 0, hit / xp.maximum(seen, 1), 0)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         """Accuracy is not differentiable; nothing flows back."""
 
     def allow_force_backward(self, bottom_index):
@@ -260,12 +260,12 @@ class EuclideanLoss(_Loss):
             self.fail(f"inputs must have the same dimension: {bottom[0].shape} vs {bottom[1].shape}")
         top[0].reshape(())
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         self.diff = bottom[0].data - bottom[1].data.reshape(bottom[0].shape)
         num = bottom[0].num
         top[0].data[...] = (self.diff * self.diff).sum() / num / 2
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         scale = self._weight(top) / bottom[0].num
         for i, sign in ((0, 1.0), (1, -1.0)):
             if propagate_down[i]:

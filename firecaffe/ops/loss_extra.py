@@ -85,7 +85,7 @@ class ContrastiveLoss(ExtraLoss):
         if s.count != a.shape[0]:
             self.fail(f"the similarity bottom must hold one value per pair (N, 1, 1, 1), got {s.shape}")
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         n = bottom[0].shape[0]
         self.diff = (bottom[0].data - bottom[1].data).reshape(n, -1)
@@ -97,7 +97,7 @@ class ContrastiveLoss(ExtraLoss):
             apart = xp.maximum(self.margin - xp.sqrt(self.dist_sq), 0) ** 2
         top[0].data[...] = xp.where(self.similar, self.dist_sq, apart).sum() / n / 2
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_label_gradients(propagate_down)
         xp = backend.xp_of(self.diff)
         n = bottom[0].shape[0]
@@ -128,7 +128,7 @@ class HingeLoss(ExtraLoss):
         if bottom[1].count != bottom[0].shape[0]:
             self.fail(f"needs one label per sample: scores {bottom[0].shape}, labels {bottom[1].shape}")
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         n = bottom[0].shape[0]
         scores = bottom[0].data.reshape(n, -1)
@@ -139,7 +139,7 @@ class HingeLoss(ExtraLoss):
         total = self.margin.sum() if self.norm == "L1" else (self.margin * self.margin).sum()
         top[0].data[...] = total / n
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_label_gradients(propagate_down)
         if not propagate_down[0]:
             return
@@ -170,7 +170,7 @@ class SigmoidCrossEntropyLoss(ExtraLoss):
         if bottom[0].count != bottom[1].count:
             self.fail(f"scores and targets must have the same count: {bottom[0].shape} vs {bottom[1].shape}")
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x, t = bottom[0].data, bottom[1].data.reshape(bottom[0].shape)
         xp = backend.xp_of(x)
         self.sigmoid = 0.5 * xp.tanh(0.5 * x) + 0.5
@@ -183,7 +183,7 @@ class SigmoidCrossEntropyLoss(ExtraLoss):
         self.norm = normalizer(self.mode, x.shape[0] if x.ndim else 1, x[0].size if x.ndim else 1, valid)
         top[0].data[...] = -per_element.sum() / self.norm
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_label_gradients(propagate_down)
         if not propagate_down[0]:
             return

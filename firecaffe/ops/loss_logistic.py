@@ -30,7 +30,7 @@ class MultinomialLogisticLoss(ExtraLoss):
         if label.channels != 1 or label.height != 1 or label.width != 1 or label.count != bottom[0].shape[0]:
             self.fail(f"labels must be (N, 1, 1, 1) or (N), got {label.shape}")
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         n = bottom[0].shape[0]
         prob = bottom[0].data.reshape(n, -1)
@@ -39,7 +39,7 @@ class MultinomialLogisticLoss(ExtraLoss):
         self.picked = xp.maximum(prob[xp.arange(n), self.labels], prob.dtype.type(LOG_THRESHOLD))
         top[0].data[...] = -xp.log(self.picked).sum() / n
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_label_gradients(propagate_down)
         if not propagate_down[0]:
             return
@@ -97,7 +97,7 @@ class InfogainLoss(ExtraLoss):
         h = bottom[2].data if len(bottom) > 2 else self.stored_h
         return h.reshape(self.classes, self.classes)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         self.prob = top[1].data if len(top) > 1 else xp.empty_like(bottom[0].data)
         softmax(bottom[0].data, self.axis, self.prob)
@@ -109,7 +109,7 @@ class InfogainLoss(ExtraLoss):
         self.norm = normalizer(self.mode, self.outer, self.inner, int(valid.sum()))
         top[0].data[...] = -(rows * log_prob * valid[:, None, :]).sum() / self.norm
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         self.refuse_label_gradients(propagate_down)
         if not propagate_down[0]:
             return

@@ -60,7 +60,7 @@ class MemoryData(_SourceLayer):
         self.labels = labels.reshape(-1).astype(self.dtype)
         self.cursor = self._cursor(len(data))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         if self.data is None:
             self.fail("no data yet: call net.set_input_arrays(data, labels) before the first forward",
                       DataError)

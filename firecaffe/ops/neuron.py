@@ -46,7 +46,7 @@ class ReLU(_Neuron):
     def layer_setup(self, bottom, top):
         self.negative_slope = float(self.param.relu_param.negative_slope)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
         xp = backend.xp_of(x)
         if self.negative_slope == 0:
@@ -69,7 +69,7 @@ class ReLU(_Neuron):
         else:
             y[...] = xp.where(x > 0, x, x * slope)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         x = bottom[0].data        # the output when in place: same sign
@@ -98,7 +98,7 @@ class ReLU(_Neuron):
 
 @register("Sigmoid")
 class Sigmoid(_Neuron):
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) and never overflows.
         y = xp.tanh(bottom[0].data * 0.5)
@@ -106,7 +106,7 @@ class Sigmoid(_Neuron):
         y *= 0.5
         top[0].data[...] = y
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             y = top[0].data
             bottom[0].diff[...] = top[0].diff * y * (1 - y)
@@ -114,11 +114,11 @@ class Sigmoid(_Neuron):
 
 @register("TanH")
 class TanH(_Neuron):
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         xp.tanh(bottom[0].data, out=top[0].data)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             y = top[0].data
             bottom[0].diff[...] = top[0].diff * (1 - y * y)

@@ -58,7 +58,7 @@ class BatchNorm(Layer):
     def _view(self, array):
         return array.reshape(array.shape[0] if array.ndim else 1, self.channels, -1)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         x = self._view(bottom[0].data)
         dt = x.dtype.type
@@ -83,7 +83,7 @@ class BatchNorm(Layer):
         self.x_norm = xc                       # kept for backward: top may be overwritten
         self._view(top[0].data)[...] = xc
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         dy = self._view(top[0].diff)
@@ -163,11 +163,11 @@ class Bias(_Broadcast):
         self.dims = _axes(self, bottom[0].shape, self.param.bias_param.axis, b.shape, "bias")
         top[0].reshape(bottom[0].shape)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         b = self._operand(bottom, 0).data.reshape(1, self.dims[1], 1)
         top[0].data.reshape(self.dims)[...] = bottom[0].data.reshape(self.dims) + b
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(self.dims)
         if len(bottom) == 1:
             self.blobs[0].diff += self._reduce(dy).reshape(self.blobs[0].shape)
@@ -204,7 +204,7 @@ class Scale(_Broadcast):
             self.bias_dims = _axes(self, bottom[0].shape, axis, self.blobs[-1].shape, "bias")
         top[0].reshape(bottom[0].shape)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.dims)
         if top[0] is bottom[0]:
             self.x_copy = x.copy()             # the scale gradient needs the input
@@ -215,7 +215,7 @@ class Scale(_Broadcast):
             top[0].data.reshape(self.bias_dims)[...] += self.blobs[-1].data.reshape(
                 1, self.bias_dims[1], 1)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(self.dims)
         if self.bias_term:
             bias = self.blobs[-1]

@@ -143,11 +143,11 @@ class PythonLayer(_OpLayer):
         with _host_view(bottom, top) as (b, t):
             self._call(self.user.reshape, "reshape", b, t)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         with _host_view(bottom, top, tops_out=True) as (b, t):
             self._call(self.user.forward, "forward", b, t)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         with _host_view(bottom, top, bottoms_out=True) as (b, t):
             self._call(self.user.backward, "backward", t, list(propagate_down), b)
 

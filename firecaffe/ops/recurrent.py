@@ -79,12 +79,12 @@ class LSTMUnit(Layer):
         top[0].reshape(bottom[0].shape)
         top[1].reshape(bottom[0].shape)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         c, h = unit_forward(xp, bottom[0].data[0], bottom[1].data[0], bottom[2].data[0])
         top[0].data[0], top[1].data[0] = c, h
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[2]:
             self.fail("cannot backpropagate to the sequence indicators (cont)")
         if not (propagate_down[0] or propagate_down[1]):
@@ -184,7 +184,7 @@ class _Recurrent(Layer):
             if propagate_down[2 + self.static + k]:      # Caffe shares no diff with h_0 / c_0
                 bottom[2 + self.static + k].diff[...] = 0
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[1]:
             self.fail("cannot backpropagate to the sequence indicators (cont)")
         xp = backend.xp_of(bottom[0].data)
@@ -207,7 +207,7 @@ class RNN(_Recurrent):
         self.make_blob((self.hidden, self.hidden), p.weight_filler)       # W_ho
         self.make_blob((self.hidden,), p.bias_filler)                     # b_o
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         pre = self._input_transform(xp, bottom)
         cont = bottom[1].data
@@ -249,7 +249,7 @@ class LSTM(_Recurrent):
     gate_factor = 4
     num_states = 2
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         xp = backend.xp_of(bottom[0].data)
         pre = self._input_transform(xp, bottom)
         cont = bottom[1].data

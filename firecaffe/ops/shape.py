@@ -86,12 +86,12 @@ class Concat(Layer):
             yield (slice(None),) * self.axis + (slice(start, start + size),)
             start += size
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         # each bottom straight into its slice of the top: no temporary
         _copy_pairs(((top[0].data[index], b.data) for b, index in zip(bottom, self._slices())),
                     self.axis)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         # copies into the bottoms' own diff arrays (a view of the top diff would
         # be overwritten by the next backward and break blob ownership)
         _copy_pairs(((b.diff, top[0].diff[index])
@@ -131,10 +131,10 @@ class Slice(Layer):
     def _index(self, i):
         return (slice(None),) * self.axis + (slice(self.bounds[i], self.bounds[i + 1]),)
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         _copy_pairs(((t.data, bottom[0].data[self._index(i)]) for i, t in enumerate(top)), self.axis)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             _copy_pairs(((bottom[0].diff[self._index(i)], t.diff) for i, t in enumerate(top)),
                         self.axis)
@@ -151,11 +151,11 @@ class Split(Layer):
                 self.fail(f"top[{i}] cannot be the bottom blob (Split does not work in place)")
             t.reshape_like(bottom[0])
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data
         _copy_pairs(((t.data.reshape(-1), x.reshape(-1)) for t in top), 1)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         diff = bottom[0].diff
@@ -189,10 +189,10 @@ class Flatten(Layer):
             self.fail(f"end_axis {p.end_axis} comes before axis {p.axis} for bottom shape {shape}")
         top[0].reshape(shape[:start] + (bottom[0].count_range(start, end + 1),) + shape[end + 1:])
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         top[0].data[...] = bottom[0].data.reshape(top[0].shape)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             bottom[0].diff[...] = top[0].diff.reshape(bottom[0].shape)
 
@@ -256,10 +256,10 @@ class Silence(Layer):
     def reshape(self, bottom, top):
         pass
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         pass
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         for b, down in zip(bottom, propagate_down):
             if down:
                 b.diff[...] = 0

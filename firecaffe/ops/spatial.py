@@ -69,10 +69,10 @@ class Crop(Layer):
         self.slices = tuple(self.slices)
         top[0].reshape(tuple(shape))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         top[0].data[...] = bottom[0].data[self.slices]
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             bottom[0].diff[...] = 0
             bottom[0].diff[self.slices] = top[0].diff
@@ -98,11 +98,11 @@ class Tile(Layer):
         self.outer, self.inner = bottom[0].count_range(0, self.axis), bottom[0].count_range(self.axis)
         top[0].reshape(tuple(shape))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.outer, 1, self.inner)
         top[0].data.reshape(self.outer, self.tiles, self.inner)[...] = x
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             dy = top[0].diff.reshape(self.outer, self.tiles, self.inner)
             bottom[0].diff[...] = dy.sum(axis=1).reshape(bottom[0].shape)
@@ -140,14 +140,14 @@ class Im2col(Layer):
                 yield (offsets, (Ellipsis,) + tuple(slice(lo, hi) for lo, hi, _ in ranges),
                        (Ellipsis,) + tuple(src for _, _, src in ranges))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.x_shape)
         col = top[0].data.reshape(self.col_shape)
         col[...] = 0
         for offsets, region, source in self._pieces():
             col[(slice(None), slice(None)) + offsets][region] = x[source]
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         dx = bottom[0].diff.reshape(self.x_shape)
@@ -204,7 +204,7 @@ class SPP(Layer):
         else:
             top[0].reshape((shape[0], sum(p.count_range(1) for _, p in self.levels)))
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         start = 0
         for pool, pooled in self.levels:
             pool.forward(bottom, [pooled])
@@ -212,7 +212,7 @@ class SPP(Layer):
             top[0].data.reshape(top[0].shape[0], -1)[:, start:start + width] = pooled.data.reshape(-1, width)
             start += width
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         xp = backend.xp_of(top[0].diff)

@@ -38,7 +38,7 @@ class Reduction(Layer):
             self.coeff /= max(self.dim, 1)
         top[0].reshape(bottom[0].shape[:self.axis])
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.num, self.dim)
         xp = backend.xp_of(x)
         if self.op in ("SUM", "MEAN"):
@@ -49,7 +49,7 @@ class Reduction(Layer):
             y = (x * x).sum(axis=1)
         top[0].data[...] = (y * self.coeff if self.coeff != 1 else y).reshape(top[0].shape)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         scale = top[0].diff.reshape(self.num, 1) * self.coeff
@@ -83,7 +83,7 @@ class MVN(Layer):
         top[0].reshape((b.num, b.channels, b.height, b.width))
         self.groups = b.num if self.across_channels else b.num * b.channels
 
-    def forward_cpu(self, bottom, top):
+    def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.groups, -1)
         xp = backend.xp_of(x)
         centred = x - x.mean(axis=1, keepdims=True)
@@ -92,7 +92,7 @@ class MVN(Layer):
             centred = centred / self.std
         top[0].data[...] = centred.reshape(top[0].shape)
 
-    def backward_cpu(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         dy = top[0].diff.reshape(self.groups, -1)

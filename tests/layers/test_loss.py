@@ -58,7 +58,7 @@ def test_softmax_loss_forward_hand_example():
     # -(log softmax(1,2,3)[2] + log 1/3) / 2 = (0.40760596 + 1.09861229) / 2
     assert top[0].shape == ()
     assert float(top[0].data) == pytest.approx(0.75310912, abs=1e-8)
-    assert layer.forward(bottom, top) == pytest.approx(0.75310912, abs=1e-8)   # loss_weight 1
+    assert layer.forward_and_loss(bottom, top) == pytest.approx(0.75310912, abs=1e-8)   # loss_weight 1
 
 
 def _ignored_example():

@@ -162,7 +162,7 @@ def test_reshape_runs_before_every_forward_and_phase_and_param_str_reach_the_lay
     layer, bottom, top = make_layer(python_layer("Counter"), [], phase="TEST")
     assert layer.user.seen_phase == firecaffe.TEST == 1          # an int, as pycaffe gives it
     for calls in range(3):
-        layer.forward(bottom, top)
+        layer.forward_and_loss(bottom, top)      # what the Net calls: Caffe's Layer::Forward
         assert top[0].shape == (calls + 1, 2) and np.all(top[0].data == calls)
 
 
