@@ -1,6 +1,8 @@
 """NetParameter transforms done before a net is built, as Caffe does them:
-phase/level/stage filtering, net-level inputs, and Split insertion for fan-out.
-Each takes a NetParameter and returns a new one."""
+phase/level/stage filtering, net-level inputs, and Split insertion for fan-out (each takes a
+NetParameter and returns a new one); and where a layer stands in its prototxt file.
+"""
+import re
 from collections import Counter
 
 from ..errors import PrototxtError
@@ -144,3 +146,17 @@ def _move_loss_weight(layer, top_index, split, count, weight):
     del layer.loss_weight[:]
     layer.loss_weight.extend(weight_list)
     split.loss_weight.extend([weight] + [0.0] * (count - 1))
+
+
+def locate_layer(path, layer_name):
+    """'FILE:LINE: ' of the layer named ``layer_name`` in a prototxt file, or ''."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except (OSError, TypeError, UnicodeDecodeError):
+        return ""
+    needle = re.compile(r'\bname\s*:\s*["\']' + re.escape(layer_name) + r'["\']')
+    for number, line in enumerate(lines, 1):
+        if needle.search(line):
+            return f"{path}:{number}: "
+    return f"{path}: "

@@ -12,12 +12,12 @@ neither filled (layers read ``fill_blobs``) nor laid into arenas, so a large net
 is read for shapes, parameter counts and FLOPs (``firecaffe analyze``,
 ``firecaffe design``) at no memory cost; it cannot train.
 """
-import re
 from collections import OrderedDict
 
 import numpy as np
 
 from . import arena, gpu_errors, graph
+from .graph import locate_layer
 from ..core.blob import Blob
 from ..core.hooks import Hooks
 from ..errors import DataError, FirecaffeError, PrototxtError
@@ -261,20 +261,6 @@ class Net(PycaffeNetAPI):
 
     def __repr__(self):
         return f"<Net '{self.name}' {self.phase}: {len(self.layers)} layers, {sum(b.count for b in self.learnable_params)} params>"
-
-
-def locate_layer(path, layer_name):
-    """'FILE:LINE: ' of the layer named ``layer_name`` in a prototxt file, or ''."""
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except (OSError, TypeError, UnicodeDecodeError):
-        return ""
-    needle = re.compile(r'\bname\s*:\s*["\']' + re.escape(layer_name) + r'["\']')
-    for number, line in enumerate(lines, 1):
-        if needle.search(line):
-            return f"{path}:{number}: "
-    return f"{path}: "
 
 
 def _is_phase(value):
