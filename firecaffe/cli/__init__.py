@@ -1,6 +1,7 @@
 """The `firecaffe` command: train, test, time, analyze (and bench, design, cluster).
 
-Errors meant for people (FirecaffeError) print as one line and exit 1; under
+Errors meant for people (FirecaffeError) print as one line and exit 1 (an exception
+from a user's Python layer prints the layer and the user's own frames); under
 MPI a failing rank takes the whole job down with its rank named.
 """
 import sys
@@ -41,6 +42,11 @@ def main(argv=None):
         _fail("interrupted")
     except MemoryError:
         _fail("out of memory: reduce batch_size (per rank) or use more ranks")
+    except Exception as exc:            # a user's Python layer raised: its report, not our frames
+        from ..ops.python_layer import report
+        if report(exc) is None:
+            raise
+        _fail(report(exc))
 
 
 def _fail(message):
