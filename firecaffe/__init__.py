@@ -43,9 +43,9 @@ _LAZY = {"Classifier": ("classifier", "Classifier"), "Detector": ("detector", "D
 def __getattr__(name):
     """Solvers, Classifier, Detector, draw and coord_map load on first use."""
     import importlib
-    if name in _SOLVER_NAMES:
-        from . import solvers
-        return getattr(solvers, name)
+    if name in _SOLVER_NAMES:           # pycaffe's classes (caffe.Solver has share_weights)
+        from .solvers import pycaffe
+        return getattr(pycaffe, name)
     if name in _LAZY:
         module_name, attr = _LAZY[name]
         module = importlib.import_module(f".{module_name}", __name__)
