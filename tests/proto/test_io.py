@@ -167,3 +167,12 @@ def test_text_round_trip(tmp_path):
     io.write_text(net, tmp_path / "again.prototxt")
     assert io.read_net(tmp_path / "again.prototxt") == net
     assert io.parse_net(io.net_to_text(net)) == net
+
+
+def test_a_blob_without_shape_or_legacy_dims_is_0d_as_caffe_writes_it():
+    blob = caffe_pb2.BlobProto(data=[0.25])            # no shape, no num/channels/height/width
+    array = io.blob_to_array(blob)
+    assert array.shape == () and float(array) == 0.25
+    legacy = caffe_pb2.BlobProto(num=1, data=[0.25])   # one legacy field set: the 4-D shape it names
+    with pytest.raises(PrototxtError, match=r"1 values but its shape \(1, 0, 0, 0\)"):
+        io.blob_to_array(legacy)
