@@ -97,7 +97,7 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
 
     def progress(name, nbytes, r):
         if not quiet:
-            click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
+            click.echo(f"  {name} {bench_comm.human_bytes(nbytes)} on {r} rank(s) ...", err=True)
 
     try:
         records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
@@ -191,11 +191,12 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
 
 
 def _describe(profile, what):
-    beta = profile["beta_s_per_byte"]
-    bandwidth = f"{1 / beta / 1e9:.3g} GB/s" if beta else "infinite"
+    from ..insight.predict import rate
+    beta, gamma = profile["beta_s_per_byte"], profile["gamma_s_per_byte"]
     return (f"fit over {what} ({profile['points']} points): alpha = {profile['alpha_s'] * 1e6:.3g} us, "
-            f"beta = {beta * 1e12:.4g} ps/byte ({bandwidth}), "
-            f"gamma = {profile['gamma_s_per_byte'] * 1e12:.4g} ps/byte")
+            f"beta = {beta * 1e12:.4g} ps/byte ({rate(beta)}), "
+            f"gamma = {gamma * 1e12:.4g} ps/byte ({rate(gamma) if gamma else 'reduction free'}); "
+            f"GB/s = 10^9 bytes/s")
 
 
 @bench.command()
