@@ -8,7 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
-from .options import INTER_OPTION, comm_option
+from .options import INTER_OPTION, comm_option, phase_option
 
 
 def _split(text):
@@ -67,8 +67,7 @@ def bench():
               help="Message sizes in bytes (K, M, G are powers of 1024).")
 @click.option("--net", type=click.Path(dir_okay=False), help="Use this net's gradient size (its parameter "
               "bytes) instead of --sizes.")
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
-              help="Phase to build --net in.")
+@phase_option("TEST", "Phase to build --net in.")
 @click.option("--ranks", "ranks_text", metavar="R[,R...]", help="Measure on sub-communicators of these "
               "many ranks (ps: workers) instead of the whole job.")
 @click.option("--sweep", is_flag=True, help="Measure on 2, 4, 8, ... ranks and the whole job.")

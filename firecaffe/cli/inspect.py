@@ -5,7 +5,7 @@ import click
 from ..core import backend
 from ..core.log import LOGGER, setup as setup_logging
 from ..insight.predict import format_prediction
-from .options import CPU_OPTION, GPU_OPTION, choose_device
+from .options import CPU_OPTION, GPU_OPTION, choose_device, phase_option
 from .prediction import apply_prediction, prediction_options
 
 
@@ -16,8 +16,7 @@ from .prediction import apply_prediction, prediction_options
               help="Batches of the net's batch_size to score, spread over the ranks, the source "
                    "wrapping around as in Caffe [default: one pass over the data source when its size "
                    "is known, each sample once, else 50].")
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
-              show_default=True)
+@phase_option("TEST", "The phase to build the net in.")
 @CPU_OPTION
 @GPU_OPTION
 def test(model, weights, iterations, phase, cpu, gpu):
@@ -73,7 +72,7 @@ def test(model, weights, iterations, phase, cpu, gpu):
 @click.command("time")
 @click.option("--model", required=True, type=click.Path(), help="Net prototxt.")
 @click.option("--iterations", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TRAIN")
+@phase_option("TRAIN", "The phase to build the net in (as caffe time).")
 @click.option("--weights", type=click.Path(), help="Optional weights.")
 @CPU_OPTION
 @GPU_OPTION
@@ -97,8 +96,7 @@ def time_cmd(model, iterations, phase, weights, cpu, gpu):
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
-              show_default=True)
+@phase_option("TEST", "The phase to build the net in.")
 @click.option("--stage", "stages", multiple=True, help="A stage of the net state (repeatable), as Net(stages=...).")
 @click.option("--level", default=0, show_default=True, type=int, help="The net state's level.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
