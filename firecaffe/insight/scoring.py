@@ -39,9 +39,10 @@ class Plan:
 
 
 def source_of(net):
-    """(the first layer reading a source through a cursor, its index), or (None, None)."""
+    """(the first layer reading a source of known size through a cursor, its index), or
+    (None, None) (WindowData draws windows at random: no pass over a source)."""
     for i, layer in enumerate(net.layers):
-        if getattr(layer, "cursor", None) is not None:
+        if getattr(getattr(layer, "cursor", None), "num_samples", None):
             return layer, i
     return None, None
 

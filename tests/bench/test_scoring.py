@@ -34,3 +34,12 @@ def test_means_weigh_batches_by_samples():
     total, loss, out = means(records)
     assert total == 160
     assert loss == (100 * 0.5 + 60 * 0.25) / 160 and out["accuracy"][0] == (80 + 60) / 160
+
+
+def test_a_data_layer_without_a_known_size_is_no_source():
+    from types import SimpleNamespace
+    from firecaffe.insight.scoring import source_of
+    windows = SimpleNamespace(cursor=SimpleNamespace(batch_size=4, position=0))      # WindowData's counter
+    hdf5 = SimpleNamespace(cursor=ShardCursor(10, 4))
+    assert source_of(SimpleNamespace(layers=[windows])) == (None, None)
+    assert source_of(SimpleNamespace(layers=[windows, hdf5])) == (hdf5, 1)
