@@ -71,9 +71,12 @@ def run(ctx, args):
     """
     from .. import cluster as emulated
     ours, mpiexec_args, command = _parse(ctx, args, RUN_OPTIONS, required=("--nodes", "--link"))
+    name = ours.get("name", "fc")
     sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
-                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
-                          ours.get("tcp", DEFAULT_TCP)))
+                          mpiexec_args, name, ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
+                          ours.get("tcp", DEFAULT_TCP),
+                          on_up=lambda state: click.echo(_summary(state) + " -- up", err=True),
+                          on_down=lambda: click.echo(f"cluster {name!r} removed", err=True)))
 
 
 @cluster.command()
