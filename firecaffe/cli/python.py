@@ -33,15 +33,15 @@ class CaffeAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             if exc.name == real_name:       # firecaffe has no such module: caffe.X is not found either
                 return None
             raise
-        return importlib.util.spec_from_loader(fullname, self, is_package=hasattr(real, "__path__"))
+        spec = importlib.util.spec_from_loader(fullname, self, is_package=hasattr(real, "__path__"))
+        spec.loader_state = real.__spec__               # firecaffe's own spec, to put back
+        return spec
 
     def create_module(self, spec):
-        real = sys.modules[TARGET + spec.name[len(ALIAS):]]
-        self._real_spec = real.__spec__          # the import system overwrites __spec__; put it back
-        return real
+        return sys.modules[spec.loader_state.name]
 
     def exec_module(self, module):
-        module.__spec__ = self._real_spec
+        module.__spec__ = module.__spec__.loader_state  # the import system gave it the alias's spec
 
 
 def install():

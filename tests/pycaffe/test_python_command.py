@@ -21,7 +21,8 @@ SCRIPT = textwrap.dedent('''
     assert caffe is firecaffe and caffe_pb2 is firecaffe.proto.caffe_pb2
     for name in ("io", "draw", "net_spec", "coord_map", "classifier", "detector"):
         assert getattr(caffe, name) is sys.modules["firecaffe." + name], name
-    assert firecaffe.__spec__.name == "firecaffe"          # the alias leaves firecaffe's own spec alone
+    assert firecaffe.__spec__.name == "firecaffe"          # the alias leaves firecaffe's own specs alone
+    assert caffe.io.__spec__.name == "firecaffe.io" and caffe_pb2.__spec__.name == "firecaffe.proto.caffe_pb2"
     assert caffe.io.Transformer is firecaffe.io.Transformer
     try:
         import caffe.no_such_module
