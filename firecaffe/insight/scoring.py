@@ -25,7 +25,7 @@ class Plan:
             self.last = samples - (self.batches - 1) * batch
         else:
             self.batches = iterations or 50
-            self.last = batch
+            self.last = self.batch
 
     def sizes(self, rank, size):
         """[(batch index, samples in it)] that ``rank`` of ``size`` scores, in the order

@@ -27,6 +27,7 @@ def test_a_given_number_of_batches_is_full_batches():
     assert plan.batches == 5 and plan.last == 100
     assert plan.sizes(1, 2) == [(1, 100), (3, 100), None]
     assert Plan(None, None).batches == 50
+    assert Plan(None, None, iterations=3).sizes(0, 2) == [(0, 1), (2, 1)]      # no source: equal weights
 
 
 def test_means_weigh_batches_by_samples():

@@ -108,3 +108,13 @@ def test_phase_is_shown_with_caffes_names_and_its_default(command, default):
     from firecaffe.cli import cli
     text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
     assert "--phase [TRAIN|TEST]" in text and f"[default: {default}]" in text
+
+
+def test_test_scores_a_net_without_a_data_source(tmp_path):
+    net = tmp_path / "dummy.prototxt"
+    net.write_text('name: "d"\nlayer { name: "x" type: "DummyData" top: "x" dummy_data_param { shape { dim: 4 '
+                   'dim: 3 } data_filler { type: "constant" value: 2 } } }\nlayer { name: "s" type: "Reduction" '
+                   'bottom: "x" top: "s" reduction_param { operation: SUMSQ } }\n')
+    result = firecaffe("test", "--model", str(net), "--iterations", "2")
+    assert result.returncode == 0, result.stderr
+    assert "Batch 1, s = 48" in result.stderr and "] s = 48" in result.stderr and "Tested" not in result.stderr
