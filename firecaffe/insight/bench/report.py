@@ -53,7 +53,7 @@ def markdown_tables(records):
         subset = [r for r in records if r["bytes"] == nbytes]
         known = names()
         comms = sorted({r["comm"] for r in subset}, key=lambda c: (known.index(c) if c in known else len(known), c))
-        out.append(f"#### {human_bytes(nbytes)}B ({nbytes:,} bytes): median ms per allreduce "
+        out.append(f"#### {human_bytes(nbytes)} ({nbytes:,} bytes): median ms per allreduce "
                    "[min-max] (x mpi)\n")
         out.append("| ranks | " + " | ".join(comms) + " |")
         out.append("|---:|" + "---:|" * len(comms))
