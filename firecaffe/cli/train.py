@@ -207,7 +207,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         timeline.attach(solver)
     solver.solve()                 # parameter-server ranks too: the strategy gives them their part
     if timeline is not None:
-        timeline.write()           # collective: rank 0 writes every rank's events
+        written = timeline.write()           # collective: rank 0 writes every rank's events
+        if written:
+            LOGGER.info(f"Timeline: {written}")
     if parallel is not None:
         parallel.close()
     signals.close()

@@ -22,7 +22,11 @@ def train(tmp_path, *args, ranks=None, timeout=120):
                    ranks=ranks, timeout=timeout, cwd=REPO)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     with open(tmp_path / "trace.json") as f:
-        return json.load(f)
+        trace = json.load(f)
+    events = sum(e["ph"] == "X" or e["ph"] == "M" for e in trace["traceEvents"])
+    assert f"Timeline: {events} events of {ranks or 1} rank(s)" in done.stderr, done.stderr[-2000:]
+    assert f"written to {tmp_path / 'trace.json'} (open it in ui.perfetto.dev" in done.stderr
+    return trace
 
 
 def complete_events(trace):
