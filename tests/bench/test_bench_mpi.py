@@ -7,6 +7,8 @@ import pytest
 
 from firecaffe.engine.testing import run_job
 
+from tests import _required
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +28,7 @@ def run(n, args, timeout=60):
 
 @pytest.fixture(autouse=True)
 def needs_mpi4py():
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
 
 
 def test_bench_comm_on_4_ranks_writes_valid_records(tmp_path):

@@ -5,6 +5,8 @@ from firecaffe.errors import FirecaffeError
 from firecaffe.ops import conv_base as conv
 from firecaffe.engine.testing import check_gradient, make_layer
 
+from tests import _required
+
 GAUSS = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 }'
 
 
@@ -54,7 +56,7 @@ def test_convolution_pads_with_zeros_and_strides():
     "num_output: 5 kernel_size: 1 stride: 2",
 ])
 def test_convolution_matches_torch(params, layout):
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(3, 4, 7, 8)
     layer, bottom, top = make_layer(conv_text(params), [x])
     layer.forward(bottom, top)
@@ -94,7 +96,7 @@ def test_convolution_multiple_bottoms_share_weights(layout):
 
 
 def test_convolution_3d_spatial_and_axis():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(2, 3, 4, 5, 4)
     layer, bottom, top = make_layer(conv_text("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 "
                                               "pad: 1 stride: 2"), [x])
@@ -163,7 +165,7 @@ def test_convolution_rejects_bottoms_of_different_shapes():
     "num_output: 3 kernel_size: 1 bias_term: false",
 ])
 def test_deconvolution_matches_torch_and_gradient(params):
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(2, 4, 4, 3)
     layer, bottom, top = make_layer(conv_text(params, "Deconvolution"), [x])
     p = layer.param.convolution_param
