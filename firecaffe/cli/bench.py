@@ -205,9 +205,11 @@ def _describe(profile, what):
               "to it) instead of stdout (figure into FOLDER).")
 @click.option("--no-fit", is_flag=True, help="Leave out the fitted model and its error.")
 @click.option("--min-ranks", type=click.IntRange(min=1), default=4, show_default=True)
-def report(folder, out, no_fit, min_ranks):
+@click.option("--cores", type=click.IntRange(min=0), help="As for `bench fit`: the contended model above this "
+              "many processes per node (0: off). Default: this machine's cores if FOLDER was measured on it.")
+def report(folder, out, no_fit, min_ranks, cores):
     """Turn a sweep FOLDER of `bench comm --json` files into Markdown tables and a figure."""
     from ..insight.bench.report import write_report
-    text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks)
+    text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks, cores=cores)
     if not out:
         click.echo(text)
