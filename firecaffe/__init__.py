@@ -29,7 +29,7 @@ from .errors import FirecaffeError  # noqa: E402
 from .engine.net import Net  # noqa: E402
 from .proto import caffe_pb2  # noqa: E402
 from .proto.caffe_pb2 import TRAIN, TEST  # noqa: E402  (0 and 1, as in pycaffe; "TRAIN"/"TEST" work too)
-from .pycaffe import Timer, layer_type_list, set_device, set_mode_gpu, init_log, log  # noqa: E402
+from .pycaffe import Timer, has_nccl, layer_type_list, set_device, set_mode_gpu, init_log, log  # noqa: E402
 from .net_spec import layers, params, NetSpec, to_proto  # noqa: E402
 from . import io  # noqa: E402
 from .ops.python_layer import Layer  # noqa: E402  (pycaffe's base class of Python layers)
@@ -43,9 +43,9 @@ _LAZY = {"Classifier": ("classifier", "Classifier"), "Detector": ("detector", "D
 def __getattr__(name):
     """Solvers, Classifier, Detector, draw and coord_map load on first use."""
     import importlib
-    if name in _SOLVER_NAMES:
-        from . import solvers
-        return getattr(solvers, name)
+    if name in _SOLVER_NAMES:           # pycaffe's classes (caffe.Solver has share_weights)
+        from .solvers import pycaffe
+        return getattr(pycaffe, name)
     if name in _LAZY:
         module_name, attr = _LAZY[name]
         module = importlib.import_module(f".{module_name}", __name__)
@@ -54,5 +54,5 @@ def __getattr__(name):
 
 
 __all__ = ["Net", "Layer", "TRAIN", "TEST", "FirecaffeError", "set_mode_cpu", "set_mode_gpu", "set_device",
-           "set_random_seed", "layer_type_list", "Timer", "init_log", "log", "io", "layers", "params",
+           "set_random_seed", "layer_type_list", "has_nccl", "Timer", "init_log", "log", "io", "layers", "params",
            "NetSpec", "to_proto", "caffe_pb2", *_SOLVER_NAMES, *_LAZY]

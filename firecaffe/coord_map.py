@@ -103,11 +103,13 @@ def coord_map_from_to(top_from, top_to):
 def crop(top_from, top_to):
     """A Crop layer cutting ``top_from`` to ``top_to``'s size at the offset that aligns them."""
     axis, a, b = coord_map_from_to(top_from, top_to)
+    # AssertionError, as pycaffe's checks (its tests expect that class); raised, not asserted,
+    # so that python -O keeps them
     if not np.all(np.asarray(a) == 1):
-        raise ValueError(f"scale mismatch on crop (a = {a})")
+        raise AssertionError(f"scale mismatch on crop (a = {a})")
     if not np.all(np.asarray(b) <= 0):
-        raise ValueError(f"cannot crop a negative offset (b = {b})")
+        raise AssertionError(f"cannot crop a negative offset (b = {b})")
     if not np.all(np.round(b) == b):
-        raise ValueError(f"cannot crop a non-integer offset (b = {b})")
+        raise AssertionError(f"cannot crop a non-integer offset (b = {b})")
     offset = [int(v) for v in -np.round(np.asarray(b, dtype=float).ravel())]
     return L.Crop(top_from, top_to, crop_param=dict(axis=axis + 1, offset=offset))

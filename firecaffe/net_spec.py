@@ -69,6 +69,9 @@ class Function:
 
     def __init__(self, type_name, inputs, params):
         self.type_name = type_name
+        for index, bottom in enumerate(inputs):
+            if not isinstance(bottom, Top):
+                raise TypeError(f"{type_name} input {index} is not a Top (type is {type(bottom)})")
         self.inputs = inputs
         self.params = dict(params)
         self.ntop = self.params.pop("ntop", 1)

@@ -1,5 +1,5 @@
 """pycaffe's module-level helpers: set_device, set_mode_gpu (honouring set_device),
-layer_type_list, Timer, init_log and log."""
+layer_type_list, has_nccl, Timer, init_log and log."""
 import time
 
 from .core import backend
@@ -24,6 +24,12 @@ def layer_type_list():
     """The layer type names this build knows, sorted (Caffe's LayerRegistry list)."""
     from .ops import LAYERS
     return sorted(LAYERS)
+
+
+def has_nccl():
+    """False: firecaffe's Python API has no pycaffe ``caffe.NCCL`` object (multi-GPU training
+    from Python); GPUs train together through `mpirun firecaffe train --comm nccl`."""
+    return False
 
 
 class Timer:

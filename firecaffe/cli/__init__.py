@@ -1,6 +1,8 @@
-"""The `firecaffe` command: train, test, time, analyze (and bench, design, cluster).
+"""The `firecaffe` command: train, test, time, analyze (and bench, design, cluster,
+python: run a pycaffe script with `import caffe` resolving to firecaffe).
 
-Errors meant for people (FirecaffeError) print as one line and exit 1; under
+Errors meant for people (FirecaffeError) print as one line and exit 1 (an exception
+from a user's Python layer prints the layer and the user's own frames); under
 MPI a failing rank takes the whole job down with its rank named.
 """
 import sys
@@ -12,6 +14,7 @@ from .design import design
 from .bench import bench
 from .cluster import cluster
 from .inspect import analyze, test, time_cmd
+from .python import python_cmd
 from .train import train
 
 
@@ -21,7 +24,7 @@ def cli():
     """Train and measure Caffe networks on NumPy/CuPy, data-parallel over MPI."""
 
 
-for _command in (train, test, time_cmd, analyze, bench, design, cluster):
+for _command in (train, test, time_cmd, analyze, bench, design, cluster, python_cmd):
     cli.add_command(_command)
 
 
@@ -41,6 +44,11 @@ def main(argv=None):
         _fail("interrupted")
     except MemoryError:
         _fail("out of memory: reduce batch_size (per rank) or use more ranks")
+    except Exception as exc:            # a user's Python layer raised: its report, not our frames
+        from ..ops.python_layer import report
+        if report(exc) is None:
+            raise
+        _fail(report(exc))
 
 
 def _fail(message):

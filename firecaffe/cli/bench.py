@@ -8,7 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
-from .options import INTER_OPTION, comm_option
+from .options import INTER_OPTION, comm_option, phase_option
 
 
 def _split(text):
@@ -67,8 +67,7 @@ def bench():
               help="Message sizes in bytes (K, M, G are powers of 1024).")
 @click.option("--net", type=click.Path(dir_okay=False), help="Use this net's gradient size (its parameter "
               "bytes) instead of --sizes.")
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
-              help="Phase to build --net in.")
+@phase_option("TEST", "Phase to build --net in.")
 @click.option("--ranks", "ranks_text", metavar="R[,R...]", help="Measure on sub-communicators of these "
               "many ranks (ps: workers) instead of the whole job.")
 @click.option("--sweep", is_flag=True, help="Measure on 2, 4, 8, ... ranks and the whole job.")
@@ -97,7 +96,7 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
 
     def progress(name, nbytes, r):
         if not quiet:
-            click.echo(f"  {name} {bench_comm.human_bytes(nbytes)}B on {r} rank(s) ...", err=True)
+            click.echo(f"  {name} {bench_comm.human_bytes(nbytes)} on {r} rank(s) ...", err=True)
 
     try:
         from ..core.options import RunOptions
@@ -192,11 +191,12 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
 
 
 def _describe(profile, what):
-    beta = profile["beta_s_per_byte"]
-    bandwidth = f"{1 / beta / 1e9:.3g} GB/s" if beta else "infinite"
+    from ..insight.predict import rate
+    beta, gamma = profile["beta_s_per_byte"], profile["gamma_s_per_byte"]
     return (f"fit over {what} ({profile['points']} points): alpha = {profile['alpha_s'] * 1e6:.3g} us, "
-            f"beta = {beta * 1e12:.4g} ps/byte ({bandwidth}), "
-            f"gamma = {profile['gamma_s_per_byte'] * 1e12:.4g} ps/byte")
+            f"beta = {beta * 1e12:.4g} ps/byte ({rate(beta)}), "
+            f"gamma = {gamma * 1e12:.4g} ps/byte ({rate(gamma) if gamma else 'reduction free'}); "
+            f"GB/s = 10^9 bytes/s")
 
 
 @bench.command()
@@ -205,9 +205,11 @@ def _describe(profile, what):
               "to it) instead of stdout (figure into FOLDER).")
 @click.option("--no-fit", is_flag=True, help="Leave out the fitted model and its error.")
 @click.option("--min-ranks", type=click.IntRange(min=1), default=4, show_default=True)
-def report(folder, out, no_fit, min_ranks):
+@click.option("--cores", type=click.IntRange(min=0), help="As for `bench fit`: the contended model above this "
+              "many processes per node (0: off). Default: this machine's cores if FOLDER was measured on it.")
+def report(folder, out, no_fit, min_ranks, cores):
     """Turn a sweep FOLDER of `bench comm --json` files into Markdown tables and a figure."""
     from ..insight.bench.report import write_report
-    text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks)
+    text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks, cores=cores)
     if not out:
         click.echo(text)

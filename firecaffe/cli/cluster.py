@@ -6,19 +6,24 @@ import click
 
 from ..cluster.links import DEFAULT_MTU, DEFAULT_TCP
 
-NAME_OPTION = click.option("--name", default="fc", show_default=True,
-                           help="Cluster name (prefixes its namespaces and interfaces).")
-NODES_OPTION = click.option("--nodes", type=click.IntRange(min=1), required=True, help="Number of nodes.")
-LINK_OPTION = click.option("--link", "rate", required=True, metavar="RATE",
-                           help="Each node's link rate in bits/s, both directions: 100M, 1G, ...")
-PPN_OPTION = click.option("--ppn", type=click.IntRange(min=1), default=1, show_default=True,
-                          help="Ranks per node (they share memory inside the node).")
-MTU_OPTION = click.option("--mtu", type=int, default=DEFAULT_MTU, show_default=True,
-                          help="Largest frame on the links, bytes (9000: jumbo frames, as on most cluster "
-                               "fabrics; fewer packets for the machine's cores to carry).")
-TCP_OPTION = click.option("--tcp", default=DEFAULT_TCP, show_default=True, metavar="NAME",
-                          help="TCP congestion control inside the nodes (loss-based, as a real link "
-                               "needs: the token bucket's bursts fool BBR's bandwidth estimate).")
+HELP = {
+    "--name": "Cluster name (prefixes its namespaces and interfaces).",
+    "--nodes": "Number of nodes.",
+    "--link": "Each node's link rate in bits/s, both directions: 100M, 1G, ...",
+    "--ppn": "Ranks per node (they share memory inside the node).",
+    "--mtu": "Largest frame on the links, bytes (9000: jumbo frames, as on most cluster fabrics; "
+             "fewer packets for the machine's cores to carry).",
+    "--tcp": "TCP congestion control inside the nodes (loss-based, as a real link needs: the token "
+             "bucket's bursts fool BBR's bandwidth estimate).",
+    "-n": "MPI ranks to start [default: nodes x ppn].",
+    "--timeout": "Seconds before the job is killed [default: none].",
+}
+NAME_OPTION = click.option("--name", default="fc", show_default=True, help=HELP["--name"])
+NODES_OPTION = click.option("--nodes", type=click.IntRange(min=1), required=True, help=HELP["--nodes"])
+LINK_OPTION = click.option("--link", "rate", required=True, metavar="RATE", help=HELP["--link"])
+PPN_OPTION = click.option("--ppn", type=click.IntRange(min=1), default=1, show_default=True, help=HELP["--ppn"])
+MTU_OPTION = click.option("--mtu", type=int, default=DEFAULT_MTU, show_default=True, help=HELP["--mtu"])
+TCP_OPTION = click.option("--tcp", default=DEFAULT_TCP, show_default=True, metavar="NAME", help=HELP["--tcp"])
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
@@ -65,13 +70,13 @@ def run(ctx, args):
     The cluster is taken down when the job ends, fails or is interrupted.
     """
     from .. import cluster as emulated
-    ours, mpiexec_args, command = _parse(ctx, args, RUN_OPTIONS)
-    for required in ("nodes", "rate"):
-        if required not in ours:
-            raise click.UsageError(f"run needs --{'link' if required == 'rate' else required}")
+    ours, mpiexec_args, command = _parse(ctx, args, RUN_OPTIONS, required=("--nodes", "--link"))
+    name = ours.get("name", "fc")
     sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
-                          mpiexec_args, ours.get("name", "fc"), ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
-                          ours.get("tcp", DEFAULT_TCP)))
+                          mpiexec_args, name, ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
+                          ours.get("tcp", DEFAULT_TCP),
+                          on_up=lambda state: click.echo(_summary(state) + " -- up", err=True),
+                          on_down=lambda: click.echo(f"cluster {name!r} removed", err=True)))
 
 
 @cluster.command()
@@ -101,12 +106,31 @@ def down(name):
 
 
 # Options of exec and run, parsed by hand: click would read mpiexec's -genv as -g -e -n v.
-EXEC_OPTIONS = {"-n": ("ranks", int), "--name": ("name", str), "--timeout": ("timeout", float)}
-RUN_OPTIONS = dict(EXEC_OPTIONS, **{"--nodes": ("nodes", int), "--link": ("rate", str), "--ppn": ("ppn", int),
-                                    "--mtu": ("mtu", int), "--tcp": ("tcp", str)})
+# flag -> (key, type, metavar, default shown in --help)
+EXEC_OPTIONS = {"-n": ("ranks", int, "P", None), "--name": ("name", str, "NAME", "fc"),
+                "--timeout": ("timeout", float, "S", None)}
+RUN_OPTIONS = {"--nodes": ("nodes", int, "N", None), "--link": ("rate", str, "RATE", None),
+               "--ppn": ("ppn", int, "K", 1), "--mtu": ("mtu", int, "B", DEFAULT_MTU),
+               "--tcp": ("tcp", str, "NAME", DEFAULT_TCP), **EXEC_OPTIONS}
 
 
-def _parse(ctx, args, known):
+def _help(ctx, known, required):
+    """The command's help with its options listed, as click lists them for the other commands."""
+    formatter = ctx.make_formatter()
+    ctx.command.format_usage(ctx, formatter)
+    ctx.command.format_help_text(ctx, formatter)
+    rows = []
+    for flag, (_, _, metavar, default) in known.items():
+        extra = "  [required]" if flag in required else (f"  [default: {default}]" if default is not None else "")
+        rows.append((f"{flag} {metavar}", HELP[flag] + extra))
+    rows += [("mpiexec options", "Anything else before -- goes to mpiexec (-genv NAME VALUE, ...)."),
+             ("-h, --help", "Show this message and exit.")]
+    with formatter.section("Options"):
+        formatter.write_dl(rows)
+    return formatter.getvalue().rstrip("\n")
+
+
+def _parse(ctx, args, known, required=()):
     """``(our options, mpiexec options, command)`` from ``[options] [mpiexec options] -- COMMAND``.
 
     Without ``--`` the command starts at the first word that is not one of our options.
@@ -119,10 +143,10 @@ def _parse(ctx, args, known):
         word = head[i]
         flag, _, inline = word.partition("=")
         if word in ("-h", "--help"):
-            click.echo(ctx.get_help())
+            click.echo(_help(ctx, known, required))
             ctx.exit(0)
         if flag in known:
-            key, kind = known[flag]
+            key, kind = known[flag][:2]
             value = inline if inline else (head[i + 1] if i + 1 < len(head) else None)
             if value is None:
                 raise click.UsageError(f"{flag} needs a value")
@@ -137,8 +161,13 @@ def _parse(ctx, args, known):
         else:
             rest.append(word)
             i += 1
+    what = ctx.command.name
+    missing = [flag for flag in required if known[flag][0] not in ours]
+    if missing:
+        raise click.UsageError(f"{what} needs {' and '.join(f'{f} {known[f][2]}' for f in missing)}, e.g. "
+                               f"firecaffe cluster {what} --nodes 4 --link 1G -- python train.py")
     if not command:
-        raise click.UsageError("give the command to run, after --: ... -- python train.py")
+        raise click.UsageError(f"give the command to run, after --: firecaffe cluster {what} ... -- python train.py")
     for key in ("ranks", "nodes", "ppn"):
         if key in ours and ours[key] < 1:
             raise click.UsageError(f"{key} must be at least 1, got {ours[key]}")

@@ -87,7 +87,7 @@ def squeezenet(out, sweep, pool_after, conv1, solver_mode, **values):
         spec = replace(base, name=f"SqueezeNet_{os.path.basename(folder)}", **point)
         designs.append((point, folder, *squeezenet_files(spec, folder, solver_mode)))
     header = "  ".join(f"{n:>8s}" for n, _ in axes)
-    click.echo(f"{header}  {'params':>11s} {'MB':>7s} {'paper MB':>8s} {'GFLOPs':>7s}  folder")
+    click.echo(f"{header}  {'params':>11s} {'MiB':>7s} {'paper MB':>8s} {'GFLOPs':>7s}  folder")
     for point, folder, texts, info in designs:
         write_files(folder, texts)
         cells = "  ".join(f"{v:8g}" for v in point.values())
@@ -97,7 +97,6 @@ def squeezenet(out, sweep, pool_after, conv1, solver_mode, **values):
 
 def _report(info, out):
     click.echo(f"parameters: {info['params']:,d}\n"
-               f"model size: {info['mb']:.2f} MB float32 (MB = 2**20 bytes; the paper would print "
-               f"{info['paper_mb']:g}MB)\n"
+               f"model size: {info['mb']:.2f} MiB float32 (the paper would print {info['paper_mb']:g}MB)\n"
                f"compute:    {info['macs'] / 1e9:.3f} G multiply-adds, {info['flops'] / 1e9:.3f} GFLOPs per image\n"
                f"wrote {out}/train_val.prototxt, deploy.prototxt, solver.prototxt")

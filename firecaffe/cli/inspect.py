@@ -2,12 +2,10 @@
 import json
 
 import click
-import numpy as np
-
 from ..core import backend
 from ..core.log import LOGGER, setup as setup_logging
 from ..insight.predict import format_prediction
-from .options import CPU_OPTION, GPU_OPTION, choose_device
+from .options import CPU_OPTION, GPU_OPTION, choose_device, phase_option
 from .prediction import apply_prediction, prediction_options
 
 
@@ -15,18 +13,20 @@ from .prediction import apply_prediction, prediction_options
 @click.option("--model", required=True, type=click.Path(), help="Net prototxt (TEST phase).")
 @click.option("--weights", type=click.Path(), help=".caffemodel or .caffemodel.h5 to test.")
 @click.option("--iterations", type=click.IntRange(min=1),
-              help="Batches (per rank) to score [default: one pass over the data source when its size "
-                   "is known, else 50].")
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST")
+              help="Batches of the net's batch_size to score, spread over the ranks, the source "
+                   "wrapping around as in Caffe [default: one pass over the data source when its size "
+                   "is known, each sample once, else 50].")
+@phase_option("TEST", "The phase to build the net in.")
 @CPU_OPTION
 @GPU_OPTION
 def test(model, weights, iterations, phase, cpu, gpu):
     """Score a model, printing every output of every batch and the means (as `caffe test`).
 
-    Under mpirun the batches are spread over the ranks (each reads its slice of
-    every global batch) and the outputs are averaged over all of them; rank 0 speaks.
+    Under mpirun the batches are spread over the ranks and rank 0 prints what one
+    process prints: the same batches, the same outputs and the same means.
     """
     from ..engine.net import Net
+    from ..insight import scoring
     from ..run import mpi_util
     world = mpi_util.world()
     rank, size = (world.Get_rank(), world.Get_size()) if world is not None else (0, 1)
@@ -37,56 +37,42 @@ def test(model, weights, iterations, phase, cpu, gpu):
     net = Net(model, weights=weights, phase=phase.upper(), shard=(rank, size))
     if not weights:
         LOGGER.warning("no --weights given: testing the net's initial (random) weights")
-    samples, global_batch = _source_size(net)
-    if iterations is None:
-        iterations = -(-samples // global_batch) if samples else 50
-        if samples:
-            LOGGER.info(f"Testing one pass over the {samples} samples of the source: {iterations} batch(es) of "
-                        f"{global_batch}" + (f" ({global_batch // size} on each of {size} ranks)" if size > 1 else ""))
-    totals, loss = {}, 0.0
-    weights_of = net.loss_weights_by_blob()
-    for i in range(iterations):
-        loss += net.forward_range()
-        for name in net.outputs:
-            values = backend.to_host(net.blobs[name].data).ravel()
-            for k, v in enumerate(values):
-                LOGGER.info(f"Batch {i}, {name} = {float(v):.6g}")
-            totals[name] = totals.get(name, 0) + values.astype(float)
-    names = list(totals)
-    flat = np.concatenate([[loss]] + [np.atleast_1d(totals[n]) for n in names])
+    source, _ = scoring.source_of(net)
+    samples = source.cursor.num_samples if source is not None else None
+    batch = source.cursor.batch_size if source is not None else None
+    plan = scoring.Plan(samples, batch, iterations)
+    if iterations is None and samples:
+        LOGGER.info(f"Testing one pass over the {samples} samples of the source: {plan.batches} batch(es) of "
+                    f"{batch}" + (f" (the last of {plan.last})" if plan.last != batch else "")
+                    + (f", spread over {size} ranks" if size > 1 else ""))
+    records = scoring.score(net, plan, rank, size)
     if size > 1:
-        from mpi4py import MPI
-        world.Allreduce(MPI.IN_PLACE, flat)
-    count = iterations * size
-    loss, offset = flat[0], 1
-    if global_batch:
-        tested = iterations * global_batch
-        extra = f" (the source holds {samples}; the last batch wraps around)" if samples and tested != samples else ""
-        LOGGER.info(f"Tested {tested} samples in {iterations} batch(es){' on %d ranks' % size if size > 1 else ''}"
-                    f"{extra}")
-    LOGGER.info(f"Loss: {loss / count:.6g}")
-    for name in names:
-        width = np.atleast_1d(totals[name]).size
-        for v in flat[offset:offset + width] / count:
+        gathered = world.gather(records, root=0)            # a few numbers per batch, for printing
+        if rank != 0:
+            return
+        records = sorted((r for part in gathered for r in part), key=lambda r: r[0])
+    weights_of = net.loss_weights_by_blob()
+    for k, _, _, outputs in records:
+        for name, values in outputs.items():
+            for v in values:
+                LOGGER.info(f"Batch {k}, {name} = {v:.6g}")
+    tested, loss, means = scoring.means(records)
+    if samples:
+        wrapped = f" (the source holds {samples}; the stream wrapped around)" if tested > samples else ""
+        LOGGER.info(f"Tested {tested} samples in {plan.batches} batch(es)"
+                    f"{' on %d ranks' % size if size > 1 else ''}{wrapped}")
+    LOGGER.info(f"Loss: {loss:.6g}")
+    for name, values in means.items():
+        for v in values:
             w = weights_of.get(name)
             extra = f" (* {w:g} = {w * v:.6g} loss)" if w else ""
             LOGGER.info(f"{name} = {v:.6g}{extra}")
-        offset += width
-
-
-def _source_size(net):
-    """(samples in the first data layer's source or None, its global batch or None)."""
-    for layer in net.layers:
-        cursor = getattr(layer, "cursor", None)
-        if cursor is not None:
-            return cursor.num_samples, cursor.global_batch
-    return None, None
 
 
 @click.command("time")
 @click.option("--model", required=True, type=click.Path(), help="Net prototxt.")
 @click.option("--iterations", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TRAIN")
+@phase_option("TRAIN", "The phase to build the net in (as caffe time).")
 @click.option("--weights", type=click.Path(), help="Optional weights.")
 @CPU_OPTION
 @GPU_OPTION
@@ -110,8 +96,7 @@ def time_cmd(model, iterations, phase, weights, cpu, gpu):
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TEST",
-              show_default=True)
+@phase_option("TEST", "The phase to build the net in.")
 @click.option("--stage", "stages", multiple=True, help="A stage of the net state (repeatable), as Net(stages=...).")
 @click.option("--level", default=0, show_default=True, type=int, help="The net state's level.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")

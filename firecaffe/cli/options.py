@@ -11,6 +11,25 @@ INTER_OPTION = click.option("--inter", type=click.Choice(["tree", "ring"]), defa
                             help="With --comm hier: the strategy among the node leaders, over the network.")
 
 
+class PhaseType(click.ParamType):
+    """A net phase by Caffe's name, TRAIN or TEST, given in any case."""
+    name = "phase"
+
+    def get_metavar(self, *args, **kwargs):
+        return "[TRAIN|TEST]"
+
+    def convert(self, value, param, ctx):
+        phase = str(value).upper()
+        if phase not in ("TRAIN", "TEST"):
+            self.fail(f"{value!r} is not a phase: give TRAIN or TEST (any case)", param, ctx)
+        return phase
+
+
+def phase_option(default, help):
+    """``--phase`` shown and defaulted with Caffe's phase names."""
+    return click.option("--phase", type=PhaseType(), default=default, show_default=True, help=help)
+
+
 def choose_device(cpu, gpu, solver_param=None, local_rank=0):
     if cpu and gpu is not None:
         raise click.UsageError("give --cpu or --gpu, not both")

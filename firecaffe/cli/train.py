@@ -69,26 +69,32 @@ def _looks_like_net(text):
 @click.option("--resume-latest", "resume_prefix", is_flag=False, flag_value="", metavar="[PREFIX]",
               help="Resume from the newest complete snapshot of PREFIX (default: the solver's "
                    "snapshot_prefix); start fresh (from --weights, if given) when there is none.")
-@click.option("--max-iter", type=int)
-@click.option("--base-lr", type=float)
-@click.option("--lr-policy")
-@click.option("--momentum", type=float)
-@click.option("--weight-decay", type=float)
-@click.option("--gamma", type=float)
-@click.option("--power", type=float)
-@click.option("--stepsize", type=int)
-@click.option("--display", type=int)
-@click.option("--test-interval", type=int)
+@click.option("--max-iter", type=int, help="Iterations to train (solver's max_iter).")
+@click.option("--base-lr", type=float, help="Starting learning rate (base_lr).")
+@click.option("--lr-policy", help="Learning rate policy: fixed, step, exp, inv, multistep, poly, sigmoid "
+              "(lr_policy).")
+@click.option("--momentum", type=float, help="Momentum (momentum; Adam's beta1).")
+@click.option("--weight-decay", type=float, help="Weight decay (weight_decay).")
+@click.option("--gamma", type=float, help="Rate factor of the step, exp, inv, multistep and sigmoid "
+              "policies (gamma).")
+@click.option("--power", type=float, help="Exponent of the inv and poly policies (power).")
+@click.option("--stepsize", type=int, help="Iterations per step of the step and sigmoid policies (stepsize).")
+@click.option("--display", type=int, help="Log the loss every N iterations, 0: never (display).")
+@click.option("--test-interval", type=int, help="Test every N iterations, 0: never (test_interval).")
 @click.option("--test-iter", type=int, multiple=True, help="Batches per test (one per test net).")
 @click.option("--snapshot-every", "snapshot_every", type=int, help="Snapshot interval (solver's `snapshot`).")
-@click.option("--snapshot-prefix")
-@click.option("--snapshot-format", type=click.Choice(["BINARYPROTO", "HDF5"], case_sensitive=False))
-@click.option("--iter-size", type=int)
-@click.option("--random-seed", "--seed", "random_seed", type=int)
+@click.option("--snapshot-prefix", help="Path prefix of snapshot files (snapshot_prefix).")
+@click.option("--snapshot-format", type=click.Choice(["BINARYPROTO", "HDF5"], case_sensitive=False),
+              help="Snapshot file format (snapshot_format).")
+@click.option("--iter-size", type=int, help="Accumulate gradients over N batches per update (iter_size).")
+@click.option("--random-seed", "--seed", "random_seed", type=int, help="Seed for fillers, dropout and "
+              "shuffling (random_seed).")
 @click.option("--type", "type", help="Solver type: SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam.")
-@click.option("--clip-gradients", type=float)
-@click.option("--average-loss", type=int)
-@click.option("--regularization-type", type=click.Choice(["L1", "L2"]))
+@click.option("--clip-gradients", type=float, help="Scale gradients down to this L2 norm, -1: off "
+              "(clip_gradients).")
+@click.option("--average-loss", type=int, help="Display the loss averaged over N iterations (average_loss).")
+@click.option("--regularization-type", type=click.Choice(["L1", "L2"]), help="Weight decay's norm "
+              "(regularization_type).")
 @comm_option()
 @click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -201,7 +207,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         timeline.attach(solver)
     solver.solve()                 # parameter-server ranks too: the strategy gives them their part
     if timeline is not None:
-        timeline.write()           # collective: rank 0 writes every rank's events
+        written = timeline.write()           # collective: rank 0 writes every rank's events
+        if written:
+            LOGGER.info(f"Timeline: {written}")
     if parallel is not None:
         parallel.close()
     signals.close()

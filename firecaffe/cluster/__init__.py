@@ -108,14 +108,19 @@ def execute(command, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=Non
 
 
 def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None,
-        mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP):
-    """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status."""
+        mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP, on_up=None, on_down=None):
+    """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status.
+    ``on_up(state)`` and ``on_down()`` are told when the cluster is up and when it is down again."""
     with _sigterm_as_interrupt():
-        up(nodes, rate, ppn, name, mtu, tcp)
+        state = up(nodes, rate, ppn, name, mtu, tcp)
+        if on_up is not None:
+            on_up(state)
         try:
             return execute(command, ranks, mpiexec_args, name, timeout)
         finally:
             down(name)
+            if on_down is not None:
+                on_down()
 
 
 def status(name=DEFAULT_NAME):

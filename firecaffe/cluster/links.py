@@ -120,7 +120,7 @@ def plan(name, nodes, rate_bps, ppn, mtu=DEFAULT_MTU, tcp=DEFAULT_TCP):
     prefix = SUBNET.format(subnet)
     return {
         "name": name, "nodes": [
-            {"index": i, "namespace": f"{name}-n{i}", "veth": f"{name}-v{i}", "hostname": f"{name}-node{i}",
+            {"index": i, "namespace": f"{name}-node{i}", "veth": f"{name}-v{i}", "hostname": f"{name}-node{i}",
              "address": f"{prefix}{i + 1}"} for i in range(nodes)],
         "bridge": f"{name}-br", "bridge_address": f"{prefix}{BRIDGE_HOST}", "subnet": subnet,
         "rate_bps": rate_bps, "ppn": ppn, "mtu": mtu, "tcp": tcp, "pid": os.getpid(), "made_at": time.time(), "complete": False,

@@ -38,7 +38,7 @@ class ParameterServer(Strategy):
         size = world.Get_size()
         if not 1 <= servers < size:
             raise FirecaffeError(
-                f"--comm ps needs 1 <= num_servers < number of ranks, got num_servers={servers} "
+                f"--comm ps needs 1 <= --ps-servers < the number of ranks, got --ps-servers {servers} "
                 f"with {size} rank(s): launch more ranks or use fewer servers")
         self.world, self.servers, self._workers = world, servers, size - servers
         self.server_index = world.Get_rank() - self._workers      # which shard a server holds

@@ -82,15 +82,24 @@ class PycaffeNetAPI:
                 {n: _joined(p, total) for n, p in grads.items()})
 
     def set_input_arrays(self, data, labels):
-        """Give the MemoryData layer (the first layer, as in pycaffe) the arrays it serves."""
+        """Give the MemoryData layer (the first layer, as in pycaffe) the arrays it serves;
+        ``labels`` may be (N,), as pycaffe's wrapper allows."""
+        labels = np.asarray(labels)
+        if labels.ndim == 1:
+            labels = labels.reshape(-1, 1, 1, 1)
+        self._set_input_arrays(data, labels)
+
+    def _set_input_arrays(self, data, labels):
+        """pycaffe's raw call: ``data`` (N, C, H, W) and ``labels`` (N, 1, 1, 1)."""
         first = self.layers[0] if self.layers else None
         if first is None or first.type != "MemoryData":
             found = f"'{first.name}' ({first.type})" if first is not None else "none"
             raise FirecaffeError(f"net '{self.name}': set_input_arrays needs a MemoryData layer as the first "
                                  f"layer; the first layer is {found}")
         labels = np.asarray(labels)
-        if labels.ndim == 1:
-            labels = labels.reshape(-1, 1, 1, 1)
+        if labels.ndim != 4:
+            raise FirecaffeError(f"net '{self.name}': _set_input_arrays takes labels of shape (N, 1, 1, 1), "
+                                 f"got {labels.shape} (set_input_arrays also takes (N,))")
         first.set_input_arrays(np.asarray(data), labels)
 
     def _set_input(self, name, value):
@@ -159,6 +168,41 @@ class PycaffeNetAPI:
     def blob_loss_weights(self):
         weights = self.loss_weights_by_blob()
         return OrderedDict((name, weights.get(name, 0.0)) for name in self.blobs)
+
+    # --- pycaffe's underscored names, on which python/caffe/pycaffe.py builds -------
+    def _forward(self, start, end):
+        """Run layers ``start``..``end`` (indices, both included); return the loss."""
+        return self.forward_range(start, end)
+
+    def _backward(self, start, end):
+        """Backward from layer ``start`` down to ``end`` (indices, both included)."""
+        self.backward_range(start, end)
+
+    @property
+    def _blobs(self):
+        return list(self.blobs.values())
+
+    @property
+    def _inputs(self):
+        return [self._blob_names.index(name) for name in self.inputs]
+
+    @property
+    def _outputs(self):
+        return [self._blob_names.index(name) for name in self.outputs]
+
+    @property
+    def _blob_loss_weights(self):
+        return list(self.blob_loss_weights.values())
+
+    def _top_ids(self, i):
+        return self._blob_ids(self.top_vecs[i])
+
+    def _bottom_ids(self, i):
+        return self._blob_ids(self.bottom_vecs[i])
+
+    def _blob_ids(self, blobs):
+        index = {id(blob): k for k, blob in enumerate(self.blobs.values())}
+        return [index[id(blob)] for blob in blobs]
 
     # --- weights -------------------------------------------------------------------
     def copy_from(self, weights, require_all=False):

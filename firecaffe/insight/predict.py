@@ -151,23 +151,32 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
     return report
 
 
-def _mb(n):
-    return f"{n / 1e6:,.1f}"
+UNITS = "sizes in MiB (2^20 bytes), rates in GB/s (10^9 bytes/s)"
+
+
+def _mib(n):
+    return f"{n / 2**20:,.3f}"
+
+
+def rate(seconds_per_byte):
+    """A per-byte time as a rate: '10 GB/s', or 'infinite' for zero."""
+    return f"{1 / seconds_per_byte / 1e9:.3g} GB/s" if seconds_per_byte else "infinite"
 
 
 def format_prediction(report):
-    """The prediction as a text table (MB are 10^6 bytes)."""
+    """The prediction as a text table (in the units of the table above it: MiB, GB/s)."""
     profile = report["profile"]
-    bandwidth = 1 / profile["beta_s_per_byte"] if profile["beta_s_per_byte"] else math.inf
-    lines = [f"gradient {_mb(report['param_bytes'])} MB per iteration; network {bandwidth / 1e9:.3g} GB/s, "
-             f"latency {profile['alpha_s'] * 1e6:.3g} us, reduction {profile['gamma_s_per_byte'] * 1e9:.3g} "
-             f"s/GB ({profile.get('source', 'given')})"]
+    gamma = profile["gamma_s_per_byte"]
+    reduction = f", reduction {rate(gamma)}" if gamma else ", reduction free"
+    lines = [f"gradient {_mib(report['param_bytes'])} MiB per iteration; network {rate(profile['beta_s_per_byte'])}, "
+             f"latency {profile['alpha_s'] * 1e6:.3g} us{reduction} ({profile.get('source', 'given')}); {UNITS}"]
     with_speedup = any("speedup" in r for r in report["predicted"])
-    header = f"{'comm':6s} {'workers':>7s} {'MB/worker':>10s} {'MB total':>11s} {'MB busiest':>11s} {'comm ms':>9s}"
+    header = (f"{'comm':6s} {'workers':>7s} {'MiB/worker':>11s} {'MiB total':>11s} {'MiB busiest':>11s} "
+              f"{'comm ms':>9s}")
     lines.append(header + (f" {'iter ms':>9s} {'speedup':>8s} {'eff':>6s}" if with_speedup else ""))
     for r in report["predicted"]:
-        line = (f"{r['comm']:6s} {r['workers']:7d} {_mb(r['bytes_per_worker']):>10s} {_mb(r['bytes_total']):>11s} "
-                f"{_mb(r['bytes_busiest']):>11s} {r['seconds'] * 1e3:9.2f}")
+        line = (f"{r['comm']:6s} {r['workers']:7d} {_mib(r['bytes_per_worker']):>11s} "
+                f"{_mib(r['bytes_total']):>11s} {_mib(r['bytes_busiest']):>11s} {r['seconds'] * 1e3:9.2f}")
         if "speedup" in r:
             line += f" {r['iteration_s'] * 1e3:9.2f} {r['speedup']:8.2f} {r['efficiency']:6.1%}"
         lines.append(line)

@@ -21,10 +21,19 @@ def register(type_name):
 def create_layer(param, phase="TRAIN", dtype="float32"):
     cls = LAYERS.get(param.type)
     if cls is None:
-        raise PrototxtError(
-            f"layer '{param.name}': unknown layer type '{param.type}' "
-            f"(known types: {', '.join(sorted(LAYERS))})")
+        raise PrototxtError(f"layer '{param.name}': unknown layer type '{param.type}'{_suggest(param.type)} "
+                            f"(firecaffe.layer_type_list() lists the {len(LAYERS)} known types)")
     return cls(param, phase=phase, dtype=dtype)
+
+
+def _suggest(type_name):
+    """'; did you mean 'ReLU'?' for a type close to known ones (case aside), else ''."""
+    import difflib
+    by_lower = {name.lower(): name for name in LAYERS}
+    close = difflib.get_close_matches(type_name.lower(), list(by_lower), n=3, cutoff=0.7)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(f"'{by_lower[name]}'" for name in close) + "?"
 
 
 def _load_all():

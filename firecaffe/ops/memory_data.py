@@ -2,14 +2,14 @@
 ``net.set_input_arrays(data, labels)``.
 
 Caffe type "MemoryData", memory_data_param { batch_size, channels, height, width }.
-Tops: data (batch_size, channels, height, width) and label (batch_size,).
+Tops: data (batch_size, channels, height, width) and label: (batch_size,) after
+setup and (batch_size, 1, 1, 1) from the first forward on, as in Caffe.
 ``set_input_arrays`` takes data (n, channels, height, width) and n labels (shape
 (n,) or (n, 1, 1, 1)), n a multiple of batch_size, and starts reading at the
 first sample; forward steps through them and wraps around.
 
-Differences from Caffe, chosen on purpose: the arrays are copied (Caffe keeps
-pointers to the caller's memory), and the label top stays (batch_size,) (Caffe
-reshapes it to (batch_size, 1, 1, 1) on the first forward). As in Caffe,
+Difference from Caffe, chosen on purpose: the arrays are copied (Caffe keeps
+pointers to the caller's memory). As in Caffe,
 transform_param is not applied to the arrays (a warning says so). Under MPI each
 rank reads its shard of every global batch of the arrays it was given, so ranks
 given the same arrays read what one rank of the global batch would.
@@ -69,7 +69,8 @@ class MemoryData(_SourceLayer):
         xp = backend.xp_of(top[0].data)
         top[0].data[...] = xp.asarray(self.data[indices])
         if len(top) > 1:
-            top[1].data[...] = xp.asarray(self.labels[indices])
+            top[1].reshape((self.batch_size, 1, 1, 1))          # Caffe's Forward_cpu does the same
+            top[1].data[...] = xp.asarray(self.labels[indices]).reshape(top[1].shape)
 
     def _describe_index(self, index):
         return f"sample {index} of the arrays given to set_input_arrays"

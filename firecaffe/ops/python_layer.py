@@ -14,8 +14,10 @@ with its own instance of the class.
 
 On a GPU the user's code still sees NumPy arrays: the blobs are mirrored on the
 host for each call and what the call wrote is copied back.
-An exception in the user's code becomes a FirecaffeError naming the layer, the
-call and the module, with the traceback of the user's frames only.
+An exception in the user's code reaches the caller as its own class, as in
+pycaffe (a RuntimeError in ``setup`` stays a RuntimeError): a note names the layer,
+the call, the class and its file. The command line prints it as one report with
+the traceback of the user's frames only (``report``).
 """
 import importlib
 import os
@@ -33,8 +35,9 @@ from .base import Layer as _OpLayer
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class PythonLayerError(FirecaffeError):
-    """The user's Python layer raised; the message carries its traceback."""
+def report(exc):
+    """The report the command line prints for an exception a Python layer raised, or None."""
+    return getattr(exc, "_firecaffe_python_layer", None)
 
 
 class BlobVec(list):
@@ -115,9 +118,11 @@ class PythonLayer(_OpLayer):
             if exc.name and module.startswith(exc.name):
                 self.fail(f"cannot import python_param.module '{module}': no such module on the "
                           f"Python path (PYTHONPATH and {cwd})", PrototxtError)
-            raise self._user_error("import of module '" + module + "'", exc) from None
+            self._annotate("import of module '" + module + "'", exc)
+            raise
         except Exception as exc:
-            raise self._user_error("import of module '" + module + "'", exc) from None
+            self._annotate("import of module '" + module + "'", exc)
+            raise
 
     def _call(self, method, what, *args):
         try:
@@ -125,14 +130,26 @@ class PythonLayer(_OpLayer):
         except FirecaffeError:
             raise
         except Exception as exc:
-            raise self._user_error(what, exc) from None
+            self._annotate(what, exc)
+            raise
 
-    def _user_error(self, what, exc):
+    def _annotate(self, what, exc):
+        """Name the layer, the call and the user's file on ``exc``, keeping its class."""
+        module = sys.modules.get(self.where.rsplit(".", 1)[0])
+        source = getattr(module, "__file__", None) or getattr(exc, "filename", None) or "?"
+        where = f"layer '{self.name}' (Python, {self.where}, {source}): {what} failed"
         frames = [f for f in traceback.extract_tb(exc.__traceback__)
                   if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR + os.sep)]
         text = "".join(["Traceback (most recent call last):\n"] + traceback.format_list(frames)
                        + traceback.format_exception_only(type(exc), exc)).rstrip()
-        return PythonLayerError(f"layer '{self.name}' (Python, {self.where}): {what} failed:\n{text}")
+        try:
+            exc._firecaffe_python_layer = f"{where}:\n{text}"
+        except AttributeError:                  # a class with __slots__: the note still says it
+            pass
+        if hasattr(exc, "add_note"):
+            exc.add_note(where)
+        elif len(exc.args) == 1 and isinstance(exc.args[0], str):      # Python < 3.11
+            exc.args = (f"{exc.args[0]} [{where}]",)
 
     # --- lifecycle: hand the blobs to the user's object --------------------------
     def layer_setup(self, bottom, top):

@@ -71,14 +71,15 @@ def read_blobproto(path):
 def blob_to_array(blob, dtype=np.float32):
     """The values of BlobProto `blob` as an array of `dtype`, shaped as Caffe would.
 
-    The shape comes from ``shape.dim``, or else from the legacy 4-D
-    num/channels/height/width. Values come from ``double_data`` when it is
-    filled, else from ``data``.
+    As Caffe's Blob::FromProto: the legacy 4-D num/channels/height/width when any of
+    those is set, else ``shape.dim`` -- none at all for a 0-D blob, which Caffe writes
+    with no ``shape`` (PReLU's channel_shared slope). Values come from ``double_data``
+    when it is filled, else from ``data``.
     """
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:
+    if any(blob.HasField(field) for field in ("num", "channels", "height", "width")):
         shape = (blob.num, blob.channels, blob.height, blob.width)
+    else:
+        shape = tuple(blob.shape.dim)
     values = blob.double_data if len(blob.double_data) else blob.data
     array = np.array(values, dtype=dtype)
     if array.size != int(np.prod(shape)):

@@ -107,6 +107,9 @@ for _v0, _field in (("scale", "scale"), ("meanfile", "mean_file"),
 DATA_PARAMS = {"Data": "data_param", "ImageData": "image_data_param",
                "WindowData": "window_data_param"}
 TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
+# Fields the layer reads from its own message (Caffe's WindowData scales by window_data_param.scale):
+# kept there in a net written in the current format. Caffe moves them only when upgrading V1 layers.
+OWN_FIELDS = {"WindowData": ("scale",)}
 
 SOLVER_TYPES = {
     caffe_pb2.SolverParameter.SGD: "SGD",
@@ -126,10 +129,11 @@ def upgrade_net(net):
                             "write every layer as 'layer { ... }'")
     if any(v1.HasField("layer") for v1 in net.layers):
         _v0_to_v1(net)
+    from_v1 = bool(net.layers)
     if net.layers:
         _v1_to_current(net)
     for layer in net.layer:
-        _move_transform_fields(layer)
+        _move_transform_fields(layer, keep=() if from_v1 else OWN_FIELDS.get(layer.type, ()))
         if layer.type == "BatchNorm" and len(layer.param) == 3:
             del layer.param[:]  # Caffe now freezes BatchNorm statistics itself
     _input_dim_to_shape(net)
@@ -253,14 +257,14 @@ def _v1_layer_to_current(v1):
     return out
 
 
-def _move_transform_fields(layer):
-    """Move scale/mean_file/crop_size/mirror of a data layer into transform_param."""
+def _move_transform_fields(layer, keep=()):
+    """Move scale/mean_file/crop_size/mirror of a data layer into transform_param (but ``keep``)."""
     name = DATA_PARAMS.get(layer.type)
     if name is None or not layer.HasField(name):
         return
     param = getattr(layer, name)
     for field in TRANSFORM_FIELDS:
-        if param.HasField(field):
+        if param.HasField(field) and field not in keep:
             setattr(layer.transform_param, field, getattr(param, field))
             param.ClearField(field)
 

@@ -156,7 +156,8 @@ class Timeline:
         return out
 
     def write(self):
-        """Collective (every rank): rank 0 writes every rank's events to ``path``."""
+        """Collective (every rank): rank 0 writes every rank's events to ``path`` and returns what it wrote
+        (None on the other ranks)."""
         if self.iteration is not None:
             self._close_iteration(time.perf_counter_ns())
         mine = json.dumps(self.trace_events()).encode()
@@ -174,6 +175,8 @@ class Timeline:
         with open(tmp, "w") as f:
             json.dump({"traceEvents": events, "displayTimeUnit": "ms", "otherData": meta}, f)
         os.replace(tmp, self.path)
+        return (f"{len(events)} events of {len(parts)} rank(s) over {self.recorded} iteration(s) written to "
+                f"{self.path} (open it in ui.perfetto.dev or chrome://tracing)")
 
 
 def check_writable(path):

@@ -191,6 +191,7 @@ class Solver:
         if not self.quiet:
             LOGGER.info(f"Solving {self.net.name}")
             LOGGER.info(f"Learning Rate Policy: {self.param.lr_policy}")
+        began, first = time.perf_counter(), self.iter
         self.step(self.param.max_iter - self.iter)
         p = self.param
         if self.stopped is not None:
@@ -198,6 +199,7 @@ class Solver:
                 self.snapshot()
             if not self.quiet:
                 LOGGER.info("Optimization stopped early.")
+                self._summary(self.iter - first, time.perf_counter() - began)
             return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
@@ -207,7 +209,16 @@ class Solver:
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         if not self.quiet:
-            LOGGER.info("Optimization Done.")
+            LOGGER.info("Optimization Done.")          # Caffe's line, as log parsers expect it
+            self._summary(self.iter - first, time.perf_counter() - began)
+
+    def _summary(self, iterations, seconds):
+        """Rank 0's closing line: iterations, time, throughput and where the last snapshot is."""
+        batch = (self.plan.global_batch or 0) * max(1, self.param.iter_size)
+        rate = f"{iterations / seconds:.3g} iter/s" if seconds > 0 and iterations else "no iterations"
+        samples = f", {iterations * batch / seconds:.4g} samples/s" if batch and seconds > 0 and iterations else ""
+        where = f"last snapshot {self.last_snapshot}" if self.last_snapshot else "no snapshot written"
+        LOGGER.info(f"Trained {iterations} iteration(s) in {seconds:.4g} s ({rate}{samples}); {where}")
 
     # --- testing -----------------------------------------------------------
     def test_all(self):

@@ -4,18 +4,9 @@ One of ``net``, ``net_param``, ``train_net``, ``train_net_param`` gives the trai
 ``test_net``/``test_net_param`` the test nets, else the general net once per ``test_iter``.
 Paths resolve against the working directory, then the solver file's folder.
 """
-import os
-
 from ..engine.net import Net
 from ..errors import FirecaffeError
-
-
-def resolve(path, solver_path):
-    """Caffe resolves paths against the working directory; fall back to the solver's folder."""
-    if os.path.exists(path) or solver_path is None or os.path.isabs(path):
-        return path
-    alt = os.path.join(os.path.dirname(solver_path), path)
-    return alt if os.path.exists(alt) else path
+from .checks import resolve
 
 
 def train_source(param, solver_path):

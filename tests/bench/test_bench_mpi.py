@@ -7,6 +7,8 @@ import pytest
 
 from firecaffe.engine.testing import run_job
 
+from tests import _required
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +28,7 @@ def run(n, args, timeout=60):
 
 @pytest.fixture(autouse=True)
 def needs_mpi4py():
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
 
 
 def test_bench_comm_on_4_ranks_writes_valid_records(tmp_path):
@@ -49,26 +51,19 @@ def test_bench_comm_on_4_ranks_writes_valid_records(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
-def growth(records, comm):
-    median = {r["ranks"]: r["median_s"] for r in records if r["comm"] == comm}
-    return median[8] / median[4]
-
-
-def test_ps_time_grows_faster_with_ranks_than_tree(tmp_path):
-    # From 4 to 8 workers at 16 MB: out of the cache and bandwidth-bound, and on this 2-core
-    # machine both strategies are contended at both counts (from 2 ranks it would compare an
-    # uncontended tree, 2 processes, with a contended ps, 2 workers + 1 server). The model says
-    # ps grows 3.6x and tree 3.0x; measured 4.4-5.0x against 3.0-3.1x (docs/scaling.md).
-    # Shared cores are noisy, so a failed comparison is measured again (up to 3 runs).
+def test_ps_and_tree_at_two_worker_counts_in_one_run(tmp_path):
+    # 9 processes: tree on 4 and 8 ranks, ps with 4 and 8 workers and one server. Which grows
+    # faster with the workers (the model: ps 3.6x, tree 3.0x from 4 to 8 at 16 MB) is a measurement
+    # that shared cores can blur: benchmarks/ps_vs_tree.py prints it.
     out = tmp_path / "growth.json"
-    for attempt in range(3):
-        code, _, stderr = run(9, [*bench_module(), "comm", "--comm", "tree,ps", "--sizes", "16M",
-                                  "--ranks", "4,8", "--repeats", "5", "--quiet", "--json", out], timeout=120)
-        assert code == 0, stderr
-        records = json.loads(out.read_text())
-        if growth(records, "ps") > growth(records, "tree"):
-            break
-    assert growth(records, "ps") > growth(records, "tree"), records
+    code, _, stderr = run(9, [*bench_module(), "comm", "--comm", "tree,ps", "--sizes", "1M", "--ranks", "4,8",
+                              "--repeats", "2", "--quiet", "--json", out], timeout=120)
+    assert code == 0, stderr
+    records = json.loads(out.read_text())
+    assert sorted((r["comm"], r["ranks"]) for r in records) == [("ps", 4), ("ps", 8), ("tree", 4), ("tree", 8)]
+    for r in records:
+        assert r["correct"] and r["bytes"] == 2**20 and 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["num_servers"] == (1 if r["comm"] == "ps" else 0)
 
 
 def test_bench_mpi_agrees_with_a_direct_allreduce():

@@ -51,6 +51,18 @@ def test_a_sound_fit_has_no_problem_and_is_written(tmp_path):
     assert result.exit_code == 0 and "warning" not in result.output and out.exists()
 
 
+def test_one_process_points_are_neither_fitted_nor_counted_as_errors(tmp_path):
+    # ps on 2 ranks has 1 worker, and bench comm times mpi on 1 rank beside it: nothing moves there
+    truth = {"alpha_s": 1e-4, "beta_s_per_byte": 8e-9, "gamma_s_per_byte": 1e-10}
+    results = write_records(tmp_path / "r.json", truth)
+    records = json.loads(results.read_text()) + [
+        {"version": 1, "comm": "mpi", "bytes": 2**20, "ranks": 1, "median_s": 1e-5, "num_servers": 0}]
+    results.write_text(json.dumps(records))
+    assert all(record["ranks"] > 1 for record, _, _ in model.errors(records, truth))
+    result = CliRunner().invoke(bench, ["fit", str(results), "--out", str(tmp_path / "profile.json")])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
 def test_a_file_that_is_not_results_gets_one_line_and_no_traceback(tmp_path, capsys):
     picture = tmp_path / "scaling.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))

@@ -117,6 +117,17 @@ def test_options_decorator_adds_predicted_records():
     assert "speedup" not in text and "tree" in text and "10 GB/s" in text
 
 
+def test_the_prediction_uses_the_tables_mib_and_says_its_units_once():
+    report = predict.add_prediction(dict(REPORT), [4], predict.make_profile(), comms=("ring",))
+    text = predict.format_prediction(report)
+    first = text.splitlines()[0]
+    assert first.startswith(f"gradient {REPORT['param_bytes'] / 2**20:,.3f} MiB per iteration")
+    assert "reduction free" in first and "s/GB" not in text and " MB" not in text
+    assert text.count("2^20") == 1 and "MiB/worker" in text
+    fitted = dict(predict.make_profile(), gamma_s_per_byte=1e-10)
+    assert "reduction 10 GB/s" in predict.format_prediction(predict.add_prediction(dict(REPORT), [4], fitted))
+
+
 def test_prediction_options_without_workers_are_a_usage_error():
     result = CliRunner().invoke(toy_analyze, ["--bandwidth", "10GB/s"])
     assert result.exit_code == 2 and "--workers" in result.output

@@ -51,7 +51,7 @@ def test_report_writes_markdown_tables_and_a_figure(sweep, tmp_path):
     result = CliRunner().invoke(bench, ["report", str(sweep), "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    assert "| ranks | tree | ring | mpi | ps |" in text and "#### 16MB" in text
+    assert "| ranks | tree | ring | mpi | ps |" in text and "#### 16 MiB (16,777,216 bytes)" in text
     assert "(x" in text and "Fitted model" in text
     assert (out.parent / "scaling.png").stat().st_size > 1000
 
@@ -89,3 +89,14 @@ def test_ratio_to_mpi():
                           {"comm": "tree", "bytes": 8, "ranks": 2, "median_s": 3.0},
                           {"comm": "tree", "bytes": 8, "ranks": 4, "median_s": 3.0}])
     assert [r["ratio_to_mpi"] for r in records] == [1.0, 1.5, None]
+
+
+def test_the_comm_table_has_no_empty_column_and_says_its_units_once():
+    from firecaffe.insight.bench.comm import format_table
+    row = {"comm": "tree", "bytes": 2**20, "ranks": 2, "median_s": 1e-3, "min_s": 1e-3, "max_s": 2e-3,
+           "algbw_Bps": 1e9, "ratio_to_mpi": None, "num_servers": 0, "correct": True}
+    text = format_table([row])
+    assert "x mpi" not in text and "1 MiB" in text
+    assert text.count("2^20") == 1 and text.count("10^9") == 1
+    with_mpi = format_table([dict(row, comm="mpi", ratio_to_mpi=1.0), dict(row, ratio_to_mpi=1.5)])
+    assert "x mpi" in with_mpi and with_mpi.splitlines()[2].endswith("1.50")

@@ -1,8 +1,8 @@
 """An emulated cluster for the tests: ``make_cluster`` brings one up and always takes it down.
 
 Needs root (namespaces, veths, a bridge, tc) and MPICH's mpiexec; the tests
-skip, saying which, where these are missing. Test clusters are named ``fct``
-and keep their state in a folder of their own, so a user's cluster is never touched.
+skip, saying which, where these are missing (on CI, which has them, they fail).
+Test clusters are named ``fct`` and keep their state in a folder of their own, so a user's cluster is never touched.
 """
 import contextlib
 import os
@@ -16,6 +16,7 @@ from firecaffe import cluster as emulated
 from firecaffe.cluster.links import NEEDS_RIGHTS, tools_missing
 from firecaffe.engine.testing import run_job
 from firecaffe.errors import FirecaffeError
+from tests import _required
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -36,12 +37,12 @@ def cluster_state_dir(tmp_path_factory):
 
 def skip_unless_possible():
     if os.geteuid() != 0:
-        pytest.skip("emulated cluster tests need root (network namespaces, veth, bridge, tc)")
+        _required.missing("emulated cluster tests need root (network namespaces, veth, bridge, tc)")
     missing = tools_missing()
     if missing:
-        pytest.skip(f"emulated cluster tests need {', '.join(missing)}")
+        _required.missing(f"emulated cluster tests need {', '.join(missing)} (apt-get install iproute2 util-linux)")
     if shutil.which("mpiexec") is None:
-        pytest.skip("emulated cluster tests need MPICH's mpiexec (pip install 'firecaffe[mpich]')")
+        _required.missing("emulated cluster tests need MPICH's mpiexec (pip install 'firecaffe[mpich]')")
 
 
 @contextlib.contextmanager
@@ -52,7 +53,7 @@ def make_cluster(nodes, rate, ppn=1, name=NAME, mtu=1500, tcp="reno"):
         state = emulated.up(nodes, rate, ppn, name, mtu, tcp)
     except FirecaffeError as exc:
         if str(exc) == NEEDS_RIGHTS:
-            pytest.skip(str(exc))
+            _required.missing(str(exc))
         raise
     try:
         yield state

@@ -41,8 +41,48 @@ def test_exec_without_a_command_is_a_usage_error():
         _parse(click.Context(click.Command("exec")), ["-n", "2", "--"], EXEC_OPTIONS)
 
 
+def test_run_without_nodes_and_link_says_both_are_needed():
+    from firecaffe.cli.cluster import run
+    with pytest.raises(click.UsageError, match=r"run needs --nodes N and --link RATE, e.g. firecaffe cluster run "):
+        _parse(click.Context(run), [], RUN_OPTIONS, required=("--nodes", "--link"))
+    with pytest.raises(click.UsageError, match=r"run needs --link RATE"):
+        _parse(click.Context(run), ["--nodes", "2", "--", "hostname"], RUN_OPTIONS, required=("--nodes", "--link"))
+
+
+@pytest.mark.parametrize("command, flags", [("run", ["--nodes N", "--link RATE", "--ppn K", "--mtu B", "--tcp NAME",
+                                                     "-n P", "--name NAME", "--timeout S"]),
+                                            ("exec", ["-n P", "--name NAME", "--timeout S"])])
+def test_help_of_exec_and_run_lists_their_options(command, flags):
+    from click.testing import CliRunner
+    from firecaffe.cli.cluster import cluster
+    result = CliRunner().invoke(cluster, [command, "--help"])
+    assert result.exit_code == 0
+    options = result.output.split("Options:")[1]
+    for flag in flags:
+        assert f"  {flag} " in options, flag
+    assert "mpiexec options" in options and ("[required]" in options) == (command == "run")
+
+
 def test_jobs_talk_tcp_over_the_links_unless_the_user_chose_otherwise():
     assert job_environment({})["MPICH_CH4_NETMOD"] == "ofi" and job_environment({})["FI_PROVIDER"] == "tcp"
     assert job_environment({"FI_PROVIDER": "sockets"})["FI_PROVIDER"] == "sockets"
     assert set(LINK_ENV) == {"MPICH_CH4_NETMOD", "FI_PROVIDER", "FI_TCP_IFACE"}
 
+
+
+def test_run_says_when_the_cluster_is_up_and_when_it_is_removed(monkeypatch):
+    from click.testing import CliRunner
+    import firecaffe.cluster as emulated
+    from firecaffe.cli.cluster import cluster
+    from firecaffe.cluster.links import plan
+    events = []
+    monkeypatch.setattr(emulated, "up", lambda nodes, rate, ppn, name, mtu, tcp: events.append("up") or
+                        plan(name, nodes, 10**9, ppn, mtu, tcp))
+    monkeypatch.setattr(emulated, "execute", lambda *args: events.append("exec") or 0)
+    monkeypatch.setattr(emulated, "down", lambda name: events.append("down"))
+    result = CliRunner().invoke(cluster, ["run", "--nodes", "2", "--link", "1G", "--", "hostname"])
+    assert result.exit_code == 0 and events == ["up", "exec", "down"]
+    lines = result.output.splitlines()
+    assert lines[0].startswith("cluster 'fc': 2 node(s) ") and lines[0].endswith(" -- up")
+    assert lines[-1] == "cluster 'fc' removed"
+    assert [node["namespace"] for node in plan("fc", 2, 10**9, 1, 1500, "reno")["nodes"]] == ["fc-node0", "fc-node1"]

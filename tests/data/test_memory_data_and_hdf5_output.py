@@ -33,7 +33,8 @@ def test_memory_data_steps_through_the_arrays_and_wraps():
     got = []
     for _ in range(4):
         layer.forward([], top)
-        got.append(top[1].data.copy())
+        assert top[1].shape == (2, 1, 1, 1)                 # as Caffe's, from the first forward on
+        got.append(top[1].data.ravel().copy())
     np.testing.assert_array_equal(np.concatenate(got), [10, 11, 12, 13, 14, 15, 10, 11])
     np.testing.assert_array_equal(top[0].data, data[:2])
 

@@ -42,6 +42,22 @@ def test_matches_caffe(case):
     np.testing.assert_array_equal(label, data[f"window_{case}_label"])
 
 
+@pytest.mark.parametrize("case", ["warp", "context_square", "context_warp_scaled"])
+def test_matches_caffe_through_a_net_file(case, tmp_path):
+    """The same cases read as a net: window_data_param.scale stays WindowData's own (the upgrade
+    to transform_param is for V1 nets only, as in Caffe)."""
+    import firecaffe
+    data = np.load(os.path.join(GOLDEN, "image_data.npz"))
+    images = os.path.join(GOLDEN, "images")
+    text = str(data[f"window_{case}_prototxt"]).replace("SOURCE", f"{images}/windows.txt").replace("ROOT", images)
+    (tmp_path / "net.prototxt").write_text(f'name: "windows"\n{text}\n')
+    backend.seed(3)
+    net = firecaffe.Net(str(tmp_path / "net.prototxt"), firecaffe.TRAIN)
+    net.forward()
+    np.testing.assert_allclose(net.blobs["data"].data, data[f"window_{case}_data"], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(net.blobs["label"].data, data[f"window_{case}_label"])
+
+
 @pytest.fixture
 def windows(tmp_path):
     """Three 20x24 images, windows of labels 1-3 (foreground) and background ones."""

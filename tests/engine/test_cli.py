@@ -93,3 +93,28 @@ def test_missing_hdf5_source_names_the_path(tmp_path):
 
 def test_negative_max_iter_is_refused():
     assert_clean_failure(firecaffe("train", SOLVER, "--max-iter", "-1"), "max_iter")
+
+
+def test_every_train_option_says_what_it_does():
+    from firecaffe.cli.train import train
+    undescribed = [p.opts[0] for p in train.params if isinstance(p, __import__("click").Option) and not p.help]
+    assert undescribed == []
+
+
+@pytest.mark.parametrize("command, default", [(["analyze"], "TEST"), (["time"], "TRAIN"), (["test"], "TEST"),
+                                              (["bench", "comm"], "TEST")])
+def test_phase_is_shown_with_caffes_names_and_its_default(command, default):
+    from click.testing import CliRunner
+    from firecaffe.cli import cli
+    text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
+    assert "--phase [TRAIN|TEST]" in text and f"[default: {default}]" in text
+
+
+def test_test_scores_a_net_without_a_data_source(tmp_path):
+    net = tmp_path / "dummy.prototxt"
+    net.write_text('name: "d"\nlayer { name: "x" type: "DummyData" top: "x" dummy_data_param { shape { dim: 4 '
+                   'dim: 3 } data_filler { type: "constant" value: 2 } } }\nlayer { name: "s" type: "Reduction" '
+                   'bottom: "x" top: "s" reduction_param { operation: SUMSQ } }\n')
+    result = firecaffe("test", "--model", str(net), "--iterations", "2")
+    assert result.returncode == 0, result.stderr
+    assert "Batch 1, s = 48" in result.stderr and "] s = 48" in result.stderr and "Tested" not in result.stderr

@@ -132,8 +132,20 @@ def test_unknown_bottom_names_layer():
 
 def test_unknown_layer_type_is_named():
     param = net_param('layer { name: "odd" type: "NoSuchLayer" top: "y" }')
-    with pytest.raises(PrototxtError, match="unknown layer type 'NoSuchLayer'"):
+    with pytest.raises(PrototxtError, match="unknown layer type 'NoSuchLayer'") as info:
         Net(param)
+    assert "did you mean" not in str(info.value) and len(str(info.value)) < 160
+
+
+@pytest.mark.parametrize("typo, meant", [("Convolutoin", "'Convolution'"), ("relu", "'ReLU'"),
+                                         ("SoftmaxWithLos", "'SoftmaxWithLoss'")])
+def test_a_misspelt_layer_type_gets_a_suggestion_on_one_short_line(typo, meant):
+    param = net_param(f'layer {{ name: "odd" type: "{typo}" top: "y" }}')
+    with pytest.raises(PrototxtError) as info:
+        Net(param)
+    message = str(info.value)
+    assert f"unknown layer type '{typo}'; did you mean {meant}" in message
+    assert "layer_type_list()" in message and "\n" not in message and len(message) < 200
 
 
 def test_shape_mismatch_in_shared_param_names_both_layers():

@@ -112,3 +112,21 @@ def test_truncated_snapshot_is_refused(tmp_path):
     broken.write_bytes(data[: len(data) // 2])
     with pytest.raises(FirecaffeError, match="broken.solverstate"):
         Solver(solver_param(tmp_path, max_iter=2)).restore(str(broken))
+
+
+def test_training_ends_with_caffes_line_then_time_throughput_and_the_last_snapshot(tmp_path):
+    import logging
+    from firecaffe.core.log import LOGGER
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        solver = Solver(solver_param(tmp_path, max_iter=3, snapshot_after_train=True))
+        solver.solve()
+    finally:
+        LOGGER.removeHandler(handler)
+    done = records.index("Optimization Done.")
+    summary = records[done + 1]
+    assert summary.startswith("Trained 3 iteration(s) in ") and " iter/s, " in summary, summary
+    assert summary.endswith(f"samples/s); last snapshot {tmp_path / 'lenet'}_iter_3.solverstate"), summary

@@ -101,3 +101,27 @@ def test_pycaffe_api_shapes():
     np.testing.assert_allclose(out["prob"].sum(axis=1), 1.0, rtol=1e-6)
     grads = net.backward(prob=np.ones((2, 5)))
     assert grads["data"].shape == (2, 3, 6, 6)
+
+
+PRELU_NET = """
+name: "shared"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 1 dim: 2 } } }
+layer { name: "prelu" type: "PReLU" bottom: "data" top: "out" prelu_param { channel_shared: true } }
+"""
+
+
+def test_a_caffemodel_with_a_channel_shared_prelu_slope_loads(tmp_path):
+    # Caffe's Blob::ToProto writes a 0-D blob as its one value and no shape at all; these are
+    # those bytes, written by hand: NetParameter.layer (100) { name (1), type (2), blobs (7) { data (5) } }
+    import struct
+    blob = b"\x2a\x04" + struct.pack("<f", 0.375)                       # packed float data [0.375]
+    layer = b"\x0a\x05prelu" + b"\x12\x05PReLU" + b"\x3a" + bytes([len(blob)]) + blob
+    path = tmp_path / "caffe.caffemodel"
+    path.write_bytes(b"\xa2\x06" + bytes([len(layer)]) + layer)
+    net = firecaffe.Net(write_net(tmp_path, PRELU_NET), str(path), firecaffe.TEST)
+    assert net.params["prelu"][0].data.shape == () and float(net.params["prelu"][0].data) == 0.375
+    out = net.forward(data=np.array([[[[-2.0, 3.0]], [[-4.0, 0.5]]]], np.float32))["out"]
+    np.testing.assert_array_equal(out.ravel(), [-0.75, 3.0, -1.5, 0.5])
+    net.save(str(tmp_path / "again.caffemodel"))                        # and firecaffe's own file reloads
+    again = firecaffe.Net(write_net(tmp_path, PRELU_NET), str(tmp_path / "again.caffemodel"), firecaffe.TEST)
+    assert float(again.params["prelu"][0].data) == 0.375

@@ -1,17 +1,25 @@
-"""GPU tests: skipped, with the reason, where CuPy or a CUDA device is missing.
+"""GPU tests: skipped, with the reason, where CuPy or a CUDA device is missing; a CuPy that is
+installed but fails to import, or fails otherwise than for want of a GPU, fails them (broken).
 
 Fixture ``gpu`` switches firecaffe to GPU mode (and back); the layers run their
 own forward_gpu/backward_gpu (or, written against ``xp``, their one path).
 """
+import importlib
+
 import pytest
 
 
 def _cupy_or_skip():
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'firecaffe[gpu]')")
+    try:
+        cupy = importlib.import_module("cupy")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cupy":
+            raise                # CuPy is there but something it imports is not: a broken install
+        pytest.skip("CuPy is not installed (pip install 'firecaffe[gpu]')")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:     # no driver, no runtime
-        pytest.skip(f"CuPy cannot reach a GPU: {type(exc).__name__}: {exc}")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:     # no driver, no device
+        pytest.skip(f"CuPy cannot reach a GPU: {exc}")
     if count < 1:
         pytest.skip("CUDA reports no GPU on this machine")
     return cupy

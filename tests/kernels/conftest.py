@@ -20,6 +20,7 @@ import pytest
 
 import firecaffe.kernels as kernels
 from firecaffe.core import backend
+from tests import _required
 
 SHIM_HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", "cuda_shim.h")
 
@@ -52,7 +53,8 @@ class Shim:
 def shim(tmp_path_factory):
     compiler = shutil.which("g++")
     if compiler is None:
-        pytest.skip("g++ is not installed: the CPU shim for the CUDA kernels cannot be built")
+        _required.missing("g++ is not installed (apt-get install g++): the CPU shim for the CUDA kernels "
+                          "cannot be built")
     out = tmp_path_factory.mktemp("kernel_shim")
     jobs = {}
     for file in kernels.SOURCES:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import _required
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_CLUSTER = REPO / "launch" / "slurm" / "local-cluster.sh"
 SBIN_PATH = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
@@ -60,10 +62,10 @@ def slurm_cluster():
     missing = [exe for exe in ("slurmctld", "slurmd", "sbatch", "srun", "munged", "mungekey")
                if shutil.which(exe, path=SBIN_PATH) is None]
     if missing:
-        pytest.skip(f"SLURM/munge not installed ({', '.join(missing)} missing): run .ci/install-slurm.sh "
+        _required.missing(f"SLURM/munge not installed ({', '.join(missing)} missing): run .ci/install-slurm.sh "
                     "or apt-get install slurmctld slurmd slurm-client munge")
     if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (slurmd launches jobs as their user)")
+        _required.missing("the local SLURM cluster needs root (slurmd launches jobs as their user)")
     parent = Path(tempfile.mkdtemp(prefix="fc-slurm-"))  # short: munge's socket path must fit 108 bytes
     cluster = Cluster(parent / "cluster")
     try:

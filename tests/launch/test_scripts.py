@@ -7,7 +7,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = ["launch/mpirun.sh", "launch/slurm/train.sbatch", "launch/slurm/local-cluster.sh", "launch/overlap_links.sh",
-           ".ci/install-slurm.sh"]
+           ".ci/install-slurm.sh", ".ci/run"]
 SOLVER = "nets/lenet_digits/solver.prototxt"
 
 
@@ -71,7 +71,8 @@ def test_local_cluster_sh_needs_an_action():
 
 
 def test_install_slurm_exits_zero_and_says_why_where_apt_is_missing(tmp_path):
-    # a PATH with bash but neither apt-get nor SLURM: the CI must go on (the SLURM tests then skip)
+    # a PATH with bash but neither apt-get nor SLURM: the script says why and the CI goes on (the SLURM tests
+    # then skip, or fail where CI=true)
     (tmp_path / "bash").symlink_to("/bin/bash")
     ran = subprocess.run(["/bin/bash", ".ci/install-slurm.sh"], cwd=REPO, capture_output=True, text=True,
                          timeout=30, env={"PATH": str(tmp_path)})

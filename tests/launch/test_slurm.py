@@ -147,28 +147,48 @@ def test_scancel_snapshots_and_stops_without_a_requeue(slurm_cluster, tmp_path):
     wait_for_text(out, r"stopped by SIGTERM at iteration \d+; snapshot", timeout=30)
     log = out.read_text(errors="replace")
     assert "requeued" not in log and "died without a message" not in log, log
+    stopped = re.search(r"stopped by SIGTERM at iteration (\d+); snapshot (\S+)", log)
+    state = tmp_path / f"x_iter_{stopped.group(1)}.solverstate"
+    assert stopped.group(2) == str(state), log
+    assert state.stat().st_size > 0 and (tmp_path / f"x_iter_{stopped.group(1)}.caffemodel").stat().st_size > 0
+
+
+def iterations_for(cluster, seconds, train, prefix):
+    """Iterations that 2 ranks under srun train in about ``seconds`` on this machine, as fast as it
+    runs now (the rate of iterations 20 to 40 of a short run: start-up left out; the last
+    iteration's line has no rate, so the run goes on to 60)."""
+    run = subprocess.run(["srun", "--mpi=pmi2", "-n", "2", sys.executable, "-m", "firecaffe", "train", SOLVER,
+                          *train, "--max-iter", "60", "--display", "20", "--snapshot-prefix", str(prefix)],
+                         cwd=REPO, env=job_env(cluster), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rate = re.search(r"Iteration 40 \(([0-9.]+) iter/s", run.stdout + run.stderr)
+    assert rate, run.stderr[-3000:]
+    return max(100, int(float(rate.group(1)) * seconds) // 10 * 10)
 
 
 @pytest.mark.timeout(1800)
 @pytest.mark.skipif(os.environ.get("FIRECAFFE_LONG_TESTS") != "1",
-                    reason="takes 3-10 minutes (SLURM holds a requeued job ~2 min): set FIRECAFFE_LONG_TESTS=1; "
+                    reason="takes 5-10 minutes (SLURM holds a requeued job ~2 min): set FIRECAFFE_LONG_TESTS=1; "
                            "the same requeue and resume path runs in the USR1-warning test")
 def test_a_real_time_limit_requeues_until_done_with_the_uninterrupted_weights(slurm_cluster, tmp_path):
     """--time 1 with the warning 40 s before it: the job is stopped by its own time limit (as many
-    times as it takes), requeued, and ends with the weights of an uninterrupted run. SLURM holds a
-    requeued job about two minutes before it starts again, so this takes several minutes."""
-    train = ["--max-iter", "4000", "--display", "200", "--test-interval", "0", "--global-batch", "256"]
+    times as it takes), requeued, and ends with the weights of an uninterrupted run. The job is
+    sized by time, not iterations: about 60 s of training on this machine, three times the 20 s
+    before the first warning, so a fast machine shows the requeue too. SLURM holds a requeued job
+    about two minutes before it starts again, so this takes several minutes."""
+    train = ["--test-interval", "0", "--global-batch", "256"]
+    iterations = iterations_for(slurm_cluster, 60, train, tmp_path / "probe")
+    train += ["--display", "200", "--max-iter", str(iterations)]
     job, out = submit(slurm_cluster, tmp_path, "limited", "--time", "1", "--signal", "B:USR1@40",
                       "launch/slurm/train.sbatch", SOLVER, *train, "--snapshot-prefix", str(tmp_path / "limited"))
     states = wait_for(slurm_cluster, [job], timeout=1300)
     log = out.read_text(errors="replace")
     assert states[job] == "COMPLETED", log
-    if "requeued job" not in log:
-        pytest.skip("the machine trained 4000 iterations before the time-limit warning: nothing to show")
+    assert "requeued job" in log, f"{iterations} iterations (60 s on this machine) ended before the warning:\n{log}"
     assert re.search(r"stopped by SIGUSR1 at iteration \d+; snapshot", log), log
     whole = subprocess.run(["srun", "--mpi=pmi2", "-n", "2", sys.executable, "-m", "firecaffe", "train", SOLVER,
                             *train, "--snapshot-prefix", str(tmp_path / "whole")],
                            cwd=REPO, env=job_env(slurm_cluster), capture_output=True, text=True, timeout=900)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    assert (tmp_path / "limited_iter_4000.caffemodel").read_bytes() == \
-        (tmp_path / "whole_iter_4000.caffemodel").read_bytes()
+    assert (tmp_path / f"limited_iter_{iterations}.caffemodel").read_bytes() == \
+        (tmp_path / f"whole_iter_{iterations}.caffemodel").read_bytes()

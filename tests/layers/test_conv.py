@@ -5,6 +5,8 @@ from firecaffe.errors import FirecaffeError
 from firecaffe.ops import conv_base as conv
 from firecaffe.engine.testing import check_gradient, make_layer
 
+from tests import _required
+
 GAUSS = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 }'
 
 
@@ -54,7 +56,7 @@ def test_convolution_pads_with_zeros_and_strides():
     "num_output: 5 kernel_size: 1 stride: 2",
 ])
 def test_convolution_matches_torch(params, layout):
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(3, 4, 7, 8)
     layer, bottom, top = make_layer(conv_text(params), [x])
     layer.forward(bottom, top)
@@ -94,7 +96,7 @@ def test_convolution_multiple_bottoms_share_weights(layout):
 
 
 def test_convolution_3d_spatial_and_axis():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(2, 3, 4, 5, 4)
     layer, bottom, top = make_layer(conv_text("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 "
                                               "pad: 1 stride: 2"), [x])
@@ -157,24 +159,98 @@ def test_convolution_rejects_bottoms_of_different_shapes():
         make_layer(conv_text("num_output: 2 kernel_size: 3"), [np.zeros((1, 2, 5, 5))], num_top=2)
 
 
-@pytest.mark.parametrize("params", [
+DECONV_PARAMS = [
     "num_output: 3 kernel_size: 3 stride: 2 pad: 1",
     "num_output: 4 kernel_size: 2 group: 2 dilation: 2",
     "num_output: 3 kernel_size: 1 bias_term: false",
-])
-def test_deconvolution_matches_torch_and_gradient(params):
-    torch = pytest.importorskip("torch")
+    "num_output: 2 kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0",
+    "num_output: 6 kernel_size: 3 group: 2 stride: 3 pad: 2",
+]
+
+
+def _geometry(p):
+    """(kernel, stride, pad, dilation) as (h, w) pairs, from a ConvolutionParameter."""
+    def pair(repeated, default, h=None, w=None):
+        if h and (p.HasField(h) or p.HasField(w)):
+            return getattr(p, h), getattr(p, w)
+        values = list(repeated) or [default]
+        return values[0], values[-1]
+    return (pair(p.kernel_size, None, "kernel_h", "kernel_w"), pair(p.stride, 1, "stride_h", "stride_w"),
+            pair(p.pad, 0, "pad_h", "pad_w"), pair(p.dilation, 1))
+
+
+def deconvolve_by_scatter(x, weight, bias, p):
+    """Transposed convolution written out in float64 loops: each input value, times the
+    kernel of its channel, added into the output window it spreads to."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _geometry(p)
+    n, channels, height, width = x.shape
+    per_group_in, per_group_out = channels // p.group, p.num_output // p.group
+    full = np.zeros((n, p.num_output, sh * (height - 1) + dh * (kh - 1) + 1,
+                     sw * (width - 1) + dw * (kw - 1) + 1))
+    for c in range(channels):
+        group = c // per_group_in
+        for o in range(per_group_out):
+            for i in range(kh):
+                for j in range(kw):
+                    rows = slice(i * dh, i * dh + sh * (height - 1) + 1, sh)
+                    cols = slice(j * dw, j * dw + sw * (width - 1) + 1, sw)
+                    full[:, group * per_group_out + o, rows, cols] += x[:, c] * weight[c, o, i, j]
+    out = full[:, :, ph:full.shape[2] - ph, pw:full.shape[3] - pw]
+    return out + (bias[None, :, None, None] if bias is not None else 0)
+
+
+@pytest.mark.parametrize("params", DECONV_PARAMS)
+def test_deconvolution_forward_matches_a_direct_scatter(params):
     x = rand(2, 4, 4, 3)
     layer, bottom, top = make_layer(conv_text(params, "Deconvolution"), [x])
     p = layer.param.convolution_param
     assert layer.blobs[0].shape[:2] == (4, p.num_output // p.group)
     layer.forward(bottom, top)
-    bias = torch.tensor(layer.blobs[1].data) if p.bias_term else None
-    expect = torch.nn.functional.conv_transpose2d(
-        torch.tensor(x), torch.tensor(layer.blobs[0].data), bias, stride=(list(p.stride) or [1])[0],
-        padding=(list(p.pad) or [0])[0], dilation=(list(p.dilation) or [1])[0], groups=p.group).numpy()
-    np.testing.assert_allclose(top[0].data, expect, rtol=1e-10, atol=1e-10)
+    expect = deconvolve_by_scatter(x, layer.blobs[0].data, layer.blobs[1].data if p.bias_term else None, p)
+    assert top[0].shape == expect.shape
+    np.testing.assert_allclose(top[0].data, expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("params", DECONV_PARAMS)
+def test_deconvolution_gradient(params, layout):
+    layer, bottom, top = make_layer(conv_text(params, "Deconvolution"), [rand(2, 4, 4, 3)])
     check_gradient(layer, bottom, top)
+
+
+@pytest.mark.parametrize("params", DECONV_PARAMS)
+def test_deconvolution_is_the_adjoint_of_convolution_with_the_same_weights(params, layout):
+    """<conv(x), y> == <x, deconv(y)>: Deconvolution applies the transpose of the
+    linear map Convolution applies, with the same weight blob (biases off)."""
+    y = rand(2, 4, 4, 3, seed=1)
+    unbiased = params.replace("bias_term: false", "") + " bias_term: false"
+    deconv, d_bottom, d_top = make_layer(conv_text(unbiased, "Deconvolution"), [y])
+    deconv.forward(d_bottom, d_top)
+    x = rand(*d_top[0].shape, seed=2)
+    # Convolution back from the deconvolution's output shape to its input's: num_output = y's channels
+    p = deconv.param.convolution_param
+    conv_params = unbiased.replace(f"num_output: {p.num_output}", f"num_output: {y.shape[1]}", 1)
+    layer, c_bottom, c_top = make_layer(conv_text(conv_params), [x])
+    assert layer.blobs[0].shape == deconv.blobs[0].shape
+    layer.blobs[0].data[...] = deconv.blobs[0].data
+    layer.forward(c_bottom, c_top)
+    assert c_top[0].shape == y.shape
+    left, right = float(np.sum(c_top[0].data * y)), float(np.sum(x * d_top[0].data))
+    assert left == pytest.approx(right, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("params", DECONV_PARAMS)
+def test_deconvolution_matches_torch(params):
+    torch = _required.torch()
+    x = rand(2, 4, 4, 3)
+    layer, bottom, top = make_layer(conv_text(params, "Deconvolution"), [x])
+    p = layer.param.convolution_param
+    layer.forward(bottom, top)
+    bias = torch.tensor(layer.blobs[1].data) if p.bias_term else None
+    (kh, kw), stride, pad, dilation = _geometry(p)
+    expect = torch.nn.functional.conv_transpose2d(
+        torch.tensor(x), torch.tensor(layer.blobs[0].data), bias, stride=stride, padding=pad, dilation=dilation,
+        groups=p.group).numpy()
+    np.testing.assert_allclose(top[0].data, expect, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind, params", [

@@ -11,6 +11,8 @@ from firecaffe.errors import DataError, PrototxtError
 from firecaffe.ops import create_layer
 from firecaffe.engine.testing import layer_param, make_layer
 
+from tests import _required
+
 
 def data_layer(text, num_top=2, shard=(0, 1), phase="TRAIN", seed=7):
     """Set up a data layer as the net does: shard first, then setup."""
@@ -288,7 +290,7 @@ def test_data_float_datums_and_single_top(tmp_path):
 
 
 def test_data_encoded_png_decodes_to_bgr(tmp_path):
-    pytest.importorskip("PIL")
+    _required.require_module("PIL", "pip install pillow, a dependency of firecaffe")
     write_lmdb(tmp_path / "png", IMAGES[:2], LABELS[:2], encoding="png")
     layer, top = lmdb_layer(tmp_path / "png", batch=2)
     layer.forward([], top)

@@ -4,6 +4,8 @@ import pytest
 from firecaffe.errors import FirecaffeError
 from firecaffe.engine.testing import check_gradient, make_layer
 
+from tests import _required
+
 FILLERS = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "uniform" min: -1 max: 1 }'
 
 
@@ -64,7 +66,7 @@ def test_inner_product_accumulates_param_diffs():
 
 
 def test_inner_product_matches_torch_linear():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = np.random.default_rng(5).standard_normal((4, 6))
     layer, bottom, top = ip("num_output: 3", x)
     layer.forward(bottom, top)

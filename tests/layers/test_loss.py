@@ -4,6 +4,8 @@ import pytest
 from firecaffe.errors import DataError, FirecaffeError, ShapeError
 from firecaffe.engine.testing import check_gradient, make_layer as _make_layer
 
+from tests import _required
+
 rng = np.random.default_rng(0)
 
 
@@ -43,7 +45,7 @@ def test_softmax_is_stable_for_large_scores():
 
 
 def test_softmax_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rng.standard_normal((2, 5, 3))
     _, _, top = make_layer('type: "Softmax"', [x])
     np.testing.assert_allclose(top[0].data, torch.softmax(torch.from_numpy(x), dim=1).numpy(), rtol=1e-12)
@@ -119,7 +121,7 @@ def test_softmax_loss_gradient_scaled_by_loss_weight():
 
 
 def test_softmax_loss_matches_torch_cross_entropy():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     scores = rng.standard_normal((5, 4, 3))
     labels = rng.integers(0, 4, (5, 3)).astype(float)
     labels[0, 1] = labels[3, 2] = -100

@@ -4,6 +4,8 @@ import pytest
 from firecaffe.errors import FirecaffeError
 from firecaffe.engine.testing import check_gradient, make_layer
 
+from tests import _required
+
 
 def lrn_text(params=""):
     return f'type: "LRN" lrn_param {{ {params} }}'
@@ -28,7 +30,7 @@ def test_lrn_across_channels_hand_example():
 
 
 def test_lrn_across_channels_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(2, 7, 3, 4)
     y = run("local_size: 5 alpha: 0.0001 beta: 0.75 k: 2", x)
     expect = torch.nn.functional.local_response_norm(torch.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0)

@@ -6,6 +6,8 @@ from firecaffe.errors import FirecaffeError
 from firecaffe.ops import create_layer
 from firecaffe.engine.testing import check_gradient, layer_param, make_layer
 
+from tests import _required
+
 
 def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
@@ -66,7 +68,7 @@ def test_batch_norm_train_forward_and_gradient(shape):
 
 
 def test_batch_norm_matches_torch_in_training():
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = rand(4, 3, 2, 2, seed=3)
     layer, bottom, top = make_layer('type: "BatchNorm" batch_norm_param { eps: 0.001 }', [x])
     layer.forward(bottom, top)

@@ -4,6 +4,8 @@ import pytest
 from firecaffe.errors import FirecaffeError
 from firecaffe.engine.testing import check_gradient, make_layer
 
+from tests import _required
+
 
 def pool_text(params):
     return f'type: "Pooling" pooling_param {{ {params} }}'
@@ -85,7 +87,7 @@ def test_global_pooling_uses_whole_input():
                                       "kernel_size: 2 stride: 2 pad: 1", "kernel_h: 3 kernel_w: 2 stride_h: 1 "
                                       "stride_w: 2 pad_h: 1"])
 def test_pooling_matches_torch_ceil_mode(method, geometry):
-    torch = pytest.importorskip("torch")
+    torch = _required.torch()
     x = distinct(2, 3, 7, 6)
     layer, _, top = pool(f"pool: {method} {geometry}", x)
     fn = torch.nn.functional.max_pool2d if method == "MAX" else torch.nn.functional.avg_pool2d

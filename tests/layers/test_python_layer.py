@@ -7,7 +7,8 @@ import pytest
 
 import firecaffe
 from firecaffe.engine.testing import check_gradient, make_layer
-from firecaffe.errors import FirecaffeError, PrototxtError
+from firecaffe.errors import PrototxtError
+from firecaffe.ops.python_layer import report
 
 USER_MODULE = '''
 import numpy as np
@@ -87,6 +88,11 @@ class Broken(caffe.Layer):
 
 def helper(bottom):
     return bottom[5].data
+
+
+class FailsInSetup(caffe.Layer):
+    def setup(self, bottom, top):
+        raise RuntimeError("no good")
 '''
 
 
@@ -166,15 +172,46 @@ def test_reshape_runs_before_every_forward_and_phase_and_param_str_reach_the_lay
         assert top[0].shape == (calls + 1, 2) and np.all(top[0].data == calls)
 
 
-def test_exception_names_the_layer_and_shows_only_the_users_frames(user_module):
+def test_exception_keeps_its_class_and_names_the_layer_call_and_file(user_module):
     layer, bottom, top = make_layer(python_layer("Broken"), [np.zeros(2)])
-    with pytest.raises(FirecaffeError) as info:
+    with pytest.raises(IndexError) as info:
         layer.forward(bottom, top)
-    message = str(info.value)
-    assert message.startswith("layer 'test' (Python, user_layers.Broken): forward failed:")
+    assert type(info.value) is IndexError and str(info.value) == "list index out of range"
+    note = "".join(getattr(info.value, "__notes__", [])) or str(info.value)
+    assert "layer 'test' (Python, user_layers.Broken, " in note and "forward failed" in note
+    assert "user_layers.py): forward failed" in note          # the module's file (imported once per session)
+    # the command line prints this report: the user's frames only
+    message = report(info.value)
+    assert message.startswith("layer 'test' (Python, user_layers.Broken, ")
     assert "in helper" in message and "return bottom[5].data" in message
     assert "IndexError: list index out of range" in message
     assert "firecaffe/ops" not in message
+
+
+def test_an_exception_in_setup_reaches_the_net_constructor_as_its_own_class(user_module, tmp_path):
+    # pycaffe's test_python_layer: assertRaises(RuntimeError, caffe.Net, net_file, caffe.TEST)
+    path = tmp_path / "fails.prototxt"
+    path.write_text('layer { name: "bad" type: "Python" top: "out" '
+                    'python_param { module: "user_layers" layer: "FailsInSetup" } }')
+    with pytest.raises(RuntimeError) as info:
+        firecaffe.Net(str(path), firecaffe.TEST)
+    assert type(info.value) is RuntimeError and "no good" in str(info.value)
+    assert "layer 'bad' (Python, user_layers.FailsInSetup" in report(info.value)
+
+
+def test_the_command_line_prints_a_python_layers_exception_as_one_report(user_module, tmp_path,
+                                                                         capsys, monkeypatch):
+    from firecaffe.cli import main
+    path = tmp_path / "fails.prototxt"
+    path.write_text('layer { name: "bad" type: "Python" top: "out" '
+                    'python_param { module: "user_layers" layer: "FailsInSetup" } }')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as code:
+        main(["time", "--model", str(path), "--iterations", "1"])
+    err = capsys.readouterr().err
+    assert code.value.code == 1
+    assert err.startswith("firecaffe: error: layer 'bad' (Python, user_layers.FailsInSetup, ")
+    assert "setup failed" in err and "RuntimeError: no good" in err and "firecaffe/" not in err.split(":", 2)[2]
 
 
 def test_missing_module_or_class_is_a_prototxt_error(user_module):
@@ -191,8 +228,10 @@ def test_module_with_a_syntax_error_shows_where(tmp_path, monkeypatch):
             pass
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(FirecaffeError, match=r"(?s)import of module 'bad_syntax_layers' failed.*SyntaxError"):
+    with pytest.raises(SyntaxError) as info:
         make_layer('type: "Python" python_param { module: "bad_syntax_layers" layer: "L" }', [])
+    assert "import of module 'bad_syntax_layers' failed" in report(info.value)
+    assert str(tmp_path / "bad_syntax_layers.py") in report(info.value)
 
 
 SCALED_NET = """

@@ -7,6 +7,8 @@ import pytest
 
 from firecaffe.engine.testing import run_job
 
+from tests import _required
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -25,5 +27,5 @@ def run_mpi(n, script_args, timeout=60, env=None):
 
 @pytest.fixture(name="run_mpi")
 def run_mpi_fixture():
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     return run_mpi

@@ -64,7 +64,7 @@ def test_bucketed_overlap_gives_the_same_weights_and_reports_hidden_time(tmp_pat
 
 @pytest.mark.parametrize("ranks, args, needle", [
     (3, ["--global-batch", 64], "--global-batch 64 does not divide evenly among 3"),
-    (2, ["--comm", "ps", "--ps-servers", 2], "num_servers"),
+    (2, ["--comm", "ps", "--ps-servers", 2], "--ps-servers 2 with 2 rank"),
     (2, ["--comm", "nccl"], "nccl"),
     (2, ["--comm", "carrier-pigeon"], "unknown communication strategy"),
 ])

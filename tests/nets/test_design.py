@@ -88,6 +88,7 @@ def test_cli_writes_v1_0_that_the_engine_counts(tmp_path):
     result = CliRunner().invoke(design_cli, ["squeezenet", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "1,248,424" in result.output and "4.8MB" in result.output
+    assert "model size: 4.76 MiB float32" in result.output and "2**20" not in result.output
     for name in ("train_val.prototxt", "deploy.prototxt", "solver.prototxt"):
         assert (tmp_path / name).exists()
     net = firecaffe.Net(str(tmp_path / "deploy.prototxt"), phase="TEST")

@@ -167,3 +167,26 @@ def test_text_round_trip(tmp_path):
     io.write_text(net, tmp_path / "again.prototxt")
     assert io.read_net(tmp_path / "again.prototxt") == net
     assert io.parse_net(io.net_to_text(net)) == net
+
+
+def test_a_blob_without_shape_or_legacy_dims_is_0d_as_caffe_writes_it():
+    blob = caffe_pb2.BlobProto(data=[0.25])            # no shape, no num/channels/height/width
+    array = io.blob_to_array(blob)
+    assert array.shape == () and float(array) == 0.25
+    legacy = caffe_pb2.BlobProto(num=1, data=[0.25])   # one legacy field set: the 4-D shape it names
+    with pytest.raises(PrototxtError, match=r"1 values but its shape \(1, 0, 0, 0\)"):
+        io.blob_to_array(legacy)
+
+
+def test_a_caffemodel_written_by_caffe_with_a_shared_prelu_slope_loads(tmp_path):
+    # written by BVLC Caffe 9b891540 (shared/caffe-oracle): MemoryData -> PReLU channel_shared, slope 0.375
+    import firecaffe
+    net = firecaffe.Net(str(FIXTURES / "prelu_channel_shared.prototxt"),
+                        str(FIXTURES / "prelu_channel_shared_caffe.caffemodel"), firecaffe.TEST)
+    assert net.params["prelu"][0].data.shape == () and float(net.params["prelu"][0].data) == 0.375
+    assert net.blobs["label"].data.shape == (2,)                     # Caffe's, after setup
+    net.set_input_arrays(np.arange(-6, 6, dtype=np.float32).reshape(2, 2, 1, 3), np.array([3, 4], np.float32))
+    net.forward()
+    assert net.blobs["label"].data.shape == (2, 1, 1, 1)             # Caffe's, after a forward
+    np.testing.assert_array_equal(net.blobs["out"].data.ravel(),
+                                  [-2.25, -1.875, -1.5, -1.125, -0.75, -0.375, 0, 1, 2, 3, 4, 5])

@@ -129,3 +129,16 @@ def test_v1_caffemodel_keeps_its_blobs(tmp_path):
     layer = io.read_caffemodel(path).layer[0]
     assert layer.type == "InnerProduct" and len(layer.param) == 2
     assert io.blob_to_array(layer.blobs[0]).tolist() == [[[[1, 2], [3, 4]]]]
+
+
+def test_window_datas_own_scale_stays_in_the_current_format_and_moves_from_v1_as_in_caffe():
+    from google.protobuf import text_format
+    current = text_format.Parse('layer { name: "w" type: "WindowData" window_data_param { scale: 0.5 '
+                                'crop_size: 8 } }', caffe_pb2.NetParameter())
+    layer = upgrade.upgrade_net(current).layer[0]
+    assert layer.window_data_param.scale == 0.5 and not layer.transform_param.HasField("scale")
+    assert layer.transform_param.crop_size == 8                  # read from transform_param, as Caffe reads it
+    v1 = text_format.Parse('layers { name: "w" type: WINDOW_DATA window_data_param { scale: 0.5 } }',
+                           caffe_pb2.NetParameter())
+    layer = upgrade.upgrade_net(v1).layer[0]                     # Caffe's UpgradeNetDataTransformation
+    assert layer.transform_param.scale == 0.5 and not layer.window_data_param.HasField("scale")

@@ -38,13 +38,20 @@ def test_layers_without_a_map_stop_the_walk():
         coord_map_from_to(ip, data)
 
 
-def test_negative_offsets_are_refused():
+def test_negative_offsets_are_refused_with_pycaffes_assertion_error():
     data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
     conv = L.Convolution(data, kernel_size=5, num_output=2)                    # 4 x 4, inside data
     assert list(crop(data, conv).to_proto().layer[-1].crop_param.offset) == [2]
-    with pytest.raises(ValueError, match="negative offset"):
+    with pytest.raises(AssertionError, match="negative offset"):
         crop(conv, data)
     assert UndefinedMapException.__name__ == "UndefinedMapException"
+
+
+def test_scale_mismatch_is_refused_with_pycaffes_assertion_error():
+    data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    pooled = L.Pooling(data, kernel_size=2, stride=2)                           # a = 1/2 against data
+    with pytest.raises(AssertionError, match="scale mismatch"):
+        crop(data, pooled)
 
 
 @pytest.mark.skipif("Crop" not in __import__("firecaffe").layer_type_list(),

@@ -7,6 +7,7 @@ import firecaffe as caffe
 from firecaffe import draw
 from firecaffe.errors import FirecaffeError
 from firecaffe.proto import io
+from tests import _required
 
 LENET = "nets/lenet_digits/train_test.prototxt"
 
@@ -30,8 +31,9 @@ def test_draw_net_to_dot_file(tmp_path):
     assert "rankdir=TB;" in (tmp_path / "lenet.dot").read_text()
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (apt install graphviz)")
 def test_png_and_svg_through_graphviz(tmp_path):
+    if shutil.which("dot") is None:
+        _required.missing("Graphviz's dot is not installed (apt-get install graphviz)")
     draw.draw_net_to_file(io.read_net(LENET), str(tmp_path / "lenet.png"))
     assert (tmp_path / "lenet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in draw.draw_net(LENET, ext="svg")

@@ -147,6 +147,50 @@ def test_names_and_layers(deploy):
     assert set(net.blob_loss_weights.values()) == {0.0}
 
 
+def test_pycaffes_underscored_names(deploy):
+    # python/caffe/pycaffe.py builds its Net API on these; scripts use them too
+    net = caffe.Net(deploy, caffe.TEST)
+    x = images(2)
+    net.blobs["data"].data[...] = x
+    assert net._forward(0, len(net.layers) - 1) == 0.0                # no loss in a deploy net
+    expected = net.forward(data=x)["prob"].copy()
+    net.blobs["prob"].data[...] = 0
+    net._forward(0, 4)
+    np.testing.assert_array_equal(net.blobs["prob"].data, expected)
+    net.blobs["prob"].diff[...] = 1.0
+    net._backward(4, 0)
+    grad = net.blobs["data"].diff.copy()
+    np.testing.assert_array_equal(net.backward(prob=np.ones((2, 4), np.float32))["data"], grad)
+    assert [blob is net.blobs[name] for blob, name in zip(net._blobs, net._blob_names)] == [True] * 4
+    assert net._inputs == [0] and net._outputs == [3]                  # indices into _blobs
+    assert net._blob_loss_weights == [0.0] * 4
+    assert net._top_ids(2) == [1] and net._bottom_ids(3) == [1]         # relu in place on conv
+
+
+MEMORY = """name: "memory"
+layer { name: "data" type: "MemoryData" top: "data" top: "label"
+        memory_data_param { batch_size: 2 channels: 1 height: 2 width: 2 } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "data" bottom: "data" top: "loss" }
+"""
+
+
+def test_set_input_arrays_and_the_raw_call_feed_memory_data(tmp_path):
+    path = tmp_path / "memory.prototxt"
+    path.write_text(MEMORY)
+    net = caffe.Net(str(path), caffe.TEST)
+    data = np.arange(16, dtype=np.float32).reshape(4, 1, 2, 2)
+    net._set_input_arrays(data, np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1))
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["data"].data, data[:2])
+    assert net.blobs["label"].data.shape == (2, 1, 1, 1)                # Caffe's label top
+    np.testing.assert_array_equal(net.blobs["label"].data.ravel(), [0, 1])
+    with pytest.raises(FirecaffeError, match=r"labels of shape \(N, 1, 1, 1\)"):
+        net._set_input_arrays(data, np.zeros(4, np.float32))
+    net.set_input_arrays(data, np.arange(10, 14, dtype=np.float32))   # pycaffe's wrapper takes (N,)
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["label"].data.ravel(), [10, 11])
+
+
 def test_weights_round_trip_through_caffemodel_and_hdf5(deploy, tmp_path):
     net = caffe.Net(deploy, caffe.TEST)
     net.save_hdf5(str(tmp_path / "w.weights"))          # not named .h5: load_hdf5 still reads HDF5

@@ -59,6 +59,13 @@ def test_to_proto_of_tops_and_layers_without_tops():
     assert caffe.net_spec.to_proto is to_proto
 
 
+def test_a_bottom_that_is_not_a_top_is_pycaffes_type_error():
+    data = L.Input(shape=dict(dim=[1, 2]), ntop=2)                      # a tuple of two Tops
+    with pytest.raises(TypeError) as caught:
+        L.Silence(data, ntop=0)
+    assert str(caught.value) == "Silence input 0 is not a Top (type is <class 'tuple'>)"
+
+
 def test_unknown_field_is_a_clear_error():
     with pytest.raises(AttributeError, match="no_such_field"):
         L.Convolution(L.Input(shape=dict(dim=[1])), no_such_field=3).to_proto()

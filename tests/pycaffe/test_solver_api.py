@@ -36,6 +36,25 @@ def test_each_solver_class_uses_its_update_rule(tmp_path, cls, type_name):
 def test_get_solver_reads_the_type_from_the_file(tmp_path):
     solver = caffe.get_solver(solver_file(tmp_path, type="Adam"))
     assert solver.param.type == "Adam"
+    assert type(solver) is caffe.AdamSolver
+
+
+def test_solver_names_are_classes_in_caffes_hierarchy(tmp_path):
+    # notebooks check isinstance(solver, caffe.SGDSolver); in Caffe every rule derives from SGDSolver
+    solver = caffe.NesterovSolver(solver_file(tmp_path))
+    assert isinstance(solver, caffe.NesterovSolver) and isinstance(solver, caffe.SGDSolver)
+    assert isinstance(solver, caffe.Solver) and not isinstance(solver, caffe.AdamSolver)
+    assert isinstance(caffe.get_solver(solver_file(tmp_path)), caffe.SGDSolver)
+
+
+def test_share_weights_makes_a_net_read_the_train_nets_weights(tmp_path):
+    solver = caffe.SGDSolver(solver_file(tmp_path))
+    net = caffe.Net(solver.param.net, caffe.TEST)
+    assert not np.array_equal(net.params["ip2"][0].data, solver.net.params["ip2"][0].data)
+    solver.share_weights(net)
+    solver.step(1)                                             # the shared weights move with training
+    np.testing.assert_array_equal(net.params["ip2"][0].data, solver.net.params["ip2"][0].data)
+    assert np.shares_memory(net.params["conv1"][0].data, solver.net.params["conv1"][0].data)
 
 
 def test_net_and_test_nets_share_weights(tmp_path):

@@ -51,7 +51,9 @@ CASES = {
     "solver_unknown_field.prototxt": ("train", "solver_unknown_field.prototxt:2:1: Message type "
                                                "\"caffe.SolverParameter\" has no field named \"base_lrr\""),
     "solver_syntax_error.prototxt": ("train", "solver_syntax_error.prototxt:2:15"),
-    "solver_missing_net.prototxt": ("train", "tests/bad_input/no_such_net.prototxt: no such file"),
+    "solver_missing_net.prototxt": ("train", "tests/bad_input/solver_missing_net.prototxt: net: "
+                                             "\"tests/bad_input/no_such_net.prototxt\": no such file (looked in "
+                                             "the working directory "),
     "solver_negative_max_iter.prototxt": ("train", "solver_negative_max_iter.prototxt: max_iter is -5"),
     "solver_unknown_type.prototxt": ("train", "unknown solver type 'SGDD'"),
     "solver_bad_lr_policy.prototxt": ("train", "unknown lr_policy 'exponential'"),

@@ -12,6 +12,7 @@ import pytest
 from firecaffe import cli
 from firecaffe.proto import caffe_pb2
 from firecaffe.solvers import snapshot as snapshots
+from tests import _required
 
 SOLVER = "nets/lenet_digits/solver.prototxt"
 NET = "nets/lenet_digits/train_test.prototxt"
@@ -123,7 +124,7 @@ def test_a_full_disk_stops_training_with_the_previous_snapshot_resumable(tmp_pat
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", f"firecaffe-{uuid.uuid4().hex[:6]}", mount],
                       capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        _required.missing("cannot mount a small tmpfs here (needs root, CAP_SYS_ADMIN in a container)")
     try:
         done = launch(["python", "-m", "firecaffe", "train", SOLVER, "--max-iter", "8", "--test-interval", "0",
                        "--snapshot-every", "2", "--snapshot-prefix", mount / "x"], timeout=120)

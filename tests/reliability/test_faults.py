@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import _required
+
 HERE = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.mpi
@@ -13,7 +15,7 @@ TRAIN = ["train", "nets/lenet_digits/solver.prototxt", "--max-iter", "20", "--te
 
 @pytest.fixture(name="run_with_fault")
 def run_with_fault_fixture(launch):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     return lambda *args: run_with_fault(launch, *args)
 
 

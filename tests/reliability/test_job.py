@@ -7,6 +7,8 @@ import pytest
 
 from firecaffe.solvers.batch import _warmup
 
+from tests import _required
+
 TRAIN = ["-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--test-interval", "0"]
 
 
@@ -37,7 +39,7 @@ def test_linear_scaling_needs_a_multiple_of_the_nets_batch(launch, tmp_path):
 
 @pytest.mark.mpi
 def test_four_ranks_say_the_job_and_remark_on_the_unscaled_rate(launch, tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     done = launch(["python", *TRAIN, "--max-iter", "2", "--display", "1", "--comm", "ring",
                    "--snapshot-prefix", tmp_path / "x"], ranks=4, timeout=120)
     assert done.returncode == 0, str(done)
@@ -48,7 +50,7 @@ def test_four_ranks_say_the_job_and_remark_on_the_unscaled_rate(launch, tmp_path
 
 @pytest.mark.mpi
 def test_resuming_on_more_ranks_names_the_global_batch_and_global_batch_keeps_it(launch, tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     common = [*TRAIN, "--display", "0", "--snapshot-prefix", tmp_path / "x"]
     first = launch(["python", *common, "--max-iter", "2"], ranks=2, timeout=120)
     assert first.returncode == 0, str(first)

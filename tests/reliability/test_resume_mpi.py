@@ -4,6 +4,8 @@ import filecmp
 
 import pytest
 
+from tests import _required
+
 pytestmark = pytest.mark.mpi
 TRAIN = ["-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--max-iter", "8", "--snapshot-every", "4",
          "--test-interval", "0", "--display", "0", "--global-batch", "24", "--type", "Adam", "--base-lr", "0.01"]
@@ -11,7 +13,7 @@ TRAIN = ["-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--max
 
 @pytest.mark.parametrize("comm", ["tree", "ring", "ps"])
 def test_resumed_run_ends_with_the_uninterrupted_weights(launch, tmp_path, comm):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     whole = launch(["python", *TRAIN, "--comm", comm, "--snapshot-prefix", tmp_path / "whole"], ranks=4, timeout=60)
     assert whole.returncode == 0, str(whole)
     resumed = launch(["python", *TRAIN, "--comm", comm, "--snapshot-prefix", tmp_path / "resumed",

@@ -15,6 +15,8 @@ import pytest
 
 from firecaffe.run.signals import Action, Signals, SNAPSHOT, STOP
 
+from tests import _required
+
 TRAIN = ["-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--test-interval", "0",
          "--display", "1", "--global-batch", "24"]
 ITERATION_3 = r"Iteration (?:[3-9]|\d\d+) \("
@@ -30,7 +32,7 @@ class Job:
         if ranks:
             mpiexec = shutil.which("mpiexec")
             if mpiexec is None:
-                pytest.skip("mpiexec not found")
+                _required.missing("mpiexec not found (pip install 'firecaffe[mpich]')")
             command = [mpiexec, "-n", str(ranks), *command]
         self.tag = f"FIRECAFFE_TEST_JOB={self.log.name}".encode()
         env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1", FIRECAFFE_TEST_JOB=self.log.name,
@@ -120,7 +122,7 @@ def test_sigint_stops_one_process_with_a_snapshot_that_resumes_exactly(launch, t
 
 @pytest.mark.mpi
 def test_ctrl_c_to_mpiexec_stops_every_rank_at_one_iteration_and_resumes_exactly(launch, tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     code, seconds, log, match = interrupt(tmp_path, signal.SIGINT, ranks=4)
     assert code == 130, log[-3000:]
     assert match and seconds < 10, log[-3000:]
@@ -135,7 +137,7 @@ def test_ctrl_c_to_mpiexec_stops_every_rank_at_one_iteration_and_resumes_exactly
 def test_cluster_signals_snapshot_and_stop_the_job(tmp_path, comm, rank, sig):
     """scancel/time limit (SIGTERM) and #SBATCH --signal (SIGUSR1), to mpiexec or to one rank (a
     parameter server included): every rank ends within 10 s, rank 0 has written the snapshot."""
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     code, seconds, log, match = interrupt(tmp_path, sig, ranks=4, to_rank=rank, extra=["--comm", comm])
     assert code == 128 + sig, log[-3000:]
     assert match and match.group(1) == sig.name and os.path.exists(match.group(3)), log[-3000:]
@@ -145,7 +147,7 @@ def test_cluster_signals_snapshot_and_stop_the_job(tmp_path, comm, rank, sig):
 
 @pytest.mark.mpi
 def test_parameter_server_stop_resumes_exactly(launch, tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     extra = ["--comm", "ps", "--type", "Adam", "--base-lr", "0.001"]
     code, _, log, match = interrupt(tmp_path, signal.SIGTERM, ranks=3, to_rank=2, extra=extra)
     assert code == 143 and match, log[-3000:]
@@ -187,7 +189,7 @@ def test_second_ctrl_c_exits_at_once_without_a_snapshot(tmp_path):
 
 @pytest.mark.mpi
 def test_a_rank_killed_after_a_signal_is_not_reported_as_a_crash(tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     job = Job(tmp_path, [*TRAIN, "--max-iter", 100000, "--snapshot-prefix", tmp_path / "x",
                          "--sighup-effect", "none"], ranks=3)
     try:
@@ -227,7 +229,7 @@ def test_signal_effects_and_exit_codes():
 def test_ctrl_c_stops_128_ranks_at_one_iteration(tmp_path):
     """128 ranks on 2 cores: each rank's step is slow, so the bound is looser than the 10 s of
     smaller jobs (7.6 s measured when the machine was shared)."""
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     code, seconds, log, match = interrupt(tmp_path, signal.SIGINT, ranks=128, extra=["--global-batch", 128])
     assert code == 130 and match and os.path.exists(match.group(3)), log[-3000:]
     assert log.count("firecaffe: stopped by") == 1 and seconds < 20

@@ -10,6 +10,8 @@ import pytest
 
 from firecaffe.engine.testing import run_job
 
+from tests import _required
+
 REPO = Path(__file__).resolve().parents[2]
 SOLVER = "nets/lenet_digits/solver.prototxt"
 NET = "nets/lenet_digits/train_test.prototxt"
@@ -22,7 +24,11 @@ def train(tmp_path, *args, ranks=None, timeout=120):
                    ranks=ranks, timeout=timeout, cwd=REPO)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     with open(tmp_path / "trace.json") as f:
-        return json.load(f)
+        trace = json.load(f)
+    events = sum(e["ph"] == "X" or e["ph"] == "M" for e in trace["traceEvents"])
+    assert f"Timeline: {events} events of {ranks or 1} rank(s)" in done.stderr, done.stderr[-2000:]
+    assert f"written to {tmp_path / 'trace.json'} (open it in ui.perfetto.dev" in done.stderr
+    return trace
 
 
 def complete_events(trace):
@@ -82,7 +88,7 @@ def test_one_process_records_every_layer_and_an_update_per_iteration_for_the_fir
 
 @pytest.mark.mpi
 def test_three_ranks_merge_into_one_file_with_buckets_on_their_own_thread(tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     trace = train(tmp_path, "--max-iter", 3, "--global-batch", 60, "--comm", "tree", "--bucket-mb", 0.02,
                   ranks=3, timeout=180)
     events = complete_events(trace)
@@ -131,7 +137,7 @@ def test_a_trace_that_cannot_be_written_is_refused_before_any_work(tmp_path):
 
 @pytest.mark.mpi
 def test_a_parameter_server_rank_shows_its_step_and_update_and_no_layers(tmp_path):
-    pytest.importorskip("mpi4py")
+    _required.mpi4py()
     trace = train(tmp_path, "--max-iter", 2, "--global-batch", 40, "--comm", "ps", ranks=3, timeout=180)
     events = complete_events(trace)
     processes = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}

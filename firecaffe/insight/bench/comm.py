@@ -207,24 +207,28 @@ def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, serv
 
 
 def format_table(records):
-    """The records as a terminal table (times in ms, bandwidth in GB/s = 10^9 bytes/s)."""
-    lines = [f"{'comm':6s} {'bytes':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
-             f"{'algbw GB/s':>10s} {'x mpi':>6s}"]
+    """The records as a terminal table (sizes in KiB/MiB, times in ms, bandwidth in GB/s = 10^9
+    bytes/s, said once under it); the "x mpi" column only when mpi was measured."""
+    with_ratio = any(r["ratio_to_mpi"] for r in records)
+    lines = [f"{'comm':6s} {'size':>10s} {'ranks':>5s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s} "
+             f"{'algbw GB/s':>10s}" + (f" {'x mpi':>6s}" if with_ratio else "")]
     for r in records:
-        ratio = f"{r['ratio_to_mpi']:.2f}" if r["ratio_to_mpi"] else "-"
+        ratio = (f" {r['ratio_to_mpi']:6.2f}" if r["ratio_to_mpi"] else f" {'-':>6s}") if with_ratio else ""
         extra = f"  ({r['num_servers']} server{'s' if r['num_servers'] > 1 else ''})" if r["num_servers"] else ""
         if not r["correct"]:
             extra += "  WRONG SUM"
         lines.append(f"{r['comm']:6s} {human_bytes(r['bytes']):>10s} {r['ranks']:5d} {r['median_s'] * 1e3:10.3f} "
-                     f"{r['min_s'] * 1e3:9.3f} {r['max_s'] * 1e3:9.3f} {r['algbw_Bps'] / 1e9:10.3f} "
-                     f"{ratio:>6s}{extra}")
+                     f"{r['min_s'] * 1e3:9.3f} {r['max_s'] * 1e3:9.3f} {r['algbw_Bps'] / 1e9:10.3f}"
+                     f"{ratio}{extra}")
+    lines.append("(KiB, MiB = 2^10, 2^20 bytes; GB/s = 10^9 bytes/s)")
     return "\n".join(lines)
 
 
 def human_bytes(n):
-    for suffix, scale in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+    """A size with its binary unit: '16 MiB', '1.5 MiB', '4 KiB', '12 B'."""
+    for suffix, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale and n % scale == 0:
-            return f"{n // scale}{suffix}"
+            return f"{n // scale} {suffix}"
     if n >= 2**20:
-        return f"{n / 2**20:.1f}M"
-    return f"{n / 2**10:.1f}K" if n >= 2**10 else str(n)
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} B"

@@ -170,9 +170,7 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
     rows, times = [], []
     for record in records:
         comm = record["comm"]
-        if comm not in names() or (strategies and comm not in strategies):
-            continue
-        if processes(comm, record["ranks"], record.get("num_servers") or 1) < 2 or record["median_s"] <= 0 or record["bytes"] < min_bytes:
+        if not modelled(record, min_bytes) or (strategies and comm not in strategies):
             continue
         servers = record.get("num_servers") or 1
         rows.append(list(terms(comm, record["bytes"], record["ranks"], servers, cores, **layout(record))))
@@ -189,11 +187,18 @@ def fit(records, strategies=None, cores=None, min_bytes=0):
             "cores": cores or None, "min_bytes": min_bytes}
 
 
+def modelled(record, min_bytes=0):
+    """Whether the model describes ``record``: a known strategy, at least 2 processes (one
+    process moves nothing: the comparator mpi on ps's one worker), a time, enough bytes."""
+    return (record["comm"] in names() and record["median_s"] > 0 and record["bytes"] >= min_bytes
+            and processes(record["comm"], record["ranks"], record.get("num_servers") or 1) >= 2)
+
+
 def errors(records, profile, min_bytes=0):
-    """Per-point ``(record, predicted_s, relative_error)`` for every modelled record."""
+    """Per-point ``(record, predicted_s, relative_error)`` for every record the fit uses."""
     out = []
     for record in records:
-        if record["comm"] not in names() or record["median_s"] <= 0 or record["bytes"] < min_bytes:
+        if not modelled(record, min_bytes):
             continue
         predicted = predict(record["comm"], record["bytes"], record["ranks"], profile,
                             record.get("num_servers") or 1, **layout(record))

@@ -32,7 +32,7 @@ def plot_time_vs_ranks(records, path, profile=None, title=None):
                         "--", color=color, alpha=0.6)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_title(f"{human_bytes(nbytes)}B")
+        ax.set_title(human_bytes(nbytes))
         ax.set_xlabel("ranks (ps: workers)")
         ax.set_ylabel("ms per allreduce")
         ax.grid(True, which="both", alpha=0.3)

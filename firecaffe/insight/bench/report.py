@@ -53,7 +53,7 @@ def markdown_tables(records):
         subset = [r for r in records if r["bytes"] == nbytes]
         known = names()
         comms = sorted({r["comm"] for r in subset}, key=lambda c: (known.index(c) if c in known else len(known), c))
-        out.append(f"#### {human_bytes(nbytes)}B ({nbytes:,} bytes): median ms per allreduce "
+        out.append(f"#### {human_bytes(nbytes)} ({nbytes:,} bytes): median ms per allreduce "
                    "[min-max] (x mpi)\n")
         out.append("| ranks | " + " | ".join(comms) + " |")
         out.append("|---:|" + "---:|" * len(comms))
@@ -99,15 +99,21 @@ def _median(values):
     return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
-def write_report(folder, out=None, fit=True, min_ranks=4):
-    """Markdown for a sweep folder, with a figure per strategy set written next to it; returns the text."""
+def write_report(folder, out=None, fit=True, min_ranks=4, cores=None, figure=True):
+    """Markdown for a sweep folder, with a figure per strategy set written next to it; returns the text.
+
+    ``cores``: the contended model's cores per node, as ``bench fit --cores`` (None: this machine's if
+    the records were measured on it, else off; 0: off). ``figure=False`` leaves the figure unwritten.
+    """
     from .plot import plot_time_vs_ranks
     records = load_folder(folder)
-    profile = model.fit(records, cores=model.default_cores(records)) if fit else None
-    figure = Path(out).parent if out else Path(folder)
-    figure = figure / "scaling.png"
-    plot_time_vs_ranks(records, figure, profile, title=f"allreduce time, {os.path.basename(os.path.abspath(folder))}")
-    parts = [f"## Allreduce measurements: {folder}\n", f"![time against ranks]({figure.name})\n",
+    cores = model.default_cores(records) if cores is None else cores
+    profile = model.fit(records, cores=cores or None) if fit else None
+    figure_path = (Path(out).parent if out else Path(folder)) / "scaling.png"
+    if figure:
+        plot_time_vs_ranks(records, figure_path, profile,
+                           title=f"allreduce time, {os.path.basename(os.path.abspath(folder))}")
+    parts = [f"## Allreduce measurements: {folder}\n", f"![time against ranks]({figure_path.name})\n",
              markdown_tables(records)]
     if profile:
         parts += ["## Fitted model\n",

@@ -1,0 +1,154 @@
+"""The tables and fitted figures of docs/scaling.md, each from committed raw data with the current code.
+
+launch/regen_docs.py writes each between ``<!-- regen_docs.py NAME -->`` and
+``<!-- /regen_docs.py -->`` in docs/scaling.md; ``BLOCKS`` maps NAME to a function of the
+generated files' texts (``texts[path]``) that returns the block's Markdown.
+"""
+import re
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "launch"))
+from cluster_floors import floor_s  # noqa: E402
+from firecaffe.insight.bench import model  # noqa: E402
+from firecaffe.insight.bench.report import _median, load_folder, load_records, summary_by_comm  # noqa: E402
+
+C = "docs/scaling/cluster"
+MIB = 2**20
+
+
+def _ms(seconds):
+    """Milliseconds to 3 significant figures, as the doc's tables print them (72.0, 184, 3.51)."""
+    ms = seconds * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
+
+
+def _rows(text):
+    """The cells of a Markdown table's body rows."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|") and not line.startswith("|--") and not line.startswith("|---")][1:]
+
+
+def sweep_table(texts):
+    records = load_folder("docs/scaling")
+    at = {(r["comm"], r["bytes"], r["ranks"]): r for r in records}
+    lines = ["| size | ranks | tree | ring | mpi | ps (1 server) |", "|---|---:|---:|---:|---:|---:|"]
+    for size in (16, 64):
+        for ranks in (2, 4, 8, 9):
+            cells = []
+            for comm in ("tree", "ring", "mpi", "ps"):
+                r = at.get((comm, size * MIB, ranks))
+                ratio = f" ({r['ratio_to_mpi']:.2f})" if r and comm != "mpi" and r.get("ratio_to_mpi") else ""
+                cells.append(f"{_ms(r['median_s'])}{ratio}" if r else "–")
+            lines.append(f"| {size} MB | {ranks} | " + " | ".join(cells) + " |")
+    spread = sorted((max(r["run_medians_s"]) / min(r["run_medians_s"]), r["comm"], r["bytes"], r["ranks"])
+                    for r in load_records("docs/scaling/sweep.json"))
+    big = [s for s in spread if s[2] >= MIB]
+    worst = ", ".join(f"{c} {n // MIB} MB on {p} ranks {x:.2f}" for x, c, n, p in big[-2:])
+    middle = statistics.median(s[0] for s in big)
+    lines += ["", f"Across the runs, a point's largest run median over its smallest: {middle:.2f} "
+              f"at the median point from 1 MB ({len(big)} points, 6 runs each; the worst: {worst}), "
+              f"{statistics.median(s[0] for s in spread):.2f} over all {len(spread)} points (4 KB and 64 KB: "
+              "3 runs each) ([sweep.json](scaling/sweep.json), `run_medians_s`)."]
+    return "\n".join(lines)
+
+
+def _pct(values):
+    """``+4, +21, −13, −19%``."""
+    return ", ".join(f"{v * 100:+.0f}".replace("-", "−") for v in values) + "%"
+
+
+def sweep_fit(texts):
+    records = [r for r in load_records("docs/scaling/sweep.json") if r["bytes"] >= MIB]
+    shared = model.fit(records, cores=2)
+    errors = {(r["comm"], r["bytes"], r["ranks"]): e for r, _, e in model.errors(records, shared)}
+    lines = [f"The shared fit over the {shared['points']} points from 1 MB gives "
+             f"α = {shared['alpha_s'] * 1e6:.2g} µs, β = {shared['beta_s_per_byte'] * 1e12:.0f} ps/byte "
+             f"({1 / shared['beta_s_per_byte'] / 1e9:.2g} GB/s) and γ = {shared['gamma_s_per_byte'] * 1e12:.0f} "
+             "ps/byte. Error of the shared fit at 4 or more ranks:", "",
+             "| strategy | 4 ranks (1M, 4M, 16M, 64M) | 8 ranks | 9 ranks | median / max at ≥ 4 ranks, shared fit "
+             "| own fit |", "|---|---|---|---|---|---|"]
+    for comm, label in (("tree", "tree"), ("ring", "ring"), ("mpi", "mpi"), ("ps", "ps (1 server)")):
+        cells = []
+        for ranks in (4, 8, 9):
+            got = [errors.get((comm, size * MIB, ranks)) for size in (1, 4, 16, 64)]
+            cells.append(_pct(got) if None not in got else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_summary(records, shared, comm)} | "
+                     f"{_summary([r for r in records if r['comm'] == comm], None, comm)} |")
+    big = [r for r in records if r["bytes"] >= 16 * MIB]
+    shared16 = model.fit(big, cores=2)
+    lines += ["", "Fitting only the messages that do not fit in the cache (`--min-bytes 16M`, "
+              "[output](scaling/fit_16M.txt)): " + ", ".join(
+                  f"{comm} {_summary(big, shared16, comm)}" for comm in ("tree", "ring", "mpi", "ps"))
+              + "; with per-strategy fits " + ", ".join(
+                  f"{comm} {_summary([r for r in big if r['comm'] == comm], None, comm)}"
+                  for comm in ("tree", "ring", "mpi", "ps")) + " (median / max at ≥ 4 ranks)."]
+    return "\n".join(lines)
+
+
+def _summary(records, profile, comm):
+    """``median% / max%`` of |error| at >= 4 ranks for ``comm`` (profile None: its own fit)."""
+    profile = profile or model.fit(records, cores=2)
+    errs = summary_by_comm([row for row in model.errors(records, profile) if row[0]["ranks"] >= 4])[comm]
+    return f"{_median(errs):.0%} / {max(errs):.0%}"
+
+
+def cluster_100m(texts):
+    records = [r for name in ("100M.json", "64M_100M.json") for r in load_records(f"{C}/100M/{name}")]
+    at = {(r["comm"], r["bytes"] // MIB, r["ranks"]): r["median_s"] for r in records}
+    lines = ["| nodes | ring 16 MiB | ring 64 MiB | tree 16 MiB | tree 64 MiB | dbtree 16 MiB | dbtree 64 MiB "
+             "| mpi 16 MiB | mpi 64 MiB | ps 16 MiB | ps / tree 16 MiB |", "|---:|" + "---:|" * 10]
+    for nodes in (2, 4, 8, 16):
+        workers = 15 if nodes == 16 else nodes
+        cells = []
+        for comm, size in [(c, s) for c in ("ring", "tree", "dbtree", "mpi") for s in (16, 64)] + [("ps", 16)]:
+            p = workers if comm == "ps" else nodes
+            t = at.get((comm, size, p))
+            cells.append(f"{t * 1e3:.0f} ({t / floor_s(comm, size * MIB, p, 100e6):.2f})" if t else "-")
+        cells.append(f"{at[('ps', 16, workers)] / at[('tree', 16, nodes)]:.2f}")
+        label = f"{nodes} (ps: 15 workers)" if nodes == 16 else str(nodes)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def nets(texts):
+    lines = ["| net | workers | tree ms (model) | ps ms (model) | ps / tree (model) |", "|---|---:|---:|---:|---:|"]
+    rows = _rows(texts[f"{C}/nets/table.md"])
+    for net in ("NiN", "GoogLeNet"):
+        for name, workers, tree, tree_model, ps, ps_model, ratio, ratio_model in rows:
+            if name == net:
+                lines.append(f"| {net} | {workers} | {tree} ({tree_model}) | {ps} ({ps_model}) | "
+                             f"{ratio} ({ratio_model}) |")
+    return "\n".join(lines)
+
+
+def _strong(texts, folder, comms):
+    lines = ["| strategy | 1 node ms | 2 nodes: measured / predicted | 4 nodes | 8 nodes |",
+             "|---|---:|---:|---:|---:|"]
+    for comm in comms:
+        cells = {}
+        for nodes, measured, predicted, error, *_ in _rows(texts[f"{C}/{folder}/{comm}/table.md"]):
+            cells[nodes] = measured if nodes == "1" else f"{measured} / {predicted.split()[0]} ({error})"
+        lines.append(f"| {comm} | " + " | ".join(cells[n] for n in ("1", "2", "4", "8")) + " |")
+    return "\n".join(lines)
+
+
+BLOCKS = {
+    "nets": nets,
+    "sweep": sweep_table,
+    "sweep-fit": sweep_fit,
+    "cluster-100M": cluster_100m,
+    "strong": lambda texts: _strong(texts, "strong", ("ring", "tree", "dbtree", "mpi")),
+    "strong-reno": lambda texts: _strong(texts, "strong-reno", ("ring", "tree")),
+}
+
+MARK = re.compile(r"(<!-- regen_docs\.py (\S+) -->\n)(.*?)(<!-- /regen_docs\.py -->)", re.S)
+
+
+def fill(doc, texts):
+    """``doc`` with every marked block replaced by what its function gives now."""
+    def replace(match):
+        return match.group(1) + BLOCKS[match.group(2)](texts) + "\n" + match.group(4)
+    return MARK.sub(replace, doc)

@@ -1,0 +1,58 @@
+"""docs/scaling: every generated table is what launch/regen_docs.py makes from the committed raw
+data with the current code, and every other table sits in a folder marked archived."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firecaffe.insight.bench import model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def regen():
+    spec = importlib.util.spec_from_file_location("regen_docs", REPO / "launch" / "regen_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_are_what_the_current_code_makes_of_the_committed_data():
+    done = subprocess.run([sys.executable, "launch/regen_docs.py", "--check"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, (f"{done.stdout}{done.stderr}\nrun `python launch/regen_docs.py` and bring the "
+                                  "text of docs/scaling.md that quotes these numbers in line")
+
+
+def test_a_formula_that_moves_a_published_number_is_caught(regen, monkeypatch, tmp_path):
+    path = "docs/scaling/fit.txt"
+    kind, args = regen.GENERATED[path]
+    monkeypatch.chdir(REPO)
+    assert regen.same(path, (REPO / path).read_text(), regen.generate(path, kind, args, tmp_path))
+    predict = model.predict
+    monkeypatch.setattr(model, "predict", lambda *a, **k: 1.05 * predict(*a, **k))
+    assert not regen.same(path, (REPO / path).read_text(), regen.generate(path, kind, args, tmp_path))
+
+
+def test_every_table_under_docs_scaling_is_generated_or_archived_with_its_commit(regen):
+    archived = {REPO / folder: commit for folder, commit in regen.ARCHIVED.items()}
+    for folder, commit in archived.items():
+        note = (folder / "ARCHIVED.md").read_text()
+        assert re.search(rf"\bcommits? {commit}\b", note), f"{folder}/ARCHIVED.md does not name {commit}"
+        assert subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO).returncode == 0
+    generated = {REPO / path for path in regen.GENERATED}
+    for path in (REPO / "docs" / "scaling").rglob("*"):
+        if path.suffix in (".md", ".txt") or path.name == "profile.json":
+            assert path in generated or any(folder in path.parents for folder in archived), (
+                f"{path.relative_to(REPO)}: neither made by launch/regen_docs.py nor in an archived folder")
+
+
+def test_the_blocks_of_scaling_md_are_marked(regen):
+    from launch.doc_blocks import BLOCKS
+    text = (REPO / "docs" / "scaling.md").read_text()
+    assert sorted(re.findall(r"<!-- regen_docs\.py (\S+) -->", text)) == sorted(BLOCKS)
+    assert text.count("<!-- /regen_docs.py -->") == len(BLOCKS)
