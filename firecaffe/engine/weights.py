@@ -2,7 +2,7 @@
 HDF5 files (Caffe's layout: dataset ``data/<layer name>/<blob index>``)."""
 import numpy as np
 
-from ..core import backend
+from ..core import backend, integrity
 from ..core.atomic import atomic_path
 from ..core.blob import shape_str
 from ..core.log import LOGGER
@@ -21,6 +21,8 @@ def copy_into(net, source, require_all=False, hdf5=False):
     has weights must be in the source: a file cut short is refused, not half-loaded.
     """
     label = source if isinstance(source, str) else "<NetParameter>"
+    if isinstance(source, str):
+        integrity.verify(source)
     if isinstance(source, str) and (hdf5 or _is_hdf5(source)):
         pairs = _hdf5_layers(source)
     else:
