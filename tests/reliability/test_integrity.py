@@ -125,3 +125,29 @@ def test_rewriting_a_file_drops_its_old_checksum(tmp_path):
     assert integrity.problem(str(path)) is None
     atomic.write_bytes(str(path), b"new bytes")
     assert not Path(integrity.sidecar(str(path))).exists() and integrity.problem(str(path)) is None
+
+
+def test_hdf5_snapshots_of_a_net_with_slash_names_resume_exactly(tmp_path, capsys, monkeypatch):
+    """SqueezeNet-style layer names ('fire2/squeeze1x1') in HDF5 snapshots: resumed from iteration 2,
+    iteration 4's weights equal those of the uninterrupted run, bit for bit."""
+    monkeypatch.chdir(REPO)
+    text = (REPO / "nets/lenet_digits/train_test.prototxt").read_text()
+    net = tmp_path / "net.prototxt"
+    net.write_text(text.replace('name: "conv1"', 'name: "fire2/squeeze1x1"')
+                   .replace('name: "ip1"', 'name: "fire9/expand1x1"'))
+    solver_file = tmp_path / "solver.prototxt"
+    solver_file.write_text((REPO / "nets/lenet_digits/solver.prototxt").read_text()
+                           .replace('"nets/lenet_digits/train_test.prototxt"', f'"{net}"'))
+    args = ["train", str(solver_file), "--test-interval", "0", "--display", "0", "--snapshot-format", "HDF5",
+            "--snapshot-every", "2"]
+    code, err = run_cli(args + ["--max-iter", "4", "--snapshot-prefix", str(tmp_path / "whole")], capsys)
+    assert code == 0, err
+    state = tmp_path / "whole_iter_2.solverstate.h5"
+    code, err = run_cli(args + ["--max-iter", "4", "--snapshot-prefix", str(tmp_path / "resumed"),
+                                "--snapshot", str(state)], capsys)
+    assert code == 0 and "Restored solver state" in err, err
+    import h5py
+    with h5py.File(tmp_path / "whole_iter_4.caffemodel.h5") as a, h5py.File(tmp_path / "resumed_iter_4.caffemodel.h5") as b:
+        for name in ("fire2/squeeze1x1", "fire9/expand1x1", "conv2", "ip2"):
+            for k in ("0", "1"):
+                assert a["data"][name][k][()].tobytes() == b["data"][name][k][()].tobytes(), (name, k)
