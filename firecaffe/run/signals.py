@@ -205,10 +205,26 @@ class Signals:
             time.sleep(0.0005)
 
     def close(self):
-        """Complete the outstanding agreement (every rank posted the same number)."""
+        """Complete the outstanding agreement (every rank posted the same number), then wait until
+        every rank has come here: rank 0 comes after writing the last snapshot, so no rank ends
+        (or dies of a signal the launcher forwards once it has ended) while that is being written.
+        Launchers tear a job down when one of its processes dies of a signal; the handlers stay
+        in place during the wait, so a signal arriving now is only recorded."""
         if self._request is not None:
             self._request.Wait()
             self._request = None
+        if self._comm is not None:
+            watchdog.note(f"iteration {self.iteration}, training over: waiting for every rank "
+                          "(rank 0 writes the last snapshot)")
+            request = self._comm.Ibarrier()
+            while not request.Test():        # polled, so that this thread never sits in MPI for long
+                time.sleep(0.002)
+        with self._lock:
+            late = Action(self._once | self._kept)
+        rank = self._comm.Get_rank() if self._comm is not None else 0
+        if late and not self.last.stop and rank == 0:
+            print(f"firecaffe: {late.signal_name} received as training ended (iteration {self.iteration}): "
+                  "nothing to stop, the last snapshot is complete", file=sys.stderr, flush=True)
 
 
 def _ignore(signum, frame):
