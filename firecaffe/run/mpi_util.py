@@ -77,6 +77,8 @@ def say_and_abort(comm, text, code):
     Never returns: MPICH's MPI_Abort can return when another thread of this rank
     is inside a blocking call (--bucket-mb), so the process exits after it.
     """
+    from . import held_output
+    held_output.release()                           # what was held since a stop signal comes first
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

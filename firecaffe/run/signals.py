@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from . import mpi_util, watchdog
+from . import held_output, mpi_util, watchdog
 
 EFFECTS = ("stop", "snapshot", "none")
 SNAPSHOT, STOP = 1, 2
@@ -101,6 +101,7 @@ class Signals:
             number = getattr(signal, name)
             self._previous[number] = signal.signal(number, _ignore)
         self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
+        self._previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)   # EPIPE, not death
         threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
         return self
 
@@ -109,11 +110,13 @@ class Signals:
         if self._previous:
             for name in self.effects:
                 signal.signal(getattr(signal, name), _ignore)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def uninstall(self):
         """Give the signals back to their previous handlers (a command run inside another program)."""
         if not self._previous:
             return
+        held_output.release()
         signal.set_wakeup_fd(self._previous_fd)
         for number, handler in self._previous.items():
             signal.signal(number, handler)
@@ -144,11 +147,14 @@ class Signals:
             self._interrupts += 1
             if self._interrupts > 1:
                 watchdog.disarm()
+                held_output.release()
                 os.write(2, f"firecaffe: {_rank_prefix()}interrupted again at {where}: exiting at once, "
                             "no snapshot\n".encode())
                 os._exit(130)
         bits = {"stop": STOP | (SNAPSHOT if self.snapshot_on_stop else 0), "snapshot": SNAPSHOT,
                 "snapshot-stop": STOP | SNAPSHOT, "none": 0}[effect]
+        if bits & STOP:
+            held_output.hold()          # a pipe's reader (tee) may have died of the same Ctrl-C
         if bits:
             with self._lock:
                 if bits & STOP:
@@ -254,4 +260,5 @@ def finish(action, iteration, snapshot_path, is_root):
         sys.stderr.flush()
         print(stopped_line(action, iteration, snapshot_path), file=sys.stderr, flush=True)
     watchdog.disarm()
+    held_output.release()
     sys.exit(action.exit_code)
