@@ -154,3 +154,15 @@ def test_snapshot_keep_leaves_only_the_newest(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"x_iter_{n}.{kind}{sidecar}" for n in (5, 6) for kind in ("caffemodel", "solverstate")
         for sidecar in ("", ".sha256")]
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--bucket-mb", "-1", "not a number of MB"), ("--bucket-mb", "0.000001", "below the smallest useful value"),
+    ("--bucket-mb", "nan", "not a number of MB"), ("--bucket-mb", "inf", "not a number of MB"),
+    ("--stall-timeout", "nan", "not a number of seconds"), ("--stall-timeout", "-5", "not a number of seconds")])
+def test_nonsense_sizes_and_timeouts_are_refused_before_any_work(capsys, flag, value, says):
+    """--bucket-mb -1 or 1e-6 made buckets of one value (each step ~1000x slower), nan a traceback;
+    --stall-timeout nan turned the watchdog off without a word."""
+    code, err = run(["train", SOLVER, *QUICK, flag, value], capsys)
+    assert code == 2 and f"Invalid value for '{flag}'" in err and says in err, err
+    assert "Traceback" not in err and "Iteration" not in err
