@@ -30,12 +30,13 @@ import time
 
 import numpy as np
 
-from . import held_output, mpi_util, watchdog
+from . import early_signals, held_output, mpi_util, watchdog
 
 EFFECTS = ("stop", "snapshot", "none")
 SNAPSHOT, STOP = 1, 2
 _SIGNAL_SHIFT = 8            # bits 8 + signum record which signals were seen
 CLUSTER_SIGNALS = ("SIGTERM", "SIGUSR1")
+JOIN_SECONDS = 10.0          # after a stop signal during start-up, how long MPI_Init may still take
 
 
 class Action:
@@ -89,6 +90,7 @@ class Signals:
         self._got = np.zeros(1, np.int64)
         self.last = Action(0)
         self._previous = {}
+        self._joined = threading.Event()               # MPI_Init is over (refresh() was called)
 
     # --- catching ------------------------------------------------------------
     def install(self):
@@ -103,10 +105,13 @@ class Signals:
         self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
         self._previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)   # EPIPE, not death
         threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
+        for number in early_signals.take():      # signals that came during start-up
+            self.receive(number)
         return self
 
     def refresh(self):
         """Take the signals back after MPI_Init (MPICH's start-up sets some handlers of its own)."""
+        self._joined.set()
         if self._previous:
             for name in self.effects:
                 signal.signal(getattr(signal, name), _ignore)
@@ -153,14 +158,29 @@ class Signals:
                 os._exit(130)
         bits = {"stop": STOP | (SNAPSHOT if self.snapshot_on_stop else 0), "snapshot": SNAPSHOT,
                 "snapshot-stop": STOP | SNAPSHOT, "none": 0}[effect]
-        if bits & STOP:
+        if bits & STOP and self._previous:      # installed: this process's own signals
             held_output.hold()          # a pipe's reader (tee) may have died of the same Ctrl-C
+            if not self._joined.is_set():
+                threading.Thread(target=self._leave_if_never_joined, args=(name,), daemon=True).start()
         if bits:
             with self._lock:
                 if bits & STOP:
                     self._kept |= bits | (1 << (_SIGNAL_SHIFT + number))
                 else:
                     self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
+
+    def _leave_if_never_joined(self, name):
+        """A stop signal before MPI_Init was over: a rank that the same signal ended during its own
+        start-up (inside Python's, before any handler) never joins, and MPI_Init waits for it
+        forever. Give the job JOIN_SECONDS to come up; if it does not, end this rank."""
+        if self._joined.wait(JOIN_SECONDS):
+            return
+        held_output.release()
+        watchdog.disarm()
+        os.write(2, f"firecaffe: stopped by {name} during start-up: MPI_Init did not finish within "
+                    f"{JOIN_SECONDS:g} s of it (another rank ended on the same signal); nothing to "
+                    "snapshot yet\n".encode())
+        os._exit(128 + signal.Signals[name].value)
 
     # --- agreeing ------------------------------------------------------------
     def connect(self, world, stall_timeout=0):
