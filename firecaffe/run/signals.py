@@ -36,7 +36,6 @@ EFFECTS = ("stop", "snapshot", "none")
 SNAPSHOT, STOP = 1, 2
 _SIGNAL_SHIFT = 8            # bits 8 + signum record which signals were seen
 CLUSTER_SIGNALS = ("SIGTERM", "SIGUSR1")
-JOIN_SECONDS = 10.0          # after a stop signal during start-up, how long MPI_Init may still take
 
 
 class Action:
@@ -90,7 +89,6 @@ class Signals:
         self._got = np.zeros(1, np.int64)
         self.last = Action(0)
         self._previous = {}
-        self._joined = threading.Event()               # MPI_Init is over (refresh() was called)
 
     # --- catching ------------------------------------------------------------
     def install(self):
@@ -99,10 +97,11 @@ class Signals:
             return self
         read_end, self._wakeup = os.pipe()
         os.set_blocking(self._wakeup, False)
+        # the wake-up pipe first: a signal that comes between the two steps is not lost
+        self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
         for name in self.effects:
             number = getattr(signal, name)
             self._previous[number] = signal.signal(number, _ignore)
-        self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
         self._previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)   # EPIPE, not death
         threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
         for number in early_signals.take():      # signals that came during start-up
@@ -111,7 +110,6 @@ class Signals:
 
     def refresh(self):
         """Take the signals back after MPI_Init (MPICH's start-up sets some handlers of its own)."""
-        self._joined.set()
         if self._previous:
             for name in self.effects:
                 signal.signal(getattr(signal, name), _ignore)
@@ -160,27 +158,12 @@ class Signals:
                 "snapshot-stop": STOP | SNAPSHOT, "none": 0}[effect]
         if bits & STOP and self._previous:      # installed: this process's own signals
             held_output.hold()          # a pipe's reader (tee) may have died of the same Ctrl-C
-            if not self._joined.is_set():
-                threading.Thread(target=self._leave_if_never_joined, args=(name,), daemon=True).start()
         if bits:
             with self._lock:
                 if bits & STOP:
                     self._kept |= bits | (1 << (_SIGNAL_SHIFT + number))
                 else:
                     self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
-
-    def _leave_if_never_joined(self, name):
-        """A stop signal before MPI_Init was over: a rank that the same signal ended during its own
-        start-up (inside Python's, before any handler) never joins, and MPI_Init waits for it
-        forever. Give the job JOIN_SECONDS to come up; if it does not, end this rank."""
-        if self._joined.wait(JOIN_SECONDS):
-            return
-        held_output.release()
-        watchdog.disarm()
-        os.write(2, f"firecaffe: stopped by {name} during start-up: MPI_Init did not finish within "
-                    f"{JOIN_SECONDS:g} s of it (another rank ended on the same signal); nothing to "
-                    "snapshot yet\n".encode())
-        os._exit(128 + signal.Signals[name].value)
 
     # --- agreeing ------------------------------------------------------------
     def connect(self, world, stall_timeout=0):

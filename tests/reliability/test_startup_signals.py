@@ -3,8 +3,11 @@ SIGINT while the ranks import NumPy): no KeyboardInterrupt tracebacks, no rank l
 MPI_Init for one that is gone; the job stops at its first iteration boundary, exit 130.
 
 Before any firecaffe code runs, Python's own start-up may still be hit: the process dies of the
-signal (no output) or CPython prints "Fatal Python error: init_import_site" (a .pth file's import
-interrupted); both end the process at once and are allowed here."""
+signal (no output), or CPython prints a KeyboardInterrupt traceback without a firecaffe frame
+("Fatal Python error: init_import_site" when a .pth file's import is hit, or runpy's); these end
+the process at once and are allowed here. MPICH's mpiexec drops a Ctrl-C
+that comes before it has started its processes (checked with plain `python -c` ranks: they run
+on, untouched): the job then trains to its end, also allowed."""
 import os
 import signal
 import subprocess
@@ -17,11 +20,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = ["-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--test-interval", "0",
          "--max-iter", "30"]
-PYTHONS_OWN = "Fatal Python error: init_import_site"
+
+
+def in_firecaffe(out):
+    """Whether a traceback in ``out`` passes through firecaffe's code (its first line included)."""
+    return any("/firecaffe/" in line for line in out.splitlines() if line.strip().startswith('File "'))
 
 
 def interrupted_at(delay, tmp_path, ranks=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO), FIRECAFFE_NO_PROGRESS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), FIRECAFFE_NO_PROGRESS="1", FIRECAFFE_MPI_INIT_TIMEOUT="20")
     command = [sys.executable, *TRAIN, "--snapshot-prefix", str(tmp_path / f"x{delay}")]
     if ranks:
         command = ["mpiexec", "-n", str(ranks), "python", *command[1:]]
@@ -44,25 +51,28 @@ def test_ctrl_c_during_start_up_stops_cleanly(tmp_path, ranks):
     stopped = 0
     for delay in (0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3):
         code, out = interrupted_at(delay, tmp_path, ranks)
-        if PYTHONS_OWN in out or (code in (-signal.SIGINT, 130) and "firecaffe" not in out and "Iteration" not in out):
+        if not in_firecaffe(out) and ("Traceback" in out or "firecaffe" not in out):
             continue                        # Python's own start-up, before firecaffe's first line
+        if ranks and code == 0 and "Optimization Done." in out and "firecaffe:" not in out:
+            continue                        # mpiexec had not started the ranks: it dropped the signal
         assert "Traceback" not in out and "KeyboardInterrupt" not in out and "Aborted" not in out, (delay, out[-3000:])
         assert code == 130 and "firecaffe: stopped by SIGINT at iteration" in out, (delay, code, out[-3000:])
         stopped += 1
     assert stopped >= 3, "most delays should land in firecaffe's own start-up or training"
 
 
-def test_a_rank_whose_job_never_comes_up_leaves_after_a_stop_signal():
-    """A stop signal before MPI_Init is over, and MPI_Init never ends (the signal killed another
-    rank in its own start-up): the rank says so and exits instead of waiting forever."""
-    code = ("import os, signal, time\n"
-            "from firecaffe.run import signals\n"
-            "signals.JOIN_SECONDS = 0.5\n"
-            "s = signals.Signals().install()\n"
-            "os.kill(os.getpid(), signal.SIGTERM)\n"
-            "time.sleep(30)\n")
+def test_a_rank_whose_peer_never_joins_does_not_wait_forever_in_mpi_init(tmp_path):
+    """MPICH waits forever in MPI_Init for a rank that ended before joining (seen when a Ctrl-C
+    killed one rank inside Python's own start-up): FIRECAFFE_MPI_INIT_TIMEOUT ends the job."""
+    pytest.importorskip("mpi4py")
+    script = tmp_path / "one_rank_quits.py"
+    script.write_text("import os, sys\n"
+                      "if os.environ['PMI_RANK'] == '0':\n    sys.exit(1)\n"
+                      "from firecaffe.run import mpi_util\n"
+                      "mpi_util.world().Barrier()\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO), FIRECAFFE_MPI_INIT_TIMEOUT="3")
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 143 and time.monotonic() - start < 20, done
-    assert "firecaffe: stopped by SIGTERM during start-up: MPI_Init did not finish within 0.5 s" in done.stderr
+    done = subprocess.run(["mpiexec", "-n", "2", sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=60, start_new_session=True)
+    assert done.returncode != 0 and time.monotonic() - start < 30, done
+    assert "signal 14" in done.stdout + done.stderr or "Alarm clock" in done.stdout + done.stderr, done
