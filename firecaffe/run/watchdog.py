@@ -1,6 +1,6 @@
 """Keep a data-parallel job from hanging, and say which rank is to blame.
 
-Two guards, both started by ``firecaffe train`` under MPI (``install``):
+Three guards, all started by ``firecaffe train`` under MPI (``install``):
 
 * **Last words.** A rank killed outright (SIGKILL, the out-of-memory killer)
   cannot say anything, and MPICH's launcher then reports only a process id. So
@@ -19,6 +19,11 @@ Two guards, both started by ``firecaffe train`` under MPI (``install``):
   prints where it waits, with worker 0 naming the ranks that have not arrived,
   and the ranks whose nodes no longer answer over the network (``reachability``),
   and aborts the job (MPI_Abort).
+
+* **Dead peers** (on whenever the stall timeout is): every rank, parameter
+  servers included, runs a beacon and watches the next rank's
+  (``reachability.PeerMonitor``); one silent for 30 s (or the stall timeout if
+  smaller) is named, whether stopped (its rank 0 or a server) or cut off.
 """
 import atexit
 import contextlib
@@ -168,7 +173,7 @@ class StallWatchdog:
     then runs the block; both waits are under the deadline.
     """
 
-    def __init__(self, comm, timeout, strategy, world=None):
+    def __init__(self, comm, timeout, strategy, world=None, beacon=None):
         self.comm = comm.Dup()              # heartbeats never mix with the gradient traffic
         self.timeout = float(timeout)
         self.strategy = strategy
@@ -177,7 +182,7 @@ class StallWatchdog:
         group = comm.Get_group()
         self.world_ranks = group.Translate_ranks(list(range(self.size)), self.world.Get_group())
         group.Free()
-        self._beacon = reachability.Beacon()
+        self._beacon = beacon or reachability.Beacon()
         self._cards = self.comm.allgather(self._beacon.card())   # start-up metadata, not gradients
         mpi_util.add_failure_context(self._network_report)     # an MPI error from a lost link names it too
         self._arrivals = np.zeros(max(self.size, 1), np.int64)
@@ -257,10 +262,28 @@ class StallWatchdog:
 
 
 def install(sync, stall_timeout):
-    """Start both guards for this rank of a data-parallel job; attach the stall watchdog to ``sync``."""
+    """Start the guards for this rank of a data-parallel job; attach the stall watchdog to ``sync``."""
     world = sync.world
     job_id = world.bcast(f"{os.getpid()}-{time.time():.0f}" if world.Get_rank() == 0 else None, root=0)
     start_last_words(world.Get_rank(), world.Get_size(), job_id)
     note("start-up (building the net)" if sync.is_worker else "parameter server, serving the workers")
-    if stall_timeout and stall_timeout > 0 and sync.is_worker and sync.num_workers > 1:
-        sync.watchdog = StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world)
+    if not stall_timeout or stall_timeout <= 0:
+        return
+    beacon = reachability.Beacon()
+    cards = world.allgather(beacon.card() + (os.getpid(), "worker" if sync.is_worker else "parameter server"))
+    reachability.PeerMonitor([card[:3] for card in cards], world.Get_rank(),
+                             lambda peer, status, seconds: _peer_dead(world, cards[peer], peer, status, seconds),
+                             limit=min(reachability.DEAD_PEER_SECONDS, stall_timeout))
+    if sync.is_worker and sync.num_workers > 1:
+        sync.watchdog = StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world, beacon)
+
+
+def _peer_dead(world, card, peer, status, seconds):
+    """The peer this rank watches has not answered its beacon for ``seconds``: end the job, naming it."""
+    host, _, _, pid, role = card
+    why = ("its node cannot be reached over the network (a link down, the node gone)" if status == "unreachable"
+           else "its node answers, the process does not (stopped, SIGSTOP or a debugger, or hung)")
+    disarm()
+    mpi_util.say_and_abort(world, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: rank {peer} "
+                                  f"({role}, pid {pid} on {host}) has not answered for {seconds:.0f} s: {why}; "
+                                  "aborting the job\n", 3)
