@@ -36,65 +36,10 @@ import time
 
 import numpy as np
 
-from . import mpi_util, reachability
+from . import last_words, mpi_util, reachability
 
 TAG_ARRIVAL = 31
 GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
-
-# The watcher: reads the pipe until EOF, keeps the last line, speaks unless told "bye".
-# It runs in a process group of its own, so the launcher's clean-up (which kills each
-# rank's group) cannot silence it. When one rank dies the launcher kills the others, so
-# every watcher on the node sees its rank end: each notes the moment it did (before any
-# other work), waits a little, and only the watcher whose rank ended first speaks. That
-# moment is when the watcher got a core after its rank's end: on a machine whose cores the
-# ranks keep busy a watcher woken later could run first and claim the first end, so the
-# watchers ask for a higher priority (allowed to root; they sleep in read until the end).
-_WATCHER = r"""
-import glob, os, sys, time
-try:
-    os.setpriority(os.PRIO_PROCESS, 0, -10)
-except (AttributeError, OSError):
-    pass
-fd, who, claim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-data, signalled = b"", []
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        chunk = b""
-    if not chunk:
-        break
-    data = data + chunk
-    if b"signal " in data:          # a signal's note is kept however much follows it
-        signalled = [l for l in data.decode("utf-8", "replace").split("\n")[:-1]
-                     if l.startswith("signal ")][-1:] or signalled
-    data = data[-4096:]
-ended = time.monotonic()
-lines = [l for l in data.decode("utf-8", "replace").split("\n") if l]
-if not lines or lines[-1] != "bye":
-    mine = f"{claim}.{os.getpid()}"
-    with open(mine, "w") as f:
-        f.write(repr(ended))
-    time.sleep(0.5)
-    times = []
-    for path in glob.glob(claim + ".*"):
-        try:
-            with open(path) as f:
-                times.append((float(f.read()), path))
-        except (OSError, ValueError):
-            pass
-    if times and min(times)[1] != mine:
-        sys.exit(0)
-    if signalled:
-        # the launcher (Ctrl-C, scancel, a time limit) asked first and killed before the rank finished
-        sys.stderr.write(f"firecaffe: {who} was killed before it could stop cleanly, after a "
-                         f"{signalled[-1]} (not a crash: the job was being ended); the job is ended\n")
-    else:
-        last = f"; its last sign of life: {lines[-1]}" if lines else ""
-        sys.stderr.write(f"firecaffe: {who} died without a message (killed by a signal: "
-                         f"SIGKILL, the out-of-memory killer, or a crash){last}; the job is ended\n")
-    sys.stderr.flush()
-"""
 
 _pipe = None       # write end of this rank's last-words pipe
 
@@ -110,7 +55,8 @@ def start_last_words(rank, size, job_id=None):
     read_end, write_end = os.pipe()
     who = f"rank {rank} of {size} (pid {os.getpid()} on {socket.gethostname()})"
     try:
-        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER, str(read_end), who, claim],
+        # run by its path, -I -S: the watcher imports nothing of firecaffe (nor NumPy) on each rank
+        subprocess.Popen([sys.executable, "-I", "-S", last_words.__file__, str(read_end), who, claim],
                          pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          start_new_session=True)
     except OSError:
@@ -281,7 +227,7 @@ def install(sync, stall_timeout):
 def _peer_dead(world, card, peer, status, seconds):
     """The peer this rank watches has not answered its beacon for ``seconds``: end the job, naming it."""
     host, _, _, pid, role = card
-    why = ("its node cannot be reached over the network (a link down, the node gone)" if status == "unreachable"
+    why = ("unreachable over the network (a link down, the node gone)" if status == "unreachable"
            else "its node answers, the process does not (stopped, SIGSTOP or a debugger, or hung)")
     disarm()
     mpi_util.say_and_abort(world, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: rank {peer} "
