@@ -48,6 +48,7 @@ def test_a_node_whose_link_goes_down_is_named_and_the_job_ends(comm, stall):
         reader.join(5)
     log = "".join(lines)
     assert job.returncode != 0, log[-3000:]
+    print(f"{comm} {stall}: the job ended {ended:.1f} s after the link went down")
     assert ended < (30 if stall else 45), log[-3000:]
     stalled = f"unreachable over the network: rank 2 (on {NAME}-node2)"
     silent = rf"rank 2 \(worker, pid \d+ on {NAME}-node2\) has not answered for \d+ s: unreachable over the network"
