@@ -13,7 +13,8 @@ def test_held_lines_come_out_in_order_at_release(monkeypatch):
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setattr(sys, "stderr", err)
     handler = logging.StreamHandler(err)
-    LOGGER.addHandler(handler)
+    monkeypatch.setattr(LOGGER, "handlers", [handler])     # only ours (earlier tests leave theirs)
+    monkeypatch.setattr(LOGGER, "propagate", False)
     try:
         held_output.hold()
         print("one")
@@ -22,7 +23,7 @@ def test_held_lines_come_out_in_order_at_release(monkeypatch):
         assert out.getvalue() == err.getvalue() == ""
         held_output.release()
     finally:
-        LOGGER.removeHandler(handler)
+        held_output.release()
     assert sys.stdout is out and sys.stderr is err and handler.stream is err
     assert out.getvalue() == "one\n" and err.getvalue() == "two\nthree\n"
 
