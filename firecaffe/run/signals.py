@@ -165,6 +165,11 @@ class Signals:
                 else:
                     self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
 
+    @staticmethod
+    def tell(where):
+        """Tell this rank's last-words watcher where it is (the snapshot writer says so)."""
+        watchdog.note(where)
+
     # --- agreeing ------------------------------------------------------------
     def connect(self, world, stall_timeout=0):
         """Take a communicator of our own for the per-step agreement (collective over ``world``).

@@ -65,6 +65,9 @@ def save(solver):
     prefix = f"{prefix_of(solver)}_iter_{solver.iter}"
     weights = prefix + (".caffemodel.h5" if _hdf5(solver) else ".caffemodel")
     state = prefix + (".solverstate.h5" if _hdf5(solver) else ".solverstate")
+    tell = getattr(getattr(solver, "signals", None), "tell", None)   # the rank's last-words watcher
+    if tell is not None:
+        tell(f"iteration {solver.iter}, writing the snapshot {state}")
     writing = [weights]
     try:
         _write(solver, weights, state, writing)

@@ -257,3 +257,20 @@ def test_a_signal_during_the_final_snapshot_loses_nothing(tmp_path, sig, to):
     assert "Optimization Done." in log and "killed" not in log and "BAD TERMINATION" not in log, log[-3000:]
     if to == "mpiexec":
         assert f"firecaffe: {sig.name} received as training ended (iteration 6)" in log, log[-3000:]
+
+
+@pytest.mark.mpi
+def test_a_rank_killed_while_writing_a_snapshot_is_reported_there(tmp_path):
+    """Rank 0 SIGKILLed mid-snapshot: its watcher's last sign of life is the snapshot, not the allreduce."""
+    pytest.importorskip("mpi4py")
+    job = Job(tmp_path, ["tests/reliability/fault_train.py", 0, 4, "slow-snapshot:20", "--", *TRAIN[2:],
+                         "--max-iter", 100000, "--snapshot-every", 4, "--snapshot-prefix", tmp_path / "x"], ranks=2)
+    try:
+        job.wait_for("WRITING THE SNAPSHOT", timeout=120)
+        os.kill(job.rank_pid(0), signal.SIGKILL)
+        job.finish(timeout=60)
+    finally:
+        job.kill()
+    log = job.text()
+    assert re.search(r"rank 0 of 2 \(pid \d+ on \S+\) died without a message .*; its last sign of life: "
+                     rf"iteration 4, writing the snapshot {tmp_path / 'x'}_iter_4.solverstate", log), log[-3000:]
