@@ -15,6 +15,11 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
+from .run import early_signals as _early_signals
+
+if _early_signals.started_as_command(getattr(_sys, "orig_argv", [])):
+    _early_signals.defer()       # a Ctrl-C during start-up: no KeyboardInterrupt inside an import
+
 # OpenBLAS's idle threads spin for about 2^28 cycles (~0.1 s) after every GEMM; on a
 # machine with few cores they then steal the CPU from the NumPy passes that follow a
 # convolution (pooling, ReLU, im2col), up to 1.5x slower. 2^14 cycles (a few us) still

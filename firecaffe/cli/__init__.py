@@ -30,6 +30,10 @@ for _command in (train, test, time_cmd, analyze, bench, design, cluster, python_
 
 def main(argv=None):
     """Entry point: run the CLI; print FirecaffeErrors without a traceback."""
+    from ..run import early_signals
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] != "train":
+        early_signals.resume()       # only train takes over the signals deferred during start-up
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,4 +1,6 @@
 """Options and device choice shared by the commands."""
+import math
+
 import click
 
 from ..core import backend
@@ -28,6 +30,38 @@ class PhaseType(click.ParamType):
 def phase_option(default, help):
     """``--phase`` shown and defaulted with Caffe's phase names."""
     return click.option("--phase", type=PhaseType(), default=default, show_default=True, help=help)
+
+
+class Amount(click.ParamType):
+    """A number of seconds or megabytes: not NaN, not negative; 0 means off; a value above 0 must
+    be at least ``smallest`` (a smaller one is a mistake that would make training crawl)."""
+    name = "number"
+
+    def __init__(self, unit, smallest=0.0, why="", allow_infinite=False):
+        self.unit, self.smallest, self.why, self.allow_infinite = unit, smallest, why, allow_infinite
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of {self.unit}", param, ctx)
+        if math.isnan(number) or number < 0 or (math.isinf(number) and not self.allow_infinite):
+            self.fail(f"{value} is not a number of {self.unit} (0 or more{'' if self.allow_infinite else ', finite'}; "
+                      "0 turns it off)", param, ctx)
+        if 0 < number < self.smallest:
+            self.fail(f"{value} {self.unit} is below the smallest useful value, {self.smallest:g}{self.why}; "
+                      "give 0 to turn it off", param, ctx)
+        return number
+
+
+# --bucket-mb: each bucket is one reduction; tiny ones are thousands of latency-bound messages per step
+BUCKET_MB = Amount("MB", 0.01, " (each bucket is one reduction that pays the network's latency; "
+                               "typical sizes are 1 to 25 MB)")
+# --stall-timeout: seconds; inf waits forever, as 0 does
+STALL_SECONDS = Amount("seconds", allow_infinite=True)
 
 
 def choose_device(cpu, gpu, solver_param=None, local_rank=0):

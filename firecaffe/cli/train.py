@@ -11,7 +11,7 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import CPU_OPTION, GPU_OPTION, INTER_OPTION, choose_device, comm_option
+from .options import BUCKET_MB, CPU_OPTION, GPU_OPTION, INTER_OPTION, STALL_SECONDS, choose_device, comm_option
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -100,11 +100,11 @@ def _looks_like_net(text):
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server ranks for --comm ps (taken from the job's ranks).")
 @INTER_OPTION
-@click.option("--bucket-mb", type=float, default=0.0, show_default=True,
+@click.option("--bucket-mb", type=BUCKET_MB, default=0.0, show_default=True,
               help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
 @click.option("--check-consistency", type=click.IntRange(min=0), default=0,
               help="Every N steps, check that all ranks hold identical weights.")
-@click.option("--stall-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+@click.option("--stall-timeout", type=STALL_SECONDS, default=300, show_default=True,
               help="Abort, saying where, when a rank waits longer than this for the others (0: never).")
 @click.option("--snapshot-keep", type=click.IntRange(min=0), default=0,
               help="Keep only the newest N snapshots (0: all).")
@@ -184,6 +184,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         choose_device(cpu, gpu, param, local_rank=parallel.local_rank if parallel is not None else 0)
     solver = Solver(param, path=solver_path, parallel=parallel, options=options)
     solver.hooks.add("iteration_end", signals.agree)
+    solver.hooks.add("snapshot", lambda iteration, path: signals.tell(f"iteration {iteration}, writing the snapshot {path}"))
     resume = snapshot
     if resume_prefix is not None:
         resume_prefix = resume_prefix or snapshots.prefix_of(solver)

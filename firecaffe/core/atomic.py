@@ -9,6 +9,8 @@ import tempfile
 
 from ..errors import FirecaffeError
 
+SIDECAR = ".sha256"                      # core/integrity.py's checksum beside a file
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -27,6 +29,8 @@ def atomic_path(path):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if not str(path).endswith(SIDECAR):
+            _unlink(str(path) + SIDECAR)      # a checksum of the old bytes must not outlive them
         os.replace(tmp, path)
         _fsync_dir(folder)
     finally:
@@ -51,3 +55,10 @@ def _fsync_dir(folder):
         pass
     finally:
         os.close(fd)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -78,6 +78,7 @@ class Environment:
     decode_threads: Optional[int] = None  # FIRECAFFE_DECODE_THREADS (data/prefetch.py; None: by cores)
     log_level: Optional[str] = None      # FIRECAFFE_LOG_LEVEL
     no_progress: bool = False            # FIRECAFFE_NO_PROGRESS: never draw a progress bar
+    mpi_init_timeout: float = 300.0      # FIRECAFFE_MPI_INIT_TIMEOUT: seconds MPI_Init may wait (0: forever)
 
 
 def read_environment(environ=None):
@@ -87,7 +88,8 @@ def read_environment(environ=None):
         eltwise_threads=max(1, min(_integer(env, "FIRECAFFE_ELTWISE_THREADS", 1), 64)),
         decode_threads=max(0, _integer(env, "FIRECAFFE_DECODE_THREADS", 0)) if decode else None,
         log_level=env.get("FIRECAFFE_LOG_LEVEL") or None,
-        no_progress=bool(env.get("FIRECAFFE_NO_PROGRESS")))
+        no_progress=bool(env.get("FIRECAFFE_NO_PROGRESS")),
+        mpi_init_timeout=_number(env, "FIRECAFFE_MPI_INIT_TIMEOUT", 300.0))
 
 
 def environment():
@@ -100,6 +102,16 @@ def _choice(env, name, default, allowed, advice):
     if value not in allowed:
         raise FirecaffeError(f"{name}={value!r}: choose {advice}")
     return value
+
+
+def _number(env, name, default):
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise FirecaffeError(f"{name}={text!r}: give a number of seconds") from None
 
 
 def _integer(env, name, default):

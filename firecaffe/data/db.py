@@ -63,6 +63,18 @@ class LMDBSource:
 
     def seek(self, index):
         """Point the cursor at record ``index`` (stepping forward, or from the first)."""
+        lmdb = _lmdb()
+        try:
+            self._seek(index)
+        except lmdb.Error as exc:      # a damaged page: lmdb.CorruptedError, PageNotFoundError, ...
+            self.index = None          # the cursor's position is unknown now
+            raise DataError(f"{self._file()}: cannot read record {index} of {self.num_samples} "
+                            f"(LMDB says: {exc}); the database is damaged: rebuild or restore it") from None
+
+    def _file(self):
+        return os.path.join(self.path, "data.mdb") if os.path.isdir(self.path) else self.path
+
+    def _seek(self, index):
         if self.index is None or index < self.index:
             self.cursor.first()
             self.index = 0
@@ -75,9 +87,15 @@ class LMDBSource:
     def read(self, indices):
         """[(key, value)] of the records at ``indices``."""
         out = []
+        lmdb = _lmdb()
         for index in indices:
             self.seek(int(index))
-            out.append((self.cursor.key(), self.cursor.value()))
+            try:
+                out.append((self.cursor.key(), self.cursor.value()))
+            except lmdb.Error as exc:
+                self.index = None
+                raise DataError(f"{self._file()}: cannot read record {index} of {self.num_samples} "
+                                f"(LMDB says: {exc}); the database is damaged: rebuild or restore it") from None
         return out
 
     def close(self):

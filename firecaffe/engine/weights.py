@@ -1,8 +1,16 @@
 """Moving a net's weights to and from .caffemodel (binary NetParameter) and
-HDF5 files (Caffe's layout: dataset ``data/<layer name>/<blob index>``)."""
+HDF5 files (Caffe's layout: dataset ``data/<layer name>/<blob index>``).
+
+HDF5 link names cannot hold a '/' (it separates path components), so a layer
+named ``fire2/squeeze1x1`` (SqueezeNet's names) is stored at the path
+``data/fire2/squeeze1x1/0``, a group in a group, as h5py's
+``f["data"]["fire2/squeeze1x1"]`` reads it; the reader walks nested groups and
+joins the names back. Caffe itself cannot write such a net to HDF5 (its
+H5Gcreate2 fails on the missing 'fire2' group) nor match such a layer in any
+HDF5 file (it compares top-level link names only): use .caffemodel there."""
 import numpy as np
 
-from ..core import backend
+from ..core import backend, integrity
 from ..core.atomic import atomic_path
 from ..core.blob import shape_str
 from ..core.log import LOGGER
@@ -21,6 +29,8 @@ def copy_into(net, source, require_all=False, hdf5=False):
     has weights must be in the source: a file cut short is refused, not half-loaded.
     """
     label = source if isinstance(source, str) else "<NetParameter>"
+    if isinstance(source, str):
+        integrity.verify(source)
     if isinstance(source, str) and (hdf5 or _is_hdf5(source)):
         pairs = _hdf5_layers(source)
     else:
@@ -64,11 +74,22 @@ def _hdf5_layers(path):
     import h5py
     try:
         with h5py.File(path, "r") as f:
-            data = f["data"]
-            return [(name, [np.asarray(data[name][str(k)]) for k in range(len(data[name]))])
-                    for name in data]
+            return list(_hdf5_walk(f["data"], ""))
     except (OSError, KeyError) as exc:
         raise PrototxtError(f"{path}: not a readable Caffe HDF5 weights file ({exc})") from None
+
+
+def _hdf5_walk(group, prefix):
+    """(layer name, blobs) for each layer group under ``group``: a group holding the datasets 0, 1, ...
+    (or nothing, a layer without weights); its subgroups are layers whose names continue with '/'."""
+    import h5py
+    children = {name: group[name] for name in group}
+    datasets = [name for name, item in children.items() if not isinstance(item, h5py.Group)]
+    subgroups = [name for name, item in children.items() if isinstance(item, h5py.Group)]
+    if datasets or not subgroups:
+        yield prefix, [np.asarray(group[str(k)]) for k in range(len(datasets))]
+    for name in subgroups:
+        yield from _hdf5_walk(children[name], f"{prefix}/{name}" if prefix else name)
 
 
 def net_to_proto(net, write_diff=False):
@@ -104,6 +125,18 @@ def save_hdf5(net, path, write_diff=False):
                 if lp.type == "Split":
                     continue
                 for group, attr in zip(groups, ("data", "diff")):
-                    g = group.create_group(layer.name)
-                    for k, blob in enumerate(layer.blobs):
-                        g.create_dataset(str(k), data=backend.to_host(getattr(blob, attr)))
+                    _write_layer(group, layer, attr, path)
+
+
+def _write_layer(group, layer, attr, path):
+    """Layer ``layer``'s group (nested at each '/') and its blobs, refusing a name HDF5 cannot give back."""
+    if any(part in ("", ".") for part in layer.name.split("/")):
+        raise PrototxtError(f"{path}: layer name '{layer.name}' cannot be stored in an HDF5 weights file "
+                            "(an empty or '.' part between '/'); save a .caffemodel instead")
+    try:
+        g = group.require_group(layer.name)
+        for k, blob in enumerate(layer.blobs):
+            g.create_dataset(str(k), data=backend.to_host(getattr(blob, attr)))
+    except (TypeError, ValueError) as exc:
+        raise PrototxtError(f"{path}: layer name '{layer.name}' clashes with another layer's blob or "
+                            f"group in an HDF5 weights file ({exc}); save a .caffemodel instead") from None

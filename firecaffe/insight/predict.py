@@ -11,7 +11,6 @@ workers it takes T/p + comm(p); speedup = T / (T/p + comm(p)), efficiency =
 speedup / p. Computation and communication are not overlapped (an upper bound
 on time, as in FireCaffe's analysis).
 """
-import math
 import re
 
 

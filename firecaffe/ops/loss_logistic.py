@@ -9,7 +9,6 @@ Caffe types and parameters (N = the first dimension of bottom[0]):
 Probabilities are clamped at 1e-20 before log, as Caffe does. Labels and H take
 no gradient: asking for one is an error, and force_backward leaves them out.
 """
-import numpy as np
 
 from ..core import backend
 from ..errors import PrototxtError

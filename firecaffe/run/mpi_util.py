@@ -34,6 +34,7 @@ def world():
     size = _launched_size()
     if size is None:
         return None
+    joined = _leave_if_mpi_init_hangs(size)
     try:
         from mpi4py import MPI
     except ImportError:
@@ -42,7 +43,36 @@ def world():
                 f"started as one of {size} MPI processes, but mpi4py is not installed, so the "
                 "processes cannot talk to each other: pip install 'firecaffe[mpich]'") from None
         return None
+    finally:
+        joined.set()
     return MPI.COMM_WORLD
+
+
+def _leave_if_mpi_init_hangs(size):
+    """MPICH's MPI_Init waits forever for a rank that ended before it joined (an error in its
+    start-up, a Ctrl-C inside Python's own start-up). No Python code runs during MPI_Init (it holds
+    the interpreter), so a real-time alarm with its default action ends this rank after
+    FIRECAFFE_MPI_INIT_TIMEOUT seconds (default 300; 0: wait forever); the launcher then ends the
+    job, naming signal 14 (SIGALRM). The returned event cancels the alarm."""
+    import signal
+
+    class Joined:
+        def set(self):
+            if armed:
+                signal.setitimer(signal.ITIMER_REAL, *earlier)     # (0, 0) unless someone else had one
+                signal.signal(signal.SIGALRM, previous)
+
+    from ..core.options import environment
+    try:
+        timeout = environment().mpi_init_timeout
+    except FirecaffeError:
+        timeout = 300.0             # not a number: the default (no message can be shown before MPI_Init)
+    armed = (size > 1 and timeout > 0 and "mpi4py.MPI" not in sys.modules      # MPI_Init comes now
+             and threading.current_thread() is threading.main_thread())
+    if armed:
+        previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        earlier = signal.setitimer(signal.ITIMER_REAL, timeout)
+    return Joined()
 
 
 def wait_until_read(fd, timeout=2.0):
@@ -77,6 +107,8 @@ def say_and_abort(comm, text, code):
     Never returns: MPICH's MPI_Abort can return when another thread of this rank
     is inside a blocking call (--bucket-mb), so the process exits after it.
     """
+    from . import held_output
+    held_output.release()                           # what was held since a stop signal comes first
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from . import mpi_util, watchdog
+from . import early_signals, held_output, mpi_util, watchdog
 
 EFFECTS = ("stop", "snapshot", "none")
 SNAPSHOT, STOP = 1, 2
@@ -97,11 +97,15 @@ class Signals:
             return self
         read_end, self._wakeup = os.pipe()
         os.set_blocking(self._wakeup, False)
+        # the wake-up pipe first: a signal that comes between the two steps is not lost
+        self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
         for name in self.effects:
             number = getattr(signal, name)
             self._previous[number] = signal.signal(number, _ignore)
-        self._previous_fd = signal.set_wakeup_fd(self._wakeup, warn_on_full_buffer=False)
+        self._previous[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)   # EPIPE, not death
         threading.Thread(target=self._listen, args=(read_end,), name="firecaffe-signals", daemon=True).start()
+        for number in early_signals.take():      # signals that came during start-up
+            self.receive(number)
         return self
 
     def refresh(self):
@@ -109,11 +113,13 @@ class Signals:
         if self._previous:
             for name in self.effects:
                 signal.signal(getattr(signal, name), _ignore)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def uninstall(self):
         """Give the signals back to their previous handlers (a command run inside another program)."""
         if not self._previous:
             return
+        held_output.release()
         signal.set_wakeup_fd(self._previous_fd)
         for number, handler in self._previous.items():
             signal.signal(number, handler)
@@ -144,17 +150,25 @@ class Signals:
             self._interrupts += 1
             if self._interrupts > 1:
                 watchdog.disarm()
+                held_output.release()
                 os.write(2, f"firecaffe: {_rank_prefix()}interrupted again at {where}: exiting at once, "
                             "no snapshot\n".encode())
                 os._exit(130)
         bits = {"stop": STOP | (SNAPSHOT if self.snapshot_on_stop else 0), "snapshot": SNAPSHOT,
                 "snapshot-stop": STOP | SNAPSHOT, "none": 0}[effect]
+        if bits & STOP and self._previous:      # installed: this process's own signals
+            held_output.hold()          # a pipe's reader (tee) may have died of the same Ctrl-C
         if bits:
             with self._lock:
                 if bits & STOP:
                     self._kept |= bits | (1 << (_SIGNAL_SHIFT + number))
                 else:
                     self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
+
+    @staticmethod
+    def tell(where):
+        """Tell this rank's last-words watcher where it is (the snapshot writer says so)."""
+        watchdog.note(where)
 
     # --- agreeing ------------------------------------------------------------
     def connect(self, world, stall_timeout=0):
@@ -205,10 +219,26 @@ class Signals:
             time.sleep(0.0005)
 
     def close(self):
-        """Complete the outstanding agreement (every rank posted the same number)."""
+        """Complete the outstanding agreement (every rank posted the same number), then wait until
+        every rank has come here: rank 0 comes after writing the last snapshot, so no rank ends
+        (or dies of a signal the launcher forwards once it has ended) while that is being written.
+        Launchers tear a job down when one of its processes dies of a signal; the handlers stay
+        in place during the wait, so a signal arriving now is only recorded."""
         if self._request is not None:
             self._request.Wait()
             self._request = None
+        if self._comm is not None:
+            watchdog.note(f"iteration {self.iteration}, training over: waiting for every rank "
+                          "(rank 0 writes the last snapshot)")
+            request = self._comm.Ibarrier()
+            while not request.Test():        # polled, so that this thread never sits in MPI for long
+                time.sleep(0.002)
+        with self._lock:
+            late = Action(self._once | self._kept)
+        rank = self._comm.Get_rank() if self._comm is not None else 0
+        if late and not self.last.stop and rank == 0:
+            print(f"firecaffe: {late.signal_name} received as training ended (iteration {self.iteration}): "
+                  "nothing to stop, the last snapshot is complete", file=sys.stderr, flush=True)
 
 
 def _ignore(signum, frame):
@@ -238,4 +268,5 @@ def finish(action, iteration, snapshot_path, is_root):
         sys.stderr.flush()
         print(stopped_line(action, iteration, snapshot_path), file=sys.stderr, flush=True)
     watchdog.disarm()
+    held_output.release()
     sys.exit(action.exit_code)

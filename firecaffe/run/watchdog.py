@@ -1,6 +1,6 @@
 """Keep a data-parallel job from hanging, and say which rank is to blame.
 
-Two guards, both started by ``firecaffe train`` under MPI (``install``):
+Three guards, all started by ``firecaffe train`` under MPI (``install``):
 
 * **Last words.** A rank killed outright (SIGKILL, the out-of-memory killer)
   cannot say anything, and MPICH's launcher then reports only a process id. So
@@ -19,6 +19,11 @@ Two guards, both started by ``firecaffe train`` under MPI (``install``):
   prints where it waits, with worker 0 naming the ranks that have not arrived,
   and the ranks whose nodes no longer answer over the network (``reachability``),
   and aborts the job (MPI_Abort).
+
+* **Dead peers** (on whenever the stall timeout is): every rank, parameter
+  servers included, runs a beacon and watches the next rank's
+  (``reachability.PeerMonitor``); one silent for 30 s (or the stall timeout if
+  smaller) is named, whether stopped (its rank 0 or a server) or cut off.
 """
 import atexit
 import contextlib
@@ -32,64 +37,9 @@ import time
 import numpy as np
 
 from ..comm.tags import STALL_ARRIVAL as TAG_ARRIVAL
-from . import mpi_util, reachability
+from . import last_words, mpi_util, reachability
 
 GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
-
-# The watcher: reads the pipe until EOF, keeps the last line, speaks unless told "bye".
-# It runs in a process group of its own, so the launcher's clean-up (which kills each
-# rank's group) cannot silence it. When one rank dies the launcher kills the others, so
-# every watcher on the node sees its rank end: each notes the moment it did (before any
-# other work), waits a little, and only the watcher whose rank ended first speaks. That
-# moment is when the watcher got a core after its rank's end: on a machine whose cores the
-# ranks keep busy a watcher woken later could run first and claim the first end, so the
-# watchers ask for a higher priority (allowed to root; they sleep in read until the end).
-_WATCHER = r"""
-import glob, os, sys, time
-try:
-    os.setpriority(os.PRIO_PROCESS, 0, -10)
-except (AttributeError, OSError):
-    pass
-fd, who, claim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-data, signalled = b"", []
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        chunk = b""
-    if not chunk:
-        break
-    data = data + chunk
-    if b"signal " in data:          # a signal's note is kept however much follows it
-        signalled = [l for l in data.decode("utf-8", "replace").split("\n")[:-1]
-                     if l.startswith("signal ")][-1:] or signalled
-    data = data[-4096:]
-ended = time.monotonic()
-lines = [l for l in data.decode("utf-8", "replace").split("\n") if l]
-if not lines or lines[-1] != "bye":
-    mine = f"{claim}.{os.getpid()}"
-    with open(mine, "w") as f:
-        f.write(repr(ended))
-    time.sleep(0.5)
-    times = []
-    for path in glob.glob(claim + ".*"):
-        try:
-            with open(path) as f:
-                times.append((float(f.read()), path))
-        except (OSError, ValueError):
-            pass
-    if times and min(times)[1] != mine:
-        sys.exit(0)
-    if signalled:
-        # the launcher (Ctrl-C, scancel, a time limit) asked first and killed before the rank finished
-        sys.stderr.write(f"firecaffe: {who} was killed before it could stop cleanly, after a "
-                         f"{signalled[-1]} (not a crash: the job was being ended); the job is ended\n")
-    else:
-        last = f"; its last sign of life: {lines[-1]}" if lines else ""
-        sys.stderr.write(f"firecaffe: {who} died without a message (killed by a signal: "
-                         f"SIGKILL, the out-of-memory killer, or a crash){last}; the job is ended\n")
-    sys.stderr.flush()
-"""
 
 _pipe = None       # write end of this rank's last-words pipe
 
@@ -105,7 +55,8 @@ def start_last_words(rank, size, job_id=None):
     read_end, write_end = os.pipe()
     who = f"rank {rank} of {size} (pid {os.getpid()} on {socket.gethostname()})"
     try:
-        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER, str(read_end), who, claim],
+        # run by its path, -I -S: the watcher imports nothing of firecaffe (nor NumPy) on each rank
+        subprocess.Popen([sys.executable, "-I", "-S", last_words.__file__, str(read_end), who, claim],
                          pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          start_new_session=True)
     except OSError:
@@ -168,7 +119,7 @@ class StallWatchdog:
     then runs the block; both waits are under the deadline.
     """
 
-    def __init__(self, comm, timeout, strategy, world=None):
+    def __init__(self, comm, timeout, strategy, world=None, beacon=None):
         self.comm = comm.Dup()              # heartbeats never mix with the gradient traffic
         self.timeout = float(timeout)
         self.strategy = strategy
@@ -177,7 +128,7 @@ class StallWatchdog:
         group = comm.Get_group()
         self.world_ranks = group.Translate_ranks(list(range(self.size)), self.world.Get_group())
         group.Free()
-        self._beacon = reachability.Beacon()
+        self._beacon = beacon or reachability.Beacon()
         self._cards = self.comm.allgather(self._beacon.card())   # start-up metadata, not gradients
         mpi_util.add_failure_context(self._network_report)     # an MPI error from a lost link names it too
         self._arrivals = np.zeros(max(self.size, 1), np.int64)
@@ -257,12 +208,31 @@ class StallWatchdog:
 
 
 def install(sync, stall_timeout):
-    """Start both guards for this rank of a data-parallel job (``sync``: its DataParallel, being built);
-    return the stall watchdog whose ``guard`` the step runs under (a NoWatchdog when off)."""
+    """Start the guards for this rank of a data-parallel job (``sync``: its DataParallel, being built):
+    last words, the peer monitor; return the stall watchdog whose ``guard`` the step runs under
+    (a NoWatchdog when off)."""
     world = sync.world
     job_id = world.bcast(f"{os.getpid()}-{time.time():.0f}" if world.Get_rank() == 0 else None, root=0)
     start_last_words(world.Get_rank(), world.Get_size(), job_id)
     note("start-up (building the net)" if sync.is_worker else "parameter server, serving the workers")
-    if stall_timeout and stall_timeout > 0 and sync.is_worker and sync.num_workers > 1:
-        return StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world)
+    if not stall_timeout or stall_timeout <= 0:
+        return NoWatchdog()
+    beacon = reachability.Beacon()
+    cards = world.allgather(beacon.card() + (os.getpid(), "worker" if sync.is_worker else "parameter server"))
+    reachability.PeerMonitor([card[:3] for card in cards], world.Get_rank(),
+                             lambda peer, status, seconds: _peer_dead(world, cards[peer], peer, status, seconds),
+                             limit=min(reachability.DEAD_PEER_SECONDS, stall_timeout))
+    if sync.is_worker and sync.num_workers > 1:
+        return StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world, beacon)
     return NoWatchdog()
+
+
+def _peer_dead(world, card, peer, status, seconds):
+    """The peer this rank watches has not answered its beacon for ``seconds``: end the job, naming it."""
+    host, _, _, pid, role = card
+    why = ("unreachable over the network (a link down, the node gone)" if status == "unreachable"
+           else "its node answers, the process does not (stopped, SIGSTOP or a debugger, or hung)")
+    disarm()
+    mpi_util.say_and_abort(world, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: rank {peer} "
+                                  f"({role}, pid {pid} on {host}) has not answered for {seconds:.0f} s: {why}; "
+                                  "aborting the job\n", 3)

@@ -10,6 +10,8 @@ non-finite gradient into its parameters or its inputs.
 """
 import math
 
+import numpy as np
+
 from ..core import backend
 from ..errors import FirecaffeError
 
@@ -23,10 +25,32 @@ def check_step(solver, loss):
     if not bad_loss and _all_finite(net.diff_arena):
         return              # the float sum overflowed, yet every gradient is finite
     what = f"the loss is {loss}" if bad_loss else "the gradients are not finite"
+    data = bad_input(net)
+    if data:
+        raise FirecaffeError(f"Iteration {solver.iter}: {what}; {data}. Training stopped: the data itself "
+                             "holds NaN or Inf (not a learning-rate problem); fix or drop those samples.")
     last = solver.last_snapshot
     kept = f"the last snapshot, {last}, is kept" if last else "no snapshot was taken before it"
     raise FirecaffeError(f"Iteration {solver.iter}: {what}; {first_bad_layer(net)}. Training stopped "
                          f"(diverged); {kept}. Try a lower base_lr or clip_gradients.")
+
+
+def bad_input(net):
+    """Words naming the first non-finite value a data layer produced (its file and row when the
+    layer knows them), or None when every data layer's output is finite."""
+    for layer, top in zip(net.layers, net.top_vecs):
+        if not getattr(layer, "is_data", False):
+            continue
+        for blob in top:
+            if _all_finite(blob.data):
+                continue
+            host = backend.to_host(blob.data)
+            rows = host.reshape(len(host), -1) if host.ndim > 1 else host.reshape(-1, 1)
+            sample = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+            origin = layer.describe_sample(sample)
+            return (f"the input is not finite: blob '{blob.name}' of data layer '{layer.name}' ({layer.type}), "
+                    f"sample {sample} of the batch" + (f", read from {origin}" if origin else ""))
+    return None
 
 
 def first_bad_layer(net):

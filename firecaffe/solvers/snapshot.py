@@ -7,6 +7,8 @@ History blobs are stored one per learnable parameter, in Caffe's order (every
 parameter's first history set, then the second set for AdaDelta and Adam).
 Beyond Caffe, the state also records where each data layer is reading and the
 random generator's state, so a resumed run continues exactly where it stopped.
+Each file gets a SHA-256 beside it (PATH.sha256, core/integrity.py), checked when
+it is loaded; latest() passes over snapshots that fail it, saying why.
 """
 import json
 import os
@@ -14,7 +16,7 @@ import shutil
 
 import numpy as np
 
-from ..core import backend
+from ..core import backend, integrity
 from ..core.atomic import atomic_path, write_bytes
 from ..errors import FirecaffeError
 from ..core.log import LOGGER
@@ -63,12 +65,18 @@ def save(solver):
     prefix = f"{prefix_of(solver)}_iter_{solver.iter}"
     weights = prefix + (".caffemodel.h5" if _hdf5(solver) else ".caffemodel")
     state = prefix + (".solverstate.h5" if _hdf5(solver) else ".solverstate")
+    solver.hooks.fire("snapshot", solver.iter, state)     # the rank's last-words watcher is told
+    writing = [weights]
     try:
-        _write(solver, weights, state)
+        _write(solver, weights, state, writing)
     except OSError as exc:
         if os.path.exists(weights) and not os.path.exists(state):
-            os.unlink(weights)              # a weights file without its state is no snapshot
-        raise FirecaffeError(f"snapshot {exc.filename or state}: cannot write ({exc.strerror}); "
+            for path in (weights, integrity.sidecar(weights)):     # weights without a state: no snapshot
+                if os.path.exists(path):
+                    os.unlink(path)
+        # h5py's errors carry errno and a multi-line dump of HDF5's own message as strerror
+        reason = os.strerror(exc.errno) if exc.errno else str(exc).splitlines()[0]
+        raise FirecaffeError(f"snapshot {writing[0]}: cannot write ({reason}); "
                              f"{_free_text(os.path.dirname(state) or '.')}; the previous snapshots "
                              "are intact") from None
     keep = solver.options.snapshot_keep
@@ -77,10 +85,14 @@ def save(solver):
     return state
 
 
-def _write(solver, weights, state):
+def _write(solver, weights, state, writing):
+    """Write both files and their checksums; ``writing[0]`` names the file being written."""
     kind = "HDF5" if _hdf5(solver) else "binary proto"
     LOGGER.info(f"Snapshotting to {kind} file {weights}")
     solver.net.save(weights)
+    writing[0] = integrity.sidecar(weights)
+    integrity.write(weights)
+    writing[0] = state
     LOGGER.info(f"Snapshotting solver state to {kind} file {state}")
     history = list(_per_param_history(solver))
     current_step = _current_step(solver)
@@ -102,6 +114,8 @@ def _write(solver, weights, state):
         if "firecaffe_state" in caffe_pb2.SolverState.DESCRIPTOR.fields_by_name:
             msg.firecaffe_state = _extra_state(solver)
         write_bytes(state, msg.SerializeToString())
+    writing[0] = integrity.sidecar(state)
+    integrity.write(state)
 
 
 def _free_text(folder):
@@ -147,7 +161,7 @@ def check_writable(solver):
 def prune(prefix, keep):
     """Delete all but the newest ``keep`` complete snapshots of ``prefix`` (weights and state)."""
     for iteration, state, weights in all_snapshots(prefix)[:-keep]:
-        for path in (state, weights):
+        for path in (state, weights, integrity.sidecar(state), integrity.sidecar(weights)):
             try:
                 os.unlink(path)
             except OSError:
@@ -165,6 +179,7 @@ def restore(solver, path):
     workers)`` it recorded (None for what it did not)."""
     if not os.path.exists(path):
         raise FirecaffeError(f"snapshot {path}: no such file")
+    integrity.verify(path, "snapshot ")
     try:
         if path.endswith(".h5"):
             iteration, learned_net, history, extra = _read_hdf5_state(path)
@@ -269,6 +284,12 @@ def all_snapshots(prefix):
 
 
 def latest(prefix):
-    """The newest complete snapshot state for ``prefix`` (its weights exist too), or None."""
-    found = all_snapshots(prefix)
-    return found[-1][1] if found else None
+    """The newest complete, intact snapshot state for ``prefix`` (its weights exist too, and
+    both match their checksums), or None; each newer one passed over is logged with the reason."""
+    for iteration, state, weights in reversed(all_snapshots(prefix)):
+        why = next(((path, reason) for path in (state, weights)
+                    for reason in [integrity.problem(path)] if reason), None)
+        if why is None:
+            return state
+        LOGGER.warning(f"--resume-latest: skipping the snapshot of iteration {iteration}: {why[0]}: {why[1]}")
+    return None

@@ -15,7 +15,8 @@ this same loop (forward and backward are skipped there).
 
 Settings arrive at construction: the SolverParameter and a frozen RunOptions
 (core/options.py). Observers hook in: ``hooks`` fires ``iteration_start(iter)``,
-``gradients(iter)`` (before the update; pycaffe's add_callback uses both), ``iteration_end(iter)`` (a hook may return an action with ``stop`` and
+``gradients(iter)`` (before the update; pycaffe's add_callback uses both), ``snapshot(iter, state
+path)`` (before a snapshot is written), ``iteration_end(iter)`` (a hook may return an action with ``stop`` and
 ``snapshot``: the signal agreement does) and ``span`` (the update's time);
 the nets have pycaffe's per-layer hooks.
 """
@@ -78,7 +79,7 @@ class Solver:
         self.iter = 0
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
-        self.hooks = Hooks("iteration_start", "gradients", "iteration_end", "span")
+        self.hooks = Hooks("iteration_start", "gradients", "iteration_end", "span", "snapshot")
         self.stopped = None           # the action that stopped step() early, if any
         self.last_snapshot = None
         self.restored_batch = (None, None)   # (global batch, workers) the restored snapshot recorded

@@ -125,3 +125,46 @@ def test_a_caffemodel_with_a_channel_shared_prelu_slope_loads(tmp_path):
     net.save(str(tmp_path / "again.caffemodel"))                        # and firecaffe's own file reloads
     again = firecaffe.Net(write_net(tmp_path, PRELU_NET), str(tmp_path / "again.caffemodel"), firecaffe.TEST)
     assert float(again.params["prelu"][0].data) == 0.375
+
+
+SLASHED = NET.replace('name: "conv"', 'name: "fire2/squeeze1x1"').replace('name: "fc"', 'name: "fire2/expand/3x3"')
+
+
+def test_layer_names_with_a_slash_survive_hdf5(tmp_path):
+    """SqueezeNet names layers 'fire2/squeeze1x1': HDF5 stores it at data/fire2/squeeze1x1/<k> (a name
+    cannot hold '/'); it reads back bit for bit, by name, also as h5py's path lookup finds it."""
+    path = write_net(tmp_path, SLASHED)
+    net = randomized(path)
+    weights = str(tmp_path / "w.caffemodel.h5")
+    net.save(weights)
+    with h5py.File(weights, "r") as f:
+        np.testing.assert_array_equal(f["data"]["fire2/squeeze1x1"]["0"][()], net.params["fire2/squeeze1x1"][0].data)
+        assert sorted(f["data"]) == ["bn", "data", "fire2", "prob", "relu", "scale"]
+    back = firecaffe.Net(path, firecaffe.TEST, weights=weights)
+    for name, blobs in net.params.items():
+        for mine, theirs in zip(blobs, back.params[name]):
+            np.testing.assert_array_equal(mine.data, theirs.data)
+
+
+def test_caffe_layout_hdf5_weights_read_by_name(tmp_path):
+    """A file in Caffe's layout written independently (flat groups, empty groups for layers without
+    weights, an extra layer the net lacks) loads by name."""
+    path = write_net(tmp_path)
+    net = randomized(path)
+    weights = str(tmp_path / "caffe.h5")
+    with h5py.File(weights, "w") as f:
+        data = f.create_group("data")
+        for name in ["data", "conv", "bn", "scale", "relu", "fc", "prob", "not_in_the_net"]:
+            g = data.create_group(name)
+            for k, blob in enumerate(net.params[name] if name in net.params else []):
+                g.create_dataset(str(k), data=blob.data)
+    back = firecaffe.Net(path, firecaffe.TEST, weights=weights)
+    np.testing.assert_array_equal(back.params["fc"][0].data, net.params["fc"][0].data)
+
+
+@pytest.mark.parametrize("name", ["/lead", "trail/", "a//b", "a/./b"])
+def test_a_layer_name_hdf5_cannot_give_back_is_refused_naming_it(tmp_path, name):
+    net = firecaffe.Net(write_net(tmp_path, NET.replace('name: "fc"', f'name: "{name}"')), firecaffe.TEST)
+    with pytest.raises(PrototxtError, match=f"layer name '{name}' cannot be stored"):
+        net.save(str(tmp_path / "w.caffemodel.h5"))
+    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*.tmp"))

@@ -373,3 +373,20 @@ def test_bad_label_names_lmdb_record(tmp_path):
     with pytest.raises(DataError, match=r"label 77 of sample 1 in the batch .* \(that sample comes from "
                                         r".*db, record '?00000005'? \(number 5\)\)"):
         net.forward()
+
+
+def test_data_from_a_damaged_lmdb_page_names_the_file_and_record(tmp_path):
+    """Pages in the middle of data.mdb overwritten: one DataError naming data.mdb and the record
+    (lmdb's CorruptedError was a raw traceback)."""
+    path = tmp_path / "big_lmdb"
+    images = np.random.default_rng(0).integers(0, 256, (500, 1, 28, 28)).astype(np.uint8)
+    write_lmdb(path, images, np.arange(500) % 10)
+    data = path / "data.mdb"
+    raw = bytearray(data.read_bytes())
+    middle = len(raw) // 4096 // 2
+    raw[middle * 4096:(middle + 3) * 4096] = b"\xa5" * (3 * 4096)
+    data.write_bytes(bytes(raw))
+    layer, top = lmdb_layer(path, batch=50)
+    with pytest.raises(DataError, match=rf"{data}: cannot read record \d+ of 500 \(LMDB says: .*\); "
+                                        "the database is damaged"):
+        batches(layer, top, 10)

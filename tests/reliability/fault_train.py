@@ -10,6 +10,8 @@ On world rank RANK, at iteration ITER:
   nan-grad    put a NaN into layer ip1's weight gradient after backward
   kill-server on a parameter server rank: SIGKILL itself after summing ITER pushes
   raise-server on a parameter server rank: raise a RuntimeError after summing ITER pushes
+  slow-snapshot:S  the snapshot of iteration ITER: after its weights file, print WRITING THE SNAPSHOT
+              and sleep S seconds before the solver state (a big net's snapshot, mid-write)
 """
 import os
 import signal
@@ -21,6 +23,7 @@ from mpi4py import MPI
 from firecaffe import cli
 from firecaffe.run import parallel
 from firecaffe.comm import ps
+from firecaffe.core import integrity
 from firecaffe.solvers.solver import Solver
 
 RANK, ITER, KIND = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -98,6 +101,17 @@ def forward_backward(self):
     return loss
 
 
+original_write_checksum = integrity.write
+
+
+def write_then_sleep(path):
+    original_write_checksum(path)
+    if KIND.startswith("slow-snapshot:") and path.endswith(f"_iter_{ITER}.caffemodel"):
+        print("WRITING THE SNAPSHOT", flush=True)
+        time.sleep(float(KIND.split(":")[1]))
+
+
+integrity.write = write_then_sleep
 parallel.DataParallel.step = step
 Solver._forward_backward = forward_backward
 ps.ParameterServer._gather_sum = gather_sum

@@ -50,3 +50,32 @@ def test_a_nan_gradient_names_the_layer_whose_backward_made_it(solver, monkeypat
 def test_finite_steps_are_untouched(solver):
     solver.step(3)
     assert solver.iter == 3
+
+
+def test_nan_in_hdf5_input_names_the_file_and_row_not_the_learning_rate(tmp_path, capsys, monkeypatch):
+    """A NaN in the training data is the data's fault: the message names the file and the row."""
+    import h5py
+    from pathlib import Path
+    from firecaffe import cli
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    with h5py.File(repo / "nets/lenet_digits/train.h5") as f:
+        data, label = f["data"][()], f["label"][()]
+    data[70, 0, 3, 4] = np.nan                     # row 70: the second batch of 64
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        f["data"], f["label"] = data, label
+    (tmp_path / "train.txt").write_text(f"{tmp_path / 'bad.h5'}\n")
+    net = tmp_path / "net.prototxt"
+    net.write_text((repo / "nets/lenet_digits/train_test.prototxt").read_text()
+                   .replace("nets/lenet_digits/train.txt", str(tmp_path / "train.txt")))
+    solver_file = tmp_path / "solver.prototxt"
+    solver_file.write_text((repo / "nets/lenet_digits/solver.prototxt").read_text()
+                           .replace('"nets/lenet_digits/train_test.prototxt"', f'"{net}"'))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", str(solver_file), "--max-iter", "4",
+                  "--test-interval", "0", "--snapshot-prefix", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("firecaffe:")]
+    assert exit_info.value.code == 1 and len(lines) == 1, err
+    assert "Iteration 1: the loss is nan; the input is not finite: blob 'data' of data layer 'digits'" in lines[0]
+    assert f"{tmp_path / 'bad.h5'}, row 70" in lines[0] and "base_lr" not in lines[0], lines[0]

@@ -118,20 +118,29 @@ def test_snapshot_write_failure_names_the_file_and_keeps_the_previous_one(tmp_pa
     assert not (tmp_path / "x_iter_4.caffemodel").exists(), "no weights file without its state"
 
 
-def test_a_full_disk_stops_training_with_the_previous_snapshot_resumable(tmp_path, launch):
-    """A real small file system (tmpfs, needs root) fills up at the third snapshot."""
+@pytest.mark.parametrize("fmt", ["BINARYPROTO", "HDF5"])
+def test_a_full_disk_stops_training_with_the_previous_snapshot_resumable(tmp_path, launch, fmt):
+    """A real small file system (tmpfs, needs root) fills up at the third snapshot; the line names
+    the file whose write failed (with HDF5, the weights: h5py's multi-line error is cut to its first)."""
     mount = tmp_path / "small"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", f"firecaffe-{uuid.uuid4().hex[:6]}", mount],
                       capture_output=True).returncode != 0:
         _required.missing("cannot mount a small tmpfs here (needs root, CAP_SYS_ADMIN in a container)")
+    h5 = ".h5" if fmt == "HDF5" else ""
     try:
         done = launch(["python", "-m", "firecaffe", "train", SOLVER, "--max-iter", "8", "--test-interval", "0",
-                       "--snapshot-every", "2", "--snapshot-prefix", mount / "x"], timeout=120)
+                       "--snapshot-every", "2", "--snapshot-prefix", mount / "x", "--snapshot-format", fmt],
+                      timeout=120)
         assert done.returncode == 1, str(done)
-        assert "cannot write (No space left on device)" in done.stderr and "MiB free in" in done.stderr
+        lines = [line for line in done.stderr.splitlines() if "firecaffe:" in line]
+        assert len(lines) == 1 and "MiB free in" in lines[0], done.stderr
+        assert "cannot write (No space left on device)" in lines[0], lines
+        assert "HDF5-DIAG" not in done.stderr and "Traceback" not in done.stderr, done.stderr
         state = snapshots.latest(str(mount / "x"))
-        assert state and state.endswith("x_iter_4.solverstate"), os.listdir(mount)
+        assert state and state.endswith(f"x_iter_4.solverstate{h5}"), os.listdir(mount)
+        failed = lines[0].split("snapshot ", 1)[1].split(":")[0]
+        assert os.path.basename(failed) in os.listdir(mount) + [f"x_iter_6.caffemodel{h5}"], (failed, lines)
         resumed = launch(["python", "-m", "firecaffe", "train", SOLVER, "--max-iter", "5", "--test-interval", "0",
                           "--snapshot-prefix", tmp_path / "y", "--snapshot", state], timeout=120)
         assert resumed.returncode == 0, str(resumed)
@@ -144,4 +153,17 @@ def test_snapshot_keep_leaves_only_the_newest(tmp_path, capsys):
                      "--snapshot-keep", "2", "--snapshot-prefix", tmp_path / "x"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "x_iter_5.caffemodel", "x_iter_5.solverstate", "x_iter_6.caffemodel", "x_iter_6.solverstate"]
+        f"x_iter_{n}.{kind}{sidecar}" for n in (5, 6) for kind in ("caffemodel", "solverstate")
+        for sidecar in ("", ".sha256")]
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--bucket-mb", "-1", "not a number of MB"), ("--bucket-mb", "0.000001", "below the smallest useful value"),
+    ("--bucket-mb", "nan", "not a number of MB"), ("--bucket-mb", "inf", "not a number of MB"),
+    ("--stall-timeout", "nan", "not a number of seconds"), ("--stall-timeout", "-5", "not a number of seconds")])
+def test_nonsense_sizes_and_timeouts_are_refused_before_any_work(capsys, flag, value, says):
+    """--bucket-mb -1 or 1e-6 made buckets of one value (each step ~1000x slower), nan a traceback;
+    --stall-timeout nan turned the watchdog off without a word."""
+    code, err = run(["train", SOLVER, *QUICK, flag, value], capsys)
+    assert code == 2 and f"Invalid value for '{flag}'" in err and says in err, err
+    assert "Traceback" not in err and "Iteration" not in err

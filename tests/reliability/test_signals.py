@@ -14,6 +14,7 @@ import time
 import pytest
 
 from firecaffe.run.signals import Action, Signals, SNAPSHOT, STOP
+from firecaffe.solvers import snapshot as snapshots
 
 from tests import _required
 
@@ -233,3 +234,45 @@ def test_ctrl_c_stops_128_ranks_at_one_iteration(tmp_path):
     code, seconds, log, match = interrupt(tmp_path, signal.SIGINT, ranks=128, extra=["--global-batch", 128])
     assert code == 130 and match and os.path.exists(match.group(3)), log[-3000:]
     assert log.count("firecaffe: stopped by") == 1 and seconds < 20
+
+
+# The snapshot at the end of training survives a signal that arrives while rank 0 writes it
+# (SLURM's time limit or scancel at the wrong moment): every rank waits for rank 0 before it ends,
+# with its signal handlers in place, so the launcher has no dead rank to tear the job down for.
+@pytest.mark.mpi
+@pytest.mark.parametrize("sig, to", [(signal.SIGTERM, "mpiexec"), (signal.SIGINT, "mpiexec"),
+                                     (signal.SIGUSR1, "mpiexec"), (signal.SIGTERM, 1)])
+def test_a_signal_during_the_final_snapshot_loses_nothing(tmp_path, sig, to):
+    pytest.importorskip("mpi4py")
+    prefix = tmp_path / "x"
+    job = Job(tmp_path, ["tests/reliability/fault_train.py", 0, 6, "slow-snapshot:3", "--", *TRAIN[2:],
+                         "--max-iter", 6, "--snapshot-prefix", prefix], ranks=2)
+    try:
+        job.wait_for("WRITING THE SNAPSHOT", timeout=120)
+        os.kill(job.process.pid if to == "mpiexec" else job.rank_pid(to), sig)
+        code, seconds = job.finish(timeout=60)
+    finally:
+        job.kill()
+    log = job.text()
+    assert code == 0, log[-3000:]
+    assert snapshots.latest(str(prefix)) == f"{prefix}_iter_6.solverstate", log[-3000:]
+    assert "Optimization Done." in log and "killed" not in log and "BAD TERMINATION" not in log, log[-3000:]
+    if to == "mpiexec":
+        assert f"firecaffe: {sig.name} received as training ended (iteration 6)" in log, log[-3000:]
+
+
+@pytest.mark.mpi
+def test_a_rank_killed_while_writing_a_snapshot_is_reported_there(tmp_path):
+    """Rank 0 SIGKILLed mid-snapshot: its watcher's last sign of life is the snapshot, not the allreduce."""
+    pytest.importorskip("mpi4py")
+    job = Job(tmp_path, ["tests/reliability/fault_train.py", 0, 4, "slow-snapshot:20", "--", *TRAIN[2:],
+                         "--max-iter", 100000, "--snapshot-every", 4, "--snapshot-prefix", tmp_path / "x"], ranks=2)
+    try:
+        job.wait_for("WRITING THE SNAPSHOT", timeout=120)
+        os.kill(job.rank_pid(0), signal.SIGKILL)
+        job.finish(timeout=60)
+    finally:
+        job.kill()
+    log = job.text()
+    assert re.search(r"rank 0 of 2 \(pid \d+ on \S+\) died without a message .*; its last sign of life: "
+                     rf"iteration 4, writing the snapshot {tmp_path / 'x'}_iter_4.solverstate", log), log[-3000:]

@@ -26,10 +26,13 @@ def solver(prefix, max_iter=4):
     return Solver(param)
 
 
-@pytest.mark.parametrize("freeze_at, which", [(5, "weights"), (7, "solver state")])
-def test_a_job_killed_while_writing_a_snapshot_keeps_the_previous_one(tmp_path, freeze_at, which):
-    """Each atomic write fsyncs the file, then its folder: fsyncs 1-4 finish snapshot 2, fsync 5
-    is inside snapshot 4's weights (written, not yet renamed), fsync 7 inside its state."""
+@pytest.mark.parametrize("freeze_at, which, kept", [(9, "weights", 2), (13, "solver state", 2),
+                                                    (15, "state's checksum", 4)])
+def test_a_job_killed_while_writing_a_snapshot_keeps_the_previous_one(tmp_path, freeze_at, which, kept):
+    """Each atomic write fsyncs the file, then its folder; a snapshot is four writes (weights, their
+    checksum, state, its checksum): fsyncs 1-8 finish snapshot 2, fsync 9 is inside snapshot 4's
+    weights (written, not yet renamed), 13 inside its state; at 15 the state is in place but not yet
+    its checksum: snapshot 4 is complete and taken as it is."""
     prefix = tmp_path / "lenet"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     child = subprocess.Popen([sys.executable, HERE / "snapshot_writer.py", prefix, str(freeze_at)], cwd=REPO,
@@ -41,11 +44,11 @@ def test_a_job_killed_while_writing_a_snapshot_keeps_the_previous_one(tmp_path, 
         os.killpg(child.pid, signal.SIGKILL)
         child.communicate(timeout=30)
     found = snapshots.latest(str(prefix))
-    assert found == f"{prefix}_iter_2.solverstate", f"{which}: {sorted(os.listdir(tmp_path))}"
+    assert found == f"{prefix}_iter_{kept}.solverstate", f"{which}: {sorted(os.listdir(tmp_path))}"
     resumed = solver(prefix)
     resumed.restore(found)
-    assert resumed.iter == 2
-    assert not (tmp_path / "lenet_iter_4.solverstate").exists()
+    assert resumed.iter == kept
+    assert (tmp_path / "lenet_iter_4.solverstate").exists() == (kept == 4)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +84,11 @@ TRAIN = ["train", "nets/lenet_digits/solver.prototxt", "--max-iter", "6", "--tes
 
 @pytest.mark.parametrize("damage", ["truncated state", "truncated weights"])
 def test_resume_latest_reports_a_truncated_newest_snapshot(four_snapshots, tmp_path, capsys, damage, monkeypatch):
+    """Snapshots without checksums (Caffe's, or an older firecaffe's): the damage is reported, not skipped."""
     monkeypatch.chdir(REPO)
     prefix = copy_of(four_snapshots, tmp_path)
+    for sidecar in Path(prefix).parent.glob("*.sha256"):
+        sidecar.unlink()
     victim = Path(f"{prefix}_iter_4.{'solverstate' if damage == 'truncated state' else 'caffemodel'}")
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     lines = fail_through_cli(TRAIN + ["--resume-latest", str(prefix), "--snapshot-prefix", str(prefix)], capsys)
