@@ -13,7 +13,6 @@ on time, as in FireCaffe's analysis).
 """
 import re
 
-
 from ..comm import names
 from .bench import model
 from ..errors import FirecaffeError

@@ -9,7 +9,6 @@ of the net runs), so every sample counts exactly once whatever the rank count.
 With a number of batches given, each is full and the stream wraps, as in Caffe.
 Means are weighted by samples, which for equal batches is Caffe's mean over batches.
 """
-
 from ..core import backend
 
 
