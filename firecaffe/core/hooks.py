@@ -16,12 +16,13 @@ class Hooks:
     def __getitem__(self, name):
         return self._lists[name]
 
-    def add(self, name, fn):
+    def add(self, name, fn, first=False):
+        """Call ``fn`` at ``name`` after the hooks already there (``first``: before them)."""
         if name not in self._lists:
             raise ValueError(f"no hook named {name!r}; there are {', '.join(self._lists)}")
         if not callable(fn):
             raise TypeError(f"a {name} hook must be callable, got {type(fn).__name__}")
-        self._lists[name].append(fn)
+        self._lists[name].insert(0 if first else len(self._lists[name]), fn)
         return fn
 
     def remove(self, name, fn):

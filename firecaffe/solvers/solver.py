@@ -102,6 +102,8 @@ class Solver:
         show = self.options.show_progress
         bar = None if self.quiet or show is False else progress(self.param.max_iter or stop, self.iter,
                                                                 force=bool(show))
+        if bar is not None:         # an observer of the step like the others, for this call of step()
+            advance = self.hooks.add("iteration_end", lambda iteration: _advance(bar, self.smoothed_loss), first=True)
         last_time, last_iter = time.perf_counter(), self.iter
         try:
             while self.iter < stop:
@@ -129,9 +131,6 @@ class Solver:
                 self.hooks.fire("gradients", self.iter)
                 self.apply_update(display)
                 self.iter += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{self.smoothed_loss:.4g}", refresh=False)
                 if p.snapshot and self.iter % p.snapshot == 0:
                     self.snapshot()
                 actions = [action for fn in self.hooks["iteration_end"] if (action := fn(self.iter)) is not None]
@@ -142,6 +141,7 @@ class Solver:
                     self.snapshot()
         finally:
             if bar is not None:
+                self.hooks.remove("iteration_end", advance)
                 bar.close()
 
     def _forward_backward(self):
@@ -278,6 +278,11 @@ def snapshot_due(param, iteration):
 
 def _periodic(param, iteration):
     return bool(param.snapshot and iteration % param.snapshot == 0)
+
+
+def _advance(bar, loss):
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
 
 
 def _per_element(net, values, xp):

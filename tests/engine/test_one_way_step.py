@@ -106,3 +106,11 @@ def test_solver_hooks_bracket_every_iteration_and_an_end_hook_can_stop(param):
     solver.step(5)
     assert solver.iter == 2 and isinstance(solver.stopped, Stop)
     assert seen == [("start", 0), "on_start", "on_gradients", ("start", 1), "on_start", "on_gradients"]
+
+
+def test_the_progress_bar_follows_the_iterations_as_a_hook_only_while_step_runs(param, capsys):
+    solver = Solver(param, options=RunOptions(show_progress=True))
+    solver.step(3)
+    shown = capsys.readouterr().err
+    assert "3/600" in shown and "loss=" in shown, shown[-500:]
+    assert solver.hooks["iteration_end"] == []           # removed when step() returned
