@@ -12,14 +12,16 @@ import re
 from pathlib import Path
 
 from ..errors import FirecaffeError
+from ..core.options import environment
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,5}$")  # short: interface names stop at 15 characters
 
 
 def state_dir():
     """The folder that holds the state files (not created here)."""
-    if os.environ.get("FIRECAFFE_CLUSTER_DIR"):
-        return Path(os.environ["FIRECAFFE_CLUSTER_DIR"])
+    given = environment().cluster_dir          # FIRECAFFE_CLUSTER_DIR
+    if given:
+        return Path(given)
     if os.geteuid() == 0:
         return Path("/run/firecaffe")
     runtime = os.environ.get("XDG_RUNTIME_DIR")

@@ -79,6 +79,7 @@ class Environment:
     log_level: Optional[str] = None      # FIRECAFFE_LOG_LEVEL
     no_progress: bool = False            # FIRECAFFE_NO_PROGRESS: never draw a progress bar
     mpi_init_timeout: float = 300.0      # FIRECAFFE_MPI_INIT_TIMEOUT: seconds MPI_Init may wait (0: forever)
+    cluster_dir: Optional[str] = None    # FIRECAFFE_CLUSTER_DIR: where `firecaffe cluster` keeps its state
 
 
 def read_environment(environ=None):
@@ -89,7 +90,8 @@ def read_environment(environ=None):
         decode_threads=max(0, _integer(env, "FIRECAFFE_DECODE_THREADS", 0)) if decode else None,
         log_level=env.get("FIRECAFFE_LOG_LEVEL") or None,
         no_progress=bool(env.get("FIRECAFFE_NO_PROGRESS")),
-        mpi_init_timeout=_number(env, "FIRECAFFE_MPI_INIT_TIMEOUT", 300.0))
+        mpi_init_timeout=_number(env, "FIRECAFFE_MPI_INIT_TIMEOUT", 300.0),
+        cluster_dir=env.get("FIRECAFFE_CLUSTER_DIR") or None)
 
 
 def environment():
@@ -104,21 +106,19 @@ def _choice(env, name, default, allowed, advice):
     return value
 
 
-def _number(env, name, default):
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise FirecaffeError(f"{name}={text!r}: give a number of seconds") from None
-
-
 def _integer(env, name, default):
+    return _parsed(env, name, default, int, "give a whole number")
+
+
+def _number(env, name, default):
+    return _parsed(env, name, default, float, "give a number of seconds")
+
+
+def _parsed(env, name, default, kind, advice):
     text = env.get(name, "").strip()
     if not text:
         return default
     try:
-        return int(text)
+        return kind(text)
     except ValueError:
-        raise FirecaffeError(f"{name}={text!r}: give a whole number") from None
+        raise FirecaffeError(f"{name}={text!r}: {advice}") from None

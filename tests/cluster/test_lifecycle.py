@@ -74,13 +74,13 @@ def test_up_refuses_to_clobber_a_cluster_or_a_namespace_it_did_not_make():
     with make_cluster(2, "100M"):
         with pytest.raises(FirecaffeError, match="is already up .* `firecaffe cluster down --name fct` first"):
             emulated.up(2, "100M", name=NAME)
-    subprocess.run(["ip", "netns", "add", f"{NAME}-n1"], check=True)
+    subprocess.run(["ip", "netns", "add", f"{NAME}-node1"], check=True)
     try:
-        with pytest.raises(FirecaffeError, match="fct-n1 already exist.* did not make it"):
+        with pytest.raises(FirecaffeError, match="fct-node1 already exist.* did not make it"):
             emulated.up(2, "100M", name=NAME)
-        assert leftovers() == [f"{NAME}-n1"]   # left as it was, no state file
+        assert leftovers() == [f"{NAME}-node1"]   # left as it was, no state file
     finally:
-        subprocess.run(["ip", "netns", "del", f"{NAME}-n1"], check=True)
+        subprocess.run(["ip", "netns", "del", f"{NAME}-node1"], check=True)
 
 
 def run_cluster_command(args, **popen):
@@ -107,7 +107,7 @@ def test_run_tears_down_on_ctrl_c():
                                    "sleep", "60"], start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not subprocess.run(
-            ["ip", "netns", "pids", f"{NAME}-n1"], capture_output=True, text=True).stdout.strip():
+            ["ip", "netns", "pids", f"{NAME}-node1"], capture_output=True, text=True).stdout.strip():
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGINT)   # what a terminal sends to the whole job
     process.communicate(timeout=30)
@@ -151,7 +151,7 @@ def test_a_node_whose_tcp_cannot_be_set_keeps_its_own_and_says_so(monkeypatch):
 
     monkeypatch.setattr(links, "_ip", fake_ip)
     state = {"tcp": "reno"}
-    links._set_tcp(state, "fct-n0")
+    links._set_tcp(state, "fct-node0")
     assert state["tcp"] == "bbr" and state["tcp_restart_after_idle"] is True
     assert state["tcp_warning"] == (
         "the nodes run TCP bbr, not reno (sh: 1: cannot create /proc/sys/net/ipv4/tcp_congestion_control: "
