@@ -30,12 +30,14 @@ for _command in (train, test, time_cmd, analyze, bench, design, cluster, python_
 
 def main(argv=None):
     """Entry point: run the CLI; print FirecaffeErrors without a traceback."""
+    from ..run.process import RankProcess
+    rank = RankProcess()           # what this process tells when it ends (train's watcher, failure context)
     from ..run import early_signals
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] != "train":
         early_signals.resume()       # only train takes over the signals deferred during start-up
     try:
-        cli.main(args=argv, standalone_mode=False)
+        cli.main(args=argv, standalone_mode=False, obj=rank)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -43,26 +45,25 @@ def main(argv=None):
         exc.show()
         sys.exit(exc.exit_code)
     except FirecaffeError as exc:
-        _fail(str(exc))
+        _fail(str(exc), rank)
     except KeyboardInterrupt:
-        _fail("interrupted")
+        _fail("interrupted", rank)
     except MemoryError:
-        _fail("out of memory: reduce batch_size (per rank) or use more ranks")
+        _fail("out of memory: reduce batch_size (per rank) or use more ranks", rank)
     except Exception as exc:            # a user's Python layer raised: its report, not our frames
         from ..ops.python_layer import report
         if report(exc) is None:
             raise
-        _fail(report(exc))
+        _fail(report(exc), rank)
 
 
-def _fail(message):
+def _fail(message, rank):
     from ..run import mpi_util
     world = mpi_util.world()
     where = f"rank {world.Get_rank()} of {world.Get_size()}: " if world is not None and world.Get_size() > 1 else ""
     text = f"firecaffe: {where}error: {message}\n"
     if where:
-        from ..run.watchdog import disarm
-        disarm()            # this rank has said why it ends: its last-words watcher stays quiet
+        rank.last_words.disarm()       # this rank has said why it ends: its last-words watcher stays quiet
         mpi_util.say_and_abort(world, text, 1)
     click.echo(text, err=True, nl=False)
     sys.exit(1)

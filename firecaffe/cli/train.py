@@ -141,14 +141,17 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..solvers import Solver, snapshot as snapshots
     if weights and snapshot:
         raise click.UsageError("give --weights or --snapshot, not both (a snapshot already holds the weights)")
-    signals = Signals(options.sigint_effect, options.sighup_effect).install()   # first: a SLURM warning may come during start-up
+    from ..run.process import RankProcess
+    rank_process = click.get_current_context().find_root().obj or RankProcess()   # made by main()
+    signals = Signals(options.sigint_effect, options.sighup_effect,        # first: a SLURM warning may
+                      last_words=rank_process.last_words).install()       # come during start-up
     click.get_current_context().call_on_close(signals.uninstall)
     world = mpi_util.world()
     signals.refresh()
     rank = world.Get_rank() if world is not None else 0
     size = world.Get_size() if world is not None else 1
     if world is not None and size > 1:
-        mpi_util.abort_on_error()
+        mpi_util.abort_on_error(rank_process.failure_context)
     setup_logging(rank, size)
     if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
@@ -172,7 +175,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         if not param.test_interval:
             param.test_interval = param.max_iter or 1
     from ..run.parallel import make_parallel
-    parallel = make_parallel(world if size > 1 or strategy_class(comm).needs_gpu else None, options)
+    parallel = make_parallel(world if size > 1 or strategy_class(comm).needs_gpu else None, options,
+                             last_words=rank_process.last_words, failure_context=rank_process.failure_context)
     signals.snapshot_on_stop = param.snapshot_after_train
     signals.connect(world if parallel is not None else None, options.stall_timeout)
     from ..run.timeline import Timeline
@@ -216,4 +220,4 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     signals.close()
     if solver.stopped is not None:
         written = solver.last_snapshot if solver.stopped.snapshot else None
-        finish(solver.stopped, solver.iter, written, is_root=solver.is_root)
+        finish(solver.stopped, solver.iter, written, is_root=solver.is_root, last_words=rank_process.last_words)

@@ -6,7 +6,7 @@ launcher's clean-up (which kills each rank's group) cannot silence it. When one
 rank dies the launcher kills the others, so every watcher on the node sees its
 rank end: each notes the moment it did (before any other work) in a file
 CLAIM.<pid>, waits a little, and only the watcher whose rank ended first
-speaks. That moment is when the watcher got a core after its rank's end: on a
+speaks; a few seconds later each removes its claim. That moment is when the watcher got a core after its rank's end: on a
 machine whose cores the ranks keep busy a watcher woken later could run first
 and claim the first end, so the watchers ask for a higher priority (allowed to
 root; they sleep in read until the end). It is run by its path with ``-I -S``
@@ -16,6 +16,8 @@ import glob
 import os
 import sys
 import time
+
+CLAIM_KEPT_S = 5.0         # how long a claim stays for the slower watchers of the same end
 
 
 def read_until_closed(fd):
@@ -72,9 +74,22 @@ def main(argv):
     ended = time.monotonic()
     if lines and lines[-1] == "bye":
         return
-    if ended_first(claim, ended):
-        sys.stderr.write(message(who, lines, signalled))
-        sys.stderr.flush()
+    try:
+        if ended_first(claim, ended):
+            sys.stderr.write(message(who, lines, signalled))
+            sys.stderr.flush()
+    finally:
+        forget(claim)
+
+
+def forget(claim, kept_s=CLAIM_KEPT_S):
+    """Remove this watcher's claim once the other watchers of the job have read it: they all woke
+    within a second of each other when the launcher ended the job (no file is left in /tmp)."""
+    time.sleep(kept_s)
+    try:
+        os.unlink(f"{claim}.{os.getpid()}")
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -130,28 +130,33 @@ def rank_prefix():
     return f"rank {comm.Get_rank()} of {comm.Get_size()}: "
 
 
-_FAILURE_CONTEXT = []      # callables that add "; what else is known" to a failing rank's message
+class FailureContext:
+    """What else is known when this rank fails: callables that each return ``"; ..."`` (or "").
+
+    ``abort_on_error`` appends their text to a failing rank's message; the stall watchdog adds the
+    peers that no longer answer over the network, so that an MPI error raised by a lost link names
+    the node behind it as a stall would.
+    """
+
+    def __init__(self):
+        self._describers = []
+
+    def add(self, describe):
+        self._describers.append(describe)
+
+    def text(self):
+        text = ""
+        for describe in self._describers:
+            try:
+                text += describe()
+            except Exception:       # noqa: BLE001 - a failing diagnosis must not hide the failure
+                pass
+        return text
 
 
-def add_failure_context(describe):
-    """Have ``describe()`` (a string, "" when it knows nothing) appended to this rank's failure message:
-    the stall watchdog adds the peers that no longer answer over the network, so that an MPI error
-    raised by a lost link names the node behind it as a stall would."""
-    _FAILURE_CONTEXT.append(describe)
-
-
-def failure_context():
-    text = ""
-    for describe in _FAILURE_CONTEXT:
-        try:
-            text += describe()
-        except Exception:       # noqa: BLE001 - a failing diagnosis must not hide the failure
-            pass
-    return text
-
-
-def abort_on_error():
-    """Make an uncaught exception on this rank end the whole job with a message naming the rank.
+def abort_on_error(context=None):
+    """Make an uncaught exception on this rank end the whole job with a message naming the rank;
+    returns the FailureContext (``context``, or a new one) whose text ends that message.
 
     The message is ``firecaffe: rank R of P failed: <message>`` on stderr; a
     FirecaffeError prints only its message, any other exception its traceback
@@ -164,7 +169,7 @@ def abort_on_error():
             traceback.format_exception(exc_type, exc, tb))
         where = "" if comm is None else f"rank {comm.Get_rank()} of {comm.Get_size()} "
         message = str(exc) if issubclass(exc_type, FirecaffeError) else f"{exc_type.__name__}: {exc}"
-        text += f"firecaffe: {where}failed: {message}{failure_context()}\n"
+        text += f"firecaffe: {where}failed: {message}{context.text()}\n"
         if comm is not None and comm.Get_size() > 1:
             say_and_abort(comm, text, 1)
         sys.stderr.flush()
@@ -174,5 +179,7 @@ def abort_on_error():
         if args.exc_type is not SystemExit:
             report_and_abort(args.exc_type, args.exc_value, args.exc_traceback)
 
+    context = FailureContext() if context is None else context
     sys.excepthook = report_and_abort
     threading.excepthook = report_thread
+    return context

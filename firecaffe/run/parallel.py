@@ -33,23 +33,27 @@ from ..core.hooks import Hooks
 from ..core.log import LOGGER
 from ..core.options import RunOptions
 from ..errors import FirecaffeError
-from . import watchdog
+from . import mpi_util, watchdog
 
 
-def make_parallel(world, options=None):
+def make_parallel(world, options=None, **reporting):
     """The DataParallel object for this rank (None for one process), or a clear error before any work."""
     options = options or RunOptions()
     if world is None:
         if strategy_class(options.comm).needs_gpu:
             raise FirecaffeError(f"--comm {options.comm} needs MPI ranks and GPUs: run under mpirun with --gpu")
         return None
-    return DataParallel(world, options)
+    return DataParallel(world, options, **reporting)
 
 
 class DataParallel:
-    """This rank's part in a data-parallel job: its strategy, buckets, watchdog and step observers."""
+    """This rank's part in a data-parallel job: its strategy, buckets, watchdog and step observers.
 
-    def __init__(self, world, options=None):
+    ``last_words`` (watchdog.LastWords) and ``failure_context`` (mpi_util.FailureContext) are this
+    process's, made by the command; a DataParallel built without them makes its own.
+    """
+
+    def __init__(self, world, options=None, last_words=None, failure_context=None):
         from mpi4py import MPI
         self.options = options = options or RunOptions()
         self.world = world
@@ -70,7 +74,8 @@ class DataParallel:
         self.bucketed = False          # this step's gradients were summed in buckets during backward
         self.comm_seconds = self.hidden_seconds = 0.0
         self.hooks = Hooks("span")     # (name, category, start_ns, end_ns, args) of each timed part
-        self.watchdog = watchdog.install(self, options.stall_timeout)
+        self.watchdog = watchdog.install(self, options.stall_timeout, last_words or watchdog.LastWords(),
+                                         failure_context or mpi_util.FailureContext())
 
     @property
     def shard(self):

@@ -72,13 +72,14 @@ class Action:
 class Signals:
     """Install with ``install()``; ``connect(world)`` under MPI (collective); ``agree(it)`` each step."""
 
-    def __init__(self, sigint_effect="stop", sighup_effect="snapshot", snapshot_on_stop=True):
+    def __init__(self, sigint_effect="stop", sighup_effect="snapshot", snapshot_on_stop=True, last_words=None):
         for flag, value in (("--sigint-effect", sigint_effect), ("--sighup-effect", sighup_effect)):
             if value not in EFFECTS:
                 raise ValueError(f"{flag} must be one of {', '.join(EFFECTS)}, got {value!r}")
         self.effects = {"SIGINT": sigint_effect, "SIGHUP": sighup_effect,
                         "SIGTERM": "snapshot-stop", "SIGUSR1": "snapshot-stop"}
         self.snapshot_on_stop = snapshot_on_stop       # Caffe: snapshot_after_train
+        self.last_words = last_words if last_words is not None else watchdog.LastWords()   # this rank's watcher
         self.iteration = None                          # where the training loop is (for messages)
         self._once = self._kept = 0                    # snapshot requests / stop requests
         self._lock = threading.Lock()
@@ -145,11 +146,11 @@ class Signals:
         name = signal.Signals(number).name
         effect = self.effects.get(name, "none")
         where = f"iteration {self.iteration}" if self.iteration is not None else "start-up"
-        watchdog.note(f"signal {name} received at {where} (Ctrl-C, scancel, a time limit or kill)")
+        self.last_words.note(f"signal {name} received at {where} (Ctrl-C, scancel, a time limit or kill)")
         if name == "SIGINT" and effect != "none":
             self._interrupts += 1
             if self._interrupts > 1:
-                watchdog.disarm()
+                self.last_words.disarm()
                 held_output.release()
                 os.write(2, f"firecaffe: {_rank_prefix()}interrupted again at {where}: exiting at once, "
                             "no snapshot\n".encode())
@@ -165,10 +166,9 @@ class Signals:
                 else:
                     self._once |= bits | (1 << (_SIGNAL_SHIFT + number))
 
-    @staticmethod
-    def tell(where):
+    def tell(self, where):
         """Tell this rank's last-words watcher where it is (the snapshot writer says so)."""
-        watchdog.note(where)
+        self.last_words.note(where)
 
     # --- agreeing ------------------------------------------------------------
     def connect(self, world, stall_timeout=0):
@@ -211,7 +211,7 @@ class Signals:
         while not self._request.Test():
             if time.monotonic() > deadline:
                 world = self._world
-                watchdog.disarm()
+                self.last_words.disarm()
                 mpi_util.say_and_abort(
                     world, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: stalled: waited "
                            f"{self.stall_timeout:g} s (--stall-timeout) for the other ranks at the end of "
@@ -228,7 +228,7 @@ class Signals:
             self._request.Wait()
             self._request = None
         if self._comm is not None:
-            watchdog.note(f"iteration {self.iteration}, training over: waiting for every rank "
+            self.last_words.note(f"iteration {self.iteration}, training over: waiting for every rank "
                           "(rank 0 writes the last snapshot)")
             request = self._comm.Ibarrier()
             while not request.Test():        # polled, so that this thread never sits in MPI for long
@@ -262,11 +262,11 @@ def stopped_line(action, iteration, snapshot_path):
     return f"firecaffe: stopped by {action.signal_name} at iteration {iteration}; {saved}"
 
 
-def finish(action, iteration, snapshot_path, is_root):
+def finish(action, iteration, snapshot_path, is_root, last_words):
     """Print the job's one line (rank 0) and leave with the signal's exit status."""
     if is_root:
         sys.stderr.flush()
         print(stopped_line(action, iteration, snapshot_path), file=sys.stderr, flush=True)
-    watchdog.disarm()
+    last_words.disarm()
     held_output.release()
     sys.exit(action.exit_code)

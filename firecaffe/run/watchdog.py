@@ -41,73 +41,80 @@ from . import last_words, mpi_util, reachability
 
 GRACE_SECONDS = 2.0        # a rank other than worker 0 waits this long so that worker 0 names the missing
 
-_pipe = None       # write end of this rank's last-words pipe
+class LastWords:
+    """This rank's last-words watcher (run/last_words.py, a process of its own) and the pipe to it.
 
+    One per process, made by the command (``firecaffe train``) and handed to what speaks to the
+    watcher: the signal handling, the stall watchdog, the snapshot hook. ``start`` once MPI says
+    which rank this is; ``note`` where the rank is; ``disarm`` when it ends normally or has said
+    why it fails (the watcher then stays quiet).
+    """
 
-def start_last_words(rank, size, job_id=None):
-    """Start this rank's watcher process (once). ``job_id`` is the same on every rank of the job."""
-    global _pipe
-    if _pipe is not None:
-        return
-    import tempfile
-    job_id = job_id or f"{os.getpid()}-{time.time():.0f}"
-    claim = os.path.join(tempfile.gettempdir(), f"firecaffe-died-{job_id}")
-    read_end, write_end = os.pipe()
-    who = f"rank {rank} of {size} (pid {os.getpid()} on {socket.gethostname()})"
-    try:
-        # run by its path, -I -S: the watcher imports nothing of firecaffe (nor NumPy) on each rank
-        subprocess.Popen([sys.executable, "-I", "-S", last_words.__file__, str(read_end), who, claim],
-                         pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         start_new_session=True)
-    except OSError:
-        os.close(write_end)
-        return
-    finally:
-        os.close(read_end)
-    _pipe = write_end
-    atexit.register(disarm)
-    _chain_excepthooks()
+    def __init__(self):
+        self._pipe = None       # write end of the pipe, once started
 
-
-def note(where):
-    """Tell the watcher where this rank is now (one short line)."""
-    if _pipe is not None:
+    def start(self, rank, size, job_id=None):
+        """Start the watcher (once). ``job_id`` is the same on every rank of the job."""
+        if self._pipe is not None:
+            return
+        import tempfile
+        job_id = job_id or f"{os.getpid()}-{time.time():.0f}"
+        claim = os.path.join(tempfile.gettempdir(), f"firecaffe-died-{job_id}")
+        read_end, write_end = os.pipe()
+        who = f"rank {rank} of {size} (pid {os.getpid()} on {socket.gethostname()})"
         try:
-            os.write(_pipe, (where.replace("\n", " ") + "\n").encode())
+            # run by its path, -I -S: the watcher imports nothing of firecaffe (nor NumPy) on each rank
+            subprocess.Popen([sys.executable, "-I", "-S", last_words.__file__, str(read_end), who, claim],
+                             pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             start_new_session=True)
         except OSError:
-            pass
+            os.close(write_end)
+            return
+        finally:
+            os.close(read_end)
+        self._pipe = write_end
+        atexit.register(self.disarm)
+        self._chain_excepthooks()
 
+    def note(self, where):
+        """Tell the watcher where this rank is now (one short line)."""
+        if self._pipe is not None:
+            try:
+                os.write(self._pipe, (where.replace("\n", " ") + "\n").encode())
+            except OSError:
+                pass
 
-def disarm():
-    """This rank ends normally or has reported its own failure: the watcher stays quiet."""
-    global _pipe
-    if _pipe is not None:
-        note("bye")
-        os.close(_pipe)
-        _pipe = None
+    def disarm(self):
+        """This rank ends normally or has reported its own failure: the watcher stays quiet."""
+        if self._pipe is not None:
+            self.note("bye")
+            os.close(self._pipe)
+            self._pipe = None
 
+    def _chain_excepthooks(self):
+        """An uncaught exception is reported by mpi_util.abort_on_error: keep the watcher quiet."""
+        previous, previous_thread = sys.excepthook, threading.excepthook
 
-def _chain_excepthooks():
-    """An uncaught exception is reported by mpi_util.abort_on_error: keep the watcher quiet."""
-    previous, previous_thread = sys.excepthook, threading.excepthook
+        def hook(*args):
+            self.disarm()
+            previous(*args)
 
-    def hook(*args):
-        disarm()
-        previous(*args)
+        def thread_hook(args):
+            if args.exc_type is not SystemExit:
+                self.disarm()
+            previous_thread(args)
 
-    def thread_hook(args):
-        if args.exc_type is not SystemExit:
-            disarm()
-        previous_thread(args)
-
-    sys.excepthook, threading.excepthook = hook, thread_hook
+        sys.excepthook, threading.excepthook = hook, thread_hook
 
 
 class NoWatchdog:
     """Stand-in when stall detection is off: ``guard`` only tells the last-words watcher."""
 
+    def __init__(self, last_words):
+        self.last_words = last_words
+
     def guard(self, what, iteration):
-        note(f"iteration {iteration}, entered {what}")
+        self.last_words.note(f"iteration {iteration}, entered {what}")
         return contextlib.nullcontext()
 
 
@@ -119,7 +126,8 @@ class StallWatchdog:
     then runs the block; both waits are under the deadline.
     """
 
-    def __init__(self, comm, timeout, strategy, world=None, beacon=None):
+    def __init__(self, comm, timeout, strategy, last_words, failure_context, world=None, beacon=None):
+        self.last_words = last_words
         self.comm = comm.Dup()              # heartbeats never mix with the gradient traffic
         self.timeout = float(timeout)
         self.strategy = strategy
@@ -130,7 +138,7 @@ class StallWatchdog:
         group.Free()
         self._beacon = beacon or reachability.Beacon()
         self._cards = self.comm.allgather(self._beacon.card())   # start-up metadata, not gradients
-        mpi_util.add_failure_context(self._network_report)     # an MPI error from a lost link names it too
+        failure_context.add(self._network_report)     # an MPI error from a lost link names it too
         self._arrivals = np.zeros(max(self.size, 1), np.int64)
         self._pending = []                   # worker 0: arrival receives of the current guard
         self._cond = threading.Condition()
@@ -139,7 +147,7 @@ class StallWatchdog:
 
     @contextlib.contextmanager
     def guard(self, what, iteration):
-        note(f"iteration {iteration}, entered {what} ({self.strategy})")
+        self.last_words.note(f"iteration {iteration}, entered {what} ({self.strategy})")
         with self._cond:
             self._phase = (what, iteration, time.monotonic() + self.timeout, ["arriving"])
             self._cond.notify()
@@ -189,7 +197,7 @@ class StallWatchdog:
         else:
             where += "; every rank arrived, the reduction itself does not finish"
         where += self._network_report()
-        disarm()
+        self.last_words.disarm()
         if self.rank != 0:
             time.sleep(GRACE_SECONDS)       # worker 0, which can name the missing, speaks first
         # never returns to the loop to report again (MPI_Abort can return under --bucket-mb)
@@ -207,32 +215,34 @@ class StallWatchdog:
         return "; unreachable over the network: " + ", ".join(f"rank {r} (on {host})" for r, host in named)
 
 
-def install(sync, stall_timeout):
+def install(sync, stall_timeout, last_words, failure_context):
     """Start the guards for this rank of a data-parallel job (``sync``: its DataParallel, being built):
     last words, the peer monitor; return the stall watchdog whose ``guard`` the step runs under
     (a NoWatchdog when off)."""
     world = sync.world
     job_id = world.bcast(f"{os.getpid()}-{time.time():.0f}" if world.Get_rank() == 0 else None, root=0)
-    start_last_words(world.Get_rank(), world.Get_size(), job_id)
-    note("start-up (building the net)" if sync.is_worker else "parameter server, serving the workers")
+    last_words.start(world.Get_rank(), world.Get_size(), job_id)
+    last_words.note("start-up (building the net)" if sync.is_worker else "parameter server, serving the workers")
     if not stall_timeout or stall_timeout <= 0:
-        return NoWatchdog()
+        return NoWatchdog(last_words)
     beacon = reachability.Beacon()
     cards = world.allgather(beacon.card() + (os.getpid(), "worker" if sync.is_worker else "parameter server"))
     reachability.PeerMonitor([card[:3] for card in cards], world.Get_rank(),
-                             lambda peer, status, seconds: _peer_dead(world, cards[peer], peer, status, seconds),
+                             lambda peer, status, seconds: _peer_dead(world, cards[peer], peer, status, seconds,
+                                                                      last_words),
                              limit=min(reachability.DEAD_PEER_SECONDS, stall_timeout))
     if sync.is_worker and sync.num_workers > 1:
-        return StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, world, beacon)
-    return NoWatchdog()
+        return StallWatchdog(sync.worker_comm, stall_timeout, sync.comm_name, last_words, failure_context,
+                             world, beacon)
+    return NoWatchdog(last_words)
 
 
-def _peer_dead(world, card, peer, status, seconds):
+def _peer_dead(world, card, peer, status, seconds, last_words):
     """The peer this rank watches has not answered its beacon for ``seconds``: end the job, naming it."""
     host, _, _, pid, role = card
     why = ("unreachable over the network (a link down, the node gone)" if status == "unreachable"
            else "its node answers, the process does not (stopped, SIGSTOP or a debugger, or hung)")
-    disarm()
+    last_words.disarm()
     mpi_util.say_and_abort(world, f"firecaffe: rank {world.Get_rank()} of {world.Get_size()}: rank {peer} "
                                   f"({role}, pid {pid} on {host}) has not answered for {seconds:.0f} s: {why}; "
                                   "aborting the job\n", 3)

@@ -91,10 +91,24 @@ def test_stall_report_never_returns_even_if_mpi_abort_does(monkeypatch, capfd):
 
     dog = watchdog.StallWatchdog.__new__(watchdog.StallWatchdog)
     dog.world, dog.timeout, dog.strategy, dog.rank, dog._pending, dog._cards = World(), 2.0, "tree", 1, [], []
+    dog.last_words = watchdog.LastWords()              # never started: disarm does nothing
     monkeypatch.setattr(watchdog, "GRACE_SECONDS", 0.0)
-    monkeypatch.setattr(watchdog, "disarm", lambda: None)
     monkeypatch.setattr(watchdog.os, "_exit", fake_exit)
     with pytest.raises(Exited):
         dog._report(("the allreduce of the gradients", 5, 0.0, ["arriving"]))
     assert World.aborted == 1
     assert capfd.readouterr().err.count("stalled: waited 2 s") == 1
+
+
+def test_the_watchers_of_a_killed_job_leave_no_files_behind(run_with_fault):
+    import glob
+    import tempfile
+    import time
+    pattern = f"{tempfile.gettempdir()}/firecaffe-died-*"
+    before = set(glob.glob(pattern))
+    result = run_with_fault(1, 3, "kill", "tree")
+    assert result.returncode != 0 and "died without a message" in result.stderr, str(result)
+    deadline = time.monotonic() + 30            # each watcher keeps its claim a few seconds for the others
+    while set(glob.glob(pattern)) - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not set(glob.glob(pattern)) - before

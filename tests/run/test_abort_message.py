@@ -44,9 +44,9 @@ def test_what_the_watchdog_knows_about_the_network_joins_a_failing_ranks_message
     import sys
     script = (
         "from firecaffe.run import mpi_util\n"
-        "mpi_util.abort_on_error()\n"
-        "mpi_util.add_failure_context(lambda: 1 / 0)\n"
-        "mpi_util.add_failure_context(lambda: '; unreachable over the network: rank 2 (on n2)')\n"
+        "context = mpi_util.abort_on_error()\n"
+        "context.add(lambda: 1 / 0)\n"
+        "context.add(lambda: '; unreachable over the network: rank 2 (on n2)')\n"
         "raise RuntimeError('Other MPI error, error stack: connection timed out')\n")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
