@@ -18,19 +18,16 @@ whole batch at once and keeps its columns for backward; the GPU path takes
 chunks of samples whose columns fit ``COL_BUDGET`` and keeps nothing.
 """
 from .conv_base import ConvolutionBase, channel_sums
-from .dnnl.api import ARG_BIAS, ARG_DIFF_BIAS, ARG_DIFF_DST, ARG_DIFF_SRC, ARG_DIFF_WEIGHTS, ARG_DST, \
-    ARG_SRC, ARG_WEIGHTS
+from .dnnl.api import ARG_BIAS, ARG_DIFF_DST, ARG_DIFF_SRC, ARG_DST, ARG_SRC, ARG_WEIGHTS
 from .dnnl.conv import weight_grad_buffers
 from . import register
 
 
-def _dnnl_weight_grad(layer, geo, x, dy, bias):
-    """Caffe accumulates the parameter gradients; oneDNN's primitive writes them."""
+def _dnnl_backward(layer, geo, x, dy, bias, w=None, dx=None):
+    """oneDNN's gradients (firecaffe/ops/dnnl/conv.py ``backward``), the parameter ones
+    added to the blobs' diffs: Caffe accumulates them, oneDNN's primitive writes them."""
     dw, db = weight_grad_buffers(geo, bias)
-    args = {ARG_SRC: x, ARG_DIFF_DST: dy, ARG_DIFF_WEIGHTS: dw}
-    if bias:
-        args[ARG_DIFF_BIAS] = db
-    geo.backward_weights(bias)(args)
+    geo.backward(bias, x, dy, dw, db, w, dx)
     layer.blobs[0].diff[...] += dw.reshape(layer.blobs[0].shape)
     if bias:
         layer.blobs[1].diff[...] += db
@@ -55,11 +52,11 @@ class Convolution(ConvolutionBase):
             geo.forward(bias is not None)(args)
 
     def _backward_dnnl(self, geo, top, propagate_down, bottom):
-        data_grad = geo.backward_data() if any(propagate_down) else None   # refused before anything is summed
+        if any(propagate_down):
+            geo.backward_data()          # a refusal comes before any gradient is summed
         for i, (t, b) in enumerate(zip(top, bottom)):
-            _dnnl_weight_grad(self, geo, b.data, t.diff, self.bias_term)
-            if propagate_down[i]:
-                data_grad({ARG_DIFF_DST: t.diff, ARG_WEIGHTS: self.blobs[0].data, ARG_DIFF_SRC: b.diff})
+            _dnnl_backward(self, geo, b.data, t.diff, self.bias_term, self.blobs[0].data,
+                           b.diff if propagate_down[i] else None)
 
     def forward_gpu(self, bottom, top):
         bias = self.blobs[1].data if self.bias_term else None
@@ -117,7 +114,7 @@ class Deconvolution(ConvolutionBase):
     def _backward_dnnl(self, geo, top, propagate_down, bottom):
         data_grad = geo.forward(False) if any(propagate_down) else None    # refused before anything is summed
         for i, (t, b) in enumerate(zip(top, bottom)):
-            _dnnl_weight_grad(self, geo, t.diff, b.data, False)
+            _dnnl_backward(self, geo, t.diff, b.data, False)
             if self.bias_term:
                 self.blobs[1].diff[...] += channel_sums(t.diff.reshape(self.num, self.num_output, -1))
             if propagate_down[i]:

@@ -46,3 +46,15 @@ def test_unloadable_library_warns_once_and_runs_numpy(tmp_path, make, words):
 def test_turned_off_by_the_user_is_silent():
     stdout, stderr = run_with_lib("off")
     assert stdout == "available False NumPy (1, 2, 3, 3)" and stderr == []
+
+
+def test_threadpoolctl_sees_onednns_openmp_so_ranks_share_the_cores():
+    """firecaffe/run/parallel.py limits every thread pool threadpoolctl finds to the
+    rank's share of the cores: oneDNN's libgomp is loaded at import, so it is one."""
+    from firecaffe.ops import dnnl
+    if not dnnl.AVAILABLE:
+        pytest.skip(f"oneDNN not loaded: {dnnl.REASON}")
+    from threadpoolctl import threadpool_info, threadpool_limits
+    assert any(i["user_api"] == "openmp" and "libgomp" in i["filepath"] for i in threadpool_info())
+    with threadpool_limits(1):
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "openmp")

@@ -99,14 +99,30 @@ class Primitive:
                 src, dst = (want, desc.handle) if is_output else (desc.handle, want)
                 self._inner[arg] = (_memory(want, api.ALLOCATE), _Reorder(src, dst), is_output)
         self.reorders = len(self._inner)
+        self._borrowed = {}   # arg -> own buffer set aside: another primitive's copy is read instead
         exec_mems = [self._inner[a][0] if a in self._inner else self._user[a] for a in args]
         self._args = (api.ExecArg * len(args))(*[api.ExecArg(a, m) for a, m in zip(args, exec_mems)])
 
-    def __call__(self, arrays):
+    def reordered(self, arg, other):
+        """Make ``other`` read input ``arg`` from this primitive's reordered copy, where
+        both want it in one layout (True); the caller then passes ``ready=(arg,)``."""
+        mine, theirs = self._inner.get(arg), other._inner.get(arg)
+        if mine is None or theirs is None or not api.LIB.dnnl_memory_desc_equal(
+                self.pd.md(arg), other.pd.md(arg)):
+            return False
+        if arg not in other._borrowed:
+            other._inner[arg] = (mine[0], theirs[1], False)
+            other._borrowed[arg] = theirs[0]
+            for a in other._args:
+                if a.arg == arg:
+                    a.memory = mine[0]
+        return True
+
+    def __call__(self, arrays, ready=()):
         for arg, array in arrays.items():
             call("dnnl_memory_set_data_handle", self._user[arg], array.ctypes.data)
         for arg, (mem, reorder, is_output) in self._inner.items():
-            if not is_output:
+            if not is_output and arg not in ready:
                 reorder.run(self._user[arg], mem)
         call("dnnl_primitive_execute", self.prim, api.STREAM, len(self._args), self._args)
         for arg, (mem, reorder, is_output) in self._inner.items():
@@ -114,13 +130,25 @@ class Primitive:
                 reorder.run(mem, self._user[arg])
         call("dnnl_stream_wait", api.STREAM)
 
+    def bare(self):
+        """A call of the primitive alone, on buffers of the library's own in the layouts it
+        prefers (no reorder, no NumPy array): what oneDNN reaches by itself (benchmarks)."""
+        mems = [_memory(self.pd.md(a.arg), api.ALLOCATE) for a in self._args]
+        args = (api.ExecArg * len(mems))(*[api.ExecArg(a.arg, m) for a, m in zip(self._args, mems)])
+
+        def run():
+            call("dnnl_primitive_execute", self.prim, api.STREAM, len(mems), args)
+            call("dnnl_stream_wait", api.STREAM)
+        run.memories = mems
+        return run
+
     def __del__(self):
         lib = api.LIB
         if lib is None:
             return
         for mem in self._user.values():
             lib.dnnl_memory_destroy(mem)
-        for mem, reorder, _ in self._inner.values():
-            lib.dnnl_memory_destroy(mem)
+        for arg, (mem, reorder, _) in self._inner.items():
+            lib.dnnl_memory_destroy(self._borrowed.get(arg, mem))
             lib.dnnl_primitive_destroy(reorder.prim)
         lib.dnnl_primitive_destroy(self.prim)
