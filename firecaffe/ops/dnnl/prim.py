@@ -92,8 +92,10 @@ class Primitive:
         self._user = {}       # arg -> memory over the caller's array
         self._inner = {}      # arg -> (library-owned memory, reorder, is_output) where the layouts differ
         self._keep = [desc for desc, _ in args.values()]
+        self._sizes = {}      # arg -> bytes of the caller's array
         for arg, (desc, is_output) in args.items():
             self._user[arg] = _memory(desc.handle)
+            self._sizes[arg] = api.LIB.dnnl_memory_desc_get_size(desc.handle)
             want = pd.md(arg)
             if not api.LIB.dnnl_memory_desc_equal(want, desc.handle):
                 src, dst = (want, desc.handle) if is_output else (desc.handle, want)
@@ -120,6 +122,9 @@ class Primitive:
 
     def __call__(self, arrays, ready=()):
         for arg, array in arrays.items():
+            if array.dtype != np.float32 or not array.flags.c_contiguous or array.nbytes != self._sizes[arg]:
+                raise api.DnnlError(f"argument {arg} is not a C-contiguous float32 array of "
+                                    f"{self._sizes[arg]} bytes ({array.dtype}, {array.shape})")
             call("dnnl_memory_set_data_handle", self._user[arg], array.ctypes.data)
         for arg, (mem, reorder, is_output) in self._inner.items():
             if not is_output and arg not in ready:
