@@ -34,9 +34,10 @@ CPU = 1
 STREAM_IN_ORDER = 1
 FORWARD_TRAINING = 64
 CONVOLUTION_DIRECT = 0x1
+POOLING_MAX, POOLING_AVG_INCLUDE_PADDING = 0x1ff, 0x2ff
 QUERY_IMPL_INFO_STR = 8
 QUERY_EXEC_ARG_MD = 255
-ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS = 1, 17, 33, 41
+ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_WORKSPACE = 1, 17, 33, 41, 64
 ARG_DIFF_SRC, ARG_DIFF_DST, ARG_DIFF_WEIGHTS, ARG_DIFF_BIAS = 129, 145, 161, 169
 ARG_FROM, ARG_TO = ARG_SRC, ARG_DST
 ALLOCATE = ctypes.c_void_p(ctypes.c_size_t(-1).value)     # DNNL_MEMORY_ALLOCATE
@@ -87,6 +88,9 @@ _PROTOTYPES = {
         [P, P, ctypes.c_int, P, P, P, Dims, Dims, Dims, Dims, P, P],
     "dnnl_convolution_backward_weights_primitive_desc_create":
         [P, P, ctypes.c_int, P, P, P, P, Dims, Dims, Dims, Dims, P, P],
+    "dnnl_pooling_forward_primitive_desc_create":
+        [P, P, ctypes.c_int, ctypes.c_int, P, P, Dims, Dims, Dims, Dims, Dims, P],
+    "dnnl_pooling_backward_primitive_desc_create": [P, P, ctypes.c_int, P, P, Dims, Dims, Dims, Dims, Dims, P, P],
 }
 _RESTYPES = {"dnnl_memory_desc_equal": ctypes.c_int, "dnnl_memory_desc_get_size": ctypes.c_size_t,
              "dnnl_primitive_desc_query_md": P}

@@ -122,7 +122,8 @@ class Primitive:
 
     def __call__(self, arrays, ready=()):
         for arg, array in arrays.items():
-            if array.dtype != np.float32 or not array.flags.c_contiguous or array.nbytes != self._sizes[arg]:
+            if (array.dtype != np.float32 and arg != api.ARG_WORKSPACE) or not array.flags.c_contiguous \
+                    or array.nbytes != self._sizes[arg]:
                 raise api.DnnlError(f"argument {arg} is not a C-contiguous float32 array of "
                                     f"{self._sizes[arg]} bytes ({array.dtype}, {array.shape})")
             call("dnnl_memory_set_data_handle", self._user[arg], array.ctypes.data)
