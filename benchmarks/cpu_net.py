@@ -219,30 +219,30 @@ def main():
 
     # whole net, interleaved
     fc_step()
-    fc_times, torch_times, np_times = [], [], []
-    for _ in range(args.repeat):
-        t = time.perf_counter()
-        fc_step()
-        fc_times.append(time.perf_counter() - t)
-        if np_net is not None:
-            t = time.perf_counter()
-            fc_step(np_net)
-            np_times.append(time.perf_counter() - t)
-        if torch is not None:
-            t = time.perf_counter()
-            torch_step()
-            torch_times.append(time.perf_counter() - t)
-    fc_ms = statistics.median(fc_times) * 1e3
-    print(f"\nforward+backward, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat}:")
-    print(f"  firecaffe {fc_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in fc_times)})")
+    steps = {"firecaffe": lambda: fc_step()}
     if np_net is not None:
-        np_ms = statistics.median(np_times) * 1e3
-        print(f"  NumPy     {np_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in np_times)})")
-        print(f"  ratio firecaffe/firecaffe NumPy path: {fc_ms / np_ms:.2f}")
+        steps["NumPy"] = lambda: fc_step(np_net)
     if torch is not None:
-        torch_ms = statistics.median(torch_times) * 1e3
-        print(f"  torch     {torch_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in torch_times)})")
-        print(f"  ratio firecaffe/torch: {fc_ms / torch_ms:.2f}")
+        steps["torch"] = torch_step
+    wall = {k: [] for k in steps}
+    cpu = {k: [] for k in steps}
+    for _ in range(args.repeat):
+        for name, step in steps.items():
+            t, c = time.perf_counter(), time.process_time()
+            step()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    med = {k: statistics.median(v) * 1e3 for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+    print(f"\nforward+backward, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat} "
+          f"(wall ms; CPU ms of the process, all threads):")
+    for name in steps:
+        print(f"  {name:9s} {med[name]:8.1f} ms  CPU {med_cpu[name]:8.1f} ms   "
+              f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
+    for peer in ("NumPy", "torch"):
+        if peer in steps:
+            print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "
+                  f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}")
 
     # per layer (firecaffe) and the convolutions' share of the GEMM rate
     fwd, bwd = per_layer_times(net, max(3, args.repeat // 2))
