@@ -26,6 +26,8 @@ SHAPES = [   # (kind, convolution_param, input shape)
     ("Deconvolution", "num_output: 3 kernel_size: 3 stride: 2 pad: 1", (2, 4, 4, 3)),
     ("Deconvolution", "num_output: 4 kernel_size: 2 group: 2 dilation: 2", (2, 4, 4, 3)),
     ("Deconvolution", "num_output: 3 kernel_size: 1 bias_term: false", (2, 4, 4, 3)),
+    ("Deconvolution", "num_output: 16 kernel_size: 3 stride: 2 pad: 1", (2, 8, 4, 3)),         # blocked
+    ("Convolution", "num_output: 8 kernel_size: 3 stride: 2 dilation: 2 pad: 2", (2, 8, 9, 8)),  # blocked
 ]
 
 
