@@ -62,7 +62,8 @@ def test_time_prints_each_layers_engine():
     result = firecaffe("time", "--model", NET, "--iterations", "1")
     assert result.returncode == 0, result.stderr
     conv = dnnl.VERSION if dnnl.AVAILABLE else "NumPy"
-    assert f"conv1\tengine: {conv}" in result.stderr and "pool1\tengine: NumPy" in result.stderr
+    assert f"conv1\tengine: {conv}" in result.stderr and f"pool1\tengine: {conv}" in result.stderr
+    assert "relu1\tengine: NumPy" in result.stderr
 
 
 def test_analyze_json_totals():
