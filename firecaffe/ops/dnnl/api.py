@@ -3,7 +3,7 @@ CPU engine and stream, and the few entry points firecaffe calls.
 
 Where the library comes from is decided here and nowhere else:
 FIRECAFFE_DNNL_LIB names the file to load (``off`` or ``0``: do not load it,
-the NumPy path runs everywhere); otherwise the ``libdnnl.so.3`` that the
+the NumPy path runs everywhere); unset or empty, the ``libdnnl.so.3`` that the
 ``onednn-cpu-gomp`` wheel puts in ``<prefix>/lib``, then the system's.
 Anything that goes wrong while loading (missing file, another major version,
 a corrupt library, no engine) leaves ``LIB`` as None and ``REASON`` saying why.
@@ -97,9 +97,9 @@ _RESTYPES = {"dnnl_memory_desc_equal": ctypes.c_int, "dnnl_memory_desc_get_size"
 
 
 def _candidates():
-    chosen = os.environ.get(ENV_LIB)
-    if chosen is not None:
-        return [] if chosen.strip().lower() in ("", "0", "off", "no", "false") else [chosen]
+    chosen = os.environ.get(ENV_LIB, "").strip()
+    if chosen:
+        return [] if chosen.lower() in ("0", "off", "no", "false") else [chosen]
     here = [os.path.join(sys.prefix, "lib", "libdnnl.so.3")]
     found = ctypes.util.find_library("dnnl")
     return here + ([found] if found else [])
