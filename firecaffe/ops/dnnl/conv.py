@@ -8,12 +8,10 @@ same memory), bias (Cout,). Caffe's floor output size is oneDNN's with
 right padding ``pad`` (its division truncates too); Caffe's dilation d is
 oneDNN's d - 1.
 
-Layouts (``layout_for``): a 1x1 stride-1 unpadded kernel, and a kernel over
-fewer than 8 input channels per group (a first layer: blocking 3 channels to 16
-would pad them), compute on the plain arrays (measured as fast or faster than
-blocked layouts plus their reorders: SqueezeNet's 1x1 layers at batch 32, e.g.
-fire5/squeeze1x1 15 vs 19 ms forward + backward; conv1 110 vs 136 ms); other
-kernels compute in the layouts oneDNN prefers (blocked, nChw16c on AVX-512),
+Layouts (``layout_for``): a 1x1 stride-1 unpadded kernel computes on the plain
+arrays (measured as fast or faster than blocked layouts plus their reorders on
+SqueezeNet's 1x1 layers at batch 32, e.g. fire5/squeeze1x1 15 vs 19 ms forward +
+backward); other kernels compute in the layouts oneDNN prefers (blocked, nChw16c on AVX-512),
 and the reorders between those and the plain arrays run in every call and are
 part of its time. ``backward`` reorders the output gradient once for both
 gradients where the two primitives want the same layout.
@@ -28,10 +26,9 @@ from .prim import MemoryDesc, Primitive, PrimitiveDesc, dims
 
 
 
-def layout_for(cin_per_group, kernel, stride, pad):
+def layout_for(kernel, stride, pad):
     """"plain" (compute on the arrays' own nchw/oihw) or "any" (oneDNN's choice, with reorders)."""
-    one_by_one = set(kernel) == {1} and set(stride) == {1} and set(pad) == {0}
-    return "plain" if one_by_one or cin_per_group < 8 else "any"
+    return "plain" if set(kernel) == {1} and set(stride) == {1} and set(pad) == {0} else "any"
 
 
 class ConvGeometry:
@@ -45,7 +42,7 @@ class ConvGeometry:
         self.b_shape = (cout,)
         self.stride, self.pad = dims(stride), dims(pad)
         self.dilates = dims([d - 1 for d in dilation])
-        self.layout = layout = layout or layout_for(cin // group, kernel, stride, pad)
+        self.layout = layout = layout or layout_for(kernel, stride, pad)
         plain = {k: MemoryDesc(s) for k, s in
                  (("x", self.x_shape), ("y", self.y_shape), ("w", self.w_shape), ("b", self.b_shape))}
         self.plain = plain
