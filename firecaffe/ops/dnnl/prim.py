@@ -139,13 +139,17 @@ class Primitive:
     def bare(self):
         """A call of the primitive alone, on buffers of the library's own in the layouts it
         prefers (no reorder, no NumPy array): what oneDNN reaches by itself (benchmarks)."""
-        mems = [_memory(self.pd.md(a.arg), api.ALLOCATE) for a in self._args]
+        mds = [self.pd.md(a.arg) for a in self._args]
+        # filled buffers: uninitialized memory may hold denormals, which slow the kernels down
+        arrays = [np.random.default_rng(0).uniform(-1, 1, -(-api.LIB.dnnl_memory_desc_get_size(md) // 4))
+                  .astype(np.float32) for md in mds]
+        mems = [_memory(md, a.ctypes.data) for md, a in zip(mds, arrays)]
         args = (api.ExecArg * len(mems))(*[api.ExecArg(a.arg, m) for a, m in zip(self._args, mems)])
 
         def run():
             call("dnnl_primitive_execute", self.prim, api.STREAM, len(mems), args)
             call("dnnl_stream_wait", api.STREAM)
-        run.memories = mems
+        run.memories, run.arrays = mems, arrays
         return run
 
     def __del__(self):
