@@ -131,3 +131,11 @@ def test_a_shape_onednn_refuses_runs_the_numpy_path(caplog):
         "invalid arguments); it runs the NumPy path"]
     for mine, theirs in zip(got, run(ref, rb, rt, dy)):
         assert_close32(mine, theirs, "refused shape on the NumPy path")
+
+
+def test_one_by_one_over_many_positions_runs_the_numpy_path():
+    """There one batched matmul beats oneDNN's GEMM over nchw (benchmarks/conv_dnnl.py)."""
+    text = f'type: "Convolution" convolution_param {{ num_output: 4 kernel_size: 1 {GAUSS} }}'
+    big, _, _ = make_layer(text, [np.ones((1, 2, 48, 48))], dtype=np.float32)
+    small, _, _ = make_layer(text, [np.ones((1, 2, 40, 40))], dtype=np.float32)
+    assert big.engine_name == "NumPy" and small.engine_name.startswith("oneDNN")
