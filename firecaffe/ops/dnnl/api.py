@@ -24,6 +24,8 @@ import ctypes.util
 import os
 import sys
 
+from ...core.options import read_environment
+
 ENV_LIB = "FIRECAFFE_DNNL_LIB"
 MAX_NDIMS = 12
 
@@ -97,7 +99,7 @@ _RESTYPES = {"dnnl_memory_desc_equal": ctypes.c_int, "dnnl_memory_desc_get_size"
 
 
 def _candidates():
-    chosen = os.environ.get(ENV_LIB, "").strip()
+    chosen = (read_environment().dnnl_lib or "").strip()
     if chosen:
         return [] if chosen.lower() in ("0", "off", "no", "false") else [chosen]
     here = [os.path.join(sys.prefix, "lib", "libdnnl.so.3")]
