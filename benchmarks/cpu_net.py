@@ -1,6 +1,7 @@
 """CPU whole-net speed: one forward + backward of SqueezeNet v1.1 (batch 32,
-3x224x224, float32) with firecaffe (NumPy) and with PyTorch CPU, in the same
-run, interleaved, and the ratio of their medians.
+3x224x224, float32) with firecaffe (its CPU engine: oneDNN where it loaded),
+firecaffe on its NumPy path (every convolution with ``engine: CAFFE``) and
+PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
                                  [--net nets/squeezenet_v1.1/deploy.prototxt]
@@ -32,7 +33,7 @@ from firecaffe.engine.net import Net                    # noqa: E402
 from firecaffe.proto import caffe_pb2, io        # noqa: E402
 
 
-def build_param(path, batch, size):
+def build_param(path, batch, size, numpy_path=False):
     param = io.read_net(path)
     out = caffe_pb2.NetParameter()
     out.CopyFrom(param)
@@ -52,6 +53,8 @@ def build_param(path, batch, size):
             layer.type = "SoftmaxWithLoss"
             layer.bottom.append("label")
             layer.top[:] = ["loss"]
+        if numpy_path and layer.type in ("Convolution", "Deconvolution"):
+            layer.convolution_param.engine = caffe_pb2.ConvolutionParameter.CAFFE
     return out
 
 
@@ -165,6 +168,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--layers", type=int, default=12, help="rows of the per-layer table")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-numpy", action="store_true", help="leave out firecaffe's NumPy path")
     args = parser.parse_args()
 
     try:
@@ -176,12 +180,18 @@ def main():
         pass
     print(f"numpy {np.__version__}, cpu_count {os.cpu_count()}, "
           f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(default)')}")
+    from firecaffe.ops import dnnl
+    print(f"oneDNN: {dnnl.VERSION if dnnl.AVAILABLE else 'not loaded: ' + str(dnnl.REASON)}; "
+          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', '(default)')} "
+          f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', '(default)')}")
     param = build_param(args.net, args.batch, args.size)
     net = make_firecaffe(param)
+    np_net = make_firecaffe(build_param(args.net, args.batch, args.size, numpy_path=True)) \
+        if dnnl.AVAILABLE and not args.no_numpy else None
 
-    def fc_step():
-        net.clear_param_diffs()
-        return net.forward_backward()
+    def fc_step(which=net):
+        which.clear_param_diffs()
+        return which.forward_backward()
 
     torch = None
     if not args.no_torch:
@@ -202,28 +212,37 @@ def main():
             return float(loss)
 
         ours, theirs = fc_step(), torch_step()
-        print(f"loss: firecaffe {ours:.6f}  torch {theirs:.6f}")
+        print(f"loss: firecaffe {ours:.6f}  torch {theirs:.6f}"
+              + (f"  firecaffe NumPy path {fc_step(np_net):.6f}" if np_net is not None else ""))
         if not np.isclose(ours, theirs, rtol=1e-3):
             print("WARNING: the two nets disagree")
 
     # whole net, interleaved
     fc_step()
-    fc_times, torch_times = [], []
-    for _ in range(args.repeat):
-        t = time.perf_counter()
-        fc_step()
-        fc_times.append(time.perf_counter() - t)
-        if torch is not None:
-            t = time.perf_counter()
-            torch_step()
-            torch_times.append(time.perf_counter() - t)
-    fc_ms = statistics.median(fc_times) * 1e3
-    print(f"\nforward+backward, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat}:")
-    print(f"  firecaffe {fc_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in fc_times)})")
+    steps = {"firecaffe": lambda: fc_step()}
+    if np_net is not None:
+        steps["NumPy"] = lambda: fc_step(np_net)
     if torch is not None:
-        torch_ms = statistics.median(torch_times) * 1e3
-        print(f"  torch     {torch_ms:8.1f} ms   (all: {' '.join(f'{t * 1e3:.0f}' for t in torch_times)})")
-        print(f"  ratio firecaffe/torch: {fc_ms / torch_ms:.2f}")
+        steps["torch"] = torch_step
+    wall = {k: [] for k in steps}
+    cpu = {k: [] for k in steps}
+    for _ in range(args.repeat):
+        for name, step in steps.items():
+            t, c = time.perf_counter(), time.process_time()
+            step()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    med = {k: statistics.median(v) * 1e3 for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+    print(f"\nforward+backward, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat} "
+          f"(wall ms; CPU ms of the process, all threads):")
+    for name in steps:
+        print(f"  {name:9s} {med[name]:8.1f} ms  CPU {med_cpu[name]:8.1f} ms   "
+              f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
+    for peer in ("NumPy", "torch"):
+        if peer in steps:
+            print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "
+                  f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}")
 
     # per layer (firecaffe) and the convolutions' share of the GEMM rate
     fwd, bwd = per_layer_times(net, max(3, args.repeat // 2))

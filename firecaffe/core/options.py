@@ -80,6 +80,7 @@ class Environment:
     no_progress: bool = False            # FIRECAFFE_NO_PROGRESS: never draw a progress bar
     mpi_init_timeout: float = 300.0      # FIRECAFFE_MPI_INIT_TIMEOUT: seconds MPI_Init may wait (0: forever)
     cluster_dir: Optional[str] = None    # FIRECAFFE_CLUSTER_DIR: where `firecaffe cluster` keeps its state
+    dnnl_lib: Optional[str] = None       # FIRECAFFE_DNNL_LIB: the libdnnl to load, or off (ops/dnnl)
 
 
 def read_environment(environ=None):
@@ -91,7 +92,8 @@ def read_environment(environ=None):
         log_level=env.get("FIRECAFFE_LOG_LEVEL") or None,
         no_progress=bool(env.get("FIRECAFFE_NO_PROGRESS")),
         mpi_init_timeout=_number(env, "FIRECAFFE_MPI_INIT_TIMEOUT", 300.0),
-        cluster_dir=env.get("FIRECAFFE_CLUSTER_DIR") or None)
+        cluster_dir=env.get("FIRECAFFE_CLUSTER_DIR") or None,
+        dnnl_lib=env.get("FIRECAFFE_DNNL_LIB"))
 
 
 def environment():

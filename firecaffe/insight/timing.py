@@ -1,4 +1,5 @@
-"""`firecaffe time`: per-layer forward/backward times, printed as `caffe time` does."""
+"""`firecaffe time`: per-layer forward/backward times, printed as `caffe time` does,
+after the engine each layer runs on (oneDNN or NumPy on the CPU, CuPy on a GPU)."""
 import time
 
 from ..core import backend
@@ -10,6 +11,13 @@ def _sync():
         backend.xp().cuda.Device().synchronize()
 
 
+def engine_of(layer):
+    """The engine a layer computes with: its own word (oneDNN layers) or its array module's."""
+    if backend.gpu_enabled():
+        return "CuPy"
+    return getattr(layer, "engine_name", "NumPy")
+
+
 def time_net(net, iterations):
     """Time ``iterations`` forward-backward passes; return per-layer mean ms."""
     n = len(net.layers)
@@ -18,6 +26,8 @@ def time_net(net, iterations):
     net.forward_range()                       # warm-up, as Caffe does once
     LOGGER.info("Performing Backward")
     net.backward_range()
+    for layer in net.layers:                  # after the warm-up: a layer oneDNN refused says NumPy
+        LOGGER.info(f"{layer.name:>20s}\tengine: {engine_of(layer)}")
     LOGGER.info("*** Benchmark begins ***")
     LOGGER.info(f"Testing for {iterations} iterations.")
     total_fwd = total_bwd = 0.0

@@ -9,13 +9,28 @@ Weights are (num_output, C/group, *kernel) for Convolution and
 (C, num_output/group, *kernel) for Deconvolution (Caffe's layouts); bias is
 (num_output,). N bottoms give N tops that share the weights.
 
-Each layer has its CPU and GPU methods side by side; both run the GEMM code of
-firecaffe/ops/conv_base.py, written once against ``xp``. The CPU path takes the
+Each layer has its CPU and GPU methods side by side. On the CPU, oneDNN's
+convolutions run where the library loaded (firecaffe/ops/dnnl/conv.py:
+Deconvolution's forward is the data gradient, its data gradient the forward);
+otherwise, and with convolution_param.engine CAFFE, both paths run the GEMM
+code of firecaffe/ops/conv_base.py, written once against ``xp``. The CPU path takes the
 whole batch at once and keeps its columns for backward; the GPU path takes
 chunks of samples whose columns fit ``COL_BUDGET`` and keeps nothing.
 """
 from .conv_base import ConvolutionBase, channel_sums
+from .dnnl.api import ARG_BIAS, ARG_DIFF_DST, ARG_DIFF_SRC, ARG_DST, ARG_SRC, ARG_WEIGHTS
+from .dnnl.conv import weight_grad_buffers
 from . import register
+
+
+def _dnnl_backward(layer, geo, x, dy, bias, w=None, dx=None):
+    """oneDNN's gradients (firecaffe/ops/dnnl/conv.py ``backward``), the parameter ones
+    added to the blobs' diffs: Caffe accumulates them, oneDNN's primitive writes them."""
+    dw, db = weight_grad_buffers(geo, bias)
+    geo.backward(bias, x, dy, dw, db, w, dx)
+    layer.blobs[0].diff[...] += dw.reshape(layer.blobs[0].shape)
+    if bias:
+        layer.blobs[1].diff[...] += db
 
 
 @register("Convolution")
@@ -23,9 +38,25 @@ class Convolution(ConvolutionBase):
 
     def forward_cpu(self, bottom, top):
         bias = self.blobs[1].data if self.bias_term else None
+        if self._on_dnnl(lambda geo: self._forward_dnnl(geo, bottom, top, bias)):
+            return
         for i, (b, t) in enumerate(zip(bottom, top)):
             col, batch_major = self._columns(self._split(b.data, self.channels, self.in_spatial), i)
             self._gemm_forward(col, batch_major, t.data.reshape(self.num, self.num_output, -1), bias)
+
+    def _forward_dnnl(self, geo, bottom, top, bias):
+        for b, t in zip(bottom, top):
+            args = {ARG_SRC: b.data, ARG_WEIGHTS: self.blobs[0].data, ARG_DST: t.data}
+            if bias is not None:
+                args[ARG_BIAS] = bias
+            geo.forward(bias is not None)(args)
+
+    def _backward_dnnl(self, geo, top, propagate_down, bottom):
+        if any(propagate_down):
+            geo.backward_data()          # a refusal comes before any gradient is summed
+        for i, (t, b) in enumerate(zip(top, bottom)):
+            _dnnl_backward(self, geo, b.data, t.diff, self.bias_term, self.blobs[0].data,
+                           b.diff if propagate_down[i] else None)
 
     def forward_gpu(self, bottom, top):
         bias = self.blobs[1].data if self.bias_term else None
@@ -36,6 +67,8 @@ class Convolution(ConvolutionBase):
                 self._gemm_forward(*self._columns(x[part], batch_major=self.is_1x1), y3[part], bias)
 
     def backward_cpu(self, top, propagate_down, bottom):
+        if self._on_dnnl(lambda geo: self._backward_dnnl(geo, top, propagate_down, bottom)):
+            return
         for i, (t, b) in enumerate(zip(top, bottom)):
             dy3 = t.diff.reshape(self.num, self.num_output, -1)
             if self.bias_term:
@@ -69,7 +102,23 @@ class Deconvolution(ConvolutionBase):
         return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad
 
     def forward_cpu(self, bottom, top):
-        self._forward(bottom, top, [slice(None)], batch_major=True)
+        if not self._on_dnnl(lambda geo: self._forward_dnnl(geo, bottom, top)):
+            self._forward(bottom, top, [slice(None)], batch_major=True)
+
+    def _forward_dnnl(self, geo, bottom, top):
+        for b, t in zip(bottom, top):
+            geo.backward_data()({ARG_DIFF_DST: b.data, ARG_WEIGHTS: self.blobs[0].data, ARG_DIFF_SRC: t.data})
+            if self.bias_term:
+                t.data.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
+
+    def _backward_dnnl(self, geo, top, propagate_down, bottom):
+        data_grad = geo.forward(False) if any(propagate_down) else None    # refused before anything is summed
+        for i, (t, b) in enumerate(zip(top, bottom)):
+            _dnnl_backward(self, geo, t.diff, b.data, False)
+            if self.bias_term:
+                self.blobs[1].diff[...] += channel_sums(t.diff.reshape(self.num, self.num_output, -1))
+            if propagate_down[i]:
+                data_grad({ARG_SRC: t.diff, ARG_WEIGHTS: self.blobs[0].data, ARG_DST: b.diff})
 
     def forward_gpu(self, bottom, top):
         self._forward(bottom, top, self._chunks(), batch_major=False)
@@ -84,6 +133,8 @@ class Deconvolution(ConvolutionBase):
                 y.reshape(self.num, self.num_output, -1)[...] += self.blobs[1].data[:, None]
 
     def backward_cpu(self, top, propagate_down, bottom):
+        if self._on_dnnl(lambda geo: self._backward_dnnl(geo, top, propagate_down, bottom)):
+            return
         for i, (t, b) in enumerate(zip(top, bottom)):
             dy = self._split(t.diff, self.num_output, self.out_spatial)
             if self.bias_term:

@@ -26,6 +26,8 @@ from ..core import backend
 from ..errors import PrototxtError
 from ..kernels import launch
 from ._threads import run_blocks
+from . import dnnl
+from .dnnl import pool as dnnl_pool
 from .im2col import valid_ranges
 from . import Layer, register
 
@@ -81,6 +83,13 @@ class Pooling(Layer):
         if self.kernel is not None and any(q >= k for q, k in zip(self.pad, self.kernel)):
             self.fail(f"pad {self.pad} must be smaller than the kernel {self.kernel}", PrototxtError)
         self.floor = p.round_mode == p.FLOOR
+        self.use_dnnl, self.dnnl_ran, self.workspace = dnnl.AVAILABLE and p.engine != p.CAFFE, False, None
+        self.n_top = len(top)
+
+    @property
+    def engine_name(self):
+        """oneDNN where the last forward ran on it (firecaffe/ops/dnnl/pool.py), else NumPy."""
+        return dnnl.VERSION if self.dnnl_ran else "NumPy"
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
@@ -120,6 +129,8 @@ class Pooling(Layer):
 
     def forward_cpu(self, bottom, top):
         x, y = bottom[0].data, top[0].data
+        if dnnl_pool.forward(self, x, y):
+            return
         whole = self._is_whole_window(x.shape)
         if self.method == "AVE":
             if whole:
@@ -250,6 +261,8 @@ class Pooling(Layer):
         if not propagate_down[0]:
             return
         dx, dy = bottom[0].diff, top[0].diff
+        if dnnl_pool.backward(self, dy, dx):
+            return
         if self.method == "AVE" and self._is_whole_window(dx.shape):
             np.multiply(dy, dx.dtype.type(1.0 / (dx.shape[2] * dx.shape[3])), out=dx)
             return

@@ -57,6 +57,15 @@ def test_time_prints_per_layer_times():
     assert "Average Forward-Backward: " in result.stderr
 
 
+def test_time_prints_each_layers_engine():
+    from firecaffe.ops import dnnl
+    result = firecaffe("time", "--model", NET, "--iterations", "1")
+    assert result.returncode == 0, result.stderr
+    conv = dnnl.VERSION if dnnl.AVAILABLE else "NumPy"
+    assert f"conv1\tengine: {conv}" in result.stderr and f"pool1\tengine: {conv}" in result.stderr
+    assert "relu1\tengine: NumPy" in result.stderr
+
+
 def test_analyze_json_totals():
     result = firecaffe("analyze", NET, "--json")
     assert result.returncode == 0, result.stderr
