@@ -54,6 +54,7 @@ mpi_default() {
 
 write_conf() {
     local mem
+    FIRST_JOB_ID=$(( (RANDOM * 32768 + RANDOM) % 60000000 + 1000 ))
     mem=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
     cat > "$CONF" <<EOF
 # Written by launch/slurm/local-cluster.sh: a one-node cluster for trying batch scripts.
@@ -85,6 +86,11 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
+# Job ids start at a random number: srun's PMI names a job's key space after its id, and MPICH
+# names its shared memory after that, so a cluster started again (job 1, 2, ... once more) could
+# meet the segments a killed job of an earlier cluster left in /dev/shm
+# ("Message from rank 1 ... truncated" in MPI_Init).
+FirstJobId=$FIRST_JOB_ID
 MinJobAge=600
 KillWait=5
 InactiveLimit=0

@@ -108,9 +108,27 @@ def test_solver_hooks_bracket_every_iteration_and_an_end_hook_can_stop(param):
     assert seen == [("start", 0), "on_start", "on_gradients", ("start", 1), "on_start", "on_gradients"]
 
 
-def test_the_progress_bar_follows_the_iterations_as_a_hook_only_while_step_runs(param, capsys):
+def test_the_progress_bar_follows_the_iterations_as_a_hook_only_while_step_runs(param, monkeypatch):
+    from firecaffe.solvers import solver as solver_module
+
+    class Bar:
+        updates, postfix, closed = 0, None, False
+
+        def update(self, n):
+            self.updates += n
+
+        def set_postfix(self, **values):
+            self.postfix = values
+
+        def close(self):
+            self.closed = True
+
+    bars = []
+    monkeypatch.setattr(solver_module, "progress", lambda *args, **kwargs: bars.append(Bar()) or bars[-1])
     solver = Solver(param, options=RunOptions(show_progress=True))
     solver.step(3)
-    shown = capsys.readouterr().err
-    assert "3/600" in shown and "loss=" in shown, shown[-500:]
+    (bar,) = bars
+    assert bar.updates == 3 and bar.closed and float(bar.postfix["loss"]) == pytest.approx(solver.smoothed_loss, 1e-3)
     assert solver.hooks["iteration_end"] == []           # removed when step() returned
+    Solver(param, options=RunOptions(show_progress=False)).step(1)
+    assert len(bars) == 1                                 # --no-progress: no bar at all

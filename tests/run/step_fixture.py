@@ -50,7 +50,9 @@ def run_case(ranks, extra, timeout=240):
                    "--snapshot-prefix", prefix, *extra]
         if ranks > 1:
             command = ["mpiexec", "-n", str(ranks), *command]
-        env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+        # the NumPy engine, as when recorded: the fixture pins the training step's wiring; oneDNN's
+        # convolutions (another summation order) are checked against that path in tests/layers
+        env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1", OMP_NUM_THREADS="1", FIRECAFFE_DNNL_LIB="off")
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
