@@ -71,7 +71,6 @@ class DataParallel:
         _share_cores(self.local_size)
         self.bucket_bytes = int(options.bucket_mb * 2**20)
         self.reducer = None
-        self.bucketed = False          # this step's gradients were summed in buckets during backward
         self.comm_seconds = self.hidden_seconds = 0.0
         self.hooks = Hooks("span")     # (name, category, start_ns, end_ns, args) of each timed part
         self.watchdog = watchdog.install(self, options.stall_timeout, last_words or watchdog.LastWords(),
@@ -117,8 +116,9 @@ class DataParallel:
         what = "the bucketed allreduce of the gradients" if self.reducer is not None else self.strategy.step_words
         with self.watchdog.guard(what, iteration):
             yield self
-        self._span(f"step ({self.comm_name})", "step", self._step_began, time.perf_counter_ns(),
-                   {"reduced_in_buckets": self.reducer is not None})
+        if self.hooks["span"]:         # (no name is formatted for nobody)
+            self._span(f"step ({self.comm_name})", "step", self._step_began, time.perf_counter_ns(),
+                       {"reduced_in_buckets": self.reducer is not None})
         if display:
             LOGGER.info(f"Iteration {iteration}, communication ({self.comm_name}, {self.num_workers} workers) "
                         f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward"
