@@ -11,7 +11,8 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import BUCKET_MB, CPU_OPTION, GPU_OPTION, INTER_OPTION, STALL_SECONDS, choose_device, comm_option
+from .options import (BUCKET_MB, COMPRESS_OPTION, COMPRESS_START_OPTION, CPU_OPTION, GPU_OPTION, INTER_OPTION,
+                      STALL_SECONDS, choose_device, comm_option)
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -96,6 +97,8 @@ def _looks_like_net(text):
 @click.option("--regularization-type", type=click.Choice(["L1", "L2"]), help="Weight decay's norm "
               "(regularization_type).")
 @comm_option()
+@COMPRESS_OPTION
+@COMPRESS_START_OPTION
 @click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server ranks for --comm ps (taken from the job's ranks).")
@@ -135,7 +138,7 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     options = RunOptions.build(
         comm=comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
         global_batch=global_batch, **{key: flags.pop(key) for key in (
-            "inter", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters", "show_progress",
+            "inter", "compress", "compress_start", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters", "show_progress",
             "sigint_effect", "sighup_effect", "timeline", "timeline_iters")})
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from ..comm import make_strategy, strategy_class
+from ..comm.compress import Param, make_codec
 from ..comm.staging import staged
 from ..core import backend
 from ..core.hooks import Hooks
@@ -58,8 +59,9 @@ class DataParallel:
         self.options = options = options or RunOptions()
         self.world = world
         self.comm_name = options.comm
+        self.codec = make_codec(options.compress, options.compress_start)     # this rank's (its state too)
         self.strategy = make_strategy(options.comm, world, servers=options.ps_servers, inter=options.inter,
-                                      wait=options.wait, cuda_aware=options.cuda_aware_mpi)
+                                      wait=options.wait, cuda_aware=options.cuda_aware_mpi, codec=self.codec)
         self.is_worker = self.strategy.is_worker
         self.worker_comm = self.strategy.worker_comm
         self.num_workers = self.strategy.num_workers
@@ -83,7 +85,12 @@ class DataParallel:
 
     # --- set-up --------------------------------------------------------------
     def start(self, net, iter_size=1):
-        """Once the nets exist (every rank): start from rank 0's weights; buckets over the diff arena."""
+        """Once the nets exist (every rank): the codec learns the arena's parameters (and checks them),
+        start from rank 0's weights; buckets over the diff arena."""
+        self.codec.bind(arena_params(net))
+        if self.is_root and not self.codec.lossless:
+            LOGGER.info(f"Gradients compressed: --compress {self.codec.name} on the wire of --comm {self.comm_name}"
+                        + (f" from iteration {self.codec.start}" if self.codec.start else ""))
         self.broadcast_weights(net)
         if self.is_worker and self.bucket_bytes and self.strategy.overlaps and iter_size == 1:
             from ..comm.overlap import BucketReducer
@@ -97,7 +104,10 @@ class DataParallel:
             self.world.Bcast(buf, root=0)
 
     # --- one step ------------------------------------------------------------
-    def forward_backward(self, net):
+    def forward_backward(self, net, iteration=None):
+        """This rank's forward and backward of ``iteration`` (buckets are reduced during backward)."""
+        if iteration is not None:
+            self.codec.begin(iteration)       # before backward: the bucket thread compresses (or not) by it
         if not self.is_worker:
             return 0.0
         if self.reducer is None:
@@ -114,13 +124,15 @@ class DataParallel:
         self._cpu_seconds = None
         self._step_began = time.perf_counter_ns()
         what = "the bucketed allreduce of the gradients" if self.reducer is not None else self.strategy.step_words
+        self.codec.begin(iteration)
         with self.watchdog.guard(what, iteration):
             yield self
         if self.hooks["span"]:         # (no name is formatted for nobody)
             self._span(f"step ({self.comm_name})", "step", self._step_began, time.perf_counter_ns(),
                        {"reduced_in_buckets": self.reducer is not None})
         if display:
-            LOGGER.info(f"Iteration {iteration}, communication ({self.comm_name}, {self.num_workers} workers) "
+            coded = f", {self.codec.name}" if self.codec.active and not self.codec.lossless else ""
+            LOGGER.info(f"Iteration {iteration}, communication ({self.comm_name}{coded}, {self.num_workers} workers) "
                         f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward"
                         + (f", {self._cpu_seconds * 1e3:.1f} ms CPU in the bucket thread"
                            if self._cpu_seconds is not None else ""))
@@ -167,10 +179,41 @@ class DataParallel:
         """Before a snapshot (every rank): rank 0's solver history made whole by the strategy."""
         self.strategy.gather_history_(history, root=0)
 
+    def gather_codec_state(self):
+        """Before a snapshot (every rank): rank 0 gets every worker's codec state (error-feedback residual,
+        PowerSGD's Q), ``[{name: array}]`` in worker order; None elsewhere and when the codec keeps none."""
+        if not self.codec.feedback or not self.is_worker:
+            return None
+        # once per snapshot, not the gradient path: mpi4py's pickled gather of a few arrays
+        states = self.worker_comm.gather(self.codec.state(), root=0)
+        return {"codec": self.codec.name, "workers": states} if self.is_root else None
+
+    def load_codec_state(self, saved):
+        """After a restore (every rank): this worker's codec state from ``saved`` (solvers/snapshot.py's
+        record), if it was written by the same codec and number of workers; else the codec starts afresh."""
+        if not self.codec.feedback or not self.is_worker:
+            return
+        if not saved or saved.get("codec") != self.codec.name or len(saved.get("workers", [])) != self.num_workers:
+            if self.is_root:
+                LOGGER.warning(f"the snapshot holds no --compress {self.codec.name} state for {self.num_workers} "
+                               "workers: error feedback (and PowerSGD's Q) start afresh")
+            return
+        self.codec.load_state(saved["workers"][self.worker_rank])
+
     def close(self):
         self.strategy.close()
         if self.reducer is not None:
             self.reducer.close()
+
+
+def arena_params(net):
+    """The net's learnable parameters as the codec sees them: ``[Param(name, arena offset, shape)]``."""
+    params = []
+    for index, (blob, offset) in enumerate(zip(net.learnable_params, net.param_offsets)):
+        layer = net.layers[net.param_owner_layer[index]]
+        k = next((k for k, b in enumerate(layer.blobs) if b is blob), 0)
+        params.append(Param(f"layer '{layer.name}' param {k}", offset, tuple(blob.shape)))
+    return params
 
 
 def _share_cores(ranks_on_node):
