@@ -67,3 +67,10 @@ def test_a_gradient_beyond_fp16s_range_names_the_layer_and_iteration(tmp_path):
     assert code != 0
     assert re.search(r"iteration 0: the summed gradient of parameter layer '\w+' param \d .* beyond fp16's range",
                      log), log[-3000:]
+
+
+def test_pycaffe_solver_classes_take_compression_through_the_run_options():
+    done = run_job([sys.executable, str(Path(__file__).parent / "check_pycaffe_compress.py")], ranks=2, timeout=90,
+                   cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "same on every rank True, differs from none True, close True" in done.stdout, done.stdout + done.stderr

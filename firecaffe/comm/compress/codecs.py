@@ -177,22 +177,32 @@ class Int8(Codec):
         n = values.size
         blocks = -(-n // INT8_BLOCK)
         wire = np.empty(4 * blocks + n, np.uint8)
-        padded = np.zeros(blocks * INT8_BLOCK, np.float32)
-        padded[:n] = values
-        padded = padded.reshape(blocks, INT8_BLOCK)
-        scale = (np.abs(padded).max(axis=1) / np.float32(127)).astype(np.float32)
-        inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
-        quantized = np.clip(np.rint(padded * inverse[:, None]), -127, 127).astype(np.int8)
-        wire[:4 * blocks].view(np.float32)[...] = scale
-        wire[4 * blocks:].view(np.int8)[...] = quantized.reshape(-1)[:n]
+        scales, codes = wire[:4 * blocks].view(np.float32), wire[4 * blocks:].view(np.int8)
+        for rows, (start, stop) in _blocks(n):        # the whole blocks as rows, then the short last one
+            block = np.asarray(values[start:stop], np.float32).reshape(-1, rows)
+            scale = np.abs(block).max(axis=1) / np.float32(127)
+            inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
+            scaled = block * inverse[:, None]          # within +-127 (+ rounding): rint fits int8
+            np.rint(scaled, out=scaled)
+            codes[start:stop] = scaled.reshape(-1)
+            scales[start // INT8_BLOCK:start // INT8_BLOCK + scale.size] = scale
         return wire
 
     def decode(self, wire, out):
         n = out.size
         blocks = -(-n // INT8_BLOCK)
-        scale = wire[:4 * blocks].view(np.float32)
-        values = wire[4 * blocks:4 * blocks + n].view(np.int8).astype(np.float32)
-        out[...] = values * np.repeat(scale, INT8_BLOCK)[:n]
+        scales, codes = wire[:4 * blocks].view(np.float32), wire[4 * blocks:4 * blocks + n].view(np.int8)
+        for rows, (start, stop) in _blocks(n):
+            scale = scales[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows]
+            np.multiply(codes[start:stop].reshape(-1, rows), scale[:, None], out=out[start:stop].reshape(-1, rows),
+                        casting="unsafe")
+
+
+def _blocks(n):
+    """``(values per row, (start, stop))`` of n values in INT8_BLOCK rows: the whole rows, then the rest."""
+    whole = n - n % INT8_BLOCK
+    parts = [(INT8_BLOCK, (0, whole))] if whole else []
+    return parts + ([(n - whole, (whole, n))] if n > whole else [])
 
 
 CODECS = {"none": Codec, "fp16": Float16, "bf16": BFloat16, "int8": Int8}
