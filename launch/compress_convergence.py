@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-TARGETS = {"fp16": 0.3, "bf16": 0.3, "int8": 0.5, "powersgd": 1.0}
+TARGETS = {"fp16": 0.3, "bf16": 0.3, "int8": 0.5, "powersgd:4": 1.0}
 
 
 def train(args, codec, folder):
@@ -40,7 +40,7 @@ def table(runs):
              "|---|---|---|---|---|---|---|"]
     for run in runs:
         delta = 100 * (run["accuracy"] - base)
-        target = TARGETS.get(run["codec"].split(":")[0])
+        target = TARGETS.get(run["codec"])
         met = "" if target is None else ("yes" if abs(delta) <= target + 1e-9 else "**no**")
         loss = run["losses"][-1][1] if run["losses"] else float("nan")
         lines.append(f"| {run['codec']} | {100 * run['accuracy']:.2f}% | {delta:+.2f} | "

@@ -147,6 +147,9 @@ def snapshot_bytes(solver):
     """About how many bytes one snapshot takes (weights, solver history, protobuf overhead)."""
     arena = solver.net.param_arena
     values = arena.size * (1 + len(solver.rule.state()))
+    codec = getattr(solver.parallel, "codec", None)
+    if codec is not None and codec.feedback:       # every worker's residual, in base64 (4/3)
+        values += int(solver.workers * arena.size * 4 / 3)
     return int(values * arena.dtype.itemsize * 1.05) + 256 * 1024
 
 

@@ -143,8 +143,7 @@ class Float16(Codec):
         np.add(out, wire.view(np.float16), out=out)
 
     def overflow(self, wire):
-        bad = np.flatnonzero(np.isinf(wire.view(np.float16)))
-        return int(bad[0]) if bad.size else None
+        return _first(wire, 0x7C00)       # exponent all ones, mantissa 0: an infinity
 
 
 class BFloat16(Codec):
@@ -161,8 +160,7 @@ class BFloat16(Codec):
         out[...] = (wire.view(np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
     def overflow(self, wire):
-        bad = np.flatnonzero((wire.view(np.uint16) & np.uint16(0x7FFF)) == np.uint16(0x7F80))
-        return int(bad[0]) if bad.size else None
+        return _first(wire, 0x7F80)
 
 
 class Int8(Codec):
@@ -196,6 +194,12 @@ class Int8(Codec):
             scale = scales[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows]
             np.multiply(codes[start:stop].reshape(-1, rows), scale[:, None], out=out[start:stop].reshape(-1, rows),
                         casting="unsafe")
+
+
+def _first(wire, infinity):
+    """Index of the first 16-bit value of ``wire`` that is +-``infinity`` (its bits), or None."""
+    hits = (wire.view(np.uint16) & np.uint16(0x7FFF)) == np.uint16(infinity)
+    return int(np.argmax(hits)) if hits.any() else None
 
 
 def _blocks(n):
