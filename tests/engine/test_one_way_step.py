@@ -35,7 +35,7 @@ class StandIn:
     def start(self, net, iter_size):
         self.calls.append("start")
 
-    def forward_backward(self, net):
+    def forward_backward(self, net, iteration):
         return net.forward_backward()
 
     @contextlib.contextmanager
