@@ -208,3 +208,20 @@ def test_codec_state_round_trips():
     fresh.load_state(codec[0].state())
     for key, value in codec[0].state().items():
         np.testing.assert_array_equal(fresh.state()[key], value)
+
+
+@pytest.mark.parametrize("name, codec, words", [
+    ("mpi", "fp16", "--comm mpi cannot send --compress fp16: with --comm mpi use --compress powersgd[:RANK] or none; "
+                    "MPI's Allreduce adds float32 and float64 only"),
+    ("ps", "powersgd:2", "--comm ps cannot send --compress powersgd:2: with --comm ps use --compress fp16, bf16, int8 "
+                         "or none"),
+    ("nccl", "int8", "--comm nccl cannot send --compress int8: with --comm nccl use --compress none"),
+])
+def test_a_strategy_refuses_a_codec_it_cannot_send_naming_what_works(name, codec, words):
+    from firecaffe.comm import strategy_class
+    with pytest.raises(FirecaffeError) as error:
+        strategy_class(name).check_codec(make_codec(codec))
+    assert words in str(error.value) and "\n" not in str(error.value)
+    for name in ("tree", "dbtree", "ring", "hier"):
+        for text in ("fp16", "bf16", "int8", "powersgd:2"):
+            assert strategy_class(name).check_codec(make_codec(text)).name == text

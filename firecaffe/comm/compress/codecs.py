@@ -30,7 +30,7 @@ class Codec:
     lossless = True
     feedback = False
     bytes_per_value = 4.0
-    range_text = ""
+    range_text = advice = ""
 
     def __init__(self, spec, start=0):
         self.spec, self.name, self.start = spec, spec.name, start
@@ -129,6 +129,7 @@ class Float16(Codec):
     lossless = False
     bytes_per_value = 2.0
     range_text = f"+-{FP16_MAX:g}"
+    advice = "use --compress bf16 (float32's range) or none, or a smaller loss_weight or learning rate"
 
     def encode(self, values):
         wire = np.empty(2 * values.size, np.uint8)
@@ -150,6 +151,7 @@ class BFloat16(Codec):
     lossless = False
     bytes_per_value = 2.0
     range_text = "float32's largest, rounded"
+    advice = "the gradient has diverged: lower the learning rate"
 
     def encode(self, values):
         bits = np.ascontiguousarray(values, np.float32).view(np.uint32)

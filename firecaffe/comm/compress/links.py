@@ -102,7 +102,6 @@ class CodedLink:
             where = self.codec.describe(self.at + (sl.start or 0) + bad)
             raise FirecaffeError(
                 f"{self.codec.when()}: the summed gradient of {where} is {float(values[bad]):.6g}, beyond "
-                f"{self.codec.name}'s range ({self.codec.range_text}); use --compress bf16 (float32's range) or none, "
-                "or a smaller loss_weight or learning rate")
+                f"{self.codec.name}'s range ({self.codec.range_text}); {self.codec.advice}")
         self.keep.append(wire)
         return wire
