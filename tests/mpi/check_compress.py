@@ -25,12 +25,12 @@ from firecaffe.comm.compress import layout_from_shapes, make_codec
 from firecaffe.comm.overlap import BucketReducer
 from firecaffe.errors import FirecaffeError
 from firecaffe.run.mpi_util import abort_on_error
+from tally import Tally
 
 WORKERS = int(sys.argv[1])
 world = MPI.COMM_WORLD
 is_worker = world.rank < WORKERS
 workers = world.Split(0 if is_worker else MPI.UNDEFINED, key=world.rank)
-failures, cases = [], 0
 # (rows, cols) matrices of min side 6 and vectors: PowerSGD at rank 6 is full rank for every matrix
 SHAPES = [(6, 10), (10,), (6, 3, 2, 2), (1,), (9, 6), (7,)]
 SIZE = sum(int(np.prod(shape)) for shape in SHAPES)
@@ -41,12 +41,7 @@ PEERS = [("tree", {}), ("tree", {"chunk_bytes": 64}), ("tree", {"chunk_bytes": 6
 CODECS = ("fp16", "bf16", "int8", "powersgd:6")
 
 
-def check(ok, what):
-    global cases
-    cases += 1
-    if not ok:
-        failures.append(what)
-        print(f"FAIL rank {world.rank}: {what}", flush=True)
+check = Tally(world)
 
 
 def data(rank, step, size=SIZE):
@@ -189,11 +184,7 @@ def main():
             check_device_arrays(text)
         world.Barrier()
         check_parameter_server(text)
-    failed = np.array([len(failures)])
-    world.Allreduce(MPI.IN_PLACE, failed, op=MPI.SUM)
-    if world.rank == 0:
-        print(f"{cases} checks on {WORKERS} workers, {int(failed[0])} failed", flush=True)
-    sys.exit(1 if failed[0] else 0)
+    check.finish(f"on {WORKERS} workers")
 
 
 main()

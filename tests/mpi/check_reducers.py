@@ -16,6 +16,7 @@ import time
 
 import fake_cupy
 import numpy as np
+from tally import Tally
 from mpi4py import MPI
 
 from firecaffe.comm import make_strategy, names, strategy_class
@@ -40,16 +41,7 @@ PEERS = tuple((name, {}) for name in names(default_only=True) if strategy_class(
     ("ring", {"stream": True}), ("ring", {"stream": True, "chunk_bytes": 40000}))
 
 world = MPI.COMM_WORLD
-failures = []
-cases = 0
-
-
-def check(ok, what):
-    global cases
-    cases += 1
-    if not ok:
-        failures.append(what)
-        print(f"FAIL rank {world.rank}: {what}", flush=True)
+check = Tally(world)
 
 
 def worker_data(rank, size, dtype):
@@ -244,11 +236,7 @@ def main():
         check_parameter_server(first, 1)
     sleepy_barrier(world)
     check_errors()
-    totals = np.array([cases, len(failures)])
-    world.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
-    if world.rank == 0:
-        print(f"{totals[0]} checks on {num_workers} workers, {totals[1]} failed", flush=True)
-    sys.exit(1 if totals[1] else 0)
+    check.finish(f"on {num_workers} workers")
 
 
 if __name__ == "__main__":
