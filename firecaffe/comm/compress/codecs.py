@@ -44,6 +44,9 @@ class Codec:
         """The arena's parameters (``[Param]``), for messages (and PowerSGD's matrices)."""
         self.params = sorted(params, key=lambda param: param.offset)
         self._offsets = [param.offset for param in self.params]
+        if self.feedback and self.params:       # the whole arena's residual at once (not bucket by bucket)
+            last = self.params[-1]
+            self.residual(0, last.offset + int(np.prod(last.shape)))
 
     def begin(self, iteration):
         """The step whose gradients are reduced next."""

@@ -130,7 +130,8 @@ class PowerSGD(Codec):
         for where in rest:
             first[start:start + where.stop - where.start] = buf[where]
             start += where.stop - where.start
-        allreduce(first)
+        if first.size:
+            allreduce(first)
         second = np.empty(sum(cols * r for _, _, cols, _ in matrices), np.float32)
         bases, start, at_q = [], 0, 0
         for (where, rows, cols, offset), size in zip(matrices, sizes):
@@ -141,7 +142,8 @@ class PowerSGD(Codec):
         for where in rest:
             buf[where] = first[start:start + where.stop - where.start]
             start += where.stop - where.start
-        allreduce(second)
+        if second.size:               # (every rank has the same matrices: all skip it or none)
+            allreduce(second)
         at_q = 0
         for (where, rows, cols, offset), basis in zip(matrices, bases):
             q = self._q[offset] = second[at_q:at_q + cols * r].reshape(cols, r).copy()
