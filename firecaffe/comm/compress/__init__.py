@@ -36,6 +36,13 @@ A ``Codec`` has
     ``encode(values) -> uint8 array``, ``decode(wire, out)``, ``decode_add(wire, out)``,
         ``wire_length(count)`` (elementwise): one message's bytes.
 
+What each strategy sends through the codec (for a cost model): tree, dbtree and ring put every
+message of their float32 schedule through it (same messages, ``wire_length`` bytes each; a hop's
+decode, add and encode is CPU time); hier only its leaders' inter-node strategy (inside a node
+float32); ps the workers' pushes (the pulled weights stay float32); mpi only PowerSGD, whose two
+float32 factor allreduces of ``wire_bytes`` in all go through the strategy's own schedule; nccl none.
+``bench comm --compress`` records ``compress`` and ``wire_bytes`` (``wire_bytes(n)`` of the message).
+
 A ``Link`` (links.py) is what the strategies call instead of touching the buffer: ``outgoing(sl)``
 (what to send of ``buf[sl]``), ``landing(scratch, count)`` and ``add(sl, landing)`` (a partial sum
 in), ``result_target(sl)`` and ``settle(sl, received)`` (a finished sum in, to forward as received),
