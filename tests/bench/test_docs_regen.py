@@ -1,5 +1,6 @@
 """docs/scaling: every generated table is what launch/regen_docs.py makes from the committed raw
-data with the current code, and every other table sits in a folder marked archived."""
+data with the current code, every figure draws what the current code draws from those records (its
+data, and its pixels under the same matplotlib), and every other table sits in a folder marked archived."""
 import importlib.util
 import re
 import subprocess
@@ -56,3 +57,28 @@ def test_the_blocks_of_scaling_md_are_marked(regen):
     text = (REPO / "docs" / "scaling.md").read_text()
     assert sorted(re.findall(r"<!-- regen_docs\.py (\S+) -->", text)) == sorted(BLOCKS)
     assert text.count("<!-- /regen_docs.py -->") == len(BLOCKS)
+
+
+def test_a_figure_drawn_from_other_numbers_is_caught(regen, monkeypatch, tmp_path):
+    path = "docs/scaling/cluster/nets/firecaffe_nets.png"
+    kind, args = regen.FIGURES[path]
+    monkeypatch.chdir(REPO)
+    assert regen.figure_differs(REPO / path, regen.generate(path, kind, args, tmp_path, figure=True)) is None
+    predict = model.predict
+    monkeypatch.setattr(model, "predict", lambda *a, **k: 1.05 * predict(*a, **k))     # its dashed model lines
+    assert "other data" in regen.figure_differs(REPO / path, regen.generate(path, kind, args, tmp_path, figure=True))
+
+
+def test_a_figure_with_other_pixels_or_no_data_is_caught(regen, tmp_path):
+    from PIL import Image, PngImagePlugin
+    committed = REPO / "docs/scaling/cluster/1G/scaling.png"
+    with Image.open(committed) as image:
+        info = PngImagePlugin.PngInfo()
+        for key, value in image.text.items():
+            info.add_text(key, value)
+        pixels = image.convert("RGBA")
+        pixels.putpixel((5, 5), (0, 0, 0, 255))
+        pixels.save(tmp_path / "touched.png", pnginfo=info)
+        image.convert("RGBA").save(tmp_path / "bare.png")
+    assert regen.figure_differs(tmp_path / "touched.png", committed) == "other pixels, same data and matplotlib"
+    assert "carries no data" in regen.figure_differs(tmp_path / "bare.png", committed)
