@@ -29,11 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from firecaffe.insight.bench.report import write_report  # noqa: E402
-from launch.doc_blocks import fill  # noqa: E402
+from launch.doc_blocks import BLOCKS, fill  # noqa: E402
+from launch.doc_prose import PROSE  # noqa: E402
+from launch.doc_prose_cluster import PROSE_CLUSTER  # noqa: E402
 from launch.doc_figures import figure_differs  # noqa: E402
 
+BLOCKS.update(PROSE, **PROSE_CLUSTER)     # the prose's figures, besides the tables
 C = "docs/scaling/cluster"
 DOC = "docs/scaling.md"             # its tables between <!-- regen_docs.py NAME --> marks: launch/doc_blocks.py
+DOCS = (DOC, "README.md")           # the documents with marked blocks (README: its scaling row)
 # the contended model on the 2 cores the 2-core sweep ran on (bench's default there); links: off
 SWEEP_FIT = ["bench", "fit", "docs/scaling/sweep.json", "--per-strategy", "--cores", "2"]
 SQUEEZE = "nets/squeezenet_cifar/deploy.prototxt"
@@ -160,7 +164,8 @@ def main(argv):
                 if not check:
                     shutil.copyfile(Path(scratch) / ("report/scaling.png" if kind == "report" else "figure.png"),
                                     REPO / path)
-    texts[DOC] = fill((REPO / DOC).read_text(), texts)
+    for doc in DOCS:
+        texts[doc] = fill((REPO / doc).read_text(), texts)
     for path, want in texts.items():
         have = (REPO / path).read_text() if (REPO / path).exists() else None
         if have is not None and same(path, have, want):

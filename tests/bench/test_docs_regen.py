@@ -52,11 +52,41 @@ def test_every_table_under_docs_scaling_is_generated_or_archived_with_its_commit
                 f"{path.relative_to(REPO)}: neither made by launch/regen_docs.py nor in an archived folder")
 
 
-def test_the_blocks_of_scaling_md_are_marked(regen):
+def test_the_blocks_of_the_docs_are_marked(regen):
     from launch.doc_blocks import BLOCKS
+    texts = [(REPO / doc).read_text() for doc in regen.DOCS]
+    assert sorted(name for text in texts for name in re.findall(r"<!-- regen_docs\.py (\S+) -->", text)) == sorted(BLOCKS)
+    assert sum(text.count("<!-- /regen_docs.py -->") for text in texts) == len(BLOCKS)
+
+
+# A figure a reader takes for a result: a ratio (1.07x), a percentage, a time, or a decimal number.
+RESULT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:\s?[-–]\s?\d+(?:\.\d+)?)?\s?(?:x|×|%|ms|s|µs|us|ps/byte)(?!\w)"
+                    r"|(?<![\w.])\d+\.\d+(?![\w.])")
+
+
+def hand_typed_figures(text):
+    """The figures of ``text`` outside generated blocks, archived regions (naming their commits), code and
+    quotations (the targets, quoted as they were set)."""
+    text = re.sub(r"<!-- regen_docs\.py \S+ -->.*?<!-- /regen_docs\.py -->", "", text, flags=re.S)
+    text = re.sub(r"<!-- archived [0-9a-f ]+ -->.*?<!-- /archived -->", "", text, flags=re.S)
+    text = re.sub(r"`[^`]*`|\"[^\"\n]*\"", "", text)
+    return [(line, RESULT.findall(line)) for line in text.splitlines()
+            if not line.startswith("    ") and RESULT.search(line)]
+
+
+def test_every_figure_of_scaling_md_is_generated_or_archived_with_its_commit():
     text = (REPO / "docs" / "scaling.md").read_text()
-    assert sorted(re.findall(r"<!-- regen_docs\.py (\S+) -->", text)) == sorted(BLOCKS)
-    assert text.count("<!-- /regen_docs.py -->") == len(BLOCKS)
+    assert hand_typed_figures(text) == [], "figures typed by hand: generate them (launch/doc_prose*.py) or archive them"
+    for commits in re.findall(r"<!-- archived ([0-9a-f ]+) -->", text):
+        for commit in commits.split():
+            assert subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO).returncode == 0, commit
+    assert text.count("<!-- archived ") == text.count("<!-- /archived -->")
+
+
+def test_a_hand_typed_figure_is_found():
+    assert hand_typed_figures("the ring took 2541-2544 ms, 1.04x of the floor") == [
+        ("the ring took 2541-2544 ms, 1.04x of the floor", ["2541-2544 ms", "1.04x"])]
+    assert hand_typed_figures("<!-- archived abc123 -->\n3.5 ms\n<!-- /archived -->\n`--latency 2us`") == []
 
 
 def test_a_figure_drawn_from_other_numbers_is_caught(regen, monkeypatch, tmp_path):
@@ -82,3 +112,13 @@ def test_a_figure_with_other_pixels_or_no_data_is_caught(regen, tmp_path):
         image.convert("RGBA").save(tmp_path / "bare.png")
     assert regen.figure_differs(tmp_path / "touched.png", committed) == "other pixels, same data and matplotlib"
     assert "carries no data" in regen.figure_differs(tmp_path / "bare.png", committed)
+
+
+def test_a_formula_that_moves_a_quoted_figure_is_caught(regen, monkeypatch):
+    from launch.doc_blocks import BLOCKS
+    monkeypatch.chdir(REPO)
+    before = BLOCKS["sweep-targets"]({})
+    predict = model.predict
+    # more time per rank: the growth from 2 to 8 ranks that the prose quotes changes
+    monkeypatch.setattr(model, "predict", lambda comm, n, p, *a, **k: (1 + 0.05 * p) * predict(comm, n, p, *a, **k))
+    assert BLOCKS["sweep-targets"]({}) != before
