@@ -122,8 +122,9 @@ class MemoryLedger:
         self.total = 0.0
         self._held = {}             # id(blob) -> (bytes, blob name, layer that shaped it)
 
-    def charge(self, blob, shape, label=None):
-        nbytes = _nbytes(shape, blob.dtype)
+    def charge(self, blob, shape, label=None, copies=2):
+        """``blob`` now holds ``copies`` arrays of ``shape`` (data and diff; 1: its data is shared)."""
+        nbytes = _nbytes(shape, blob.dtype) * copies / 2
         old = self._held.get(id(blob), (0.0,))[0]
         total = self.total - old + nbytes
         if total > 2**30 and nbytes > old and total > _memory_bytes():

@@ -33,7 +33,7 @@ class Net(PycaffeNetAPI):
     ``model`` is a prototxt path or a NetParameter, ``phase`` TRAIN/TEST (0/1 or strings)."""
 
     def __init__(self, model, *args, weights=None, phase=None, level=0, stages=(),
-                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
+                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False, ledger=None):
         weights, phase = _weights_and_phase(args, weights, phase)
         self.phase = graph.phase_name(phase)
         self.shapes_only = shapes_only
@@ -52,7 +52,7 @@ class Net(PycaffeNetAPI):
         self.layers, self.bottom_vecs, self.top_vecs = [], [], []
         self._reshaped_for = []        # bottom shapes at each layer's last reshape
         self.blobs = OrderedDict()
-        self.ledger = MemoryLedger()   # the blobs' bytes together, checked before each allocation
+        self.ledger = ledger or MemoryLedger()   # the blobs' bytes (a solver's nets: together), checked
         self.inputs = []
         available = set()           # Caffe's available_blobs: tops no later layer consumed
         for layer_param in param.layer:

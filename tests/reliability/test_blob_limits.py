@@ -99,3 +99,34 @@ def test_the_command_line_refuses_a_net_of_two_blobs_each_under_the_memory_toget
     assert lines[0].startswith(f"firecaffe: error: {path}:4: layer 'p0': the net's blobs need "), lines[0]
     assert "of memory here; the largest so far: 'data' " in lines[0]
     assert np.isclose(float(lines[0].split("need ")[1].split(" GiB")[0]), 1.2 * memory / 2**30, rtol=0.01)
+
+
+def test_a_solvers_train_and_test_nets_count_together(tmp_path, monkeypatch):
+    """Each net fits alone (1 GiB), the two do not (2 GiB against 1.5): refused while the test net is built,
+    at its file and line; the test net's weights, shared with the train net, count once."""
+    from firecaffe.solvers.solver import Solver
+    monkeypatch.setattr(blob_module, "_memory_bytes", lambda: 1.5 * 2**30)
+    net = tmp_path / "net.prototxt"
+    net.write_text('layer { name: "data" type: "DummyData" top: "data"\n'
+                   '  dummy_data_param { shape { dim: 64 dim: 1024 dim: 1024 } } }\n'
+                   'layer { name: "p" type: "Power" bottom: "data" top: "p" }\n'
+                   'layer { name: "loss" type: "Reduction" bottom: "p" top: "loss" loss_weight: 1 }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}"\nbase_lr: 0.1\nmax_iter: 1\nlr_policy: "fixed"\n')
+    assert Solver(str(solver)).net.ledger.total == pytest.approx(2**30, abs=64)      # data and p
+    solver.write_text(solver.read_text() + "test_iter: 1\ntest_interval: 1000\n")
+    with pytest.raises(ShapeError, match=rf"^{net}:3: layer 'p': the net's blobs need 2 GiB together"):
+        Solver(str(solver))
+
+
+def test_shared_weights_count_once(tmp_path):
+    path = tmp_path / "ip.prototxt"
+    path.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 1000 } } }\n'
+                    'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"\n'
+                    '  inner_product_param { num_output: 1000 } }\n')
+    train = Net(str(path), phase="TRAIN")
+    test = Net(str(path), phase="TEST", ledger=train.ledger)
+    before = train.ledger.total
+    test.share_with(train)
+    weights = (1000 * 1000 + 1000) * 4
+    assert before - train.ledger.total == weights          # the test net's own weight data is gone
