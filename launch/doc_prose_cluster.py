@@ -162,7 +162,7 @@ def strong_reno_prose(texts):
     first = _strong_rows("strong", "tree")[8][2]
     return (f"The 1-node iteration was {tables['ring'][1][0]:.0f} ms. "
             + ("Within the 20% of the target at every point" if not over else
-               "Within the 20% of the target except " + ", ".join(f"the {c} on {n} nodes ({errors[(c, n)]:+.1%})"
+               "Within the 20% of the target except " + ", ".join(f"the {c} on {n} nodes, {errors[(c, n)]:+.1%}"
                                                                    for c, n in over))
             + f" (the tree on 8 nodes: {first} in the first run, above). The prediction is low on 8 nodes for "
             "both:\n8 ranks share 2 cores, and the model's compute term (T1 / 2 from 2 nodes on) has no room for "
