@@ -8,7 +8,10 @@ launch/cluster_nets.py, launch/strong_table.py) run on the records and logs comm
 Without --check the files are written; with --check nothing is written, and the files whose text
 differs from what the current code gives are listed (exit 1): a change to a formula or a fit that
 moves a published number fails tests/bench/test_docs_regen.py until this script is run and the
-text of docs/scaling.md that quotes the number is brought in line. Figures (FIGURES) are drawn again
+text of docs/scaling.md that quotes the number is brought in line. The numbers quoted in the prose of
+docs/scaling.md and README.md's scaling row are blocks too (launch/doc_prose.py, doc_prose_cluster.py);
+tests/bench/test_docs_regen.py fails on a figure of scaling.md outside a block or a region marked
+``<!-- archived COMMIT -->``. Figures (FIGURES) are drawn again
 from the same records: each PNG carries what it draws (points, error bars, model lines, as JSON in a
 text chunk), and a figure differs when that data does, or, drawn by the same matplotlib version
 (recorded in the PNG), when a pixel does.
