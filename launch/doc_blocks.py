@@ -144,11 +144,12 @@ BLOCKS = {
     "strong-reno": lambda texts: _strong(texts, "strong-reno", ("ring", "tree")),
 }
 
-MARK = re.compile(r"(<!-- regen_docs\.py (\S+) -->\n)(.*?)(<!-- /regen_docs\.py -->)", re.S)
+MARK = re.compile(r"(<!-- regen_docs\.py (\S+) -->(\n?))(.*?)(<!-- /regen_docs\.py -->)", re.S)
 
 
 def fill(doc, texts):
-    """``doc`` with every marked block replaced by what its function gives now."""
+    """``doc`` with every marked block replaced by what its function gives now (a block whose opening
+    mark ends its line fills whole lines; one inside a line, a table cell for instance, fills in place)."""
     def replace(match):
-        return match.group(1) + BLOCKS[match.group(2)](texts) + "\n" + match.group(4)
+        return match.group(1) + BLOCKS[match.group(2)](texts) + match.group(3) + match.group(5)
     return MARK.sub(replace, doc)

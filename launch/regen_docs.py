@@ -8,7 +8,13 @@ launch/cluster_nets.py, launch/strong_table.py) run on the records and logs comm
 Without --check the files are written; with --check nothing is written, and the files whose text
 differs from what the current code gives are listed (exit 1): a change to a formula or a fit that
 moves a published number fails tests/bench/test_docs_regen.py until this script is run and the
-text of docs/scaling.md that quotes the number is brought in line. Figures (PNG) are not compared.
+text of docs/scaling.md that quotes the number is brought in line. The numbers quoted in the prose of
+docs/scaling.md and README.md's scaling row are blocks too (launch/doc_prose.py, doc_prose_cluster.py);
+tests/bench/test_docs_regen.py fails on a figure of scaling.md outside a block or a region marked
+``<!-- archived COMMIT -->``. Figures (FIGURES) are drawn again
+from the same records: each PNG carries what it draws (points, error bars, model lines, as JSON in a
+text chunk), and a figure differs when that data does, or, drawn by the same matplotlib version
+(recorded in the PNG), when a pixel does.
 Folders whose numbers come from older code are archived, not regenerated: see ARCHIVED below.
 """
 import importlib.util
@@ -17,6 +23,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import nullcontext, redirect_stdout
@@ -25,10 +32,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from firecaffe.insight.bench.report import write_report  # noqa: E402
-from launch.doc_blocks import fill  # noqa: E402
+from launch.doc_blocks import BLOCKS, fill  # noqa: E402
+from launch.doc_prose import PROSE  # noqa: E402
+from launch.doc_prose_cluster import PROSE_CLUSTER  # noqa: E402
+from launch.doc_figures import figure_differs  # noqa: E402
 
+BLOCKS.update(PROSE, **PROSE_CLUSTER)     # the prose's figures, besides the tables
 C = "docs/scaling/cluster"
 DOC = "docs/scaling.md"             # its tables between <!-- regen_docs.py NAME --> marks: launch/doc_blocks.py
+DOCS = (DOC, "README.md")           # the documents with marked blocks (README: its scaling row)
 # the contended model on the 2 cores the 2-core sweep ran on (bench's default there); links: off
 SWEEP_FIT = ["bench", "fit", "docs/scaling/sweep.json", "--per-strategy", "--cores", "2"]
 SQUEEZE = "nets/squeezenet_cifar/deploy.prototxt"
@@ -68,6 +80,15 @@ for _comm in ("ring", "tree"):                      # jumbo frames, BBR in the n
         "script", ["launch/strong_table.py", f"{C}/strong-mtu9000/{_comm}", SQUEEZE, f"{C}/bbr-100M/profile.json",
                    _comm, "2"])
 
+# figure: how it is drawn (a report's figure, or a script's {png})
+FIGURES = {
+    "docs/scaling/scaling.png": GENERATED["docs/scaling/README.md"],
+    f"{C}/100M/scaling.png": GENERATED[f"{C}/100M/README.md"],
+    f"{C}/1G/scaling.png": GENERATED[f"{C}/1G/README.md"],
+    f"{C}/hier-8x2/scaling.png": GENERATED[f"{C}/hier-8x2/README.md"],
+    f"{C}/nets/firecaffe_nets.png": GENERATED[f"{C}/nets/table.md"],
+}
+
 # Folders measured and fitted with older code (their model columns and fits need it): kept as
 # they were written, each with the commit that wrote them (ARCHIVED.md in the folder says so).
 ARCHIVED = {
@@ -88,11 +109,14 @@ def firecaffe_cli(args):
     return result.output            # with its warnings, as a terminal shows them
 
 
-def generate(path, kind, args, scratch):
-    """The text that ``path`` should hold."""
+def generate(path, kind, args, scratch, figure=False):
+    """The text that ``path`` should hold (``figure``: the path of its figure drawn in ``scratch``)."""
     if kind == "report":
         folder, cores, fit = args
-        return write_report(folder, fit=fit, cores=cores, figure=False)
+        out = Path(scratch) / "report" / "README.md"
+        out.parent.mkdir(exist_ok=True)
+        text = write_report(folder, out=out if figure else None, fit=fit, cores=cores, figure=figure)
+        return out.parent / "scaling.png" if figure else text
     if kind == "cli":
         return firecaffe_cli(args)
     if kind == "profile":
@@ -104,12 +128,12 @@ def generate(path, kind, args, scratch):
         spec = importlib.util.spec_from_file_location(Path(script).stem, REPO / script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        if hasattr(module, "plot_time_vs_ranks"):
+        if hasattr(module, "plot_time_vs_ranks") and not figure:
             module.plot_time_vs_ranks = lambda *a, **k: None
         printed = io.StringIO()
         with redirect_stdout(printed):
             module.main(*argv) if len(inspect.signature(module.main).parameters) > 1 else module.main(argv)
-        return printed.getvalue()
+        return Path(scratch) / "figure.png" if figure else printed.getvalue()
     raise ValueError(kind)
 
 
@@ -136,7 +160,15 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch, redirect_stdout(io.StringIO()) if check else nullcontext():
         for path, (kind, args) in GENERATED.items():
             texts[path] = generate(path, kind, args, scratch)
-    texts[DOC] = fill((REPO / DOC).read_text(), texts)
+        for path, (kind, args) in FIGURES.items():
+            reason = figure_differs(REPO / path, generate(path, kind, args, scratch, figure=True))
+            if reason:
+                differ.append(f"{path} ({reason})")
+                if not check:
+                    shutil.copyfile(Path(scratch) / ("report/scaling.png" if kind == "report" else "figure.png"),
+                                    REPO / path)
+    for doc in DOCS:
+        texts[doc] = fill((REPO / doc).read_text(), texts)
     for path, want in texts.items():
         have = (REPO / path).read_text() if (REPO / path).exists() else None
         if have is not None and same(path, have, want):

@@ -1,5 +1,7 @@
 """``firecaffe cluster``: up, exec, status, down, run on an emulated cluster (firecaffe.cluster)."""
+import contextlib
 import json
+import signal
 import sys
 
 import click
@@ -57,8 +59,9 @@ def exec_cmd(ctx, args):
     """
     from .. import cluster as emulated
     ours, mpiexec_args, command = _parse(ctx, args, EXEC_OPTIONS)
-    sys.exit(emulated.execute(command, ours.get("ranks"), mpiexec_args, ours.get("name", "fc"),
-                              ours.get("timeout")))
+    with _one_line_on_stop():
+        sys.exit(emulated.execute(command, ours.get("ranks"), mpiexec_args, ours.get("name", "fc"),
+                                  ours.get("timeout")))
 
 
 @cluster.command(context_settings=PASSTHROUGH, add_help_option=False)
@@ -72,11 +75,26 @@ def run(ctx, args):
     from .. import cluster as emulated
     ours, mpiexec_args, command = _parse(ctx, args, RUN_OPTIONS, required=("--nodes", "--link"))
     name = ours.get("name", "fc")
-    sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
-                          mpiexec_args, name, ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
-                          ours.get("tcp", DEFAULT_TCP),
-                          on_up=lambda state: click.echo(_summary(state) + " -- up", err=True),
-                          on_down=lambda: click.echo(f"cluster {name!r} removed", err=True)))
+    with _one_line_on_stop():
+        sys.exit(emulated.run(command, ours["nodes"], ours["rate"], ours.get("ppn", 1), ours.get("ranks"),
+                              mpiexec_args, name, ours.get("timeout"), ours.get("mtu", DEFAULT_MTU),
+                              ours.get("tcp", DEFAULT_TCP),
+                              on_up=lambda state: click.echo(_summary(state) + " -- up", err=True),
+                              on_down=lambda: click.echo(f"cluster {name!r} removed", err=True)))
+
+
+@contextlib.contextmanager
+def _one_line_on_stop():
+    """SIGINT or SIGTERM to exec or run: one line saying what became of the job, exit 128 + the signal."""
+    from ..cluster import Stopped
+    try:
+        yield
+    except Stopped as stop:
+        status = stop.job_status
+        job = ("mpiexec had not started" if status is None else f"mpiexec ended with status {status}"
+               if status >= 0 else f"mpiexec was killed ({signal.Signals(-status).name})")
+        click.echo(f"firecaffe: cluster: stopped by {stop}, passed to the job once; {job}", err=True)
+        sys.exit(128 + stop.signum)
 
 
 @cluster.command()

@@ -7,6 +7,7 @@ mpiexec on the nodes; ``down`` removes exactly what the state file names.
 Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN), iproute2 and MPICH's mpiexec.
 """
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -85,33 +86,50 @@ def require(name=DEFAULT_NAME):
     return state
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM to ``execute`` or ``run``: passed on to the job once; ``job_status`` is
+    mpiexec's exit status once it has ended (negative: killed by that signal)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.job_status = None
+
+
 def execute(command, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None):
     """Run ``command`` under mpiexec on the nodes of cluster ``name``; its exit status.
 
-    On Ctrl-C or SIGTERM mpiexec is interrupted (it ends the ranks), then killed
-    if it has not ended within 10 s.
+    mpiexec runs in a process group of its own, so a stop signal reaches it once: SIGINT or SIGTERM
+    to this process (the terminal's Ctrl-C included) is passed to mpiexec, which passes it to the
+    ranks (firecaffe train snapshots and stops); the job is killed if it has not ended within
+    STOP_GRACE_S, or at a second signal; then Stopped is raised. With a terminal on stdin the job's
+    stdin is /dev/null (a process group in the background may not read the terminal).
     """
     if not command:
         raise FirecaffeError("give the command to run after --, e.g. -- python train.py")
     state = require(name)
     argv = launch.mpiexec_command(state, ranks, list(mpiexec_args), list(command))
-    process = subprocess.Popen(argv, env=launch.job_environment())
-    try:
-        with _sigterm_as_interrupt():
+    stdin = subprocess.DEVNULL if sys.stdin is not None and sys.stdin.isatty() else None
+    with _stop_signals_raise():
+        process = subprocess.Popen(argv, env=launch.job_environment(), stdin=stdin, process_group=0)
+        try:
             return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _stop(process)
-        raise FirecaffeError(f"the job ran past {timeout} s and was stopped") from None
-    except BaseException:
-        _stop(process)
-        raise
+        except subprocess.TimeoutExpired:
+            _stop(process, signal.SIGTERM)
+            raise FirecaffeError(f"the job ran past {timeout} s and was stopped") from None
+        except Stopped as stop:
+            stop.job_status = _stop(process, stop.signum)
+            raise
+        except BaseException:
+            _stop(process, signal.SIGINT)
+            raise
 
 
 def run(command, nodes, rate, ppn=1, ranks=None, mpiexec_args=(), name=DEFAULT_NAME, timeout=None,
         mtu=links.DEFAULT_MTU, tcp=links.DEFAULT_TCP, on_up=None, on_down=None):
     """Up, execute, down: the cluster is taken down on exit, on error and on Ctrl-C. The job's status.
     ``on_up(state)`` and ``on_down()`` are told when the cluster is up and when it is down again."""
-    with _sigterm_as_interrupt():
+    with _stop_signals_raise():
         state = up(nodes, rate, ppn, name, mtu, tcp)
         if on_up is not None:
             on_up(state)
@@ -131,30 +149,38 @@ def status(name=DEFAULT_NAME):
     return state, rows
 
 
-def _stop(process):
+STOP_GRACE_S = 60            # for the ranks to finish an iteration and write the snapshot
+
+
+def _stop(process, signum):
+    """Pass ``signum`` to the job once and wait; kill its process group after STOP_GRACE_S or at a
+    second signal. mpiexec's exit status."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            process.wait(timeout=STOP_GRACE_S)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+    return process.returncode
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Turn SIGTERM into KeyboardInterrupt (so cleanups run), in the main thread only."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+def _stop_signals_raise():
+    """SIGINT and SIGTERM raise Stopped (so cleanups run), in the main thread only."""
+    def stop(signum, frame):
+        raise Stopped(signum)
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _name_flag(name):

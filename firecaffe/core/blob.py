@@ -6,6 +6,8 @@ import numpy as np
 from . import backend
 from ..errors import ShapeError
 
+MAX_AXES = 32           # Caffe's kMaxBlobAxes: Blob::Reshape refuses more
+
 
 class Blob:
     """Caffe's Blob: ``data`` and ``diff`` arrays of one shape.
@@ -15,26 +17,37 @@ class Blob:
     net's are rebound once, to the train net's, when the solver shares its weights).
     """
 
-    def __init__(self, shape=(), dtype=np.float32, name=""):
+    def __init__(self, shape=(), dtype=np.float32, name="", ledger=None):
         self.name = name
         self.dtype = np.dtype(dtype)
+        self.ledger = None
         self.data = None
         self.diff = None
         self.reshape(shape)
+        self.ledger = ledger        # a net's MemoryLedger: its reshapes from now on count in the net's sum
 
     def reshape(self, *shape):
         """``reshape((n, c, h, w))`` or, as in pycaffe, ``reshape(n, c, h, w)``."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
             shape = shape[0]
+        if len(shape) > MAX_AXES:
+            raise ShapeError(f"{self._who()}: a shape of {len(shape)} axes; a blob has at most {MAX_AXES} "
+                             "(Caffe's kMaxBlobAxes)")
         shape = tuple(int(s) for s in shape)
         if self.data is not None and self.data.shape == shape:
             return
         if any(s < 0 for s in shape):
-            raise ShapeError(f"blob '{self.name}': negative dimension in shape {shape}")
+            raise ShapeError(f"{self._who()}: negative dimension in shape {shape}")
         _check_fits(self.name, shape, self.dtype)
+        if self.ledger is not None:
+            self.ledger.charge(self, shape)
         xp = backend.xp()
         self.data = xp.zeros(shape, dtype=self.dtype)
         self.diff = xp.zeros(shape, dtype=self.dtype)
+
+    def _who(self):
+        layer = self.ledger.layer if self.ledger is not None else ""
+        return f"layer '{layer}': blob '{self.name}'" if layer else f"blob '{self.name}'"
 
     def reshape_like(self, other):
         self.reshape(other.shape)
@@ -79,9 +92,13 @@ def shape_str(shape):
     return " ".join(str(s) for s in shape) + f" ({int(np.prod(shape, dtype=np.int64))})"
 
 
+def _nbytes(shape, dtype):
+    return float(np.prod(shape, dtype=np.float64)) * dtype.itemsize * 2         # data and diff
+
+
 def _check_fits(name, shape, dtype):
     """Refuse, before allocating, a blob larger than the memory of the machine (or GPU)."""
-    nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize * 2      # data and diff
+    nbytes = _nbytes(shape, dtype)
     if nbytes > 2**30 and nbytes > _memory_bytes():
         raise ShapeError(f"blob '{name}' of shape {' '.join(map(str, shape))} needs {nbytes / 2**30:.4g} GiB "
                          f"(data and diff), more than the {_memory_bytes() / 2**30:.4g} GiB of memory here; "
@@ -93,3 +110,36 @@ def _memory_bytes():
     if xp is np:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return xp.cuda.Device().mem_info[1]
+
+
+class MemoryLedger:
+    """The bytes of a net's blobs (data and diff), each charged before it is allocated: a net whose
+    blobs together need more than the memory here is refused at the blob that would pass it (each
+    blob alone may fit), naming the largest. ``layer`` is the layer being set up (set by the net)."""
+
+    def __init__(self):
+        self.layer = ""
+        self.total = 0.0
+        self._held = {}             # id(blob) -> (bytes, blob name, layer that shaped it)
+
+    def charge(self, blob, shape, label=None, copies=2):
+        """``blob`` now holds ``copies`` arrays of ``shape`` (data and diff; 1: its data is shared)."""
+        nbytes = _nbytes(shape, blob.dtype) * copies / 2
+        old = self._held.get(id(blob), (0.0,))[0]
+        total = self.total - old + nbytes
+        if total > 2**30 and nbytes > old and total > _memory_bytes():
+            self._refuse(label or f"blob '{blob.name}' ({' '.join(map(str, shape))})", nbytes, total)
+        self._held[id(blob)] = (nbytes, label or f"'{blob.name}'", self.layer)
+        self.total = total
+
+    def charge_params(self, layer_name, blobs):
+        """A layer's learnable blobs, made by its setup; charged under the layer's name."""
+        for k, blob in enumerate(blobs):
+            self.charge(blob, blob.shape, label=f"weights {k} of layer '{layer_name}'")
+
+    def _refuse(self, what, nbytes, total):
+        held = sorted(self._held.values(), key=lambda h: -h[0])[:3]
+        largest = ", ".join(f"{name} {b / 2**30:.3g} GiB (layer '{layer}')" for b, name, layer in held)
+        raise ShapeError(f"layer '{self.layer}': the net's blobs need {total / 2**30:.4g} GiB together (data and diff) with "
+                         f"{what} ({nbytes / 2**30:.3g} GiB), more than the {_memory_bytes() / 2**30:.4g} GiB "
+                         f"of memory here; the largest so far: {largest}; reduce the batch size or the input size")

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import arena, gpu_errors, graph
 from .graph import locate_layer
-from ..core.blob import Blob
+from ..core.blob import Blob, MemoryLedger
 from ..core.hooks import Hooks
 from ..errors import DataError, FirecaffeError, PrototxtError
 from ..ops import LAYERS, create_layer
@@ -33,7 +33,7 @@ class Net(PycaffeNetAPI):
     ``model`` is a prototxt path or a NetParameter, ``phase`` TRAIN/TEST (0/1 or strings)."""
 
     def __init__(self, model, *args, weights=None, phase=None, level=0, stages=(),
-                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False):
+                 dtype=np.float32, shard=(0, 1), source=None, shapes_only=False, ledger=None):
         weights, phase = _weights_and_phase(args, weights, phase)
         self.phase = graph.phase_name(phase)
         self.shapes_only = shapes_only
@@ -52,6 +52,7 @@ class Net(PycaffeNetAPI):
         self.layers, self.bottom_vecs, self.top_vecs = [], [], []
         self._reshaped_for = []        # bottom shapes at each layer's last reshape
         self.blobs = OrderedDict()
+        self.ledger = ledger or MemoryLedger()   # the blobs' bytes (a solver's nets: together), checked
         self.inputs = []
         available = set()           # Caffe's available_blobs: tops no later layer consumed
         for layer_param in param.layer:
@@ -86,16 +87,18 @@ class Net(PycaffeNetAPI):
                 raise PrototxtError(f"{self._where(layer_param)}layer '{layer.name}': top blob '{name}' "
                                     "is produced by an earlier layer too (only in-place tops may reuse a name)")
             if name not in self.blobs:
-                self.blobs[name] = Blob((), self.dtype, name=name)
+                self.blobs[name] = Blob((), self.dtype, name=name, ledger=self.ledger)
             top.append(self.blobs[name])
             available.add(name)
         if layer.auto_top_blobs():      # never an output; in blobs as pycaffe shows it (last one wins)
             needed = max(layer.min_num_top or 0, layer.exact_num_top or 0)
             for _ in range(needed - len(top)):
-                top.append(Blob((), self.dtype, name=AUTOMATIC))
+                top.append(Blob((), self.dtype, name=AUTOMATIC, ledger=self.ledger))
                 self.blobs[AUTOMATIC] = top[-1]
+        self.ledger.layer = layer.name
         try:
             layer.setup(bottom, top)
+            self.ledger.charge_params(layer.name, layer.blobs)
         except FirecaffeError as exc:
             raise type(exc)(f"{self._where(layer_param)}{exc}") from None
         except Exception as exc:

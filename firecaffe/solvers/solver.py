@@ -26,6 +26,7 @@ from collections import deque
 import numpy as np
 
 from ..core import backend
+from ..core.blob import MemoryLedger
 from ..core.hooks import Hooks
 from ..core.options import RunOptions
 from . import divergence
@@ -62,9 +63,10 @@ class Solver:
             backend.seed(self.param.random_seed)
         self.plan = BatchPlan(self.options.global_batch, self.workers)
         shard = parallel.shard if parallel is not None else (0, 1)
+        memory = MemoryLedger()     # the train and test nets' blobs, together against the memory here
         self.net = sources.make_net("TRAIN", sources.train_source(self.param, self.path), self.param.train_state,
-                                    shard, sources.chain(train_net_hook, self.plan.hook))
-        self.test_nets = [sources.make_net("TEST", src, state) for src, state in
+                                    shard, sources.chain(train_net_hook, self.plan.hook), memory)
+        self.test_nets = [sources.make_net("TEST", src, state, ledger=memory) for src, state in
                           sources.test_sources(self.param, self.path)] if self.is_root else []
         for test_net in self.test_nets:
             test_net.share_with(self.net)

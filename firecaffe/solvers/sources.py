@@ -34,8 +34,9 @@ def test_sources(param, solver_path):
     return list(zip(sources, states))
 
 
-def make_net(phase, source, state, shard=(0, 1), edit=None):
-    """The Net of ``phase`` from ``source`` under ``state``; ``edit(NetParameter)`` may change it first."""
+def make_net(phase, source, state, shard=(0, 1), edit=None, ledger=None):
+    """The Net of ``phase`` from ``source`` under ``state``; ``edit(NetParameter)`` may change it first;
+    ``ledger``: a MemoryLedger the net's blobs count in (a solver's nets share one)."""
     from ..proto import io
     level = state.level if state is not None else 0
     stages = list(state.stage) if state is not None else []
@@ -43,7 +44,7 @@ def make_net(phase, source, state, shard=(0, 1), edit=None):
     if edit is not None:
         source = io.read_net(source) if path else source
         edit(source)
-    return Net(source, phase=phase, level=level, stages=stages, shard=shard, source=path)
+    return Net(source, phase=phase, level=level, stages=stages, shard=shard, source=path, ledger=ledger)
 
 
 def chain(*edits):

@@ -1,5 +1,6 @@
 """docs/scaling: every generated table is what launch/regen_docs.py makes from the committed raw
-data with the current code, and every other table sits in a folder marked archived."""
+data with the current code, every figure draws what the current code draws from those records (its
+data, and its pixels under the same matplotlib), and every other table sits in a folder marked archived."""
 import importlib.util
 import re
 import subprocess
@@ -51,8 +52,73 @@ def test_every_table_under_docs_scaling_is_generated_or_archived_with_its_commit
                 f"{path.relative_to(REPO)}: neither made by launch/regen_docs.py nor in an archived folder")
 
 
-def test_the_blocks_of_scaling_md_are_marked(regen):
+def test_the_blocks_of_the_docs_are_marked(regen):
     from launch.doc_blocks import BLOCKS
+    texts = [(REPO / doc).read_text() for doc in regen.DOCS]
+    assert sorted(name for text in texts for name in re.findall(r"<!-- regen_docs\.py (\S+) -->", text)) == sorted(BLOCKS)
+    assert sum(text.count("<!-- /regen_docs.py -->") for text in texts) == len(BLOCKS)
+
+
+# A figure a reader takes for a result: a ratio (1.07x), a percentage, a time, or a decimal number.
+RESULT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:\s?[-–]\s?\d+(?:\.\d+)?)?\s?(?:x|×|%|ms|s|µs|us|ps/byte)(?!\w)"
+                    r"|(?<![\w.])\d+\.\d+(?![\w.])")
+
+
+def hand_typed_figures(text):
+    """The figures of ``text`` outside generated blocks, archived regions (naming their commits), code and
+    quotations (the targets, quoted as they were set)."""
+    text = re.sub(r"<!-- regen_docs\.py \S+ -->.*?<!-- /regen_docs\.py -->", "", text, flags=re.S)
+    text = re.sub(r"<!-- archived [0-9a-f ]+ -->.*?<!-- /archived -->", "", text, flags=re.S)
+    text = re.sub(r"`[^`]*`|\"[^\"\n]*\"", "", text)
+    return [(line, RESULT.findall(line)) for line in text.splitlines()
+            if not line.startswith("    ") and RESULT.search(line)]
+
+
+def test_every_figure_of_scaling_md_is_generated_or_archived_with_its_commit():
     text = (REPO / "docs" / "scaling.md").read_text()
-    assert sorted(re.findall(r"<!-- regen_docs\.py (\S+) -->", text)) == sorted(BLOCKS)
-    assert text.count("<!-- /regen_docs.py -->") == len(BLOCKS)
+    assert hand_typed_figures(text) == [], "figures typed by hand: generate them (launch/doc_prose*.py) or archive them"
+    for commits in re.findall(r"<!-- archived ([0-9a-f ]+) -->", text):
+        for commit in commits.split():
+            assert subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO).returncode == 0, commit
+    assert text.count("<!-- archived ") == text.count("<!-- /archived -->")
+
+
+def test_a_hand_typed_figure_is_found():
+    assert hand_typed_figures("the ring took 2541-2544 ms, 1.04x of the floor") == [
+        ("the ring took 2541-2544 ms, 1.04x of the floor", ["2541-2544 ms", "1.04x"])]
+    assert hand_typed_figures("<!-- archived abc123 -->\n3.5 ms\n<!-- /archived -->\n`--latency 2us`") == []
+
+
+def test_a_figure_drawn_from_other_numbers_is_caught(regen, monkeypatch, tmp_path):
+    path = "docs/scaling/cluster/nets/firecaffe_nets.png"
+    kind, args = regen.FIGURES[path]
+    monkeypatch.chdir(REPO)
+    assert regen.figure_differs(REPO / path, regen.generate(path, kind, args, tmp_path, figure=True)) is None
+    predict = model.predict
+    monkeypatch.setattr(model, "predict", lambda *a, **k: 1.05 * predict(*a, **k))     # its dashed model lines
+    assert "other data" in regen.figure_differs(REPO / path, regen.generate(path, kind, args, tmp_path, figure=True))
+
+
+def test_a_figure_with_other_pixels_or_no_data_is_caught(regen, tmp_path):
+    from PIL import Image, PngImagePlugin
+    committed = REPO / "docs/scaling/cluster/1G/scaling.png"
+    with Image.open(committed) as image:
+        info = PngImagePlugin.PngInfo()
+        for key, value in image.text.items():
+            info.add_text(key, value)
+        pixels = image.convert("RGBA")
+        pixels.putpixel((5, 5), (0, 0, 0, 255))
+        pixels.save(tmp_path / "touched.png", pnginfo=info)
+        image.convert("RGBA").save(tmp_path / "bare.png")
+    assert regen.figure_differs(tmp_path / "touched.png", committed) == "other pixels, same data and matplotlib"
+    assert "carries no data" in regen.figure_differs(tmp_path / "bare.png", committed)
+
+
+def test_a_formula_that_moves_a_quoted_figure_is_caught(regen, monkeypatch):
+    from launch.doc_blocks import BLOCKS
+    monkeypatch.chdir(REPO)
+    before = BLOCKS["sweep-targets"]({})
+    predict = model.predict
+    # more time per rank: the growth from 2 to 8 ranks that the prose quotes changes
+    monkeypatch.setattr(model, "predict", lambda comm, n, p, *a, **k: (1 + 0.05 * p) * predict(comm, n, p, *a, **k))
+    assert BLOCKS["sweep-targets"]({}) != before

@@ -1,5 +1,6 @@
 """up, down, run: the cluster leaves nothing behind, never clobbers what it did not make, says what it needs."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -101,7 +102,9 @@ def test_run_passes_on_the_jobs_exit_status_and_tears_down():
 
 
 @pytest.mark.mpi
-def test_run_tears_down_on_ctrl_c():
+@pytest.mark.parametrize("sig, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["Ctrl-C-to-the-job", "SIGTERM-to-the-command"])
+def test_run_tears_down_on_ctrl_c(sig, to_group):
     skip_unless_possible()
     process = run_cluster_command(["run", "--nodes", "2", "--link", "100M", "--name", NAME, "--",
                                    "sleep", "60"], start_new_session=True)
@@ -109,9 +112,11 @@ def test_run_tears_down_on_ctrl_c():
     while time.monotonic() < deadline and not subprocess.run(
             ["ip", "netns", "pids", f"{NAME}-node1"], capture_output=True, text=True).stdout.strip():
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)   # what a terminal sends to the whole job
-    process.communicate(timeout=30)
-    assert process.returncode != 0
+    (os.killpg if to_group else os.kill)(process.pid, sig)     # killpg: what a terminal sends to the whole job
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 128 + sig, stderr
+    assert stderr.splitlines()[-1].startswith(f"firecaffe: cluster: stopped by {sig.name}, passed to the job "
+                                              "once; mpiexec "), stderr
     assert leftovers() == []
 
 
@@ -156,3 +161,32 @@ def test_a_node_whose_tcp_cannot_be_set_keeps_its_own_and_says_so(monkeypatch):
     assert state["tcp_warning"] == (
         "the nodes run TCP bbr, not reno (sh: 1: cannot create /proc/sys/net/ipv4/tcp_congestion_control: "
         "Read-only file system): a model-based one such as BBR misreads the token bucket's bursts (docs/launch.md)")
+
+
+@pytest.mark.mpi
+def test_ctrl_c_on_cluster_run_stops_training_with_a_snapshot(tmp_path):
+    """The terminal's Ctrl-C reaches mpiexec once (through cluster run): the ranks stop at one iteration
+    and snapshot. Before, mpiexec got it twice (the terminal's and the one passed on), hydra's proxies
+    failed, no snapshot was written and click said `Aborted.`."""
+    skip_unless_possible()
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "firecaffe", "cluster", "run", "--nodes", "2", "--link", "1G", "--name", NAME, "--",
+             sys.executable, "-m", "firecaffe", "train", "nets/lenet_digits/solver.prototxt", "--max-iter", "100000",
+             "--snapshot-prefix", str(tmp_path / "x")], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(REPO), FIRECAFFE_NO_PROGRESS="1"), start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "Iteration 20" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=90)
+    text = log.read_text()
+    assert process.returncode == 130, text[-3000:]
+    stopped = re.search(r"firecaffe: stopped by SIGINT at iteration (\d+); snapshot (\S+)", text)
+    assert stopped, text[-3000:]
+    assert (tmp_path / f"x_iter_{stopped.group(1)}.caffemodel").stat().st_size > 0
+    assert text.splitlines()[-1] == ("firecaffe: cluster: stopped by SIGINT, passed to the job once; mpiexec "
+                                     "ended with status 130")
+    assert "Aborted." not in text and leftovers() == []

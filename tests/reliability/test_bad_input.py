@@ -34,6 +34,8 @@ CASES = {
     "kernel_larger_than_input.prototxt": ("analyze", "kernel_larger_than_input.prototxt:3: layer 'conv' "
                                                      "(Convolution): output would be empty"),
     "huge_blob.prototxt": ("analyze", "huge_blob.prototxt:2: blob 'data' of shape 100000 1000 1000 1000 needs"),
+    "too_many_axes.prototxt": ("analyze", "too_many_axes.prototxt:3: layer 'data': a shape of 33 axes; a blob has "
+                                          "at most 32 (Caffe's kMaxBlobAxes)"),
     "huge_weights.prototxt": ("analyze", "huge_weights.prototxt:3:100: "),
     "binary_garbage.prototxt": ("analyze", "binary_garbage.prototxt: not a text file"),
     "empty.prototxt": ("train", "empty.prototxt: no net given"),
