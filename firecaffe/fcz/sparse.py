@@ -70,11 +70,11 @@ def width_costs(positions, code_counts, widths=range(1, MAX_WIDTH + 1)):
 
 
 def best_width(positions, code_counts, value_bits=None):
-    """The width giving the smallest layer: Huffman-coded streams, or with ``value_bits`` given,
-    Huffman-coded indices and fixed-size values (unquantized weights)."""
+    """The width giving the smallest layer: Huffman-coded streams and the index's code-length table
+    (5 bits a symbol), or with ``value_bits`` given, fixed-size values (unquantized weights)."""
     costs = width_costs(positions, code_counts)
 
     def size(width):
         fillers, index_bits, code_bits = costs[width]
-        return index_bits + (code_bits if value_bits is None else value_bits * (len(positions) + fillers))
+        return index_bits + 5 * (1 << width) + (code_bits if value_bits is None else value_bits * (len(positions) + fillers))
     return min(costs, key=size)
