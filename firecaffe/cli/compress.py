@@ -82,7 +82,7 @@ def compress(target, weights, out, density, quality, bits, index_bits, stages, s
     solver = _solver(param, solver_path, comm, global_batch, cpu, gpu, base_lr) if retraining else None
     speak = solver is None or solver.is_root
     progress = pipeline.Progress(speak)
-    work = pipeline.Weights(original.name, original.layers)
+    work = original                 # this process's arrays: the file is never written
     scores = {}
 
     def score(label):
@@ -110,8 +110,7 @@ def compress(target, weights, out, density, quality, bits, index_bits, stages, s
         shared = pipeline.quantize_step(work, plan)
         progress("quantize", f"k-means codebooks ({_bits_line(plan)}){score('quantize')}")
         if solver is not None and quantize_iters:
-            masks = {name: codes.reshape(work.weight(name).shape) < len(book)
-                     for name, (book, codes) in shared.items()}
+            masks = {name: work.weight(name) != 0 for name in shared}
             work = pipeline.retrain_step(solver, work, quantize_iters, masks=masks, shared=shared)
             progress("retrain", f"{quantize_iters} iterations of the shared weights{score('retrain shared')}")
     if solver is not None and solver.parallel is not None:

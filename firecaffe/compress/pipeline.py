@@ -21,16 +21,21 @@ class Weights:
     """A net's weights by layer: ``layers`` = [(name, type, [float32 arrays])]."""
 
     def __init__(self, name, layers):
-        self.name, self.layers = name, [(n, t, [np.array(a, dtype=np.float32) for a in arrays])
+        self.name, self.layers = name, [(n, t, [np.asarray(a, dtype=np.float32) for a in arrays])
                                         for n, t, arrays in layers]
 
     @classmethod
     def read(cls, path):
+        """The weights of a file (read only: the arrays are this process's own copies)."""
         if fcz.looks_like(path):
             return cls(*fcz.read(path))
         from ..core import integrity
-        from ..proto import io
+        from ..proto import caffemodel, io
         integrity.verify(path)
+        if not str(path).endswith(".h5"):
+            found = caffemodel.read_weights(path)
+            if found is not None and found[1]:
+                return cls(*found)
         if str(path).endswith(".h5"):
             from ..engine.weights import _hdf5_layers
             return cls("", [(name, "", arrays) for name, arrays in _hdf5_layers(path) if arrays])
@@ -81,37 +86,52 @@ class Weights:
 
 
 def prune_step(weights, plan, fraction=1.0):
-    """Prune every layer of ``plan`` that prunes; ``fraction`` in (0, 1] of the way from density 1 to
-    the target (geometrically: an iterative schedule). Returns {layer: mask}."""
+    """Prune every layer of ``plan`` that prunes, in place; ``fraction`` in (0, 1] of the way from
+    density 1 to the target (geometrically: an iterative schedule). Returns {layer: mask}."""
     masks = {}
     for name in plan.layers:
         if not plan.prunes(name):
             continue
-        w = weights.weight(name)
+        w = _writable(weights, name)
         if name in plan.density:
             mask = prune.mask_by_density(w, plan.density[name] ** fraction)
         else:
             mask = prune.mask_by_quality(w, plan.quality[name] * fraction)
-        weights.set_weight(name, np.where(mask, w, 0))
+        w[~mask] = 0
         masks[name] = mask
     return masks
 
 
 def quantize_step(weights, plan):
-    """Share weights by k-means in every layer of the plan: 2**bits values (one of them zero for a
-    pruned layer). Returns {layer: (codebook, codes)}, codes == len(codebook) where pruned."""
+    """Share weights by k-means in every layer of the plan, in place: 2**bits values (one of them
+    zero for a pruned layer). Returns {layer: (codebook, kept positions, their codes)}."""
     shared = {}
     for name in plan.layers:
-        w = weights.weight(name).reshape(-1)
+        w = _writable(weights, name).reshape(-1)
         kept = np.flatnonzero(w)
-        sparse = kept.size < w.size
-        k = (1 << plan.bits[name]) - (1 if sparse else 0)
+        k = (1 << plan.bits[name]) - (1 if kept.size < w.size else 0)
         codebook, codes = quantize.codebook_for(w[kept], k)
-        full = np.full(w.size, codebook.size, dtype=np.int64)
-        full[kept] = codes
-        weights.set_weight(name, np.append(codebook, np.float32(0))[full])
-        shared[name] = (codebook, full)
+        w[kept] = codebook[codes]
+        shared[name] = (codebook, kept, codes)
     return shared
+
+
+def full_codes(shared, weights):
+    """{layer: (codebook, codes)} for ``retrain.SharedWeights``: a code per weight, len(codebook) if pruned."""
+    out = {}
+    for name, (codebook, kept, codes) in shared.items():
+        full = np.full(weights.weight(name).size, codebook.size, dtype=np.int32)
+        full[kept] = codes
+        out[name] = (codebook, full)
+    return out
+
+
+def _writable(weights, name):
+    w = weights.weight(name)
+    if not w.flags.writeable:
+        w = w.copy()
+        weights.set_weight(name, w)
+    return w
 
 
 def retrain_step(solver, weights, iterations, masks=None, shared=None):
@@ -123,7 +143,7 @@ def retrain_step(solver, weights, iterations, masks=None, shared=None):
     if masks:
         observers.append(retrain.Masks(solver, masks).attach())
     if shared:
-        observers.append(retrain.SharedWeights(solver, shared).attach())
+        observers.append(retrain.SharedWeights(solver, full_codes(shared, weights)).attach())
     try:
         solver.step(iterations)
     finally:

@@ -11,14 +11,19 @@ import numpy as np
 
 def mask_by_density(weights, density):
     """Boolean mask keeping the ``round(density * size)`` largest magnitudes (at least one)."""
-    magnitude = np.abs(np.asarray(weights, dtype=np.float32)).reshape(-1)
-    keep = max(1, int(round(density * magnitude.size)))
-    if keep >= magnitude.size:
-        return (magnitude > 0).reshape(np.shape(weights)) if density < 1 else np.ones(np.shape(weights), bool)
-    threshold = np.partition(magnitude, magnitude.size - keep)[magnitude.size - keep]
-    mask = magnitude >= threshold
-    mask &= magnitude > 0
-    return mask.reshape(np.shape(weights))
+    weights = np.asarray(weights, dtype=np.float32)
+    size = weights.size
+    keep = max(1, int(round(density * size)))
+    if keep >= size:
+        return weights != 0 if density < 1 else np.ones(weights.shape, bool)
+    magnitude = np.abs(weights).reshape(-1)
+    magnitude.partition(size - keep)                   # in place: one copy of the layer, no sort
+    threshold = magnitude[size - keep]
+    del magnitude
+    mask = np.abs(weights) >= threshold
+    if threshold == 0:
+        mask &= weights != 0
+    return mask
 
 
 def mask_by_quality(weights, quality):

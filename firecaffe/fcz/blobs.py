@@ -48,7 +48,9 @@ def encode(array, bits=None, width=None, sparse_ok=True):
         head["entries"] = int(stored.size)
         return head, chunks, _costs(n, positions.size, stored.size, 32, width, 8 * sum(map(len, chunks)))
     codebook, codes = quantize.codebook_for(values, (1 << bits) - 1)
-    codes = codes + 1                                   # code 0: the filler's zero
+    del values
+    codes = codes.astype(np.int32)
+    codes += 1                                          # code 0: the filler's zero
     if width is None:
         width = sparse.best_width(positions, np.bincount(codes, minlength=codebook.size + 1))
     symbols, stored = sparse.encode(positions, codes, width)

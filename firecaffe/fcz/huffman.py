@@ -15,6 +15,7 @@ import numpy as np
 
 MAX_LENGTH = 20
 BLOCK = 2048                       # BLOCK * MAX_LENGTH < 2 ** 16
+CHUNK = 256 * BLOCK                # symbols encoded at a time
 
 
 def code_lengths(counts, limit=MAX_LENGTH):
@@ -82,25 +83,35 @@ def encoded_bits(counts, lengths):
 
 
 def encode(symbols, lengths):
-    """(packed bytes, uint16 bit length of each block of BLOCK symbols) of ``symbols``."""
+    """(packed bytes, uint16 bit length of each block of BLOCK symbols) of ``symbols``.
+
+    Works through the stream in chunks of CHUNK symbols (a whole number of blocks), so its
+    scratch memory stays a few bytes per symbol of one chunk whatever the stream's length."""
     symbols = np.asarray(symbols)
     codes = canonical_codes(lengths)
-    n = symbols.size
-    if n == 0:
-        return b"", np.zeros(0, dtype=np.uint16)
-    size = np.asarray(lengths, dtype=np.int64)[symbols]
-    if (size == 0).any():
-        raise ValueError("a symbol without a code")
-    ends = np.cumsum(size)
-    starts = ends - size
-    bits = np.zeros(int(ends[-1]), dtype=np.uint8)
-    value = codes[symbols]
-    for j in range(int(size.max())):          # bit j of every code, from its most significant
-        has = size > j
-        shift = (size[has] - 1 - j).astype(np.uint32)
-        bits[starts[has] + j] = (value[has] >> shift) & 1
-    block_starts = np.append(starts[::BLOCK], ends[-1])
-    return np.packbits(bits).tobytes(), np.diff(block_starts).astype(np.uint16)
+    sizes_of = np.asarray(lengths, dtype=np.uint8)
+    out, blocks, carry = [], [], np.zeros(0, dtype=np.uint8)
+    for low in range(0, symbols.size, CHUNK):
+        chunk = symbols[low:low + CHUNK]
+        size = sizes_of[chunk]
+        if not size.all():
+            raise ValueError("a symbol without a code")
+        starts = np.cumsum(size, dtype=np.int64)
+        bits = np.zeros(int(starts[-1]), dtype=np.uint8)
+        starts -= size
+        blocks.append(np.add.reduceat(size, np.arange(0, chunk.size, BLOCK), dtype=np.int64))
+        value = codes[chunk]
+        for j in range(int(size.max())):          # bit j of every code, from its most significant
+            has = np.flatnonzero(size > j)
+            bits[starts[has] + j] = (value[has] >> (size[has] - 1 - j).astype(np.uint32)) & 1
+        bits = np.concatenate([carry, bits])
+        whole = bits.size - bits.size % 8
+        out.append(np.packbits(bits[:whole]).tobytes())
+        carry = bits[whole:]
+    if carry.size:
+        out.append(np.packbits(carry).tobytes())
+    block_bits = np.concatenate(blocks).astype(np.uint16) if blocks else np.zeros(0, dtype=np.uint16)
+    return b"".join(out), block_bits
 
 
 def decode(data, lengths, count, block_bits, dtype=np.int64):

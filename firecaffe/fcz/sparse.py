@@ -26,12 +26,13 @@ def encode(positions, codes, width):
     """
     span = 1 << width
     d = gaps(positions) - 1
-    fillers = d >> width
-    per = fillers + 1
-    total = int(per.sum())
-    last = np.cumsum(per) - 1
-    symbols = np.full(total, span - 1, dtype=np.int64)
+    last = (d >> width) + 1                     # fillers + the entry itself
+    np.cumsum(last, out=last)
+    last -= 1
+    total = int(last[-1]) + 1 if last.size else 0
+    symbols = np.full(total, span - 1, dtype=np.int32)
     symbols[last] = d & (span - 1)
+    del d
     out = np.zeros(total, dtype=np.asarray(codes).dtype)
     out[last] = codes
     return symbols, out

@@ -87,7 +87,7 @@ def test_shared_weights_move_by_the_sum_of_their_gradients(monkeypatch, tmp_path
     from firecaffe.compress.spec import Plan
     plan = Plan(weights.kinds(), density_text="ip1:0.3", bits_text="ip1:3,conv*:4,ip2:2")
     masks = pipeline.prune_step(weights, plan)
-    shared = pipeline.quantize_step(weights, plan)
+    shared = pipeline.full_codes(pipeline.quantize_step(weights, plan), weights)
     weights.into(solver.net)
     retrain.Masks(solver, masks).attach()
     observer = retrain.SharedWeights(solver, shared).attach()

@@ -118,3 +118,13 @@ def test_codebook_is_lossless_for_weights_already_shared():
     np.testing.assert_array_equal(codebook[codes], values)
     codebook, codes = quantize.codebook_for(values, 2)
     assert codebook.size == 2
+
+
+def test_huffman_stream_encoded_in_chunks_decodes_whole(monkeypatch):
+    monkeypatch.setattr(huffman, "CHUNK", huffman.BLOCK)        # many chunks, bit carries between them
+    gen = np.random.default_rng(9)
+    symbols = gen.choice(7, size=5 * huffman.BLOCK + 13, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.03, 0.02])
+    lengths = huffman.code_lengths(np.bincount(symbols, minlength=7))
+    data, blocks = huffman.encode(symbols, lengths)
+    assert blocks.size == 6 and len(data) == -(-int(blocks.sum()) // 8)
+    np.testing.assert_array_equal(huffman.decode(data, lengths, symbols.size, blocks.astype(np.int64)), symbols)

@@ -1,0 +1,52 @@
+"""`firecaffe compress` under mpiexec: retraining is data-parallel like `train`, so p ranks on a
+global batch give the weights one rank gives on that batch (same masks, same shared values up to
+the summation order), with every strategy."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firecaffe import fcz
+from firecaffe.engine.testing import run_job
+from firecaffe.solvers import Solver
+from firecaffe.proto import io
+
+pytestmark = pytest.mark.mpi
+REPO = Path(__file__).resolve().parents[2]
+SOLVER = "nets/lenet_digits/solver.prototxt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("w") / "lenet.caffemodel")
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        param = io.read_solver(SOLVER)
+        param.display = param.test_interval = 0
+        solver = Solver(param, path=SOLVER, quiet=True)
+        solver.step(100)
+        solver.net.save(path)
+    finally:
+        os.chdir(cwd)
+    return path
+
+
+def compress(ranks, trained, out, *extra):
+    done = run_job([sys.executable, "-m", "firecaffe", "compress", SOLVER, "--weights", trained, "--out", out,
+                    "--density", "conv*:0.5,ip*:0.1", "--prune-iters", "4", "--quantize-iters", "4",
+                    "--global-batch", "60", *extra], ranks=ranks or None, timeout=240, cwd=REPO)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return {name: arrays for name, _, arrays in fcz.read(out)[1]}
+
+
+@pytest.mark.parametrize("ranks,comm", [(2, "tree"), (3, "ring"), (3, "ps")])
+def test_ranks_retrain_as_one_rank_on_the_global_batch(trained, tmp_path, ranks, comm):
+    one = compress(0, trained, str(tmp_path / "one.fcz"))
+    many = compress(ranks, trained, str(tmp_path / "many.fcz"), "--comm", comm)
+    for name, arrays in one.items():
+        for a, b in zip(arrays, many[name]):
+            np.testing.assert_array_equal(a == 0, b == 0)
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5, err_msg=name)
