@@ -34,10 +34,11 @@ def trained(tmp_path_factory):
     return path
 
 
-def compress(ranks, trained, out, *extra):
+def compress(ranks, trained, out, *extra, iters=6):
     done = run_job([sys.executable, "-m", "firecaffe", "compress", SOLVER, "--weights", trained, "--out", out,
-                    "--density", "conv*:0.5,ip*:0.1", "--prune-iters", "4", "--quantize-iters", "4",
-                    "--global-batch", "60", *extra], ranks=ranks or None, timeout=240, cwd=REPO)
+                    "--density", "conv*:0.5,ip*:0.1", "--prune-iters", str(iters), "--quantize-iters", str(iters),
+                    "--base-lr", "0.05", "--global-batch", "60", *extra], ranks=ranks or None, timeout=240,
+                   cwd=REPO)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return {name: arrays for name, _, arrays in fcz.read(out)[1]}
 
@@ -46,7 +47,9 @@ def compress(ranks, trained, out, *extra):
 def test_ranks_retrain_as_one_rank_on_the_global_batch(trained, tmp_path, ranks, comm):
     one = compress(0, trained, str(tmp_path / "one.fcz"))
     many = compress(ranks, trained, str(tmp_path / "many.fcz"), "--comm", comm)
+    untrained = compress(0, trained, str(tmp_path / "none.fcz"), iters=0)
     for name, arrays in one.items():
-        for a, b in zip(arrays, many[name]):
+        for a, b, c in zip(arrays, many[name], untrained[name]):
             np.testing.assert_array_equal(a == 0, b == 0)
-            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
+            assert np.abs(a - c).max() > 1e-3, f"{name}: retraining changed nothing the test could see"
