@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from firecaffe.proto import io
-from firecaffe.solvers import Solver
+
+from tests._trained import lenet_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOLVER = os.path.join(REPO, "nets", "lenet_digits", "solver.prototxt")
@@ -26,19 +27,7 @@ def firecaffe(*args):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """lenet_digits after 200 iterations (enough to be far from chance), as a .caffemodel."""
-    folder = tmp_path_factory.mktemp("lenet")
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        param = io.read_solver(SOLVER)
-        param.display = param.test_interval = 0
-        solver = Solver(param, path=SOLVER, quiet=True)
-        solver.step(200)
-        path = str(folder / "lenet.caffemodel")
-        solver.net.save(path)
-    finally:
-        os.chdir(cwd)
-    return path
+    return lenet_weights(tmp_path_factory.mktemp("lenet") / "lenet.caffemodel", 200)
 
 
 def digest(path):

@@ -90,7 +90,7 @@ def test_shared_weights_move_by_the_sum_of_their_gradients(monkeypatch, tmp_path
     shared = pipeline.full_codes(pipeline.quantize_step(weights, plan), weights)
     weights.into(solver.net)
     retrain.Masks(solver, masks).attach()
-    observer = retrain.SharedWeights(solver, shared).attach()
+    retrain.SharedWeights(solver, shared).attach()
     seen = {}
     solver.hooks.add("reduced", lambda it, window, sum_across: seen.setdefault("diff", solver.net.diff_arena.copy()),
                      first=True)

@@ -1,7 +1,6 @@
 """`firecaffe compress` under mpiexec: retraining is data-parallel like `train`, so p ranks on a
 global batch give the weights one rank gives on that batch (same masks, same shared values up to
 the summation order), with every strategy."""
-import os
 import sys
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import pytest
 
 from firecaffe import fcz
 from firecaffe.engine.testing import run_job
-from firecaffe.solvers import Solver
-from firecaffe.proto import io
+
+from tests._trained import lenet_weights
 
 pytestmark = pytest.mark.mpi
 REPO = Path(__file__).resolve().parents[2]
@@ -20,18 +19,7 @@ SOLVER = "nets/lenet_digits/solver.prototxt"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("w") / "lenet.caffemodel")
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        param = io.read_solver(SOLVER)
-        param.display = param.test_interval = 0
-        solver = Solver(param, path=SOLVER, quiet=True)
-        solver.step(100)
-        solver.net.save(path)
-    finally:
-        os.chdir(cwd)
-    return path
+    return lenet_weights(tmp_path_factory.mktemp("lenet") / "lenet.caffemodel", 100)
 
 
 def compress(ranks, trained, out, *extra, iters=6):
