@@ -46,10 +46,12 @@ STAGES = ("prune", "quantize")
               "one curve per layer (no retraining), to this PNG.")
 @comm_option()
 @click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
+@click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server ranks for --comm ps (taken from the job's ranks).")
 @CPU_OPTION
 @GPU_OPTION
 def compress(target, weights, out, density, quality, bits, index_bits, stages, schedule, prune_iters,
-             quantize_iters, base_lr, report, as_json, sensitivity, comm, global_batch, cpu, gpu):
+             quantize_iters, base_lr, report, as_json, sensitivity, comm, global_batch, ps_servers, cpu, gpu):
     """Prune, quantize and Huffman-code a trained net's weights into a .fcz file."""
     from ..compress import pipeline, report as reports, sensitivity as sens
     from ..compress.spec import Plan
@@ -79,7 +81,8 @@ def compress(target, weights, out, density, quality, bits, index_bits, stages, s
             raise FirecaffeError(f"--sensitivity needs the accuracy of a test net: {target} has none "
                                  "(give a solver with test_iter and a TEST phase)")
         sens.check_can_draw(sensitivity)
-    solver = _solver(param, solver_path, comm, global_batch, cpu, gpu, base_lr) if retraining else None
+    solver = _solver(param, solver_path, dict(comm=comm, global_batch=global_batch, ps_servers=ps_servers),
+                     cpu, gpu, base_lr) if retraining else None
     speak = solver is None or solver.is_root
     progress = pipeline.Progress(speak)
     work = original                 # this process's arrays: the file is never written
@@ -154,7 +157,7 @@ def _net_kinds(param, solver_path, target):
     return {layer.name: layer.type for layer in net.layer}
 
 
-def _solver(param, path, comm, global_batch, cpu, gpu, base_lr):
+def _solver(param, path, flags, cpu, gpu, base_lr):
     from ..core.log import setup as setup_logging
     from ..core.options import RunOptions
     from ..run import mpi_util
@@ -165,7 +168,7 @@ def _solver(param, path, comm, global_batch, cpu, gpu, base_lr):
     if size > 1:
         mpi_util.abort_on_error(click.get_current_context().find_root().obj.failure_context)
     setup_logging(world.Get_rank() if world is not None else 0, size)
-    options = RunOptions.build(comm=comm, global_batch=global_batch, show_progress=False)
+    options = RunOptions.build(show_progress=False, **flags)
     parallel = make_parallel(world if size > 1 else None, options)
     choose_device(cpu, gpu, param, local_rank=parallel.local_rank if parallel is not None else 0)
     param.base_lr = base_lr if base_lr is not None else param.base_lr / 10

@@ -149,6 +149,8 @@ def retrain_step(solver, weights, iterations, masks=None, shared=None):
     finally:
         for observer in observers:
             observer.detach()
+    if solver.parallel is not None:          # a parameter server holds only its shard up to date:
+        solver.parallel.broadcast_weights(solver.net)      # every rank takes rank 0's (a worker's)
     return Weights.of_net(solver.net).layers_from(weights)
 
 
