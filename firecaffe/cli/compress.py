@@ -83,6 +83,11 @@ def compress(target, weights, out, density, quality, bits, index_bits, stages, s
         sens.check_can_draw(sensitivity)
     solver = _solver(param, solver_path, dict(comm=comm, global_batch=global_batch, ps_servers=ps_servers),
                      cpu, gpu, base_lr) if retraining else None
+    if solver is not None:
+        missing = [name for name in plan.layers if name not in solver.net.layer_dict]
+        if missing:
+            raise FirecaffeError(f"layer(s) {', '.join(missing)} of {weights} are not in the solver's train net "
+                                 f"'{solver.net.name}': weights from another net?")
     speak = solver is None or solver.is_root
     progress = pipeline.Progress(speak)
     work = original                 # this process's arrays: the file is never written

@@ -64,7 +64,7 @@ def _looks_like_net(text):
 @click.command()
 @click.argument("target", required=False, type=click.Path())
 @click.option("--solver", "solver_flag", type=click.Path(), help="Solver prototxt (as caffe's --solver).")
-@click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5]).")
+@click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5], or .fcz).")
 @click.option("--snapshot", type=click.Path(), help="Resume from this .solverstate[.h5].")
 @click.option("--resume-latest", "resume_prefix", is_flag=False, flag_value="", metavar="[PREFIX]",
               help="Resume from the newest complete snapshot of PREFIX (default: the solver's "

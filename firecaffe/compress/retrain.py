@@ -20,6 +20,7 @@ most 2**bits distinct values; pruned weights (code ``k``) get no gradient.
 import numpy as np
 
 from ..core import backend
+from ..errors import FirecaffeError
 
 
 class Masks:
@@ -108,4 +109,5 @@ def _place(net, name):
     for candidate, offset in zip(net.learnable_params, net.param_offsets):
         if candidate is blob:
             return offset, blob.count
-    raise ValueError(f"layer '{name}' has no learnable weights of its own (shared, or lr_mult 0?)")
+    raise FirecaffeError(f"layer '{name}': its weights are another layer's (a shared param); "
+                         "compress the owner, or leave this layer out of --density/--quality/--bits")

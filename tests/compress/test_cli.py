@@ -104,3 +104,15 @@ def test_sensitivity_draws_one_curve_per_layer(trained, tmp_path):
                     "0.5", "--stages", "prune", "--prune-iters", "0", "--sensitivity", str(png))
     assert run.returncode == 0, run.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_weights_of_another_net_name_the_layer_before_retraining(trained, tmp_path):
+    net = io.read_caffemodel(trained)
+    extra = net.layer.add(name="fcX", type="InnerProduct")
+    extra.blobs.add().CopyFrom(io.array_to_blob(np.ones((3, 4), np.float32)))
+    other = str(tmp_path / "other.caffemodel")
+    io.write_caffemodel(net, other)
+    run = firecaffe("compress", SOLVER, "--weights", other, "--out", str(tmp_path / "x.fcz"), "--density", "0.5",
+                    "--prune-iters", "1")
+    assert run.returncode == 1 and run.stderr.count("\n") == 1
+    assert "layer(s) fcX of" in run.stderr and "not in the solver's train net 'LeNetDigits'" in run.stderr
