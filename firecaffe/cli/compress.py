@@ -15,7 +15,7 @@ import os
 import click
 
 from ..errors import FirecaffeError
-from .options import CPU_OPTION, GPU_OPTION, choose_device, comm_option
+from .options import CPU_OPTION, GLOBAL_BATCH_OPTION, GPU_OPTION, PS_SERVERS_OPTION, choose_device, comm_option
 
 STAGES = ("prune", "quantize")
 
@@ -45,9 +45,8 @@ STAGES = ("prune", "quantize")
 @click.option("--sensitivity", type=click.Path(dir_okay=False), help="Draw test accuracy against density, "
               "one curve per layer (no retraining), to this PNG.")
 @comm_option()
-@click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
-@click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server ranks for --comm ps (taken from the job's ranks).")
+@GLOBAL_BATCH_OPTION
+@PS_SERVERS_OPTION
 @CPU_OPTION
 @GPU_OPTION
 def compress(target, weights, out, density, quality, bits, index_bits, stages, schedule, prune_iters,

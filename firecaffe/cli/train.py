@@ -11,7 +11,8 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import BUCKET_MB, CPU_OPTION, GPU_OPTION, INTER_OPTION, STALL_SECONDS, choose_device, comm_option
+from .options import (BUCKET_MB, CPU_OPTION, GLOBAL_BATCH_OPTION, GPU_OPTION, INTER_OPTION, PS_SERVERS_OPTION,
+                      STALL_SECONDS, choose_device, comm_option)
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -96,9 +97,8 @@ def _looks_like_net(text):
 @click.option("--regularization-type", type=click.Choice(["L1", "L2"]), help="Weight decay's norm "
               "(regularization_type).")
 @comm_option()
-@click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
-@click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server ranks for --comm ps (taken from the job's ranks).")
+@GLOBAL_BATCH_OPTION
+@PS_SERVERS_OPTION
 @INTER_OPTION
 @click.option("--bucket-mb", type=BUCKET_MB, default=0.0, show_default=True,
               help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
