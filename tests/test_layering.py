@@ -1,7 +1,7 @@
 """The folders are the architecture: imports run one way, top to bottom.
 
-    cli -> pycaffe surface -> run, insight, cluster -> solvers, comm -> engine -> ops
-        -> data, kernels -> proto -> core -> errors
+    cli -> pycaffe surface -> run, insight, cluster, compress -> solvers, comm -> engine -> ops
+        -> data, kernels, fcz -> proto -> core -> errors
 
 Every import of a firecaffe module, at module level or inside a function, is
 checked against that order; a module may import its own package. The pycaffe
@@ -16,11 +16,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "firecaffe"
 # package -> its level; a module may import its own package and any lower level
 LEVELS = {
     "errors": 0, "core": 1, "proto": 2,
-    "kernels": 3, "data": 3,
+    "kernels": 3, "data": 3, "fcz": 3,
     "ops": 4,
     "engine": 5,
     "comm": 6, "solvers": 6,
-    "run": 7, "insight": 7, "cluster": 7,
+    "run": 7, "insight": 7, "cluster": 7, "compress": 7,
     "surface": 8,        # firecaffe/__init__.py, io.py, net_spec.py, draw.py, ... (pycaffe's modules)
     "cli": 9,            # and __main__.py
 }

@@ -1,5 +1,6 @@
 """The `firecaffe` command: train, test, time, analyze (and bench, design, cluster,
-python: run a pycaffe script with `import caffe` resolving to firecaffe).
+compress/decompress (Deep Compression, .fcz), python: run a pycaffe script with `import caffe`
+resolving to firecaffe).
 
 Errors meant for people (FirecaffeError) print as one line and exit 1 (an exception
 from a user's Python layer prints the layer and the user's own frames); under
@@ -13,6 +14,7 @@ from ..errors import FirecaffeError
 from .design import design
 from .bench import bench
 from .cluster import cluster
+from .compress import compress, decompress
 from .inspect import analyze, test, time_cmd
 from .python import python_cmd
 from .train import train
@@ -24,7 +26,7 @@ def cli():
     """Train and measure Caffe networks on NumPy/CuPy, data-parallel over MPI."""
 
 
-for _command in (train, test, time_cmd, analyze, bench, design, cluster, python_cmd):
+for _command in (train, test, time_cmd, analyze, bench, design, cluster, compress, decompress, python_cmd):
     cli.add_command(_command)
 
 

@@ -11,7 +11,7 @@ from .prediction import apply_prediction, prediction_options
 
 @click.command()
 @click.option("--model", required=True, type=click.Path(), help="Net prototxt (TEST phase).")
-@click.option("--weights", type=click.Path(), help=".caffemodel or .caffemodel.h5 to test.")
+@click.option("--weights", type=click.Path(), help=".caffemodel, .caffemodel.h5 or .fcz (firecaffe compress) to test.")
 @click.option("--iterations", type=click.IntRange(min=1),
               help="Batches of the net's batch_size to score, spread over the ranks, the source "
                    "wrapping around as in Caffe [default: one pass over the data source when its size "

@@ -9,6 +9,10 @@ from ..errors import FirecaffeError
 GPU_OPTION = click.option("--gpu", type=int, is_flag=False, flag_value=0, default=None, metavar="[ID]",
                           help="Run on GPU ID (default 0) through CuPy.")
 CPU_OPTION = click.option("--cpu", is_flag=True, help="Run on the CPU with NumPy (the default).")
+GLOBAL_BATCH_OPTION = click.option("--global-batch", type=click.IntRange(min=1),
+                                   help="Total batch, divided among ranks.")
+PS_SERVERS_OPTION = click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
+                                 help="Server ranks for --comm ps (taken from the job's ranks).")
 INTER_OPTION = click.option("--inter", type=click.Choice(["tree", "ring"]), default="tree", show_default=True,
                             help="With --comm hier: the strategy among the node leaders, over the network.")
 

@@ -11,7 +11,8 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import (BUCKET_MB, COMPRESS_OPTION, COMPRESS_START_OPTION, CPU_OPTION, GPU_OPTION, INTER_OPTION,
+from .options import (BUCKET_MB, COMPRESS_OPTION, COMPRESS_START_OPTION, CPU_OPTION, GLOBAL_BATCH_OPTION,
+                      GPU_OPTION, INTER_OPTION, PS_SERVERS_OPTION,
                       STALL_SECONDS, choose_device, comm_option)
 
 
@@ -65,7 +66,7 @@ def _looks_like_net(text):
 @click.command()
 @click.argument("target", required=False, type=click.Path())
 @click.option("--solver", "solver_flag", type=click.Path(), help="Solver prototxt (as caffe's --solver).")
-@click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5]).")
+@click.option("--weights", type=click.Path(), help="Initialize from these weights (.caffemodel[.h5], or .fcz).")
 @click.option("--snapshot", type=click.Path(), help="Resume from this .solverstate[.h5].")
 @click.option("--resume-latest", "resume_prefix", is_flag=False, flag_value="", metavar="[PREFIX]",
               help="Resume from the newest complete snapshot of PREFIX (default: the solver's "
@@ -99,9 +100,8 @@ def _looks_like_net(text):
 @comm_option()
 @COMPRESS_OPTION
 @COMPRESS_START_OPTION
-@click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
-@click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server ranks for --comm ps (taken from the job's ranks).")
+@GLOBAL_BATCH_OPTION
+@PS_SERVERS_OPTION
 @INTER_OPTION
 @click.option("--bucket-mb", type=BUCKET_MB, default=0.0, show_default=True,
               help="Reduce gradients in buckets of this size while backward runs (0: after backward).")

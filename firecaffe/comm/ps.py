@@ -148,10 +148,11 @@ class ParameterServer(Strategy):
         return steps
 
     def _sum_across_servers(self, value):
+        """A float, or an array (float64), summed over the servers."""
         from mpi4py import MPI
-        total = np.array([value], np.float64)
+        total = np.array(value, np.float64, ndmin=1)
         self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
-        return float(total[0])
+        return float(total[0]) if np.ndim(value) == 0 else total.reshape(np.shape(value))
 
     def _gather_sum(self, total, at=0):
         """Sum one push from every worker into ``total`` (arena elements ``at ..``); False when they all

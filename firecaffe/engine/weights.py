@@ -7,7 +7,10 @@ named ``fire2/squeeze1x1`` (SqueezeNet's names) is stored at the path
 ``f["data"]["fire2/squeeze1x1"]`` reads it; the reader walks nested groups and
 joins the names back. Caffe itself cannot write such a net to HDF5 (its
 H5Gcreate2 fails on the missing 'fire2' group) nor match such a layer in any
-HDF5 file (it compares top-level link names only): use .caffemodel there."""
+HDF5 file (it compares top-level link names only): use .caffemodel there.
+
+A .fcz file (Deep Compression's storage, firecaffe/fcz) is recognised by its first bytes
+and loads like a .caffemodel: by layer name, decoded to float32."""
 import numpy as np
 
 from ..core import backend, integrity
@@ -15,6 +18,7 @@ from ..core.atomic import atomic_path
 from ..core.blob import shape_str
 from ..core.log import LOGGER
 from ..errors import PrototxtError
+from .. import fcz
 from ..proto import caffe_pb2, io
 
 
@@ -33,6 +37,8 @@ def copy_into(net, source, require_all=False, hdf5=False):
         integrity.verify(source)
     if isinstance(source, str) and (hdf5 or _is_hdf5(source)):
         pairs = _hdf5_layers(source)
+    elif isinstance(source, str) and fcz.looks_like(source):
+        pairs = ((name, arrays) for name, _, arrays in fcz.read(source)[1])
     else:
         param = io.read_caffemodel(source) if isinstance(source, str) else source
         pairs = ((lp.name, [io.blob_to_array(b, np.float64) for b in lp.blobs]) for lp in param.layer)

@@ -15,7 +15,9 @@ this same loop (forward and backward are skipped there).
 
 Settings arrive at construction: the SolverParameter and a frozen RunOptions
 (core/options.py). Observers hook in: ``hooks`` fires ``iteration_start(iter)``,
-``gradients(iter)`` (before the update; pycaffe's add_callback uses both), ``snapshot(iter, state
+``gradients(iter)`` (before the update; pycaffe's add_callback uses both), ``reduced(iter, window,
+sum_across)`` (the summed, scaled gradients of ``window`` of the arenas, just before the rule: where
+Deep Compression's masks and shared weights act, on every rank that updates), ``snapshot(iter, state
 path)`` (before a snapshot is written), ``iteration_end(iter)`` (a hook may return an action with ``stop`` and
 ``snapshot``: the signal agreement does) and ``span`` (the update's time);
 the nets have pycaffe's per-layer hooks.
@@ -81,7 +83,7 @@ class Solver:
         self.iter = 0
         self.losses = deque(maxlen=max(1, self.param.average_loss))
         self.smoothed_loss = 0.0
-        self.hooks = Hooks("iteration_start", "gradients", "iteration_end", "span", "snapshot")
+        self.hooks = Hooks("iteration_start", "gradients", "reduced", "iteration_end", "span", "snapshot")
         self.stopped = None           # the action that stopped step() early, if any
         self.last_snapshot = None
         self.restored_batch = (None, None)   # (global batch, workers) the restored snapshot recorded
@@ -158,12 +160,14 @@ class Solver:
             LOGGER.info(f"Iteration {self.iter}, lr = {rate:.6g}")
         parallel, net = self.parallel, self.net
         if parallel is None:
+            self.hooks.fire("reduced", self.iter, slice(None), None)
             self.apply_rule(rate)
             return
         with parallel.step(self.iter, net.param_arena, display=display and self.is_root):
             window = parallel.reduce(net.diff_arena)
             if window is not None:
                 net.diff_arena[window] *= net.dtype.type(1.0 / parallel.num_workers)   # the one place
+                self.hooks.fire("reduced", self.iter, window, parallel.strategy.sum_across)
                 self.apply_rule(rate, window, parallel.strategy.sum_across)
             parallel.publish(net.param_arena)
 
