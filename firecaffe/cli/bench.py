@@ -140,8 +140,8 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     from pathlib import Path
 
     from ..comm import names
-    from ..insight.bench import model, sanity
-    from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
+    from ..insight.bench import codecs, model, sanity
+    from ..insight.bench.report import _median, codec_table, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
                for r in (load_folder(path) if Path(path).is_dir() else load_records(path))]
     from ..insight.predict import parse_size
@@ -183,8 +183,15 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     if out and problems and not force:
         raise FirecaffeError(f"not writing the profile to {out}: the fit is degenerate (see the warnings); "
                              "measure more sizes and rank counts, or --force to write it anyway")
+    deltas = codecs.fit(records, profile)
+    if deltas:
+        profile["delta_s_per_byte"] = deltas
+        click.echo("\n" + codec_table(records, profile, min_ranks))
+    machines = {r.get("machine") for r in records}
     if out:
         saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.insight.bench.model", version=1)
+        if len(machines) == 1 and None not in machines:
+            saved["machine"] = machines.pop()        # --comm auto refuses a profile of another machine kind
         with open(out, "w") as handle:
             json.dump(saved, handle, indent=1)
         click.echo(f"\nprofile written to {out}")

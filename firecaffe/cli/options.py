@@ -60,6 +60,19 @@ class Amount(click.ParamType):
 # --bucket-mb: each bucket is one reduction; tiny ones are thousands of latency-bound messages per step
 BUCKET_MB = Amount("MB", 0.01, " (each bucket is one reduction that pays the network's latency; "
                                "typical sizes are 1 to 25 MB)")
+
+
+class BucketSize(click.ParamType):
+    """``--bucket-mb``: a size in MB (BUCKET_MB's rules) or ``auto`` (the cost model chooses)."""
+    name = "MB|auto"
+
+    def convert(self, value, param, ctx):
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        return BUCKET_MB.convert(value, param, ctx)
+
+
+BUCKET_MB_OR_AUTO = BucketSize()
 # --stall-timeout: seconds; inf waits forever, as 0 does
 STALL_SECONDS = Amount("seconds", allow_infinite=True)
 
@@ -97,9 +110,14 @@ def strategy_names(text, many=False):
         raise click.BadParameter(str(error), param_hint="'--comm'") from None
 
 
-def comm_option(many=False):
-    """``--comm``: its choices and default come from the strategy registry."""
+def comm_option(many=False, auto=False):
+    """``--comm``: its choices and default come from the strategy registry; ``auto``: also ``auto``."""
     from ..comm import names
+    if auto:
+        return click.option("--comm", default=names()[0], show_default=True,
+                            callback=lambda ctx, param, value: value if value == "auto" else strategy_names(value),
+                            help=f"Gradient reduction under MPI: {', '.join(names())}, or auto (the cost "
+                                 "model chooses, with --profile or a short probe of the links).")
     if many:
         return click.option("--comm", "comms", default=",".join(names(default_only=True)), show_default=True,
                             callback=lambda ctx, param, value: strategy_names(value, many=True),

@@ -1,0 +1,97 @@
+"""A short measurement of this job's links and cores, for `--comm auto` without a fitted profile.
+
+Collective over ``world`` (every rank calls it; a second or so on 100 Mb/s links):
+
+- links: ranks r and r + P/2 play ping-pong at a few sizes, all pairs at once (each pair
+  crosses the network when the job spans nodes); the slowest pair's one-way times give
+  alpha and beta by non-negative least squares (model.nnls);
+- gamma: every rank adds float32 arrays at once (so ranks that share cores share them here
+  too); the slowest rank's seconds per byte;
+- compute: every rank multiplies float32 matrices at once; the slowest rank's FLOP/s, which
+  with the net's FLOPs estimates forward + backward (insight/auto.py).
+
+The result is a profile as ``bench fit --out`` writes it (contention is in the measured
+numbers, so ``cores`` is left out), plus ``flops_per_s``.
+"""
+import time
+
+import numpy as np
+
+from .model import nnls
+
+SIZES = (4096, 262144, 1048576)      # bytes of the ping-pong messages
+REPEATS = 3
+ADD_BYTES = 4 * 2**20
+GEMM = 384
+
+
+def _pingpong(world, partner, first, nbytes, repeats):
+    """Smallest round trip of ``repeats`` (seconds); ``first``: this rank sends first."""
+    buf = np.zeros(nbytes // 4, np.float32)
+    best = float("inf")
+    for _ in range(repeats + 1):          # the first exchange opens the connection: untimed
+        began = time.perf_counter()
+        if first:
+            world.Send(buf, dest=partner, tag=71)
+            world.Recv(buf, source=partner, tag=71)
+        else:
+            world.Recv(buf, source=partner, tag=71)
+            world.Send(buf, dest=partner, tag=71)
+        best = min(best, time.perf_counter() - began) if _ else best
+    return best
+
+
+def _slowest(world, values):
+    from mpi4py import MPI
+    values = np.asarray(values, np.float64)
+    out = np.empty_like(values)
+    world.Allreduce(values, out, op=MPI.MAX)
+    return out
+
+
+def links(world, sizes=SIZES, repeats=REPEATS):
+    """``(alpha, beta)`` from ping-pong between rank pairs (r, r + P/2), the slowest pair's."""
+    rank, size = world.Get_rank(), world.Get_size()
+    half = size // 2
+    times = np.zeros(len(sizes))
+    if rank < 2 * half:
+        partner = rank + half if rank < half else rank - half
+        times = [_pingpong(world, partner, rank < half, n, repeats) / 2 for n in sizes]
+    times = _slowest(world, times)
+    a = np.array([[1.0, float(n)] for n in sizes])
+    alpha, beta = nnls(a / times[:, None], np.ones(len(sizes)))
+    return float(alpha), float(beta)
+
+
+def add_rate(world, nbytes=ADD_BYTES, repeats=REPEATS):
+    """Seconds per byte of a float32 add, the slowest rank's."""
+    a, b = np.ones(nbytes // 4, np.float32), np.ones(nbytes // 4, np.float32)
+    np.add(a, b, out=a)
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        np.add(a, b, out=a)
+        best = min(best, time.perf_counter() - began)
+    return float(_slowest(world, [best / nbytes])[0])
+
+
+def flop_rate(world, n=GEMM, repeats=REPEATS):
+    """FLOP/s of a float32 matrix product, the slowest rank's."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    out = a @ a
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - began)
+    return float(2.0 * n ** 3 / _slowest(world, [best])[0])
+
+
+def measure(world):
+    """The probe's profile (every rank gets the same)."""
+    began = time.perf_counter()
+    alpha, beta = links(world) if world.Get_size() > 1 else (0.0, 0.0)
+    gamma = add_rate(world)
+    flops = flop_rate(world)
+    return {"alpha_s": alpha, "beta_s_per_byte": beta, "gamma_s_per_byte": gamma, "cores": None,
+            "flops_per_s": flops, "source": f"built-in probe, {time.perf_counter() - began:.1f} s"}

@@ -1,0 +1,86 @@
+"""The compressed cost model (insight/bench/codecs.py): wire bytes, the formula's four terms against
+hand-computed values, the delta fit against data made by the model, and the uncompressed fit untouched."""
+import pytest
+
+from firecaffe.errors import FirecaffeError
+from firecaffe.insight.bench import codecs, model
+
+PROFILE = {"alpha_s": 1e-6, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 1e-10}
+
+
+@pytest.mark.parametrize("compress, n, matrices, wire", [
+    ("none", 4000, None, 4000),
+    ("fp16", 4000, None, 2000),
+    ("bf16", 4000, None, 2000),
+    ("int8", 4 * 8192, None, 8192 + 2 * 4),                 # a byte per value, a float32 scale per 4096
+    ("powersgd:2", 4 * 1000, [(10, 100)], 4 * 2 * 110),      # (rows + cols) r numbers
+    ("powersgd:2", 4 * 1010, [(10, 100)], 4 * (2 * 110 + 10)),   # 10 bias numbers go as they are
+    ("powersgd:8", 4 * 12, [(3, 4)], 4 * 12),                # never more than the matrix itself
+    ("powersgd", 4 * 1024, None, 4 * 4 * 64),                # a flat gradient: one 32 x 32 matrix, rank 4
+])
+def test_wire_bytes(compress, n, matrices, wire):
+    assert codecs.wire_bytes(compress, n, matrices) == wire
+
+
+@pytest.mark.parametrize("text", ["zip", "fp16:2", "powersgd:0", "powersgd:x", "int4"])
+def test_unknown_codecs_are_refused_in_one_line(text):
+    with pytest.raises(FirecaffeError, match="--compress") as error:
+        codecs.parse(text)
+    assert "\n" not in str(error.value)
+
+
+def test_ring_fp16_terms_by_hand():
+    # ring, 4 ranks, n = 4000: wire 2000 bytes -> 6 steps of alpha, 2(p-1)/p 2000 beta;
+    # float32 adds (p-1)/p 4000 = 3000 gamma; delta on the bytes added and one encode + decode: 3000 + 4000
+    assert codecs.coefficients("ring", 4000, 4, compress="fp16") == pytest.approx((6, 3000, 3000, 7000))
+
+
+def test_tree_powersgd_terms_by_hand():
+    # tree, 2 ranks (L = 1), one 10 x 100 matrix at rank 2: the factors (880 bytes) travel and are added,
+    # the products cost r n = 8000 delta-bytes
+    a, b, c, d = codecs.coefficients("tree", 4000, 2, compress="powersgd:2", matrices=[(10, 100)])
+    assert (b, c, d) == pytest.approx((2 * 880, 880, 8000))
+
+
+def test_compressed_prediction_adds_delta_to_the_wire_formula():
+    profile = dict(PROFILE, delta_s_per_byte={"fp16": 1e-11})
+    a, b, c, d = codecs.coefficients("ring", 2**20, 8, compress="fp16")
+    expected = a * 1e-6 + b * 1e-9 + c * 1e-10 + d * 1e-11
+    assert model.predict("ring", 2**20, 8, profile, compress="fp16") == pytest.approx(expected)
+    assert model.predict("ring", 2**20, 8, profile, compress="fp16") < model.predict("ring", 2**20, 8, profile)
+
+
+def test_prediction_without_the_codecs_delta_says_what_to_measure():
+    with pytest.raises(FirecaffeError, match="bench comm --compress int8"):
+        model.predict("ring", 2**20, 8, PROFILE, compress="int8")
+
+
+def records_made_by(profile, compress):
+    out = []
+    for comm in ("ring", "tree", "mpi"):
+        for n in (2**20, 2**24):
+            for p in (2, 4, 8):
+                out.append({"comm": comm, "bytes": n, "ranks": p, "compress": compress,
+                            "median_s": model.predict(comm, n, p, profile, compress=compress)})
+    return out
+
+
+@pytest.mark.parametrize("compress, delta", [("fp16", 2e-10), ("int8", 5e-10), ("powersgd:4", 1e-10)])
+def test_fit_recovers_delta_from_data_the_model_made(compress, delta):
+    family = codecs.family(compress)
+    truth = dict(PROFILE, delta_s_per_byte={family: delta})
+    fitted = codecs.fit(records_made_by(truth, compress), PROFILE)
+    assert fitted == {family: pytest.approx(delta, rel=1e-9)}
+
+
+def test_compressed_records_leave_the_uncompressed_fit_as_it_was():
+    plain = [{"comm": comm, "bytes": n, "ranks": p, "median_s": model.predict(comm, n, p, PROFILE)}
+             for comm in ("ring", "tree", "mpi") for n in (2**12, 2**20, 2**24) for p in (2, 4, 8)]
+    noisy = records_made_by(dict(PROFILE, delta_s_per_byte={"fp16": 1e-8}), "fp16")
+    assert model.fit(plain + noisy) == model.fit(plain)
+    assert model.errors(plain + noisy, PROFILE) == model.errors(plain, PROFILE)
+
+
+def test_matrices_of_an_analysis_report():
+    layers = [{"param_shapes": [[64, 3, 3, 3], [64]]}, {"param_shapes": [[10, 256]]}, {"param_shapes": [[1, 5]]}]
+    assert codecs.matrices(layers) == [(64, 27), (10, 256)]
