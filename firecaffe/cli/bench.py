@@ -220,3 +220,36 @@ def report(folder, out, no_fit, min_ranks, cores):
     text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks, cores=cores)
     if not out:
         click.echo(text)
+
+
+@bench.command()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the measured profile (JSON) here.")
+@click.option("--sizes", help="Also print what `--comm auto` chooses for gradients of these sizes "
+              "(bytes; K, M, G are powers of 1024), without buckets.")
+def probe(out, sizes):
+    """Measure the links and cores of this job in a second or so (run under mpirun): the profile
+    `train --comm auto` uses when no --profile is given."""
+    from mpi4py import MPI
+
+    from ..insight import auto
+    from ..insight.bench import model, probe as probe_links
+    from ..insight.bench.comm import ranks_per_node
+    world = MPI.COMM_WORLD
+    byte_sizes = _parse_sizes(sizes) if sizes else []
+    profile = probe_links.measure(world)
+    per_node = ranks_per_node(world)
+    if world.Get_rank() != 0:
+        return
+    click.echo(f"probe on {world.Get_size()} rank(s), {per_node} per node: alpha = {profile['alpha_s'] * 1e6:.3g} us, "
+               f"beta = {profile['beta_s_per_byte'] * 1e12:.4g} ps/byte, gamma = "
+               f"{profile['gamma_s_per_byte'] * 1e12:.4g} ps/byte, {profile['flops_per_s'] / 1e9:.3g} GFLOP/s "
+               f"({profile['source']})")
+    for nbytes in byte_sizes:
+        ranked = auto.rank(auto.candidates(world.Get_size(), per_node), nbytes, world.Get_size(), profile, per_node)
+        for line in auto.describe_choice(ranked, nbytes, world.Get_size(), per_node, "probe"):
+            click.echo(line)
+    if out:
+        with open(out, "w") as handle:
+            json.dump(dict(profile, ranks=world.Get_size(), ranks_per_node=per_node, machine=model.machine_kind(),
+                           model="firecaffe.insight.bench.probe", version=1), handle, indent=1)
+        click.echo(f"profile written to {out}")

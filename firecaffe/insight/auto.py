@@ -88,9 +88,9 @@ def exposed(times, backward_s):
     return sum(s for s, _ in times), max(0.0, done - backward_s)
 
 
-def predict(candidate, n, ranks, profile, ranks_per_node=1, compute_s=0.0, backward_share=2 / 3):
-    """The ``Prediction`` of one candidate for a gradient of ``n`` bytes."""
-    options = dict(ranks_per_node=min(ranks_per_node, ranks), compress=candidate.compress)
+def predict(candidate, n, ranks, profile, ranks_per_node=1, compute_s=0.0, backward_share=2 / 3, servers=1):
+    """The ``Prediction`` of one candidate for a gradient of ``n`` bytes on ``ranks`` workers."""
+    options = dict(ranks_per_node=min(ranks_per_node, ranks), compress=candidate.compress, servers=servers)
     if not candidate.bucket_mb:
         seconds = model.predict(candidate.comm, n, ranks, profile, **options)
         return Prediction(candidate, seconds, seconds, compute_s)
@@ -101,24 +101,24 @@ def predict(candidate, n, ranks, profile, ranks_per_node=1, compute_s=0.0, backw
     return Prediction(candidate, total, left, compute_s)
 
 
-def rank(configs, n, ranks, profile, ranks_per_node=1, compute_s=0.0):
+def rank(configs, n, ranks, profile, ranks_per_node=1, compute_s=0.0, servers=1):
     """Predictions of ``configs``, fastest first (a stable sort: ties keep the candidates' order)."""
     if n <= 0:
         raise FirecaffeError("--comm auto: the net has no learnable parameters, nothing to reduce")
-    predictions = [predict(c, n, ranks, profile, ranks_per_node, compute_s) for c in configs]
+    predictions = [predict(c, n, ranks, profile, ranks_per_node, compute_s, servers=servers) for c in configs]
     return sorted(predictions, key=lambda p: p.iteration_s)
 
 
-def describe_choice(ranked, n, ranks, ranks_per_node, source):
+def describe_choice(ranked, n, ranks, ranks_per_node, source, what="--comm auto"):
     """Rank 0's lines: the choice, its predicted iteration, the runner-up."""
     best = ranked[0]
-    lines = [f"--comm auto: {best.candidate.describe()} for {n / 2**20:.2f} MiB of gradients on {ranks} rank(s), "
+    lines = [f"{what}: {best.candidate.describe()} for {n / 2**20:.2f} MiB of gradients on {ranks} rank(s), "
              f"{ranks_per_node} per node ({source}): predicted iteration {best.iteration_s * 1e3:.1f} ms "
              f"(compute {best.compute_s * 1e3:.1f} ms, communication {best.comm_s * 1e3:.1f} ms, "
              f"{best.exposed_s * 1e3:.1f} ms of it exposed)"]
     if len(ranked) > 1:
         second = ranked[1]
-        lines.append(f"--comm auto: runner-up {second.candidate.describe()}: predicted iteration "
+        lines.append(f"{what}: runner-up {second.candidate.describe()}: predicted iteration "
                      f"{second.iteration_s * 1e3:.1f} ms ({second.iteration_s / best.iteration_s:.2f}x), "
                      f"of {len(ranked)} configurations")
     return lines
@@ -145,26 +145,39 @@ class AutoChooser:
         self.buckets, self.compress, self.report_after = tuple(buckets), tuple(compress), report_after
         self.best = None
 
-    def __call__(self, world, net, ranks_per_node, comms=None, gpu=False):
-        """The chosen ``Candidate`` (collective over ``world``); rank 0 logs the choice and the runner-up."""
+    def __call__(self, world, net, ranks_per_node, comms=None, workers=None, gpu=False):
+        """The chosen ``Candidate`` (collective over ``world``); rank 0 logs the choice and the runner-up.
+        ``comms``: the strategy the user named (``--bucket-mb auto`` alone); ``workers``: its workers (ps
+        takes the other ranks as servers)."""
         from ..core.log import LOGGER
-        from .analysis import analyze
         from .bench import probe
-        profile = self.profile
-        measured = probe.measure(world) if profile is None else None
-        flops_per_s = probe.flop_rate(world) if profile is not None else measured["flops_per_s"]
+        profile = self.profile if self.profile is not None else probe.measure(world)
+        compute_s, how = self._compute(world, net)
         choice = None
         if world.Get_rank() == 0:
-            profile = profile or measured
-            n, ranks = int(net.diff_arena.nbytes), world.Get_size()
-            compute_s = 3.0 * analyze(net)["flops"] / flops_per_s
-            configs = candidates(ranks, ranks_per_node, comms, self.buckets, self.compress, gpu, n)
-            ranked = rank(configs, n, ranks, profile, ranks_per_node, compute_s)
+            n, workers = int(net.diff_arena.nbytes), workers or world.Get_size()
+            configs = candidates(workers, ranks_per_node, comms, self.buckets, self.compress, gpu, n)
+            ranked = rank(configs, n, workers, profile, ranks_per_node, compute_s,
+                          servers=max(1, world.Get_size() - workers))
             self.best = ranked[0]
-            for line in describe_choice(ranked, n, ranks, ranks_per_node, profile.get("source", "profile")):
+            what = "--comm auto" if comms is None else "--bucket-mb auto"
+            for line in describe_choice(ranked, n, workers, ranks_per_node, f"{profile['source']}; compute {how}", what):
                 LOGGER.info(line)
             choice = dataclasses.astuple(ranked[0].candidate)
         return Candidate(*world.bcast(choice, root=0))       # set-up metadata, not the gradient path
+
+    @staticmethod
+    def _compute(world, net):
+        """Forward + backward seconds of the slowest rank, all timing at once (collective), and how it
+        was found: timed on the net itself, or estimated from its FLOPs at the rate of a matrix product."""
+        from mpi4py import MPI
+        from .analysis import analyze
+        from .bench import probe
+        timed = probe.forward_backward_s(net)
+        slowest = world.allreduce(float("inf") if timed is None else timed, op=MPI.MAX)   # set-up metadata
+        if slowest != float("inf"):
+            return slowest, "timed"
+        return 3.0 * analyze(net)["flops"] / probe.flop_rate(world), "estimated from FLOPs"
 
     def observe(self, parallel):
         """An ``iteration_end`` hook for rank 0: after ``report_after`` iterations, one line of measured

@@ -101,7 +101,7 @@ class DataParallel:
         if self.strategy is None or self.options.bucket_auto:
             per_node = self.world.allreduce(self.local_size, op=_max())        # set-up metadata
             comms = None if self.strategy is None else (self.comm_name,)
-            choice = self.chooser(self.world, net, per_node, comms)
+            choice = self.chooser(self.world, net, per_node, comms, self.num_workers)
             if self.strategy is None:
                 self.comm_name, self.strategy = choice.comm, self._make(choice.comm)
             if self.options.bucket_auto:

@@ -117,3 +117,38 @@ def test_a_profile_of_this_machine_kind_or_of_none_is_taken(tmp_path):
 def test_compression_asked_of_a_profile_without_its_delta_is_refused(tmp_path):
     with pytest.raises(FirecaffeError, match="no delta for --compress int8"):
         auto.AutoChooser(write(tmp_path, LINKS), compress=("none", "int8"))
+
+
+TIMED_NET = """
+name: "timed"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+        dummy_data_param { shape { dim: 4 dim: 3 dim: 8 dim: 8 } shape { dim: 4 }
+                           data_filler { type: "gaussian" } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "drop" type: "Dropout" bottom: "conv" top: "conv" }
+layer { name: "ip" type: "InnerProduct" bottom: "conv" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def test_timing_the_net_leaves_weights_gradients_and_random_stream_as_they_were():
+    import numpy as np
+    from google.protobuf import text_format
+
+    from firecaffe.core import backend
+    from firecaffe.engine.net import Net
+    from firecaffe.insight.bench import probe
+    from firecaffe.proto import caffe_pb2
+    backend.seed(3)
+    net = Net(text_format.Parse(TIMED_NET, caffe_pb2.NetParameter()), phase="TRAIN")
+    net.diff_arena[...] = 0.5
+    params, diff = net.param_arena.copy(), net.diff_arena.copy()
+    state = backend.rng().bit_generator.state
+    seconds = probe.forward_backward_s(net)
+    assert seconds is not None and seconds > 0
+    np.testing.assert_array_equal(net.param_arena, params)       # BatchNorm's running statistics too
+    np.testing.assert_array_equal(net.diff_arena, diff)
+    assert backend.rng().bit_generator.state == state           # Dropout's masks come out the same

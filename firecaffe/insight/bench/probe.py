@@ -95,3 +95,40 @@ def measure(world):
     flops = flop_rate(world)
     return {"alpha_s": alpha, "beta_s_per_byte": beta, "gamma_s_per_byte": gamma, "cores": None,
             "flops_per_s": flops, "source": f"built-in probe, {time.perf_counter() - began:.1f} s"}
+
+
+SIDE_EFFECTS = ("HDF5Output", "Python")      # layers that may write outside the net: never run for timing
+
+
+def forward_backward_s(net, repeats=2):
+    """Seconds of one forward + backward of ``net``'s layers after its data layers (the fastest of
+    ``repeats``, after one untimed), on whatever the data tops hold (zeros), leaving the weights, the
+    gradients and the random stream as they were. None where that cannot be promised: a layer of
+    ``SIDE_EFFECTS``, or arrays on a GPU (whose random state is not saved here)."""
+    from ...core import backend
+    if not isinstance(net.param_arena, np.ndarray) or any(layer.type in SIDE_EFFECTS for layer in net.layers):
+        return None
+    start = 0
+    while start < len(net.layers) and (net.layers[start].type == "Input" or getattr(net.layers[start], "is_data", False)):
+        start += 1
+    if start == len(net.layers):
+        return None
+    for top in net.top_vecs[:start]:
+        for blob in top:
+            blob.data[...] = 0
+    params, diff = net.param_arena.copy(), net.diff_arena.copy()
+    generator = backend.rng().bit_generator
+    state = generator.state
+    best = float("inf")
+    try:
+        for attempt in range(repeats + 1):
+            began = time.perf_counter()
+            net.forward_range(start)
+            net.backward_range(end=start)
+            if attempt:
+                best = min(best, time.perf_counter() - began)
+    finally:
+        net.param_arena[...] = params
+        net.diff_arena[...] = diff
+        generator.state = state
+    return best
