@@ -28,6 +28,7 @@ import copy
 import numpy as np
 
 from ..errors import FirecaffeError
+from .compress import make_codec
 from .cost import CostFormula
 from .polite import PoliteComm
 from .staging import staged
@@ -56,10 +57,17 @@ class Strategy(CostFormula):
     needs_gpu = False
     step_words = "the allreduce of the gradients"
     own_waits = True          # wait="sleep" applies to its waits (nccl: its stream waits, not MPI)
+    # Compressed gradients (comm/compress): ``wire_codecs``: its _allreduce(buf, link) sends every
+    # message through a Link (fp16, bf16, int8 decoded, added in float32 and encoded at every hop);
+    # ``factor_codecs``: PowerSGD may sum its float32 factors with its _allreduce (an allreduce).
+    wire_codecs = False
+    factor_codecs = True
+    codec_advice = "use --comm tree, dbtree, ring, hier or ps for fp16, bf16 and int8"
 
-    def __init__(self, comm, wait="spin", cuda_aware=False, **options):
+    def __init__(self, comm, wait="spin", cuda_aware=False, codec=None, **options):
         if wait not in WAITS:
             raise FirecaffeError(f"a strategy waits by {' or '.join(WAITS)}, not {wait!r}")
+        self.codec = self.check_codec(codec if codec is not None else make_codec("none"))
         self.wait = wait if self.own_waits else "spin"
         self.cuda_aware = bool(cuda_aware)
         self.comm = PoliteComm(comm) if self.wait == "sleep" and comm is not None else comm
@@ -75,6 +83,17 @@ class Strategy(CostFormula):
         raw = self.comm.raw if isinstance(self.comm, PoliteComm) else self.comm
         sibling.comm = PoliteComm(raw) if wait == "sleep" else raw
         return sibling
+
+    @classmethod
+    def check_codec(cls, codec):
+        """``codec`` if this strategy can send through it, else one clear refusal naming what works."""
+        if codec.lossless or (codec.elementwise and cls.wire_codecs) or (
+                not codec.elementwise and cls.factor_codecs):
+            return codec
+        works = [kind for kind, ok in (("fp16, bf16, int8", cls.wire_codecs), ("powersgd[:RANK]", cls.factor_codecs))
+                 if ok]
+        raise FirecaffeError(f"--comm {cls.name} cannot send --compress {codec.name}: with --comm {cls.name} use "
+                             f"--compress {' or '.join(works + ['none'])}; {cls.codec_advice}")
 
     # --- roles (by default every rank of ``comm`` is a worker) --------------------
     @property
@@ -100,11 +119,21 @@ class Strategy(CostFormula):
         return self.comm.Get_size()
 
     # --- one step -----------------------------------------------------------------
-    def allreduce_(self, flat):
-        """Replace ``flat`` on every worker by the sum of all workers' ``flat``."""
+    def allreduce_(self, flat, at=0):
+        """Replace ``flat`` on every worker by the sum of all workers' ``flat``, through the codec.
+
+        ``at``: where ``flat`` starts in the gradient arena (a bucket's offset), for the codec's
+        per-element state (error feedback) and messages; 0 for the whole arena or a lone array."""
         check_flat(flat)
-        with self.staged(flat, device_ok=not self.arithmetic_on_host) as buf:
-            self._allreduce(buf)
+        codec = self.codec
+        plain = codec.lossless or not codec.active
+        with self.staged(flat, device_ok=not self.arithmetic_on_host and plain) as buf:
+            if plain:
+                self._allreduce(buf)
+            elif codec.elementwise:
+                self._allreduce(buf, codec.link(buf, at))
+            else:
+                codec.reduce(buf, at, self._allreduce, self.num_workers)
 
     def reduce(self, diff, reduced=False):
         """First half of a step: sum every worker's gradient ``diff``; return the window of the arenas
@@ -128,7 +157,9 @@ class Strategy(CostFormula):
     def close(self):
         """After the last step, on every rank."""
 
-    def _allreduce(self, buf):
+    def _allreduce(self, buf, link=None):
+        """Sum ``buf`` (host, or device for a CUDA-aware MPI) in place; ``link`` (comm/compress/codecs.py):
+        how its messages travel, None for the plain buffer (only a ``wire_codecs`` strategy gets one)."""
         raise NotImplementedError
 
     # --- device buffers -----------------------------------------------------------

@@ -72,7 +72,7 @@ class DoubleTreeAllreduce(PipelinedTrees):
     def _pipelines(self, buf):
         half = buf.size // 2
         return [(part, parents[self.rank], children[self.rank])
-                for (parents, children), part in zip(self.trees, (buf[:half], buf[half:]))]
+                for (parents, children), part in zip(self.trees, (slice(0, half), slice(half, buf.size)))]
 
     @classmethod
     def cost_coefficients(cls, n, p, chunk_bytes=None, ranks_per_node=1, **options):

@@ -33,6 +33,7 @@ class HierarchicalAllreduce(Strategy):
 
     name = "hier"
     order = 45
+    wire_codecs = True        # the leaders' strategy sends through the link; inside a node float32
 
     def __init__(self, comm, inter="tree", **options):
         options.pop("servers", None)
@@ -46,7 +47,7 @@ class HierarchicalAllreduce(Strategy):
         self.leaders = comm.Split(0 if is_leader else MPI.UNDEFINED, key=comm.Get_rank())
         self.across = make_strategy(inter, self.leaders, **options) if is_leader else None
 
-    def _allreduce(self, buf):
+    def _allreduce(self, buf, link=None):
         from mpi4py import MPI
         if self.node.Get_size() > 1:
             if self.across is not None:
@@ -54,7 +55,7 @@ class HierarchicalAllreduce(Strategy):
             else:
                 self.node.Reduce(buf, None, op=MPI.SUM, root=0)
         if self.across is not None:
-            self.across.allreduce_(buf)
+            self.across._allreduce(buf) if link is None else self.across._allreduce(buf, link)
         if self.node.Get_size() > 1:
             self.node.Bcast(buf, root=0)
 

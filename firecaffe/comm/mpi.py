@@ -23,8 +23,10 @@ class MPIAllreduce(Strategy):
     name = "mpi"
     order = 30
     arithmetic_on_host = False
+    codec_advice = ("MPI's Allreduce adds float32 and float64 only; for fp16, bf16 or int8 use --comm tree, "
+                    "dbtree, ring, hier or ps")
 
-    def _allreduce(self, buf):
+    def _allreduce(self, buf, link=None):
         from mpi4py import MPI
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
 

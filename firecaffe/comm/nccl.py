@@ -22,12 +22,16 @@ class NCCLAllreduce(Strategy):
     order = 50
     needs_gpu = True
     own_waits = False           # NCCL's stream does the waiting
+    factor_codecs = False
+    codec_advice = "compressing NCCL's device-to-device allreduce is not built (it needs GPUs to test)"
     cost_coefficients = RingAllreduce.cost_coefficients
     busiest_rank = RingAllreduce.busiest_rank
     messages = RingAllreduce.messages
 
     def __init__(self, comm, **options):
-        super().__init__(comm)
+        if options.get("codec") is not None:
+            self.check_codec(options["codec"])          # before looking for a GPU: the clearer refusal
+        super().__init__(comm, codec=options.get("codec"))
         try:
             import cupy
             from cupy.cuda import nccl
@@ -44,7 +48,7 @@ class NCCLAllreduce(Strategy):
                                           comm.Get_rank())
         self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
 
-    def allreduce_(self, flat):
+    def allreduce_(self, flat, at=0):
         check_flat(flat)
         if not isinstance(flat, self._cupy.ndarray):
             raise TypeError(f"--comm nccl reduces CuPy arrays on the GPU, got {type(flat).__name__}")

@@ -20,6 +20,10 @@ between tests instead of spinning in MPICH's progress loop, which on shared
 cores took as much CPU from backward as the overlap hid. ``wait="spin"``
 (``FIRECAFFE_BUCKET_WAIT=spin``) keeps MPI's own blocking waits (to measure the
 difference, launch/overlap_links.sh). Each reduced bucket fires the ``span`` hook.
+
+Compression (``--compress``) happens inside the strategy's ``allreduce_`` of each bucket, so
+on this thread too: a bucket is encoded, sent and decoded while backward goes on. The
+codec cuts the buckets (``codec.bucket_slices``: PowerSGD keeps each matrix whole in one).
 """
 import queue
 import threading
@@ -27,7 +31,6 @@ import time
 from typing import NamedTuple
 
 from ..core.hooks import Hooks
-from .topology import chunk_slices
 
 DEFAULT_BUCKET_BYTES = 4 * 2**20
 
@@ -43,7 +46,7 @@ class BucketReducer:
 
     def __init__(self, strategy, flat_diff, bucket_bytes=DEFAULT_BUCKET_BYTES, wait="sleep", hooks=None):
         self.flat_diff = flat_diff
-        self.buckets = chunk_slices(flat_diff.size, max(1, bucket_bytes // flat_diff.itemsize))
+        self.buckets = strategy.codec.bucket_slices(flat_diff.size, max(1, bucket_bytes // flat_diff.itemsize))
         from mpi4py import MPI
         self.threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE
         # the thread's waits sleep unless told to spin (an unthreaded reducer waits on the main thread)
@@ -91,7 +94,7 @@ class BucketReducer:
 
     def _reduce(self, bucket):
         start, cpu = time.perf_counter_ns(), time.thread_time()
-        self.strategy.allreduce_(self.flat_diff[bucket])
+        self.strategy.allreduce_(self.flat_diff[bucket], at=bucket.start)
         end = time.perf_counter_ns()
         self._spans.append((start / 1e9, end / 1e9))
         self._cpu_s += time.thread_time() - cpu

@@ -19,6 +19,7 @@ reduction (docs/scaling.md).
 import numpy as np
 
 from .base import Strategy
+from .compress.codecs import PlainLink
 from .polite import waitany
 from .tags import PIPELINE_BASE as TAG_BASE
 from .topology import chunk_slices, credits_to, pipeline_chunk_bytes, spans_nodes, tag_bound
@@ -37,6 +38,8 @@ class PipelinedTrees(Strategy):
     memory, an int bounds them toward any parent, 0 never.
     """
 
+    wire_codecs = True
+
     def __init__(self, comm, chunk_bytes=None, credits="auto", **options):
         super().__init__(comm, **options)
         self.nodes, self.spans_nodes = spans_nodes(comm)
@@ -45,18 +48,19 @@ class PipelinedTrees(Strategy):
         self._scratch = {}
 
     def _pipelines(self, buf):
-        """``[(parts of buf, parent, children)]``: this rank's place in each tree."""
+        """``[(slice of buf, parent, children)]``: this rank's place in each tree."""
         raise NotImplementedError
 
-    def _allreduce(self, buf):
+    def _allreduce(self, buf, link=None):
         if self.size == 1 or not buf.size:
             return
+        link = link or PlainLink(buf)
         chunk = max(1, self.chunk_bytes // buf.itemsize, -(-buf.size // max_chunks(self.comm)))
         loop = EventLoop(sleep=self.wait == "sleep")
         for index, (part, parent, children) in enumerate(self._pipelines(buf)):
-            if part.size:
+            if part.stop > part.start:
                 credits = credits_to(parent, self.nodes, self.rank, self.credits)
-                TreePipe(self, loop, index, part, parent, children, chunk, credits).start()
+                TreePipe(self, loop, index, link.part(part), parent, children, chunk, credits).start()
         loop.run()
 
     def scratch(self, key, length, dtype):
@@ -96,11 +100,13 @@ class EventLoop:
 class TreePipe:
     """One rank's part in one tree: add the children's chunks, send them up, pass results down."""
 
-    def __init__(self, owner, loop, tree, part, parent, children, chunk, credits=None):
+    def __init__(self, owner, loop, tree, link, parent, children, chunk, credits=None):
         self.comm, self.loop, self.tree = owner.comm, loop, tree
-        self.part, self.parent, self.children = part, parent, children
-        self.chunks = chunk_slices(part.size, chunk)
-        self.buffers = [owner.scratch((tree, i), chunk, part.dtype) for i in range(len(children))]
+        self.link, self.parent, self.children = link, parent, children
+        self.chunks = chunk_slices(link.buf.size, chunk)
+        self.buffers = [owner.scratch((tree, i), link.landing_length(chunk), link.landing_dtype)
+                        for i in range(len(children))]
+        self.results_in = {}       # k -> what chunk k's total came down in (sent on as it came)
         self.arrived = [[False] * len(children) for _ in self.chunks]
         self.added = [0] * len(self.chunks)
         self.credits, self.ready, self.returned, self.results = credits, [], [False] * len(self.chunks), 0
@@ -121,17 +127,18 @@ class TreePipe:
 
     def receive_child(self, index, k):
         piece = self.chunks[k]
-        landing = self.buffers[index][k % WINDOW][:piece.stop - piece.start]
+        landing = self.buffers[index][k % WINDOW][:self.link.landing_length(piece.stop - piece.start)]
         self.loop.post(self.comm.Irecv(landing, source=self.children[index], tag=self.tag(k, UP)),
                        lambda: self.arrive(index, k))
 
     def arrive(self, index, k):
         """Child ``index``'s chunk k is in: add every chunk k now next in child order (a deterministic sum)."""
         self.arrived[k][index] = True
-        piece = self.part[self.chunks[k]]
+        piece = self.chunks[k]
+        length = self.link.landing_length(piece.stop - piece.start)
         while self.added[k] < len(self.children) and self.arrived[k][self.added[k]]:
             child = self.added[k]
-            np.add(piece, self.buffers[child][k % WINDOW][:piece.size], out=piece)
+            self.link.add(piece, self.buffers[child][k % WINDOW][:length])
             self.added[k] += 1
             if k + WINDOW < len(self.chunks):     # its buffer is free for chunk k + WINDOW
                 self.receive_child(child, k + WINDOW)
@@ -151,11 +158,12 @@ class TreePipe:
         while self.ready and (self.credits is None or self.ready[0] < self.results + self.credits):
             k = self.ready.pop(0)
             # The result comes back into the same memory: receive only once the send has left it.
-            self.loop.post(self.comm.Isend(self.part[self.chunks[k]], dest=self.parent, tag=self.tag(k, UP)),
+            self.loop.post(self.comm.Isend(self.link.outgoing(self.chunks[k]), dest=self.parent, tag=self.tag(k, UP)),
                            lambda k=k: self.receive_result(k))
 
     def receive_result(self, k):
-        request = self.comm.Irecv(self.part[self.chunks[k]], source=self.parent, tag=self.tag(k, DOWN))
+        target = self.results_in[k] = self.link.result_target(self.chunks[k])
+        request = self.comm.Irecv(target, source=self.parent, tag=self.tag(k, DOWN))
         self.loop.post(request, lambda k=k: self.result(k))
 
     def result(self, k):
@@ -163,10 +171,13 @@ class TreePipe:
         self.returned[k] = True
         while self.results < len(self.chunks) and self.returned[self.results]:
             self.results += 1
-        self.send_down(k)
+        self.link.settle(self.chunks[k], self.results_in[k])
+        self.send_down(k, self.results_in.pop(k))
         self.send_up()
 
-    def send_down(self, k):
-        piece = self.part[self.chunks[k]]
+    def send_down(self, k, piece=None):
+        """Pass chunk k's total to the children: as it came down, or (the root) as it finished here."""
+        if piece is None:
+            piece = self.link.finish(self.chunks[k])
         for child in reversed(self.children):
             self.loop.post(self.comm.Isend(piece, dest=child, tag=self.tag(k, DOWN)))

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import FirecaffeError
 from .base import Strategy, check_flat, waitall
+from .compress.codecs import PlainLink
 from .tags import (PS_HISTORY as TAG_PS_HISTORY, PS_PULL as TAG_PS_PULL, PS_PUSH as TAG_PS_PUSH,
                    PS_STOP as TAG_PS_STOP)
 from .topology import even_bounds
@@ -32,6 +33,11 @@ class ParameterServer(Strategy):
     name = "ps"
     order = 40
     overlaps = False
+    wire_codecs = True        # the pushes (gradients) are encoded; the pulls are weights, in float32
+    factor_codecs = False
+    codec_advice = ("a parameter server sums pushed gradients and updates them, which PowerSGD's two "
+                    "allreduce rounds do not fit; for PowerSGD use an allreduce: --comm tree, dbtree, ring, "
+                    "hier or mpi")
     step_words = "the push of the gradients and pull of the weights"
 
     def __init__(self, world, servers=1, **options):
@@ -60,18 +66,21 @@ class ParameterServer(Strategy):
         return self._workers
 
     # --- workers ------------------------------------------------------------------
-    def _allreduce(self, buf):
-        self._push_pull(buf, buf)
+    def _allreduce(self, buf, link=None):
+        self._push(buf, link)
+        self._pull(buf)            # after the pushes completed: buf is both
 
     def reduce(self, diff, reduced=False):
         """A worker pushes its gradient's shards (and updates nothing); a server sums its shard."""
         check_flat(diff)
         if self.is_worker:
             with self.staged(diff, device_ok=False, upload=False) as grad:
-                self._push(grad)
+                # (error feedback adds the residual into what it is given: not into the caller's gradient)
+                feedback = self.codec.feedback and self.codec.active and grad is diff
+                self._push(grad, self.codec.link(grad.copy() if feedback else grad))
             return None
         shard = self._shard(diff.size)
-        if not self._gather_sum(diff[shard]):
+        if not self._gather_sum(diff[shard], shard.start):
             raise FirecaffeError(f"parameter server {self.server_index}: the workers stopped "
                                  "before the last step")
         return shard
@@ -94,15 +103,11 @@ class ParameterServer(Strategy):
         bounds = even_bounds(size, self.servers)
         return slice(bounds[self.server_index], bounds[self.server_index + 1])
 
-    def _push_pull(self, grad, out):
-        # Pushes complete before the pulls are posted: grad may be out (allreduce_ is in place).
-        self._push(grad)
-        self._pull(out)
-
-    def _push(self, grad):
+    def _push(self, grad, link=None):
+        link = link or PlainLink(grad)
         bounds = even_bounds(grad.size, self.servers)
-        waitall([self.world.Isend(grad[bounds[s]:bounds[s + 1]], dest=self._workers + s, tag=TAG_PS_PUSH)
-                 for s in range(self.servers)])
+        waitall([self.world.Isend(link.outgoing(slice(bounds[s], bounds[s + 1])), dest=self._workers + s,
+                                  tag=TAG_PS_PUSH) for s in range(self.servers)])
 
     def _pull(self, out):
         bounds = even_bounds(out.size, self.servers)
@@ -148,15 +153,20 @@ class ParameterServer(Strategy):
         self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
         return float(total[0])
 
-    def _gather_sum(self, total):
-        """Sum one push from every worker into ``total``; False when they all said stop."""
+    def _gather_sum(self, total, at=0):
+        """Sum one push from every worker into ``total`` (arena elements ``at ..``); False when they all
+        said stop. Pushes come through the codec (decoded, added in float32)."""
         from mpi4py import MPI
-        if self._scratch is None or self._scratch[0].size != total.size or self._scratch[0].dtype != total.dtype:
-            self._scratch = (np.empty_like(total), np.empty_like(total))
+        link = self.codec.link(total, at)
+        length, dtype = link.landing_length(total.size), link.landing_dtype
+        if self._scratch is None or self._scratch[0].size != length or self._scratch[0].dtype != dtype:
+            self._scratch = (np.empty(length, dtype), np.empty(length, dtype))
         world, workers = self.world, self._workers
+        whole = slice(0, total.size)
+        first = link.result_target(whole)
 
-        def landing(worker):  # worker 0's push lands in the sum itself, the others alternate
-            return total if worker == 0 else self._scratch[worker % 2]
+        def landing(worker):  # worker 0's push lands in the sum itself (plain), the others alternate
+            return first if worker == 0 else self._scratch[worker % 2]
 
         def receive(worker):
             return world.Irecv(landing(worker), source=worker, tag=MPI.ANY_TAG)
@@ -167,8 +177,10 @@ class ParameterServer(Strategy):
             requests.pop(worker).Wait(status)
             if status.Get_tag() == TAG_PS_STOP:
                 stops += 1
-            elif worker > 0:
-                np.add(total, landing(worker), out=total)
+            elif worker == 0:
+                link.settle(whole, first)
+            else:
+                link.add(whole, landing(worker))
             if worker > 0 and worker + 2 < workers:
                 requests[worker + 2] = receive(worker + 2)  # into the buffer just added
         if stops not in (0, workers):

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from .base import Strategy
+from .compress.codecs import PlainLink
 from .tags import RING as TAG_RING, RING_STREAM_BASE as TAG_STREAM
 from .topology import even_bounds, layout_chunk_bytes, pipeline_chunk_bytes, spans_nodes, tag_bound
 
@@ -38,6 +39,7 @@ class RingAllreduce(Strategy):
 
     name = "ring"
     order = 20
+    wire_codecs = True
 
     def __init__(self, comm, chunk_bytes=None, stream="auto", **options):
         super().__init__(comm, **options)
@@ -47,28 +49,34 @@ class RingAllreduce(Strategy):
         self.chunk_bytes = chunk_bytes or pipeline_chunk_bytes(across)
         self._tags_per_step = (tag_bound(comm) - TAG_STREAM) // max(1, 2 * (comm.Get_size() - 1)) - 1
 
-    def _allreduce(self, buf):
+    def _allreduce(self, buf, link=None):
         size, rank = self.size, self.rank
         if size == 1:
             return
+        link = link or PlainLink(buf)
         if self.stream and buf.size >= size and self._tags_per_step >= 1:
-            self._allreduce_streamed(buf)
+            self._allreduce_streamed(buf, link)
             return
         bounds = even_bounds(buf.size, size)
-        segment = [buf[bounds[i]:bounds[i + 1]] for i in range(size)]
+        segment = [slice(bounds[i], bounds[i + 1]) for i in range(size)]
         right, left = (rank + 1) % size, (rank - 1) % size
-        scratch = self._scratch_for(bounds[1] - bounds[0] + 1, buf.dtype)
+        scratch = self._scratch_for(link.landing_length(bounds[1] - bounds[0] + 1), link.landing_dtype)
         for step in range(size - 1):
             outgoing, incoming = segment[(rank - step) % size], segment[(rank - step - 1) % size]
-            received = scratch[:incoming.size]
-            self.comm.Sendrecv(outgoing, dest=right, sendtag=TAG_RING,
+            received = scratch[:link.landing_length(incoming.stop - incoming.start)]
+            self.comm.Sendrecv(link.outgoing(outgoing), dest=right, sendtag=TAG_RING,
                                recvbuf=received, source=left, recvtag=TAG_RING)
-            np.add(incoming, received, out=incoming)
+            link.add(incoming, received)
+        carried = link.finish(segment[(rank + 1) % size])     # the segment this rank summed last
         for step in range(size - 1):
-            self.comm.Sendrecv(segment[(rank + 1 - step) % size], dest=right, sendtag=TAG_RING,
-                               recvbuf=segment[(rank - step) % size], source=left, recvtag=TAG_RING)
+            incoming = segment[(rank - step) % size]
+            received = link.result_target(incoming)
+            self.comm.Sendrecv(carried, dest=right, sendtag=TAG_RING,
+                               recvbuf=received, source=left, recvtag=TAG_RING)
+            link.settle(incoming, received)
+            carried = received
 
-    def _allreduce_streamed(self, buf):
+    def _allreduce_streamed(self, buf, link):
         """The same ring with every segment in chunks, each passed on as soon as it is in."""
         from .pipeline import EventLoop
         size, rank, comm = self.size, self.rank, self.comm
@@ -84,8 +92,12 @@ class RingAllreduce(Strategy):
                   for cuts in (even_bounds(part.size, per_step) for part in segment)]
         # a landing slot per (step parity, piece): piece j of step t + 1 lands where piece j of step
         # t - 1 did, which was added in before piece j of step t (that posts it) came in
-        slot = -(-longest // per_step)
-        scratch = self._scratch_for(2 * per_step * slot, buf.dtype)
+        slot = link.landing_length(-(-longest // per_step))
+        scratch = self._scratch_for(2 * per_step * slot, link.landing_dtype)
+
+        def whole(i, j):    # piece j of segment i, as a slice of buf
+            return slice(bounds[i] + pieces[i][j].start, bounds[i] + pieces[i][j].stop)
+        results = {}        # (segment, piece) -> its total as it came in (sent on as it came)
 
         def sent(t):        # the segment step t sends; step t + 1 sends the one step t received
             return (rank - t) % size if t < adding else (rank + 1 - (t - adding)) % size
@@ -98,7 +110,13 @@ class RingAllreduce(Strategy):
         def send(t, j):
             key = (sent(t), j)
             in_flight[key] = in_flight.get(key, 0) + 1
-            loop.post(comm.Isend(segment[key[0]][pieces[key[0]][j]], dest=right, tag=TAG_STREAM + t * per_step + j),
+            if t < adding:
+                message = link.outgoing(whole(*key))         # a partial sum
+            elif t == adding:
+                message = link.finish(whole(*key))           # the total this rank completed
+            else:
+                message = results.pop(key)                   # a total, passed on as it came
+            loop.post(comm.Isend(message, dest=right, tag=TAG_STREAM + t * per_step + j),
                       lambda: send_done(key))
 
         def send_done(key):
@@ -110,13 +128,14 @@ class RingAllreduce(Strategy):
             where, tag = pieces[received(t)][j], TAG_STREAM + t * per_step + j
             if t < adding:
                 offset = ((t % 2) * per_step + j) * slot
-                landing = scratch[offset:offset + where.stop - where.start]
+                landing = scratch[offset:offset + link.landing_length(where.stop - where.start)]
                 loop.post(comm.Irecv(landing, source=left, tag=tag), lambda: arrived(t, j, landing))
                 return
             key = (received(t), j)
 
             def post():     # in place, so only once every send from this memory has left
-                loop.post(comm.Irecv(segment[key[0]][where], source=left, tag=tag), lambda: arrived(t, j, None))
+                target = results[key] = link.result_target(whole(*key))
+                loop.post(comm.Irecv(target, source=left, tag=tag), lambda: arrived(t, j, None))
             if in_flight.get(key):
                 deferred[key] = post
             else:
@@ -124,8 +143,9 @@ class RingAllreduce(Strategy):
 
         def arrived(t, j, landing):
             if landing is not None:
-                target = segment[received(t)][pieces[received(t)][j]]
-                np.add(target, landing, out=target)
+                link.add(whole(received(t), j), landing)
+            else:
+                link.settle(whole(received(t), j), results[(received(t), j)])
             if t + 1 < steps:
                 send(t + 1, j)
                 receive(t + 1, j)
