@@ -24,6 +24,7 @@ import dataclasses
 import math
 
 from ..comm import registry
+from ..comm.compress import make_codec
 from ..errors import FirecaffeError
 from .bench import codecs, model
 
@@ -68,13 +69,23 @@ def candidates(ranks, ranks_per_node=1, comms=None, buckets=(0.0,), compress=("n
         elif (cls.processes(ranks) != ranks or (cls.needs_gpu and not gpu)
               or (name == "hier" and not (ranks_per_node > 1 and nodes > 1))):
             continue
+        sendable = [codec for codec in compress if _sends(cls, codec)]
         for bucket in sorted(buckets):
             if bucket and (not cls.overlaps or (n is not None and bucket * 2**20 >= n)):
                 continue
-            out.extend(Candidate(name, bucket, codec) for codec in compress)
+            out.extend(Candidate(name, bucket, codec) for codec in sendable)
     if not out:
         raise FirecaffeError(f"--comm auto: no strategy to choose from on {ranks} rank(s)")
     return out
+
+
+def _sends(cls, codec):
+    """Whether strategy class ``cls`` can send gradients compressed by ``codec`` (comm/compress)."""
+    try:
+        cls.check_codec(make_codec(codec))
+    except FirecaffeError:
+        return False
+    return True
 
 
 def exposed(times, backward_s):

@@ -133,8 +133,8 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
     codec = {}
     if codecs.family(compress) != "none":
         codecs.delta(profile, compress)
-        codec = {"compress": compress, "matrices": codecs.matrices(report.get("layers", []))}
-    wire = codecs.wire_bytes(compress, n, codec.get("matrices"))
+        codec = {"compress": compress, "shapes": codecs.shapes_of(report.get("layers", []))}
+    wire = codecs.wire_bytes(compress, n, codec.get("shapes"))
     records = []
     for comm in comms or names(default_only=True):
         for p in workers:

@@ -152,3 +152,9 @@ def test_timing_the_net_leaves_weights_gradients_and_random_stream_as_they_were(
     np.testing.assert_array_equal(net.param_arena, params)       # BatchNorm's running statistics too
     np.testing.assert_array_equal(net.diff_arena, diff)
     assert backend.rng().bit_generator.state == state           # Dropout's masks come out the same
+
+
+def test_compressed_candidates_only_where_the_strategy_can_send_them():
+    pairs = {(c.comm, c.compress) for c in auto.candidates(8, compress=("none", "fp16", "powersgd:2"))}
+    assert ("ring", "fp16") in pairs and ("mpi", "powersgd:2") in pairs
+    assert ("mpi", "fp16") not in pairs          # MPI's Allreduce adds float32, not fp16 messages

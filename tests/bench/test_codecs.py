@@ -8,18 +8,25 @@ from firecaffe.insight.bench import codecs, model
 PROFILE = {"alpha_s": 1e-6, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 1e-10}
 
 
-@pytest.mark.parametrize("compress, n, matrices, wire", [
+@pytest.mark.parametrize("compress, n, shapes, wire", [
     ("none", 4000, None, 4000),
     ("fp16", 4000, None, 2000),
     ("bf16", 4000, None, 2000),
-    ("int8", 4 * 8192, None, 8192 + 2 * 4),                 # a byte per value, a float32 scale per 4096
     ("powersgd:2", 4 * 1000, [(10, 100)], 4 * 2 * 110),      # (rows + cols) r numbers
-    ("powersgd:2", 4 * 1010, [(10, 100)], 4 * (2 * 110 + 10)),   # 10 bias numbers go as they are
-    ("powersgd:8", 4 * 12, [(3, 4)], 4 * 12),                # never more than the matrix itself
-    ("powersgd", 4 * 1024, None, 4 * 4 * 64),                # a flat gradient: one 32 x 32 matrix, rank 4
+    ("powersgd:2", 4 * 1010, [(10, 100), (10,)], 4 * (2 * 110 + 10)),   # a bias goes as it is
 ])
-def test_wire_bytes(compress, n, matrices, wire):
-    assert codecs.wire_bytes(compress, n, matrices) == wire
+def test_wire_bytes_are_the_codecs_own(compress, n, shapes, wire):
+    assert codecs.wire_bytes(compress, n, shapes) == wire
+
+
+def test_int8_sends_a_byte_per_value_and_a_scale_per_block():
+    from firecaffe.comm.compress.codecs import INT8_BLOCK
+    assert codecs.wire_bytes("int8", 4 * 2 * INT8_BLOCK) == 2 * INT8_BLOCK + 2 * 4
+
+
+def test_powersgd_runs_two_allreduces_of_its_factors():
+    # P: rows r per matrix plus the vectors; Q: cols r per matrix
+    assert codecs.powersgd_rounds(2, 4 * 1010, [(10, 100), (10,)]) == (4 * (20 + 10), 4 * 200)
 
 
 @pytest.mark.parametrize("text", ["zip", "fp16:2", "powersgd:0", "powersgd:x", "int4"])
@@ -36,10 +43,10 @@ def test_ring_fp16_terms_by_hand():
 
 
 def test_tree_powersgd_terms_by_hand():
-    # tree, 2 ranks (L = 1), one 10 x 100 matrix at rank 2: the factors (880 bytes) travel and are added,
-    # the products cost r n = 8000 delta-bytes
-    a, b, c, d = codecs.coefficients("tree", 4000, 2, compress="powersgd:2", matrices=[(10, 100)])
-    assert (b, c, d) == pytest.approx((2 * 880, 880, 8000))
+    # tree, 2 ranks (L = 1), one 10 x 100 matrix at rank 2: P (80 bytes) and Q (800 bytes) are each an
+    # unpipelined allreduce, 2 alpha + 2 m beta + m gamma; the products cost r n = 8000 delta-bytes
+    a, b, c, d = codecs.coefficients("tree", 4000, 2, compress="powersgd:2", shapes=[(10, 100)])
+    assert (a, b, c, d) == pytest.approx((4, 2 * 880, 880, 8000))
 
 
 def test_compressed_prediction_adds_delta_to_the_wire_formula():
@@ -81,6 +88,6 @@ def test_compressed_records_leave_the_uncompressed_fit_as_it_was():
     assert model.errors(plain + noisy, PROFILE) == model.errors(plain, PROFILE)
 
 
-def test_matrices_of_an_analysis_report():
-    layers = [{"param_shapes": [[64, 3, 3, 3], [64]]}, {"param_shapes": [[10, 256]]}, {"param_shapes": [[1, 5]]}]
-    assert codecs.matrices(layers) == [(64, 27), (10, 256)]
+def test_shapes_of_an_analysis_report():
+    layers = [{"param_shapes": [[64, 3, 3, 3], [64]]}, {"param_shapes": [[10, 256]]}]
+    assert codecs.shapes_of(layers) == [(64, 3, 3, 3), (64,), (10, 256)]

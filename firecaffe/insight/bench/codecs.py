@@ -3,9 +3,10 @@
 A codec (``--compress``) changes three things in a strategy's formula (model.py):
 
 - the bytes on the links: the formula's messages and bytes are those of the wire
-  size ``w(n)`` (fp16/bf16: n/2, int8: n/4 plus one float32 scale per chunk of
-  ``INT8_CHUNK`` values; PowerSGD of rank r on a rows x cols matrix: (rows + cols) r
-  float32 numbers instead of rows cols);
+  size ``w(n)`` the codec declares (comm/compress: fp16/bf16 n/2, int8 n/4 plus a
+  float32 scale per block); PowerSGD of rank r runs two allreduces of float32 factors,
+  P (rows r per matrix, with the vectors uncompressed) and Q (cols r per matrix), so
+  its terms are the strategy's formula twice, on those sizes;
 - the adds stay float32 (every hop decodes, adds, encodes: only the wire is narrow),
   so the gamma term is the uncompressed one (PowerSGD adds its two small factors);
 - a new term, ``delta`` seconds per float32 byte encoded and decoded once: each byte
@@ -20,74 +21,57 @@ Profiles keep it as ``delta_s_per_byte: {family: seconds per byte}``.
 """
 import math
 
+from ...comm.compress import make_codec, parse_compress, square_layout
+from ...comm.compress.powersgd import matrix_shape
 from ...errors import FirecaffeError
 
 FAMILIES = ("none", "fp16", "bf16", "int8", "powersgd")
-DEFAULT_POWERSGD_RANK = 4
-INT8_CHUNK = 4096          # values sharing one float32 scale
 
 
 def parse(compress):
-    """``(family, rank)`` of a ``--compress`` value: 'none', 'fp16', 'bf16', 'int8', 'powersgd[:RANK]'."""
-    text = "none" if compress in (None, "") else str(compress).strip().lower()
-    family, _, rank = text.partition(":")
-    if family not in FAMILIES or (rank and family != "powersgd"):
-        raise FirecaffeError(f"--compress {compress!r}: choose one of none, fp16, bf16, int8, powersgd[:RANK]")
-    if family != "powersgd":
-        return family, 0
-    try:
-        rank = int(rank) if rank else DEFAULT_POWERSGD_RANK
-    except ValueError:
-        raise FirecaffeError(f"--compress {compress!r}: the PowerSGD rank must be a whole number") from None
-    if rank < 1:
-        raise FirecaffeError(f"--compress {compress!r}: the PowerSGD rank must be at least 1")
-    return family, rank
+    """``(family, rank)`` of a ``--compress`` value (comm/compress's parse_compress: its one-line errors)."""
+    spec = parse_compress(compress)
+    return spec.kind, spec.rank or 0
 
 
 def family(compress):
     return parse(compress)[0]
 
 
-def square(n):
-    """The most square rows x cols matrix of ``n`` float32 bytes (a flat gradient seen as one matrix)."""
-    count = n // 4
-    rows = int(math.isqrt(count))
-    while rows > 1 and count % rows:
-        rows -= 1
-    return rows, count // max(rows, 1)
+def shapes_of(layers):
+    """The parameter shapes of an ``analysis.analyze`` report (what PowerSGD sees as matrices or vectors)."""
+    return [tuple(shape) for row in layers for shape in row.get("param_shapes", [])]
 
 
-def matrices(layers):
-    """PowerSGD's matrices of an ``analysis.analyze`` report: each weight of 2 or more axes seen as
-    (its first axis, the product of the others), as a convolution's (out, in kh kw)."""
-    return [(shape[0], math.prod(shape[1:])) for row in layers for shape in row.get("param_shapes", [])
-            if len(shape) >= 2 and shape[0] > 1 and math.prod(shape[1:]) > 1]
+def wire_bytes(compress, n, shapes=None):
+    """Bytes on the wire for ``n`` bytes of float32 gradient (the codec's own count, comm/compress);
+    ``shapes``: the parameters' shapes (PowerSGD), else the flat gradient is one square-ish matrix."""
+    return int(make_codec(compress).wire_bytes(n, shapes))
 
 
-def wire_bytes(compress, n, matrices=None):
-    """Bytes on the wire for ``n`` bytes of float32 gradient. ``matrices``: PowerSGD's (rows, cols) shapes
-    (the rest of the n bytes goes uncompressed); without them the flat gradient is one matrix."""
-    kind, rank = parse(compress)
-    count = n // 4
-    if kind == "none":
-        return n
-    if kind in ("fp16", "bf16"):
-        return 2 * count
-    if kind == "int8":
-        return count + 4 * math.ceil(count / INT8_CHUNK)
-    matrices = matrices if matrices is not None else [square(n)]
-    small = count - sum(r * c for r, c in matrices)
-    return 4 * (small + sum(min(rank * (r + c), r * c) for r, c in matrices))
+def powersgd_rounds(rank, n, shapes=None):
+    """PowerSGD's two allreduces, in bytes: P (rows r per matrix, with the vectors) and Q (cols r)."""
+    shapes = [param.shape for param in square_layout(n // 4)] if shapes is None else shapes
+    first = second = 0
+    for shape in shapes:
+        matrix = matrix_shape(shape)
+        if matrix:
+            first, second = first + 4 * matrix[0] * rank, second + 4 * matrix[1] * rank
+        else:
+            first += 4 * math.prod(shape)
+    return first, second
 
 
 def coefficients(comm, n, p, servers=1, cores=None, compress="none", **options):
     """``(a, b, c, d)``: time = a alpha + b beta + c gamma + d delta for one compressed step."""
     from . import model
     kind, rank = parse(compress)
-    wire = wire_bytes(compress, n, options.pop("matrices", None))
-    a, b, c_wire = model.terms(comm, wire, p, servers, cores, **options)
+    shapes = options.pop("shapes", None)
     if kind == "powersgd":
-        return a, b, c_wire, float(rank * n)
+        rounds = [model.terms(comm, size, p, servers, cores, **options) for size in powersgd_rounds(rank, n, shapes)]
+        a, b, c = (sum(terms[i] for terms in rounds) for i in range(3))
+        return a, b, c, float(rank * n) if p > 1 else 0.0
+    a, b, _ = model.terms(comm, wire_bytes(compress, n, shapes), p, servers, cores, **options)
     c = model.terms(comm, n, p, servers, cores, **options)[2]
     return a, b, c, c + float(n) if p > 1 else 0.0
 
