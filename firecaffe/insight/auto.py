@@ -162,7 +162,7 @@ class AutoChooser:
         takes the other ranks as servers)."""
         from ..core.log import LOGGER
         from .bench import probe
-        profile = self.profile if self.profile is not None else probe.measure(world)
+        profile = self.profile if self.profile is not None else probe.measure(world, self.compress)
         compute_s, how = self._compute(world, net)
         choice = None
         if world.Get_rank() == 0:

@@ -158,3 +158,13 @@ def test_compressed_candidates_only_where_the_strategy_can_send_them():
     pairs = {(c.comm, c.compress) for c in auto.candidates(8, compress=("none", "fp16", "powersgd:2"))}
     assert ("ring", "fp16") in pairs and ("mpi", "powersgd:2") in pairs
     assert ("mpi", "fp16") not in pairs          # MPI's Allreduce adds float32, not fp16 messages
+
+
+def test_the_probe_measures_add_compute_and_codec_rates_on_one_process():
+    mpi = pytest.importorskip("mpi4py.MPI")
+    from firecaffe.insight.bench import probe
+    profile = probe.measure(mpi.COMM_SELF, ("none", "fp16", "powersgd:2"))
+    assert profile["gamma_s_per_byte"] > 0 and profile["flops_per_s"] > 0
+    assert set(profile["delta_s_per_byte"]) == {"fp16", "powersgd"}
+    assert all(value > 0 for value in profile["delta_s_per_byte"].values())
+    assert model.check_profile(dict(profile, beta_s_per_byte=1e-9))     # a profile the model takes

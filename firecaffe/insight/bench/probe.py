@@ -8,7 +8,9 @@ Collective over ``world`` (every rank calls it; a second or so on 100 Mb/s links
 - gamma: every rank adds float32 arrays at once (so ranks that share cores share them here
   too); the slowest rank's seconds per byte;
 - compute: every rank multiplies float32 matrices at once; the slowest rank's FLOP/s, which
-  with the net's FLOPs estimates forward + backward (insight/auto.py).
+  with the net's FLOPs estimates forward + backward where the net cannot be timed itself
+  (``forward_backward_s``; insight/auto.py);
+- codecs (``--compress auto``): each codec's encode and decode per byte (its delta).
 
 The result is a profile as ``bench fit --out`` writes it (contention is in the measured
 numbers, so ``cores`` is left out), plus ``flops_per_s``.
@@ -87,14 +89,46 @@ def flop_rate(world, n=GEMM, repeats=REPEATS):
     return float(2.0 * n ** 3 / _slowest(world, [best])[0])
 
 
-def measure(world):
+def codec_deltas(world, kinds, nbytes=ADD_BYTES, repeats=REPEATS):
+    """``{family: delta}`` of the codecs ``kinds`` (``--compress`` names), the slowest rank's: an elementwise
+    codec's encode plus decode-and-add per float32 byte; PowerSGD's two matrix products per byte and rank
+    (its ``d = r n``, insight/bench/codecs.py) on one square-ish matrix of ``nbytes``."""
+    from ...comm.compress import make_codec, square_layout
+    values = np.random.default_rng(1).standard_normal(nbytes // 4).astype(np.float32)
+    out, deltas = np.zeros_like(values), {}
+    for kind in kinds:
+        codec = make_codec(kind)
+        if codec.lossless:
+            continue
+        best = float("inf")
+        for attempt in range(repeats + 1):
+            began = time.perf_counter()
+            if codec.elementwise:
+                codec.decode_add(codec.encode(values), out)
+            else:
+                rows, cols = square_layout(values.size)[0].shape
+                matrix = values[:rows * cols].reshape(rows, cols)
+                p = matrix @ np.ones((cols, codec.spec.rank), np.float32)
+                matrix.T @ p
+            if attempt:
+                best = min(best, time.perf_counter() - began)
+        per_byte = best / nbytes / (codec.spec.rank if not codec.elementwise else 1)
+        deltas[codec.spec.kind] = float(_slowest(world, [per_byte])[0])
+    return deltas
+
+
+def measure(world, codecs=()):
     """The probe's profile (every rank gets the same)."""
     began = time.perf_counter()
     alpha, beta = links(world) if world.Get_size() > 1 else (0.0, 0.0)
     gamma = add_rate(world)
     flops = flop_rate(world)
-    return {"alpha_s": alpha, "beta_s_per_byte": beta, "gamma_s_per_byte": gamma, "cores": None,
-            "flops_per_s": flops, "source": f"built-in probe, {time.perf_counter() - began:.1f} s"}
+    profile = {"alpha_s": alpha, "beta_s_per_byte": beta, "gamma_s_per_byte": gamma, "cores": None,
+               "flops_per_s": flops}
+    deltas = codec_deltas(world, codecs)
+    if deltas:
+        profile["delta_s_per_byte"] = deltas
+    return dict(profile, source=f"built-in probe, {time.perf_counter() - began:.1f} s")
 
 
 SIDE_EFFECTS = ("HDF5Output", "Python")      # layers that may write outside the net: never run for timing
