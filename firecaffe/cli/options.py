@@ -13,6 +13,36 @@ INTER_OPTION = click.option("--inter", type=click.Choice(["tree", "ring"]), defa
                             help="With --comm hier: the strategy among the node leaders, over the network.")
 
 
+
+def _compress_value(ctx, param, value):
+    """--compress: checked as click parses it (one line naming what works), kept as text."""
+    from ..comm.compress import parse_compress
+    if str(value).strip().lower() == "auto" and param.metavar.endswith("|auto"):
+        return "auto"
+    try:
+        return parse_compress(value).name
+    except FirecaffeError as error:
+        raise click.BadParameter(str(error).split(": ", 1)[1], ctx=ctx, param=param) from None
+
+
+COMPRESS_OPTION = click.option(
+    "--compress", default="none", show_default=True, callback=_compress_value,
+    metavar="none|fp16|bf16|int8|powersgd[:RANK]",
+    help="Send gradients compressed: fp16/bf16 (16 bits on the wire, added in float32 at every hop), int8 "
+         "(a scale per 256 values, error feedback) or PowerSGD of rank RANK (default 4; weight matrices as "
+         "rank-RANK products, error feedback). mpi takes only powersgd, ps all but powersgd, nccl none.")
+COMPRESS_OR_AUTO_OPTION = click.option(          # train's: auto, the cost model chooses (only when asked)
+    "--compress", default="none", show_default=True, callback=_compress_value,
+    metavar="none|fp16|bf16|int8|powersgd[:RANK]|auto",
+    help="Send gradients compressed: fp16/bf16 (16 bits on the wire, added in float32 at every hop), int8 "
+         "(a scale per 256 values, error feedback) or PowerSGD of rank RANK (default 4; weight matrices as "
+         "rank-RANK products, error feedback). mpi takes only powersgd, ps all but powersgd, nccl none. "
+         "auto: the cost model chooses among them (compression changes the numbers: only when asked).")
+COMPRESS_START_OPTION = click.option(
+    "--compress-start", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+    help="With --compress: the first N iterations go uncompressed.")
+
+
 class PhaseType(click.ParamType):
     """A net phase by Caffe's name, TRAIN or TEST, given in any case."""
     name = "phase"

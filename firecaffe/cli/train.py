@@ -11,7 +11,8 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import BUCKET_MB_OR_AUTO, CPU_OPTION, GPU_OPTION, INTER_OPTION, STALL_SECONDS, choose_device, comm_option
+from .options import (BUCKET_MB_OR_AUTO, COMPRESS_OR_AUTO_OPTION, COMPRESS_START_OPTION, CPU_OPTION, GPU_OPTION,
+                      INTER_OPTION, STALL_SECONDS, choose_device, comm_option)
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -96,8 +97,11 @@ def _looks_like_net(text):
 @click.option("--regularization-type", type=click.Choice(["L1", "L2"]), help="Weight decay's norm "
               "(regularization_type).")
 @comm_option(auto=True)
-@click.option("--profile", type=click.Path(dir_okay=False), help="With --comm auto or --bucket-mb auto: the "
-              "profile `bench fit --out` wrote for these links (default: a probe of a few seconds).")
+@COMPRESS_OR_AUTO_OPTION
+@COMPRESS_START_OPTION
+@click.option("--profile", type=click.Path(dir_okay=False), help="With --comm auto, --bucket-mb auto or "
+              "--compress auto: the profile `bench fit --out` wrote for these links (default: a probe of a "
+              "few seconds).")
 @click.option("--global-batch", type=click.IntRange(min=1), help="Total batch, divided among ranks.")
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server ranks for --comm ps (taken from the job's ranks).")
@@ -140,7 +144,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         comm=comm, ps_servers=ps_servers, bucket_mb=0.0 if bucket_auto else bucket_mb, bucket_auto=bucket_auto,
         check_consistency=check_consistency, global_batch=global_batch, profile=flags.pop("profile"),
         **{key: flags.pop(key) for key in (
-            "inter", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters", "show_progress",
+            "inter", "compress", "compress_start", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters",
+            "show_progress",
             "sigint_effect", "sighup_effect", "timeline", "timeline_iters")})
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
@@ -233,14 +238,15 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
 
 
 def _chooser(options, size):
-    """The cost model's chooser for --comm auto / --bucket-mb auto (None when neither, or one process)."""
-    if options.comm != "auto" and not options.bucket_auto:
+    """The cost model's chooser for --comm auto, --bucket-mb auto, --compress auto (None when none of
+    them, or one process)."""
+    if "auto" not in (options.comm, options.compress) and not options.bucket_auto:
         if options.profile:
-            raise click.UsageError("--profile is for --comm auto or --bucket-mb auto")
+            raise click.UsageError("--profile is for --comm auto, --bucket-mb auto or --compress auto")
         return None
     if size == 1:
         LOGGER.info("--comm auto: one process, nothing to reduce")
         return None
-    from ..insight.auto import BUCKET_MB, AutoChooser
+    from ..insight.auto import BUCKET_MB, CODECS, AutoChooser
     buckets = (0.0, *BUCKET_MB) if options.bucket_auto else (options.bucket_mb,)
-    return AutoChooser(options.profile, buckets)
+    return AutoChooser(options.profile, buckets, CODECS if options.compress == "auto" else (options.compress,))

@@ -31,6 +31,8 @@ class RunOptions:
     bucket_mb: float = 0.0               # --bucket-mb: reduce in buckets during backward (0: after)
     bucket_auto: bool = False            # --bucket-mb auto: the cost model chooses the bucket size
     profile: Optional[str] = None        # --profile: the fitted profile --comm auto predicts with (None: probe)
+    compress: str = "none"               # --compress: none, fp16, bf16, int8, powersgd[:RANK] (comm/compress)
+    compress_start: int = 0              # --compress-start N: the first N iterations uncompressed
     wait: str = "spin"                   # FIRECAFFE_WAIT: how the strategy's own waits wait
     bucket_wait: str = "sleep"           # FIRECAFFE_BUCKET_WAIT: how the bucket thread's waits wait
     cuda_aware_mpi: bool = False         # FIRECAFFE_CUDA_AWARE_MPI=1: device memory straight to MPI
@@ -70,6 +72,10 @@ class RunOptions:
                               ("sighup_effect", SIGNAL_EFFECTS), ("lr_scaling", ("none", "linear"))):
             if getattr(self, name) not in allowed:
                 raise FirecaffeError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        # (the codec's name is checked where codecs live, comm/compress, when the strategy is made)
+        if isinstance(self.compress_start, bool) or not isinstance(self.compress_start, int) or self.compress_start < 0:
+            raise FirecaffeError(f"--compress-start {self.compress_start!r}: give the number of uncompressed "
+                                 "iterations first, 0 or more")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ..errors import FirecaffeError
 from .bench import codecs, model
 
 BUCKET_MB = (1.0, 4.0, 16.0)     # --bucket-mb auto tries these (and no buckets)
+CODECS = ("none", "fp16", "bf16", "int8", "powersgd:4")     # --compress auto tries these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,21 @@ def _sends(cls, codec):
     return True
 
 
+def _fitting(codecs_, shapes):
+    """The codecs of ``codecs_`` that take a net of these parameter shapes (PowerSGD's rank fits every matrix)."""
+    from ..comm.compress import layout_from_shapes
+    out = []
+    for codec in codecs_:
+        try:
+            make_codec(codec).bind(layout_from_shapes(shapes))
+        except FirecaffeError:
+            if len(codecs_) == 1:
+                raise
+            continue
+        out.append(codec)
+    return out
+
+
 def exposed(times, backward_s):
     """``(total, exposed)`` seconds of buckets reduced one after another on a background thread while
     backward, ``backward_s`` long, fills them in order; ``times``: each bucket's reduction, with its share
@@ -99,9 +115,13 @@ def exposed(times, backward_s):
     return sum(s for s, _ in times), max(0.0, done - backward_s)
 
 
-def predict(candidate, n, ranks, profile, ranks_per_node=1, compute_s=0.0, backward_share=2 / 3, servers=1):
-    """The ``Prediction`` of one candidate for a gradient of ``n`` bytes on ``ranks`` workers."""
+def predict(candidate, n, ranks, profile, ranks_per_node=1, compute_s=0.0, backward_share=2 / 3, servers=1,
+            shapes=None):
+    """The ``Prediction`` of one candidate for a gradient of ``n`` bytes on ``ranks`` workers (``shapes``:
+    the net's parameter shapes, for PowerSGD's matrices)."""
     options = dict(ranks_per_node=min(ranks_per_node, ranks), compress=candidate.compress, servers=servers)
+    if candidate.compress != "none" and shapes is not None:
+        options["shapes"] = shapes
     if not candidate.bucket_mb:
         seconds = model.predict(candidate.comm, n, ranks, profile, **options)
         return Prediction(candidate, seconds, seconds, compute_s)
@@ -112,11 +132,12 @@ def predict(candidate, n, ranks, profile, ranks_per_node=1, compute_s=0.0, backw
     return Prediction(candidate, total, left, compute_s)
 
 
-def rank(configs, n, ranks, profile, ranks_per_node=1, compute_s=0.0, servers=1):
+def rank(configs, n, ranks, profile, ranks_per_node=1, compute_s=0.0, servers=1, shapes=None):
     """Predictions of ``configs``, fastest first (a stable sort: ties keep the candidates' order)."""
     if n <= 0:
         raise FirecaffeError("--comm auto: the net has no learnable parameters, nothing to reduce")
-    predictions = [predict(c, n, ranks, profile, ranks_per_node, compute_s, servers=servers) for c in configs]
+    predictions = [predict(c, n, ranks, profile, ranks_per_node, compute_s, servers=servers, shapes=shapes)
+                   for c in configs]
     return sorted(predictions, key=lambda p: p.iteration_s)
 
 
@@ -154,7 +175,7 @@ class AutoChooser:
                 if codec != "none":
                     codecs.delta(self.profile, codec)
         self.buckets, self.compress, self.report_after = tuple(buckets), tuple(compress), report_after
-        self.best = None
+        self.best, self.what = None, "--comm auto"
 
     def __call__(self, world, net, ranks_per_node, comms=None, workers=None, gpu=False):
         """The chosen ``Candidate`` (collective over ``world``); rank 0 logs the choice and the runner-up.
@@ -167,11 +188,14 @@ class AutoChooser:
         choice = None
         if world.Get_rank() == 0:
             n, workers = int(net.diff_arena.nbytes), workers or world.Get_size()
-            configs = candidates(workers, ranks_per_node, comms, self.buckets, self.compress, gpu, n)
+            shapes = [tuple(blob.shape) for blob in net.learnable_params]
+            configs = candidates(workers, ranks_per_node, comms, self.buckets, _fitting(self.compress, shapes),
+                                 gpu, n)
             ranked = rank(configs, n, workers, profile, ranks_per_node, compute_s,
-                          servers=max(1, world.Get_size() - workers))
+                          servers=max(1, world.Get_size() - workers), shapes=shapes)
             self.best = ranked[0]
-            what = "--comm auto" if comms is None else "--bucket-mb auto"
+            what = self.what = ("--comm auto" if comms is None else
+                                "--compress auto" if len(self.compress) > 1 else "--bucket-mb auto")
             for line in describe_choice(ranked, n, workers, ranks_per_node, f"{profile['source']}; compute {how}", what):
                 LOGGER.info(line)
             choice = dataclasses.astuple(ranked[0].candidate)
@@ -206,7 +230,7 @@ class AutoChooser:
                 gaps = sorted(b - a for a, b in zip(marks, marks[1:]))
                 shown = sorted(exposed_s[1:])
                 iteration_s, comm_s = gaps[len(gaps) // 2], shown[len(shown) // 2]
-                LOGGER.info(f"--comm auto: measured iteration {iteration_s * 1e3:.1f} ms against "
+                LOGGER.info(f"{self.what}: measured iteration {iteration_s * 1e3:.1f} ms against "
                             f"{self.best.iteration_s * 1e3:.1f} ms predicted ({iteration_s / self.best.iteration_s - 1:+.0%}); "
                             f"exposed communication {comm_s * 1e3:.1f} ms against {self.best.exposed_s * 1e3:.1f} ms "
                             f"(medians of iterations {iteration - self.report_after + 1}-{iteration})")

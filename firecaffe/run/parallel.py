@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from ..comm import make_strategy, strategy_class
+from ..comm.compress import Param, make_codec
 from ..comm.staging import staged
 from ..core import backend
 from ..core.hooks import Hooks
@@ -65,9 +66,15 @@ class DataParallel:
         self.world = world
         self.comm_name = options.comm
         self.chooser = chooser
-        if (options.comm == AUTO or options.bucket_auto) and chooser is None:
-            raise FirecaffeError("--comm auto and --bucket-mb auto need a chooser (firecaffe/insight/auto.py)")
-        self.strategy = None if options.comm == AUTO else self._make(options.comm)
+        deferred = AUTO in (options.comm, options.compress)     # made in ``start``, once the choice is made
+        if (deferred or options.bucket_auto) and chooser is None:
+            raise FirecaffeError("--comm auto, --bucket-mb auto and --compress auto need a chooser "
+                                 "(firecaffe/insight/auto.py)")
+        if deferred and options.comm != AUTO and strategy_class(options.comm).processes(1) > 1:
+            raise FirecaffeError(f"--compress auto chooses for strategies whose ranks are all workers; with "
+                                 f"--comm {options.comm} name the codec (--compress none, fp16, bf16 or int8)")
+        self.codec = None if options.compress == AUTO else make_codec(options.compress, options.compress_start)
+        self.strategy = None if deferred else self._make(options.comm)
         self.is_worker = self.strategy.is_worker if self.strategy else True
         self.worker_comm = self.strategy.worker_comm if self.strategy else world
         self.num_workers = self.strategy.num_workers if self.strategy else world.Get_size()
@@ -92,20 +99,26 @@ class DataParallel:
     def _make(self, name):
         options = self.options
         return make_strategy(name, self.world, servers=options.ps_servers, inter=options.inter,
-                             wait=options.wait, cuda_aware=options.cuda_aware_mpi)
+                             wait=options.wait, cuda_aware=options.cuda_aware_mpi, codec=self.codec)
 
     # --- set-up --------------------------------------------------------------
     def start(self, net, iter_size=1):
-        """Once the nets exist (every rank): the automatic choice, if asked; start from rank 0's weights;
-        buckets over the diff arena."""
+        """Once the nets exist (every rank): the automatic choice, if asked; the codec learns the arena's
+        parameters (and checks them); start from rank 0's weights; buckets over the diff arena."""
         if self.strategy is None or self.options.bucket_auto:
             per_node = self.world.allreduce(self.local_size, op=_max())        # set-up metadata
-            comms = None if self.strategy is None else (self.comm_name,)
+            comms = None if self.comm_name == AUTO else (self.comm_name,)
             choice = self.chooser(self.world, net, per_node, comms, self.num_workers)
             if self.strategy is None:
+                if self.codec is None:
+                    self.codec = make_codec(choice.compress, self.options.compress_start)
                 self.comm_name, self.strategy = choice.comm, self._make(choice.comm)
             if self.options.bucket_auto:
                 self.bucket_bytes = int(choice.bucket_mb * 2**20)
+        self.codec.bind(arena_params(net))
+        if self.is_root and not self.codec.lossless:
+            LOGGER.info(f"Gradients compressed: --compress {self.codec.name} on the wire of --comm {self.comm_name}"
+                        + (f" from iteration {self.codec.start}" if self.codec.start else ""))
         self.broadcast_weights(net)
         if self.is_worker and self.bucket_bytes and self.strategy.overlaps and iter_size == 1:
             from ..comm.overlap import BucketReducer
@@ -119,7 +132,10 @@ class DataParallel:
             self.world.Bcast(buf, root=0)
 
     # --- one step ------------------------------------------------------------
-    def forward_backward(self, net):
+    def forward_backward(self, net, iteration=None):
+        """This rank's forward and backward of ``iteration`` (buckets are reduced during backward)."""
+        if iteration is not None:
+            self.codec.begin(iteration)       # before backward: the bucket thread compresses (or not) by it
         if not self.is_worker:
             return 0.0
         if self.reducer is None:
@@ -136,13 +152,15 @@ class DataParallel:
         self._cpu_seconds = None
         self._step_began = time.perf_counter_ns()
         what = "the bucketed allreduce of the gradients" if self.reducer is not None else self.strategy.step_words
+        self.codec.begin(iteration)
         with self.watchdog.guard(what, iteration):
             yield self
         if self.hooks["span"]:         # (no name is formatted for nobody)
             self._span(f"step ({self.comm_name})", "step", self._step_began, time.perf_counter_ns(),
                        {"reduced_in_buckets": self.reducer is not None})
         if display:
-            LOGGER.info(f"Iteration {iteration}, communication ({self.comm_name}, {self.num_workers} workers) "
+            coded = f", {self.codec.name}" if self.codec.active and not self.codec.lossless else ""
+            LOGGER.info(f"Iteration {iteration}, communication ({self.comm_name}{coded}, {self.num_workers} workers) "
                         f"{self.comm_seconds * 1e3:.3f} ms, {self.hidden_seconds * 1e3:.3f} ms hidden behind backward"
                         + (f", {self._cpu_seconds * 1e3:.1f} ms CPU in the bucket thread"
                            if self._cpu_seconds is not None else ""))
@@ -189,6 +207,27 @@ class DataParallel:
         """Before a snapshot (every rank): rank 0's solver history made whole by the strategy."""
         self.strategy.gather_history_(history, root=0)
 
+    def gather_codec_state(self):
+        """Before a snapshot (every rank): rank 0 gets every worker's codec state (error-feedback residual,
+        PowerSGD's Q), ``[{name: array}]`` in worker order; None elsewhere and when the codec keeps none."""
+        if not self.codec.feedback or not self.is_worker:
+            return None
+        # once per snapshot, not the gradient path: mpi4py's pickled gather of a few arrays
+        states = self.worker_comm.gather(self.codec.state(), root=0)
+        return {"codec": self.codec.name, "workers": states} if self.is_root else None
+
+    def load_codec_state(self, saved):
+        """After a restore (every rank): this worker's codec state from ``saved`` (solvers/snapshot.py's
+        record), if it was written by the same codec and number of workers; else the codec starts afresh."""
+        if not self.codec.feedback or not self.is_worker:
+            return
+        if not saved or saved.get("codec") != self.codec.name or len(saved.get("workers", [])) != self.num_workers:
+            if self.is_root:
+                LOGGER.warning(f"the snapshot holds no --compress {self.codec.name} state for {self.num_workers} "
+                               "workers: error feedback (and PowerSGD's Q) start afresh")
+            return
+        self.codec.load_state(saved["workers"][self.worker_rank])
+
     def close(self):
         self.strategy.close()
         if self.reducer is not None:
@@ -198,6 +237,16 @@ class DataParallel:
 def _max():
     from mpi4py import MPI
     return MPI.MAX
+
+
+def arena_params(net):
+    """The net's learnable parameters as the codec sees them: ``[Param(name, arena offset, shape)]``."""
+    params = []
+    for index, (blob, offset) in enumerate(zip(net.learnable_params, net.param_offsets)):
+        layer = net.layers[net.param_owner_layer[index]]
+        k = next((k for k, b in enumerate(layer.blobs) if b is blob), 0)
+        params.append(Param(f"layer '{layer.name}' param {k}", offset, tuple(blob.shape)))
+    return params
 
 
 def _share_cores(ranks_on_node):

@@ -6,10 +6,13 @@ HDF5:        PREFIX_iter_N.caffemodel.h5 + PREFIX_iter_N.solverstate.h5
 History blobs are stored one per learnable parameter, in Caffe's order (every
 parameter's first history set, then the second set for AdaDelta and Adam).
 Beyond Caffe, the state also records where each data layer is reading and the
-random generator's state, so a resumed run continues exactly where it stopped.
+random generator's state, so a resumed run continues exactly where it stopped,
+and, with ``--compress int8`` or ``powersgd``, every worker's error-feedback residual
+and PowerSGD's Q (in the same JSON, base64 float32: Caffe reads the file as before).
 Each file gets a SHA-256 beside it (PATH.sha256, core/integrity.py), checked when
 it is loaded; latest() passes over snapshots that fail it, saying why.
 """
+import base64
 import json
 import os
 import shutil
@@ -35,9 +38,9 @@ def _hdf5(solver):
     return solver.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
 
 
-def _extra_state(solver):
+def _extra_state(solver, codec_state=None):
     nets = [solver.net] + list(solver.test_nets)
-    return json.dumps({
+    record = {
         "iter": solver.iter,
         "data": [[layer.get_state() if hasattr(layer, "get_state") else None for layer in net.layers]
                  for net in nets],
@@ -45,7 +48,21 @@ def _extra_state(solver):
         "losses": list(solver.losses),
         "global_batch": solver.plan.global_batch,
         "workers": solver.workers,
-    })
+    }
+    if codec_state:
+        record["compress"] = {"codec": codec_state["codec"], "workers": [
+            {name: base64.b64encode(np.ascontiguousarray(array, np.float32).tobytes()).decode("ascii")
+             for name, array in state.items()} for state in codec_state["workers"]]}
+    return json.dumps(record)
+
+
+def _codec_state(record):
+    """The ``compress`` record of the JSON state with its arrays decoded (None if there is none)."""
+    if not record:
+        return None
+    return {"codec": record["codec"], "workers": [
+        {name: np.frombuffer(base64.b64decode(text), np.float32).copy() for name, text in state.items()}
+        for state in record["workers"]]}
 
 
 def _per_param_history(solver):
@@ -56,8 +73,9 @@ def _per_param_history(solver):
             yield flat[offset:offset + blob.count].reshape(blob.shape)
 
 
-def save(solver):
+def save(solver, codec_state=None):
     """Write the snapshot of this iteration; keep only the newest ``--snapshot-keep`` N (0: all).
+    ``codec_state``: every worker's compression state (``DataParallel.gather_codec_state``), or None.
 
     A write that fails (disk full, I/O error) leaves no half snapshot and the
     previous ones intact, and raises one FirecaffeError naming the file and the free space.
@@ -68,7 +86,7 @@ def save(solver):
     solver.hooks.fire("snapshot", solver.iter, state)     # the rank's last-words watcher is told
     writing = [weights]
     try:
-        _write(solver, weights, state, writing)
+        _write(solver, weights, state, writing, codec_state)
     except OSError as exc:
         if os.path.exists(weights) and not os.path.exists(state):
             for path in (weights, integrity.sidecar(weights)):     # weights without a state: no snapshot
@@ -85,7 +103,7 @@ def save(solver):
     return state
 
 
-def _write(solver, weights, state, writing):
+def _write(solver, weights, state, writing, codec_state=None):
     """Write both files and their checksums; ``writing[0]`` names the file being written."""
     kind = "HDF5" if _hdf5(solver) else "binary proto"
     LOGGER.info(f"Snapshotting to {kind} file {weights}")
@@ -106,13 +124,13 @@ def _write(solver, weights, state, writing):
                 group = f.create_group("history")
                 for i, h in enumerate(history):
                     group.create_dataset(str(i), data=h)
-                f["firecaffe_state"] = _extra_state(solver)
+                f["firecaffe_state"] = _extra_state(solver, codec_state)
     else:
         msg = caffe_pb2.SolverState(iter=solver.iter, learned_net=weights, current_step=current_step)
         for h in history:
             msg.history.add().CopyFrom(io.array_to_blob(h))
         if "firecaffe_state" in caffe_pb2.SolverState.DESCRIPTOR.fields_by_name:
-            msg.firecaffe_state = _extra_state(solver)
+            msg.firecaffe_state = _extra_state(solver, codec_state)
         write_bytes(state, msg.SerializeToString())
     writing[0] = integrity.sidecar(state)
     integrity.write(state)
@@ -260,6 +278,8 @@ def _load_extra_state(solver, extra):
     solver.losses.extend(extra.get("losses", []))
     if solver.losses:
         solver.smoothed_loss = sum(solver.losses) / len(solver.losses)
+    if solver.parallel is not None:
+        solver.parallel.load_codec_state(_codec_state(extra.get("compress")))
     return extra.get("global_batch"), extra.get("workers")
 
 

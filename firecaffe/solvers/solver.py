@@ -146,7 +146,7 @@ class Solver:
 
     def _forward_backward(self):
         if self.parallel is not None:
-            return self.parallel.forward_backward(self.net)
+            return self.parallel.forward_backward(self.net, self.iter)
         return self.net.forward_backward()
 
     def apply_update(self, display=False):
@@ -255,11 +255,13 @@ class Solver:
         Under data parallelism every rank calls it at the same iteration (the
         parameter servers send rank 0 their shards of the solver history).
         """
+        codec_state = None
         if self.parallel is not None:
             self.parallel.gather_history(self.rule.state())
+            codec_state = self.parallel.gather_codec_state()
         if not self.is_root:
             return None
-        path = snapshot.save(self)
+        path = snapshot.save(self, codec_state)
         self.last_snapshot = path
         return path
 

@@ -37,7 +37,7 @@ SIZE = sum(int(np.prod(shape)) for shape in SHAPES)
 ROUNDING = {"fp16": 2.0 ** -11, "bf16": 2.0 ** -8}
 PEERS = [("tree", {}), ("tree", {"chunk_bytes": 64}), ("tree", {"chunk_bytes": 64, "credits": 1}),
          ("dbtree", {"chunk_bytes": 64}), ("ring", {}), ("ring", {"stream": True, "chunk_bytes": 32}),
-         ("hier", {}), ("hier", {"inter": "ring"}), ("mpi", {})]
+         ("hier", {}), ("hier-2", {"inter": "tree"}), ("hier-2", {"inter": "ring"}), ("mpi", {})]
 CODECS = ("fp16", "bf16", "int8", "powersgd:6")
 
 
@@ -79,10 +79,23 @@ def identical(values, what, comm):
     check(all(np.array_equal(row, every[0]) for row in every), f"{what}: workers hold different results")
 
 
+def hier_two_per_node(inter, codec):
+    """hier as if every two ranks shared a node (one machine has one node): its leaders' wire is coded."""
+    strategy = make_strategy("hier", workers, codec=codec, inter=inter)
+    strategy.node = workers.Split(workers.rank // 2, key=workers.rank)
+    leader = strategy.node.rank == 0
+    strategy.leaders = workers.Split(0 if leader else MPI.UNDEFINED, key=workers.rank)
+    strategy.across = make_strategy(inter, strategy.leaders, codec=codec) if leader else None
+    return strategy
+
+
 def check_peer(name, options, text):
     what = f"{name}{options or ''} --compress {text} on {WORKERS} workers"
     try:
-        strategy = make_strategy(name, workers, codec=codec_for(text), **options)
+        if name == "hier-2":
+            strategy = hier_two_per_node(options["inter"], codec_for(text))
+        else:
+            strategy = make_strategy(name, workers, codec=codec_for(text), **options)
     except FirecaffeError as error:
         check(name == "mpi" and text != "powersgd:6" and "--comm mpi cannot send" in str(error), f"{what}: {error}")
         return

@@ -103,3 +103,17 @@ def test_comm_auto_refuses_a_bad_profile_before_any_work(tmp_path, content, need
     assert code != 0
     assert needle in log, log[-3000:]
     assert "Traceback" not in log and "Iteration 0" not in log
+
+
+def test_compress_auto_chooses_among_the_codecs_only_when_asked(tmp_path):
+    code, log = train(2, "--comm", "ring", "--compress", "auto", "--global-batch", 64, "--max-iter", 6,
+                      "--test-interval", 0, "--display", 3, "--snapshot-prefix", tmp_path / "c", timeout=120)
+    assert code == 0, log[-3000:]
+    chosen = re.search(r"--compress auto: ring, no buckets(, compress (\S+))? for .* of (\d+) configurations", log,
+                       re.S)
+    assert chosen and int(chosen.group(3)) == 5, log[-3000:]      # none, fp16, bf16, int8, powersgd:4
+    if chosen.group(2):
+        assert f"Gradients compressed: --compress {chosen.group(2)} on the wire of --comm ring" in log
+    code, log = train(2, "--comm", "auto", "--global-batch", 64, "--max-iter", 2, "--test-interval", 0,
+                      "--snapshot-prefix", tmp_path / "d", timeout=120)
+    assert code == 0 and "compress" not in re.search(r"--comm auto: .*", log).group(0)    # not asked: none

@@ -1,0 +1,69 @@
+"""`firecaffe train --compress` under mpiexec: bit-exact resume with the codecs' state, and the refusals."""
+import filecmp
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from firecaffe.engine.testing import run_job
+
+pytestmark = pytest.mark.mpi
+REPO = Path(__file__).resolve().parents[2]
+SOLVER = "nets/lenet_digits/solver.prototxt"
+COMMON = ["--test-interval", "0", "--display", "0", "--global-batch", "24", "--no-progress"]
+
+
+def train(ranks, *args, timeout=120, solver=SOLVER):
+    done = run_job([sys.executable, "-m", "firecaffe", "train", str(solver), *map(str, args)], ranks=ranks,
+                   timeout=timeout, cwd=REPO)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("comm, compress, extra", [
+    ("tree", "int8", []),
+    ("ring", "powersgd:2", ["--compress-start", "2"]),
+    ("ps", "int8", []),
+    ("dbtree", "powersgd:4", ["--bucket-mb", "0.05"]),
+])
+def test_resumed_compressed_run_ends_with_the_uninterrupted_weights(tmp_path, comm, compress, extra):
+    # 8 iterations straight == 4, snapshot (with every worker's residual and PowerSGD's Q), resume, 4 more
+    args = ["--max-iter", 8, "--snapshot-every", 4, "--comm", comm, "--compress", compress, *extra, *COMMON]
+    code, log = train(4, *args, "--snapshot-prefix", tmp_path / "whole")
+    assert code == 0, log[-3000:]
+    assert f"Gradients compressed: --compress {compress}" in log
+    code, log = train(4, *args, "--snapshot-prefix", tmp_path / "resumed", "--snapshot", tmp_path / "whole_iter_4.solverstate")
+    assert code == 0, log[-3000:]
+    assert "start afresh" not in log, log[-3000:]
+    assert filecmp.cmp(tmp_path / "whole_iter_8.caffemodel", tmp_path / "resumed_iter_8.caffemodel", shallow=False), \
+        f"{comm} --compress {compress}: the resumed run's weights differ from the uninterrupted run's"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--compress", "powersgd:64"], "layer 'ip2' param 0 is a 10x128 matrix, whose rank is at most 10"),
+    (["--comm", "mpi", "--compress", "fp16"], "--comm mpi cannot send --compress fp16: with --comm mpi use "
+                                              "--compress powersgd[:RANK] or none"),
+    (["--comm", "ps", "--compress", "powersgd"], "--comm ps cannot send --compress powersgd:4"),
+    (["--compress", "gzip"], "unknown codec; choose none, fp16, bf16, int8 or powersgd[:RANK]"),
+    (["--compress-start", "-3"], "--compress-start"),
+])
+def test_bad_compression_is_refused_before_the_first_iteration(args, needle):
+    code, log = train(3, *args, "--max-iter", 2, *COMMON, timeout=60)
+    assert code != 0
+    assert needle in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert "Iteration 0" not in log and "Iteration 1" not in log
+
+
+def test_a_gradient_beyond_fp16s_range_names_the_layer_and_iteration(tmp_path):
+    net = (REPO / "nets/lenet_digits/train_test.prototxt").read_text()
+    loud = re.sub(r'(type:\s*"SoftmaxWithLoss")', r'\1\n  loss_weight: 1e7', net, count=1)
+    assert loud != net
+    (tmp_path / "net.prototxt").write_text(loud)
+    solver = (REPO / SOLVER).read_text().replace('"nets/lenet_digits/train_test.prototxt"', f'"{tmp_path / "net.prototxt"}"')
+    (tmp_path / "solver.prototxt").write_text(solver)
+    code, log = train(3, "--compress", "fp16", "--max-iter", 3, *COMMON, solver=tmp_path / "solver.prototxt",
+                      timeout=90)
+    assert code != 0
+    assert re.search(r"iteration 0: the summed gradient of parameter layer '\w+' param \d .* beyond fp16's range",
+                     log), log[-3000:]
