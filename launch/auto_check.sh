@@ -18,7 +18,8 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 [ $# -eq 1 ] || usage
 case "$1" in -h|--help) usage ;; esac
-OUT="$1"; HERE="$(cd "$(dirname "$0")" && pwd)"
+OUT="$1"; HERE="$(cd "$(dirname "$0")" && pwd)"; REPO="$(dirname "$HERE")"
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 STEPS="${STEPS:-sweep probe train}"; RATES="${RATES:-100M 1G}"; ITERS="${ITERS:-8}"; NAME="${NAME:-fcauto}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1
 mkdir -p "$OUT"
@@ -41,14 +42,17 @@ for rate in $RATES; do
                     python -m firecaffe bench probe --sizes 2916136,243860896 --out "$OUT/probe_${rate}_$nodes.json" \
                     > "$OUT/probe_${rate}_$nodes.txt" 2>&1 || echo "   (probe failed: $OUT/probe_${rate}_$nodes.txt)" >&2
             done ;;
-        train)
+        train)      # in OUTDIR/run: the nets, and 512 synthetic CIFAR images (data/, as the net reads them)
+            run="$(cd "$OUT" && pwd)/run"; mkdir -p "$run"; ln -sfn "$REPO/nets" "$run/nets"
+            [ -f "$run/data/cifar10_train_h5.txt" ] || (cd "$run" && python nets/squeezenet_cifar/make_data.py --synthetic 512)
             sed -e "s/^max_iter:.*/max_iter: $ITERS/; s/^display:.*/display: 1/; s/^snapshot:.*/snapshot: 0/" \
-                -e "s/^test_interval:.*/test_interval: 0/" nets/squeezenet_cifar/solver.prototxt > "$OUT/solver.prototxt"
+                -e "s/^test_interval:.*/test_interval: 0/" nets/squeezenet_cifar/solver.prototxt > "$run/solver.prototxt"
             for nodes in 2 4 8; do
                 log "train --comm auto $rate $nodes nodes"
-                timeout 600 python -m firecaffe cluster run --nodes "$nodes" --link "$rate" --mtu 9000 --name "$NAME" -- \
-                    python -m firecaffe train --solver "$OUT/solver.prototxt" --comm auto --global-batch 128 --snapshot-prefix "$OUT/snap" \
-                    > "$OUT/train_${rate}_$nodes.log" 2>&1 || echo "   (exit $?: $OUT/train_${rate}_$nodes.log)" >&2
+                (cd "$run" && timeout 600 python -m firecaffe cluster run --nodes "$nodes" --link "$rate" --mtu 9000 \
+                    --name "$NAME" -- python -m firecaffe train --solver solver.prototxt --comm auto --global-batch 128 \
+                    --snapshot-prefix snap) > "$OUT/train_${rate}_$nodes.log" 2>&1 \
+                    || echo "   (exit $?: $OUT/train_${rate}_$nodes.log)" >&2
             done ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
         esac

@@ -2,9 +2,10 @@
 
 Collective over ``world`` (every rank calls it; a second or so on 100 Mb/s links):
 
-- links: ranks r and r + P/2 play ping-pong at a few sizes, all pairs at once (each pair
-  crosses the network when the job spans nodes); the slowest pair's one-way times give
-  alpha and beta by non-negative least squares (model.nnls);
+- links: ranks r and r + P/2 play ping-pong, all pairs at once (each pair crosses the
+  network when the job spans nodes), with messages that grow until one way takes 30 ms;
+  the slowest pair's one-way times give beta (the slope of the last two sizes: a token
+  bucket's burst falls out) and alpha (a 4 KiB message's time beyond beta);
 - gamma: every rank adds float32 arrays at once (so ranks that share cores share them here
   too); the slowest rank's seconds per byte;
 - compute: every rank multiplies float32 matrices at once; the slowest rank's FLOP/s, which
@@ -19,9 +20,9 @@ import time
 
 import numpy as np
 
-from .model import nnls
 
-SIZES = (4096, 262144, 1048576)      # bytes of the ping-pong messages
+SMALL, FIRST, LARGEST = 4096, 262144, 32 * 2**20    # bytes of the ping-pong messages
+ENOUGH_S = 0.03                      # ... which grow until one way takes this long
 REPEATS = 3
 ADD_BYTES = 4 * 2**20
 GEMM = 384
@@ -51,18 +52,32 @@ def _slowest(world, values):
     return out
 
 
-def links(world, sizes=SIZES, repeats=REPEATS):
-    """``(alpha, beta)`` from ping-pong between rank pairs (r, r + P/2), the slowest pair's."""
+def links(world, small=SMALL, first=FIRST, enough_s=ENOUGH_S, largest=LARGEST, repeats=REPEATS):
+    """``(alpha, beta)`` from ping-pong between rank pairs (r, r + P/2), all pairs at once, the slowest pair's.
+
+    Messages double from ``first`` bytes until one way takes ``enough_s`` (or ``largest`` bytes): beta is
+    the slope between the last two sizes, so that a link's burst allowance (a token bucket lets its first
+    bytes through at the wire's speed) falls out; alpha is what the ``small`` message takes beyond that.
+    """
     rank, size = world.Get_rank(), world.Get_size()
     half = size // 2
-    times = np.zeros(len(sizes))
-    if rank < 2 * half:
-        partner = rank + half if rank < half else rank - half
-        times = [_pingpong(world, partner, rank < half, n, repeats) / 2 for n in sizes]
-    times = _slowest(world, times)
-    a = np.array([[1.0, float(n)] for n in sizes])
-    alpha, beta = nnls(a / times[:, None], np.ones(len(sizes)))
-    return float(alpha), float(beta)
+    paired = rank < 2 * half
+    partner = (rank + half if rank < half else rank - half) if paired else None
+
+    def one_way(nbytes):
+        mine = _pingpong(world, partner, rank < half, nbytes, repeats) / 2 if paired else 0.0
+        return float(_slowest(world, [mine])[0])
+
+    times = {small: one_way(small)}
+    nbytes = first
+    while True:
+        times[nbytes] = one_way(nbytes)
+        if times[nbytes] >= enough_s or 2 * nbytes > largest:
+            break
+        nbytes *= 2
+    beta = max(0.0, (times[nbytes] - times[nbytes // 2]) / (nbytes // 2)) if nbytes // 2 in times else \
+        times[nbytes] / nbytes
+    return max(0.0, times[small] - small * beta), beta
 
 
 def add_rate(world, nbytes=ADD_BYTES, repeats=REPEATS):
