@@ -136,6 +136,7 @@ def _strong(texts, folder, comms):
 
 
 BLOCKS = {
+    "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "nets": nets,
     "sweep": sweep_table,
     "sweep-fit": sweep_fit,
