@@ -8,7 +8,7 @@ import json
 import click
 
 from ..errors import FirecaffeError
-from .options import INTER_OPTION, comm_option, phase_option
+from .options import COMPRESS_OPTION, INTER_OPTION, comm_option, phase_option
 
 
 def _split(text):
@@ -76,11 +76,12 @@ def bench():
 @click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ranks that act as parameter servers for ps (the job's last ranks).")
 @INTER_OPTION
+@COMPRESS_OPTION
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the records here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of time against ranks.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, inter, json_path, plot_path,
-         quiet):
+def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_servers, inter, compress, json_path,
+         plot_path, quiet):
     """Time one gradient allreduce per strategy, size and rank count (run under mpirun)."""
     names = comms
     ranks = _parse_ranks(ranks_text)
@@ -101,7 +102,8 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
     try:
         from ..core.options import RunOptions
         records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
-                                 net=net, progress=progress, inter=inter, wait=RunOptions.build().wait)
+                                 net=net, progress=progress, inter=inter, wait=RunOptions.build().wait,
+                                 compress=compress)
     except FirecaffeError as exc:
         if world.Get_size() > 1 or "needs at least" not in str(exc):
             raise

@@ -21,7 +21,9 @@ Strategies see flat buffers only. Gradients travel as buffers: only mpi4py's
 upper-case methods, never serialized Python objects. Modules of this package
 import mpi4py inside functions, so the registry and the cost formulas load
 without MPI. The package's other parts: ``cost`` (the formula's interface),
-``staging`` (device buffers), ``topology`` (nodes, chunks, splits), ``tags``.
+``staging`` (device buffers), ``topology`` (nodes, chunks, splits), ``tags``,
+``compress`` (``--compress``: each strategy holds this rank's codec; ``allreduce_``
+applies it, handing a strategy that declares ``wire_codecs`` a Link to send through).
 """
 import copy
 

@@ -19,7 +19,7 @@ reduction (docs/scaling.md).
 import numpy as np
 
 from .base import Strategy
-from .compress.codecs import PlainLink
+from .compress.links import PlainLink
 from .polite import waitany
 from .tags import PIPELINE_BASE as TAG_BASE
 from .topology import chunk_slices, credits_to, pipeline_chunk_bytes, spans_nodes, tag_bound

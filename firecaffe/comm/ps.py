@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import FirecaffeError
 from .base import Strategy, check_flat, waitall
-from .compress.codecs import PlainLink
+from .compress.links import PlainLink
 from .tags import (PS_HISTORY as TAG_PS_HISTORY, PS_PULL as TAG_PS_PULL, PS_PUSH as TAG_PS_PUSH,
                    PS_STOP as TAG_PS_STOP)
 from .topology import even_bounds

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .base import Strategy
-from .compress.codecs import PlainLink
+from .compress.links import PlainLink
 from .tags import RING as TAG_RING, RING_STREAM_BASE as TAG_STREAM
 from .topology import even_bounds, layout_chunk_bytes, pipeline_chunk_bytes, spans_nodes, tag_bound
 

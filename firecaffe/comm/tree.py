@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .base import waitall
-from .compress.codecs import PlainLink
+from .compress.links import PlainLink
 from .tags import TREE_BCAST as TAG_TREE_BCAST, TREE_REDUCE as TAG_TREE_REDUCE
 from .topology import chunk_slices, layout_chunk_bytes, log2_ceil
 from .pipeline import PipelinedTrees

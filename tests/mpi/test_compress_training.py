@@ -1,5 +1,6 @@
 """`firecaffe train --compress` under mpiexec: bit-exact resume with the codecs' state, and the refusals."""
 import filecmp
+import json
 import re
 import sys
 from pathlib import Path
@@ -67,3 +68,23 @@ def test_a_gradient_beyond_fp16s_range_names_the_layer_and_iteration(tmp_path):
     assert code != 0
     assert re.search(r"iteration 0: the summed gradient of parameter layer '\w+' param \d .* beyond fp16's range",
                      log), log[-3000:]
+
+
+def test_pycaffe_solver_classes_take_compression_through_the_run_options():
+    done = run_job([sys.executable, str(Path(__file__).parent / "check_pycaffe_compress.py")], ranks=2, timeout=90,
+                   cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "same on every rank True, differs from none True, close True" in done.stdout, done.stdout + done.stderr
+
+
+def test_bench_comm_times_each_strategy_through_the_codec(tmp_path):
+    done = run_job([sys.executable, "-m", "firecaffe", "bench", "comm", "--comm", "tree,ring,mpi", "--sizes", "64K",
+                    "--repeats", "1", "--warmup", "0", "--compress", "int8", "--json", str(tmp_path / "b.json"),
+                    "--quiet"], ranks=3, timeout=90, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {record["comm"]: record for record in json.loads((tmp_path / "b.json").read_text())}
+    for name in ("tree", "ring"):
+        assert records[name]["compress"] == "int8" and records[name]["correct"], records[name]
+        assert records[name]["wire_bytes"] == 16384 + 4 * 64, records[name]
+    assert records["mpi"]["compress"] == "none" and records["mpi"]["wire_bytes"] == 65536   # the float32 baseline
+    assert "--compress int8 (16.2 KiB on the wire)" in done.stdout

@@ -36,7 +36,7 @@ A ``Codec`` has
     ``encode(values) -> uint8 array``, ``decode(wire, out)``, ``decode_add(wire, out)``,
         ``wire_length(count)`` (elementwise): one message's bytes.
 
-A ``Link`` (codecs.py) is what the strategies call instead of touching the buffer: ``outgoing(sl)``
+A ``Link`` (links.py) is what the strategies call instead of touching the buffer: ``outgoing(sl)``
 (what to send of ``buf[sl]``), ``landing(scratch, count)`` and ``add(sl, landing)`` (a partial sum
 in), ``result_target(sl)`` and ``settle(sl, received)`` (a finished sum in, to forward as received),
 ``finish(sl)`` (the rank that completes a sum: what to send on; its own copy becomes what the others

@@ -16,8 +16,8 @@ import bisect
 
 import numpy as np
 
-from ...errors import FirecaffeError
 from ..topology import chunk_slices
+from .links import CodedLink, PlainLink
 
 INT8_BLOCK = 256
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -177,118 +177,32 @@ class Int8(Codec):
         n = values.size
         blocks = -(-n // INT8_BLOCK)
         wire = np.empty(4 * blocks + n, np.uint8)
-        padded = np.zeros(blocks * INT8_BLOCK, np.float32)
-        padded[:n] = values
-        padded = padded.reshape(blocks, INT8_BLOCK)
-        scale = (np.abs(padded).max(axis=1) / np.float32(127)).astype(np.float32)
-        inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
-        quantized = np.clip(np.rint(padded * inverse[:, None]), -127, 127).astype(np.int8)
-        wire[:4 * blocks].view(np.float32)[...] = scale
-        wire[4 * blocks:].view(np.int8)[...] = quantized.reshape(-1)[:n]
+        scales, codes = wire[:4 * blocks].view(np.float32), wire[4 * blocks:].view(np.int8)
+        for rows, (start, stop) in _blocks(n):        # the whole blocks as rows, then the short last one
+            block = np.asarray(values[start:stop], np.float32).reshape(-1, rows)
+            scale = np.abs(block).max(axis=1) / np.float32(127)
+            inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
+            scaled = block * inverse[:, None]          # within +-127 (+ rounding): rint fits int8
+            np.rint(scaled, out=scaled)
+            codes[start:stop] = scaled.reshape(-1)
+            scales[start // INT8_BLOCK:start // INT8_BLOCK + scale.size] = scale
         return wire
 
     def decode(self, wire, out):
         n = out.size
         blocks = -(-n // INT8_BLOCK)
-        scale = wire[:4 * blocks].view(np.float32)
-        values = wire[4 * blocks:4 * blocks + n].view(np.int8).astype(np.float32)
-        out[...] = values * np.repeat(scale, INT8_BLOCK)[:n]
+        scales, codes = wire[:4 * blocks].view(np.float32), wire[4 * blocks:4 * blocks + n].view(np.int8)
+        for rows, (start, stop) in _blocks(n):
+            scale = scales[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows]
+            np.multiply(codes[start:stop].reshape(-1, rows), scale[:, None], out=out[start:stop].reshape(-1, rows),
+                        casting="unsafe")
+
+
+def _blocks(n):
+    """``(values per row, (start, stop))`` of n values in INT8_BLOCK rows: the whole rows, then the rest."""
+    whole = n - n % INT8_BLOCK
+    parts = [(INT8_BLOCK, (0, whole))] if whole else []
+    return parts + ([(n - whole, (whole, n))] if n > whole else [])
 
 
 CODECS = {"none": Codec, "fp16": Float16, "bf16": BFloat16, "int8": Int8}
-
-
-class PlainLink:
-    """An uncompressed allreduce's messages: the buffer itself, added as before codecs existed."""
-
-    coded = False
-
-    def __init__(self, buf):
-        self.buf = buf
-        self.landing_dtype = buf.dtype
-
-    def part(self, sl):
-        return PlainLink(self.buf[sl])
-
-    def landing_length(self, count):
-        return count
-
-    def outgoing(self, sl):
-        return self.buf[sl]
-
-    def add(self, sl, landing):
-        piece = self.buf[sl]
-        np.add(piece, landing, out=piece)
-
-    def result_target(self, sl):
-        return self.buf[sl]
-
-    def settle(self, sl, received):
-        """``received`` (from ``result_target``) holds a finished sum: nothing to do, it is in place."""
-
-    def finish(self, sl):
-        return self.buf[sl]
-
-
-class CodedLink:
-    """One allreduce's messages through an element-wise codec: encode out, decode in, add in float32."""
-
-    coded = True
-    landing_dtype = np.dtype(np.uint8)
-
-    def __init__(self, codec, buf, at, residual):
-        self.codec, self.buf, self.at, self.residual = codec, buf, at, residual
-        self.keep = []            # encoded messages stay alive until the allreduce is over
-
-    def part(self, sl):
-        start = sl.start or 0
-        return CodedLink(self.codec, self.buf[sl], self.at + start,
-                         None if self.residual is None else self.residual[sl])
-
-    def landing_length(self, count):
-        return self.codec.wire_length(count)
-
-    def outgoing(self, sl):
-        """``buf[sl]`` encoded; with error feedback what the encoding lost goes to the residual."""
-        values = self.buf[sl]
-        wire = self._encode(sl, values)
-        if self.residual is not None:
-            decoded = np.empty(values.size, np.float32)
-            self.codec.decode(wire, decoded)
-            self.residual[sl] += values - decoded
-        return wire
-
-    def add(self, sl, landing):
-        self.codec.decode_add(landing, self.buf[sl])
-
-    def result_target(self, sl):
-        start, stop, _ = sl.indices(self.buf.size)
-        wire = np.empty(self.codec.wire_length(stop - start), np.uint8)
-        self.keep.append(wire)
-        return wire
-
-    def settle(self, sl, received):
-        self.codec.decode(received, self.buf[sl])
-
-    def finish(self, sl):
-        """A finished sum leaves this rank: encode it, and hold what the others will decode."""
-        values = self.buf[sl]
-        wire = self._encode(sl, values)
-        decoded = np.empty(values.size, np.float32)
-        self.codec.decode(wire, decoded)
-        if self.residual is not None:
-            self.residual[sl] += values - decoded
-        values[...] = decoded
-        return wire
-
-    def _encode(self, sl, values):
-        wire = self.codec.encode(values)
-        bad = self.codec.overflow(wire)
-        if bad is not None:
-            where = self.codec.describe(self.at + (sl.start or 0) + bad)
-            raise FirecaffeError(
-                f"{self.codec.when()}: the summed gradient of {where} is {float(values[bad]):.6g}, beyond "
-                f"{self.codec.name}'s range ({self.codec.range_text}); use --compress bf16 (float32's range) or none, "
-                "or a smaller loss_weight or learning rate")
-        self.keep.append(wire)
-        return wire
