@@ -9,11 +9,11 @@
 #          gradient (2,916,136 bytes) on 16 nodes and at AlexNet's (243,860,896 bytes) on ALEX_NODES nodes
 #          (default: 8 at 100M, where one call takes 20-70 s, 16 at 1G): OUTDIR/{squeeze,alexnet}_<rate>.json
 #   probe  `bench probe` (the probe `--comm auto` runs without --profile) on 2, 4, 8, 16 nodes, printing
-#          its choice for both gradients: OUTDIR/probe_<rate>_<nodes>.{json,txt}
+#          its choice for both gradients: OUTDIR/probe_<rate>_<nodes>.{json,log}
 #   train  `train --comm auto` of squeezenet_cifar (global batch 128, ITERS iterations, synthetic data) on
 #          2, 4, 8 nodes, without a profile (the probe): OUTDIR/train_<rate>_<nodes>.log
 # Then `python launch/auto_table.py OUTDIR` prints the tables of docs/scaling.md.
-# Every step appends the time and `uptime` (the machine's load) to OUTDIR/load.txt.
+# Every step appends the time and `uptime` (the machine's load) to OUTDIR/load.log.
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 [ $# -eq 1 ] || usage
@@ -23,7 +23,7 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 STEPS="${STEPS:-sweep probe train}"; RATES="${RATES:-100M 1G}"; ITERS="${ITERS:-8}"; NAME="${NAME:-fcauto}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1
 mkdir -p "$OUT"
-log() { echo "$(date -u +%FT%T) $* | $(uptime)" >> "$OUT/load.txt"; echo "== $* ($(date -u +%T))" >&2; }
+log() { echo "$(date -u +%FT%T) $* | $(uptime)" >> "$OUT/load.log"; echo "== $* ($(date -u +%T))" >&2; }
 for rate in $RATES; do
     for step in $STEPS; do
         case "$step" in
@@ -40,7 +40,7 @@ for rate in $RATES; do
                 log "probe $rate $nodes nodes"
                 python -m firecaffe cluster run --nodes "$nodes" --link "$rate" --mtu 9000 --name "$NAME" -- \
                     python -m firecaffe bench probe --sizes 2916136,243860896 --out "$OUT/probe_${rate}_$nodes.json" \
-                    > "$OUT/probe_${rate}_$nodes.txt" 2>&1 || echo "   (probe failed: $OUT/probe_${rate}_$nodes.txt)" >&2
+                    > "$OUT/probe_${rate}_$nodes.log" 2>&1 || echo "   (probe failed: $OUT/probe_${rate}_$nodes.log)" >&2
             done ;;
         train)      # in OUTDIR/run: the nets, and 512 synthetic CIFAR images (data/, as the net reads them)
             run="$(cd "$OUT" && pwd)/run"; mkdir -p "$run"; ln -sfn "$REPO/nets" "$run/nets"
