@@ -196,7 +196,8 @@ class AutoChooser:
             self.best = ranked[0]
             what = self.what = ("--comm auto" if comms is None else
                                 "--compress auto" if len(self.compress) > 1 else "--bucket-mb auto")
-            for line in describe_choice(ranked, n, workers, ranks_per_node, f"{profile['source']}; compute {how}", what):
+            source = f"{profile['source']}; compute {how}"
+            for line in describe_choice(ranked, n, workers, ranks_per_node, source, what):
                 LOGGER.info(line)
             choice = dataclasses.astuple(ranked[0].candidate)
         return Candidate(*world.bcast(choice, root=0))       # set-up metadata, not the gradient path
@@ -230,8 +231,9 @@ class AutoChooser:
                 gaps = sorted(b - a for a, b in zip(marks, marks[1:]))
                 shown = sorted(exposed_s[1:])
                 iteration_s, comm_s = gaps[len(gaps) // 2], shown[len(shown) // 2]
+                off = iteration_s / self.best.iteration_s - 1
                 LOGGER.info(f"{self.what}: measured iteration {iteration_s * 1e3:.1f} ms against "
-                            f"{self.best.iteration_s * 1e3:.1f} ms predicted ({iteration_s / self.best.iteration_s - 1:+.0%}); "
+                            f"{self.best.iteration_s * 1e3:.1f} ms predicted ({off:+.0%}); "
                             f"exposed communication {comm_s * 1e3:.1f} ms against {self.best.exposed_s * 1e3:.1f} ms "
                             f"(medians of iterations {iteration - self.report_after + 1}-{iteration})")
         return hook

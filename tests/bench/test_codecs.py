@@ -91,3 +91,14 @@ def test_compressed_records_leave_the_uncompressed_fit_as_it_was():
 def test_shapes_of_an_analysis_report():
     layers = [{"param_shapes": [[64, 3, 3, 3], [64]]}, {"param_shapes": [[10, 256]]}]
     assert codecs.shapes_of(layers) == [(64, 3, 3, 3), (64,), (10, 256)]
+
+
+def test_codec_table_shows_each_compressed_point_against_the_fit():
+    from firecaffe.insight.bench.report import codec_table
+    truth = dict(PROFILE, delta_s_per_byte={"fp16": 2e-10})
+    records = records_made_by(truth, "fp16")
+    fitted = dict(PROFILE, delta_s_per_byte=codecs.fit(records, PROFILE))
+    table = codec_table(records + [{"comm": "ring", "bytes": 4, "ranks": 4, "median_s": 1.0}], fitted, 4)
+    assert table.count("| fp16 |") == len(records) + 3       # every point, and the worst per strategy
+    assert "delta (encode + decode per float32 byte): fp16 200 ps/byte" in table
+    assert "+0%" in table and "| ring | fp16 | 0% |" in table

@@ -158,7 +158,8 @@ def forward_backward_s(net, repeats=2):
     if not isinstance(net.param_arena, np.ndarray) or any(layer.type in SIDE_EFFECTS for layer in net.layers):
         return None
     start = 0
-    while start < len(net.layers) and (net.layers[start].type == "Input" or getattr(net.layers[start], "is_data", False)):
+    layers = net.layers
+    while start < len(layers) and (layers[start].type == "Input" or getattr(layers[start], "is_data", False)):
         start += 1
     if start == len(net.layers):
         return None

@@ -99,7 +99,8 @@ def codec_table(records, profile, min_ranks=1):
         predicted = model.predict(record["comm"], record["bytes"], record["ranks"], profile,
                                   record.get("num_servers") or 1, compress=record["compress"], **model.layout(record))
         error = (predicted - record["median_s"]) / record["median_s"]
-        lines.append(f"| {record['comm']} | {record['compress']} | {human_bytes(record['bytes'])} | {record['ranks']} | "
+        lines.append(f"| {record['comm']} | {record['compress']} | {human_bytes(record['bytes'])} | "
+                     f"{record['ranks']} | "
                      f"{record['median_s'] * 1e3:.3g} | {predicted * 1e3:.3g} | {error:+.0%} |")
         if record["ranks"] >= min_ranks:
             key = (record["comm"], record["compress"])
