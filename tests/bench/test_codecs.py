@@ -37,9 +37,9 @@ def test_unknown_codecs_are_refused_in_one_line(text):
 
 
 def test_ring_fp16_terms_by_hand():
-    # ring, 4 ranks, n = 4000: wire 2000 bytes -> 6 steps of alpha, 2(p-1)/p 2000 beta;
-    # float32 adds (p-1)/p 4000 = 3000 gamma; delta on the bytes added and one encode + decode: 3000 + 4000
-    assert codecs.coefficients("ring", 4000, 4, compress="fp16") == pytest.approx((6, 3000, 3000, 7000))
+    # ring, 4 ranks, n = 4000: wire 2000 bytes -> 6 steps of alpha, 2(p-1)/p 2000 beta, (p-1)/p 2000 gamma;
+    # delta on the float32 bytes added, (p-1)/p 4000, and one encode + decode of the gradient: 3000 + 4000
+    assert codecs.coefficients("ring", 4000, 4, compress="fp16") == pytest.approx((6, 3000, 1500, 7000))
 
 
 def test_tree_powersgd_terms_by_hand():

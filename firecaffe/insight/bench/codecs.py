@@ -7,11 +7,14 @@ A codec (``--compress``) changes three things in a strategy's formula (model.py)
   float32 scale per block); PowerSGD of rank r runs two allreduces of float32 factors,
   P (rows r per matrix, with the vectors uncompressed) and Q (cols r per matrix), so
   its terms are the strategy's formula twice, on those sizes;
-- the adds stay float32 (every hop decodes, adds, encodes: only the wire is narrow),
-  so the gamma term is the uncompressed one (PowerSGD adds its two small factors);
-- a new term, ``delta`` seconds per float32 byte encoded and decoded once: each byte
-  added is decoded and its sum encoded again, and every rank encodes its gradient once
-  and decodes the result once, so ``d = c + n`` with ``c`` the formula's bytes added.
+- the gamma term counts the bytes a hop handles as they arrive, the wire's: fitted on
+  links, gamma is mostly per-byte work of receiving and copying (0.1 GB/s at 100 Mb/s,
+  far slower than an add), which shrinks with the wire (measured on 2-8 nodes at
+  100 Mb/s: fp16 on the tree, dbtree and ring at 16 MiB took 0.49-0.52x of float32);
+- a new term, ``delta`` seconds per float32 byte encoded and decoded once: every hop
+  decodes what it receives, adds in float32 and encodes the sum, and every rank encodes
+  its gradient once and decodes the result once, so ``d = c32 + n`` with ``c32`` the
+  formula's float32 bytes added.
   PowerSGD's work is matrix products, r multiply-adds per gradient number each way,
   so its ``d = r n``.
 
@@ -71,9 +74,9 @@ def coefficients(comm, n, p, servers=1, cores=None, compress="none", **options):
         rounds = [model.terms(comm, size, p, servers, cores, **options) for size in powersgd_rounds(rank, n, shapes)]
         a, b, c = (sum(terms[i] for terms in rounds) for i in range(3))
         return a, b, c, float(rank * n) if p > 1 else 0.0
-    a, b, _ = model.terms(comm, wire_bytes(compress, n, shapes), p, servers, cores, **options)
-    c = model.terms(comm, n, p, servers, cores, **options)[2]
-    return a, b, c, c + float(n) if p > 1 else 0.0
+    a, b, c = model.terms(comm, wire_bytes(compress, n, shapes), p, servers, cores, **options)
+    added = model.terms(comm, n, p, servers, cores, **options)[2]
+    return a, b, c, added + float(n) if p > 1 else 0.0
 
 
 def delta(profile, compress):
