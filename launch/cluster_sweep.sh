@@ -20,7 +20,7 @@
 #            machine's cores and a spinning rank takes the core the packet path needs; spin to compare)
 #   COMMS    strategies (default tree,ring,mpi,ps); RANKS "2,4" instead of the sweep 2, 4, 8, ... NODES
 #   REPEATS  timed calls per point (default 3); WARMUP untimed ones (default 1)
-#   INTER    --inter for hier (default tree)
+#   INTER    --inter for hier (default tree); COMPRESS --compress CODEC for every strategy (default none)
 #   TAG      prefix of the JSON names (default empty); NAME cluster name (default fcs)
 set -euo pipefail
 
@@ -38,6 +38,7 @@ WARMUP="${WARMUP:-1}"
 TAG="${TAG:-}"
 NAME="${NAME:-fcs}"
 INTER="${INTER:-tree}"
+COMPRESS="${COMPRESS:-none}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1 FIRECAFFE_WAIT="${FIRECAFFE_WAIT:-sleep}"
 mkdir -p "$OUT"
 if [ -n "${RANKS:-}" ]; then WHICH=(--ranks "$RANKS"); else WHICH=(--sweep); fi
@@ -48,7 +49,7 @@ for run in $RUNS; do
     echo "== $COMMS, $sizes on $NODES nodes x $PPN at $rate, MTU $MTU ($(date -u +%T))" >&2
     python -m firecaffe cluster run --nodes "$NODES" --link "$rate" --ppn "$PPN" --mtu "$MTU" --name "$NAME" -- \
         python -m firecaffe bench comm --comm "$COMMS" --sizes "$sizes" "${WHICH[@]}" \
-        --inter "$INTER" --repeats "$REPEATS" --warmup "$WARMUP" --quiet --json "$OUT/$TAG$rate.json"
+        --inter "$INTER" --compress "$COMPRESS" --repeats "$REPEATS" --warmup "$WARMUP" --quiet --json "$OUT/$TAG$rate.json"
 done
 python -m firecaffe bench fit "$OUT"/*.json --per-strategy > "$OUT/fit.txt" || true
 echo "== done ($(date -u +%T)): $OUT" >&2

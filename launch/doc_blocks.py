@@ -135,7 +135,16 @@ def _strong(texts, folder, comms):
     return "\n".join(lines)
 
 
+def compress_fit(texts):
+    """The compressed fit's delta line and its largest error per strategy and codec (bench fit's own table)."""
+    text = texts[f"{C}/compress-100M/fit.txt"]
+    start = text.index("delta (encode + decode")
+    return text[start:].split("\n\n")[0] + "\n\n" + text[start:].split("\n\n")[1].rstrip("\n")
+
+
 BLOCKS = {
+    "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
+    "compress-fit": compress_fit,
     "nets": nets,
     "sweep": sweep_table,
     "sweep-fit": sweep_fit,

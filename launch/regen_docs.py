@@ -70,6 +70,18 @@ GENERATED = {
                                                   f"{C}/100M/profile.json", "ring", "2"]),
     f"{C}/strong-reno/tree/table.md": ("script", ["launch/strong_table.py", f"{C}/strong-reno/tree", SQUEEZE,
                                                   f"{C}/100M/profile.json", "tree", "2"]),
+    # --force: alpha and gamma fit to 0 over 4-64 MiB at 1 Gb/s; --comm auto's check below chooses with it
+    f"{C}/1G/profile.json": ("profile", ["bench", "fit", f"{C}/1G", "--cores", "0", "--force"]),
+    # compressed gradients (bench comm --compress) on 2-8 nodes at 100 Mb/s: delta per codec, alpha-beta-gamma
+    # from the uncompressed points of the same run; --force: alpha fits to 0 at these sizes
+    f"{C}/compress-100M/fit.txt": ("cli", ["bench", "fit", f"{C}/compress-100M", "--cores", "0"]),
+    f"{C}/compress-100M/profile.json": ("profile", ["bench", "fit", f"{C}/compress-100M", "--cores", "0",
+                                                    "--force"]),
+    # --comm auto against an exhaustive sweep (launch/auto_check.sh), with the probe and with the profiles
+    # fitted on 2026-12-01 (other sizes, another day)
+    "docs/scaling/auto/table.md": ("script", ["launch/auto_table.py", "docs/scaling/auto",
+                                              "--profile", f"100M={C}/100M/profile.json",
+                                              "--profile", f"1G={C}/1G/profile.json"]),
 }
 for _comm in ("ring", "tree", "dbtree", "mpi"):     # the first strong-scaling run, on that day's profile
     GENERATED[f"{C}/strong/{_comm}/table.md"] = (

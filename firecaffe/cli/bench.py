@@ -142,8 +142,8 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     from pathlib import Path
 
     from ..comm import names
-    from ..insight.bench import model, sanity
-    from ..insight.bench.report import _median, error_table, load_folder, load_records, summary_by_comm
+    from ..insight.bench import codecs, model, sanity
+    from ..insight.bench.report import _median, codec_table, error_table, load_folder, load_records, summary_by_comm
     records = [r for path in results
                for r in (load_folder(path) if Path(path).is_dir() else load_records(path))]
     from ..insight.predict import parse_size
@@ -185,8 +185,15 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     if out and problems and not force:
         raise FirecaffeError(f"not writing the profile to {out}: the fit is degenerate (see the warnings); "
                              "measure more sizes and rank counts, or --force to write it anyway")
+    deltas = codecs.fit(records, profile)
+    if deltas:
+        profile["delta_s_per_byte"] = deltas
+        click.echo("\n" + codec_table(records, profile, min_ranks))
+    machines = {r.get("machine") for r in records}
     if out:
         saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.insight.bench.model", version=1)
+        if len(machines) == 1 and None not in machines:
+            saved["machine"] = machines.pop()        # --comm auto refuses a profile of another machine kind
         with open(out, "w") as handle:
             json.dump(saved, handle, indent=1)
         click.echo(f"\nprofile written to {out}")
@@ -215,3 +222,36 @@ def report(folder, out, no_fit, min_ranks, cores):
     text = write_report(folder, out, fit=not no_fit, min_ranks=min_ranks, cores=cores)
     if not out:
         click.echo(text)
+
+
+@bench.command()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the measured profile (JSON) here.")
+@click.option("--sizes", help="Also print what `--comm auto` chooses for gradients of these sizes "
+              "(bytes; K, M, G are powers of 1024), without buckets.")
+def probe(out, sizes):
+    """Measure the links and cores of this job in a second or so (run under mpirun): the profile
+    `train --comm auto` uses when no --profile is given."""
+    from mpi4py import MPI
+
+    from ..insight import auto
+    from ..insight.bench import model, probe as probe_links
+    from ..insight.bench.comm import ranks_per_node
+    world = MPI.COMM_WORLD
+    byte_sizes = _parse_sizes(sizes) if sizes else []
+    profile = probe_links.measure(world)
+    per_node = ranks_per_node(world)
+    if world.Get_rank() != 0:
+        return
+    click.echo(f"probe on {world.Get_size()} rank(s), {per_node} per node: alpha = {profile['alpha_s'] * 1e6:.3g} us, "
+               f"beta = {profile['beta_s_per_byte'] * 1e12:.4g} ps/byte, gamma = "
+               f"{profile['gamma_s_per_byte'] * 1e12:.4g} ps/byte, {profile['flops_per_s'] / 1e9:.3g} GFLOP/s "
+               f"({profile['source']})")
+    for nbytes in byte_sizes:
+        ranked = auto.rank(auto.candidates(world.Get_size(), per_node), nbytes, world.Get_size(), profile, per_node)
+        for line in auto.describe_choice(ranked, nbytes, world.Get_size(), per_node, "probe"):
+            click.echo(line)
+    if out:
+        with open(out, "w") as handle:
+            json.dump(dict(profile, ranks=world.Get_size(), ranks_per_node=per_node, machine=model.machine_kind(),
+                           model="firecaffe.insight.bench.probe", version=1), handle, indent=1)
+        click.echo(f"profile written to {out}")

@@ -21,6 +21,8 @@ INTER_OPTION = click.option("--inter", type=click.Choice(["tree", "ring"]), defa
 def _compress_value(ctx, param, value):
     """--compress: checked as click parses it (one line naming what works), kept as text."""
     from ..comm.compress import parse_compress
+    if str(value).strip().lower() == "auto" and param.metavar.endswith("|auto"):
+        return "auto"
     try:
         return parse_compress(value).name
     except FirecaffeError as error:
@@ -33,6 +35,13 @@ COMPRESS_OPTION = click.option(
     help="Send gradients compressed: fp16/bf16 (16 bits on the wire, added in float32 at every hop), int8 "
          "(a scale per 256 values, error feedback) or PowerSGD of rank RANK (default 4; weight matrices as "
          "rank-RANK products, error feedback). mpi takes only powersgd, ps all but powersgd, nccl none.")
+COMPRESS_OR_AUTO_OPTION = click.option(          # train's: auto, the cost model chooses (only when asked)
+    "--compress", default="none", show_default=True, callback=_compress_value,
+    metavar="none|fp16|bf16|int8|powersgd[:RANK]|auto",
+    help="Send gradients compressed: fp16/bf16 (16 bits on the wire, added in float32 at every hop), int8 "
+         "(a scale per 256 values, error feedback) or PowerSGD of rank RANK (default 4; weight matrices as "
+         "rank-RANK products, error feedback). mpi takes only powersgd, ps all but powersgd, nccl none. "
+         "auto: the cost model chooses among them (compression changes the numbers: only when asked).")
 COMPRESS_START_OPTION = click.option(
     "--compress-start", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
     help="With --compress: the first N iterations go uncompressed.")
@@ -85,6 +94,19 @@ class Amount(click.ParamType):
 # --bucket-mb: each bucket is one reduction; tiny ones are thousands of latency-bound messages per step
 BUCKET_MB = Amount("MB", 0.01, " (each bucket is one reduction that pays the network's latency; "
                                "typical sizes are 1 to 25 MB)")
+
+
+class BucketSize(click.ParamType):
+    """``--bucket-mb``: a size in MB (BUCKET_MB's rules) or ``auto`` (the cost model chooses)."""
+    name = "MB|auto"
+
+    def convert(self, value, param, ctx):
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        return BUCKET_MB.convert(value, param, ctx)
+
+
+BUCKET_MB_OR_AUTO = BucketSize()
 # --stall-timeout: seconds; inf waits forever, as 0 does
 STALL_SECONDS = Amount("seconds", allow_infinite=True)
 
@@ -122,9 +144,14 @@ def strategy_names(text, many=False):
         raise click.BadParameter(str(error), param_hint="'--comm'") from None
 
 
-def comm_option(many=False):
-    """``--comm``: its choices and default come from the strategy registry."""
+def comm_option(many=False, auto=False):
+    """``--comm``: its choices and default come from the strategy registry; ``auto``: also ``auto``."""
     from ..comm import names
+    if auto:
+        return click.option("--comm", default=names()[0], show_default=True,
+                            callback=lambda ctx, param, value: value if value == "auto" else strategy_names(value),
+                            help=f"Gradient reduction under MPI: {', '.join(names())}, or auto (the cost "
+                                 "model chooses, with --profile or a short probe of the links).")
     if many:
         return click.option("--comm", "comms", default=",".join(names(default_only=True)), show_default=True,
                             callback=lambda ctx, param, value: strategy_names(value, many=True),

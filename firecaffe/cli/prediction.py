@@ -26,22 +26,26 @@ def prediction_options(command):
                      help="Ranks per node: hier reduces inside a node and runs among P / ppn node leaders."),
         click.option("--ps-servers", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Parameter-server ranks for the ps prediction."),
+        click.option("--compress", default="none", show_default=True, metavar="CODEC",
+                     help="Predict with gradients compressed on the wire: none, fp16, bf16, int8, "
+                          "powersgd[:RANK] (the profile needs that codec's delta: bench fit)."),
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
 
 def apply_prediction(report, workers=None, profile_path=None, bandwidth=None, latency=None,
-                     compute_ms=None, ps_servers=1, ppn=1, compute_cores=None):
+                     compute_ms=None, ps_servers=1, ppn=1, compute_cores=None, compress="none"):
     """Add the prediction (insight.predict) to ``report`` when ``--workers`` was given;
     True if it did. The other options without ``--workers`` are an error (they would do nothing)."""
     if workers is None:
         given = [name for name, value in (("--profile", profile_path), ("--bandwidth", bandwidth),
                                           ("--latency", latency), ("--compute-ms", compute_ms),
-                                          ("--compute-cores", compute_cores), ("--ppn", ppn != 1)) if value]
+                                          ("--compute-cores", compute_cores), ("--ppn", ppn != 1),
+                                          ("--compress", compress != "none")) if value]
         if given:
             raise click.UsageError(f"{', '.join(given)} only make sense with --workers P[,P...]")
         return False
     profile = make_profile(profile_path, bandwidth, latency)
     add_prediction(report, parse_workers(workers), profile, compute_ms, servers=ps_servers, ranks_per_node=ppn,
-                   compute_cores=compute_cores)
+                   compute_cores=compute_cores, compress=compress)
     return True

@@ -11,9 +11,9 @@ import click
 
 from ..errors import FirecaffeError
 from ..core.log import LOGGER, setup as setup_logging
-from .options import (BUCKET_MB, COMPRESS_OPTION, COMPRESS_START_OPTION, CPU_OPTION, GLOBAL_BATCH_OPTION,
-                      GPU_OPTION, INTER_OPTION, PS_SERVERS_OPTION,
-                      STALL_SECONDS, choose_device, comm_option)
+from .options import (BUCKET_MB_OR_AUTO, COMPRESS_OR_AUTO_OPTION, COMPRESS_START_OPTION, CPU_OPTION,
+                      GLOBAL_BATCH_OPTION, GPU_OPTION, INTER_OPTION, PS_SERVERS_OPTION, STALL_SECONDS,
+                      choose_device, comm_option)
 
 
 # flag -> SolverParameter field, for overriding a solver file or describing a bare net
@@ -97,14 +97,18 @@ def _looks_like_net(text):
 @click.option("--average-loss", type=int, help="Display the loss averaged over N iterations (average_loss).")
 @click.option("--regularization-type", type=click.Choice(["L1", "L2"]), help="Weight decay's norm "
               "(regularization_type).")
-@comm_option()
-@COMPRESS_OPTION
+@comm_option(auto=True)
+@COMPRESS_OR_AUTO_OPTION
 @COMPRESS_START_OPTION
+@click.option("--profile", type=click.Path(dir_okay=False), help="With --comm auto, --bucket-mb auto or "
+              "--compress auto: the profile `bench fit --out` wrote for these links (default: a probe of a "
+              "few seconds).")
 @GLOBAL_BATCH_OPTION
 @PS_SERVERS_OPTION
 @INTER_OPTION
-@click.option("--bucket-mb", type=BUCKET_MB, default=0.0, show_default=True,
-              help="Reduce gradients in buckets of this size while backward runs (0: after backward).")
+@click.option("--bucket-mb", type=BUCKET_MB_OR_AUTO, default=0.0, show_default=True,
+              help="Reduce gradients in buckets of this size while backward runs (0: after backward; "
+                   "auto: the cost model chooses).")
 @click.option("--check-consistency", type=click.IntRange(min=0), default=0,
               help="Every N steps, check that all ranks hold identical weights.")
 @click.option("--stall-timeout", type=STALL_SECONDS, default=300, show_default=True,
@@ -135,10 +139,13 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..run import mpi_util
     from ..run.signals import Signals, finish
     from ..run.job import startup_line
+    bucket_auto = bucket_mb == "auto"
     options = RunOptions.build(
-        comm=comm, ps_servers=ps_servers, bucket_mb=bucket_mb, check_consistency=check_consistency,
-        global_batch=global_batch, **{key: flags.pop(key) for key in (
-            "inter", "compress", "compress_start", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters", "show_progress",
+        comm=comm, ps_servers=ps_servers, bucket_mb=0.0 if bucket_auto else bucket_mb, bucket_auto=bucket_auto,
+        check_consistency=check_consistency, global_batch=global_batch, profile=flags.pop("profile"),
+        **{key: flags.pop(key) for key in (
+            "inter", "compress", "compress_start", "stall_timeout", "snapshot_keep", "lr_scaling", "warmup_iters",
+            "show_progress",
             "sigint_effect", "sighup_effect", "timeline", "timeline_iters")})
     from ..proto import caffe_pb2
     from ..solvers import Solver, snapshot as snapshots
@@ -160,7 +167,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
                        "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")
     from ..comm import strategy_class
-    least = strategy_class(comm).processes(1, servers=ps_servers)     # one worker, and its servers
+    chooser = _chooser(options, size)             # a bad profile: one line, before any work
+    least = 1 if comm == "auto" else strategy_class(comm).processes(1, servers=ps_servers)   # a worker, its servers
     if size == 1 and least > 1:           # (under MPI, the strategy checks its own counts)
         raise FirecaffeError(f"--comm {comm} needs at least {least} ranks (one worker and {least - 1} "
                              f"server rank(s)), this job has {size}: mpirun -n {least} firecaffe train ...")
@@ -178,8 +186,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         if not param.test_interval:
             param.test_interval = param.max_iter or 1
     from ..run.parallel import make_parallel
-    parallel = make_parallel(world if size > 1 or strategy_class(comm).needs_gpu else None, options,
-                             last_words=rank_process.last_words, failure_context=rank_process.failure_context)
+    parallel = make_parallel(world if size > 1 or (comm != "auto" and strategy_class(comm).needs_gpu) else None,
+                             options, last_words=rank_process.last_words, chooser=chooser,
+                             failure_context=rank_process.failure_context)
     signals.snapshot_on_stop = param.snapshot_after_train
     signals.connect(world if parallel is not None else None, options.stall_timeout)
     from ..run.timeline import Timeline
@@ -201,7 +210,9 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
         elif weights:
             LOGGER.info(f"--resume-latest: resuming from {resume}; --weights {weights} not used")
             weights = None
-    startup_line(parallel, solver, comm)
+    startup_line(parallel, solver, parallel.comm_name if parallel is not None else comm)
+    if chooser is not None and solver.is_root and parallel is not None:
+        solver.hooks.add("iteration_end", chooser.observe(parallel))
     if solver.is_root and (parallel is None or parallel.is_worker):
         snapshots.check_writable(solver)
     if weights:
@@ -224,3 +235,18 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     if solver.stopped is not None:
         written = solver.last_snapshot if solver.stopped.snapshot else None
         finish(solver.stopped, solver.iter, written, is_root=solver.is_root, last_words=rank_process.last_words)
+
+
+def _chooser(options, size):
+    """The cost model's chooser for --comm auto, --bucket-mb auto, --compress auto (None when none of
+    them, or one process)."""
+    if "auto" not in (options.comm, options.compress) and not options.bucket_auto:
+        if options.profile:
+            raise click.UsageError("--profile is for --comm auto, --bucket-mb auto or --compress auto")
+        return None
+    if size == 1:
+        LOGGER.info("--comm auto: one process, nothing to reduce")
+        return None
+    from ..insight.auto import BUCKET_MB, CODECS, AutoChooser
+    buckets = (0.0, *BUCKET_MB) if options.bucket_auto else (options.bucket_mb,)
+    return AutoChooser(options.profile, buckets, CODECS if options.compress == "auto" else (options.compress,))

@@ -25,10 +25,12 @@ SIGNAL_EFFECTS = ("stop", "snapshot", "none")
 class RunOptions:
     """One run's settings (see the module's docstring); ``dataclasses.replace`` makes a changed copy."""
 
-    comm: str = "tree"                   # --comm: the gradient-reduction strategy
+    comm: str = "tree"                   # --comm: the gradient-reduction strategy, or auto (insight/auto.py)
     ps_servers: int = 1                  # --ps-servers
     inter: str = "tree"                  # --inter: hier's strategy among node leaders
     bucket_mb: float = 0.0               # --bucket-mb: reduce in buckets during backward (0: after)
+    bucket_auto: bool = False            # --bucket-mb auto: the cost model chooses the bucket size
+    profile: Optional[str] = None        # --profile: the fitted profile --comm auto predicts with (None: probe)
     compress: str = "none"               # --compress: none, fp16, bf16, int8, powersgd[:RANK] (comm/compress)
     compress_start: int = 0              # --compress-start N: the first N iterations uncompressed
     wait: str = "spin"                   # FIRECAFFE_WAIT: how the strategy's own waits wait

@@ -22,6 +22,7 @@ def analyze(net):
             "top_shapes": [list(t.shape) for t in top],
             "params": params,
             "param_bytes": params * net.dtype.itemsize,
+            "param_shapes": [list(b.shape) for b in fresh],
             "flops": flops,
             "activations": int(sum(t.count for t in top)),
         })

@@ -14,7 +14,7 @@ on time, as in FireCaffe's analysis).
 import re
 
 from ..comm import names
-from .bench import model
+from .bench import codecs, model
 from ..errors import FirecaffeError
 
 DEFAULT_BANDWIDTH = "10GB/s"
@@ -111,7 +111,7 @@ def make_profile(profile_path=None, bandwidth=None, latency=None, gamma=None):
 
 
 def add_prediction(report, workers, profile, compute_ms=None, comms=None, servers=1, ranks_per_node=1,
-                   compute_cores=None):
+                   compute_cores=None, compress="none"):
     """Add ``report['predicted']``: one record per strategy and worker count; returns the report.
 
     ``report`` is an ``analysis.analyze`` dict (its ``param_bytes`` is the gradient size).
@@ -119,7 +119,9 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
     is the layout the formulas read (hier's node count, the trees' chunk size). The compute of
     an iteration at the global batch, ``compute_ms`` on one worker, is split over the P workers;
     ``compute_cores`` says they share that many processors (more ranks than GPUs or cores), so
-    it goes only ``min(P, compute_cores)`` times faster.
+    it goes only ``min(P, compute_cores)`` times faster. ``compress``: the codec on the wire
+    (insight/bench/codecs.py; PowerSGD reads the weight matrices from the report's layers), whose
+    delta the profile must have; bytes are then those on the wire.
     """
     if compute_ms is not None and not compute_ms > 0:
         raise FirecaffeError(f"--compute-ms must be more than 0, got {compute_ms}")
@@ -128,11 +130,16 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
     if not ranks_per_node >= 1:
         raise FirecaffeError(f"--ppn must be at least 1, got {ranks_per_node}")
     n = report["param_bytes"]
+    codec = {}
+    if codecs.family(compress) != "none":
+        codecs.delta(profile, compress)
+        codec = {"compress": compress, "shapes": codecs.shapes_of(report.get("layers", []))}
+    wire = codecs.wire_bytes(compress, n, codec.get("shapes"))
     records = []
     for comm in comms or names(default_only=True):
         for p in workers:
-            seconds = model.predict(comm, n, p, profile, servers, ranks_per_node=min(ranks_per_node, p))
-            per_worker, total, busiest = model.traffic(comm, n, p, servers)
+            seconds = model.predict(comm, n, p, profile, servers, ranks_per_node=min(ranks_per_node, p), **codec)
+            per_worker, total, busiest = model.traffic(comm, wire, p, servers)
             record = {"comm": comm, "workers": p, "seconds": seconds, "bytes": n,
                       "bytes_per_worker": per_worker, "bytes_total": total, "bytes_busiest": busiest}
             if model.processes(comm, p, servers) > p:
@@ -145,7 +152,9 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
                               speedup=compute / iteration, efficiency=compute / iteration / p)
             records.append(record)
     report["predicted"] = records
-    report["profile"] = {key: profile[key] for key in (*model.PROFILE_KEYS, "source") if key in profile}
+    report["profile"] = {key: profile[key] for key in (*model.PROFILE_KEYS, "source", "delta_s_per_byte")
+                         if key in profile}
+    report["compress"] = compress
     return report
 
 
@@ -166,7 +175,9 @@ def format_prediction(report):
     profile = report["profile"]
     gamma = profile["gamma_s_per_byte"]
     reduction = f", reduction {rate(gamma)}" if gamma else ", reduction free"
-    lines = [f"gradient {_mib(report['param_bytes'])} MiB per iteration; network {rate(profile['beta_s_per_byte'])}, "
+    codec = report.get("compress", "none")
+    on_wire = f", compressed {codec} (MiB on the wire)" if codec != "none" else ""
+    lines = [f"gradient {_mib(report['param_bytes'])} MiB per iteration{on_wire}; network {rate(profile['beta_s_per_byte'])}, "
              f"latency {profile['alpha_s'] * 1e6:.3g} us{reduction} ({profile.get('source', 'given')}); {UNITS}"]
     with_speedup = any("speedup" in r for r in report["predicted"])
     header = (f"{'comm':6s} {'workers':>7s} {'MiB/worker':>11s} {'MiB total':>11s} {'MiB busiest':>11s} "

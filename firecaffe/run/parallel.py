@@ -36,12 +36,14 @@ from ..core.options import RunOptions
 from ..errors import FirecaffeError
 from . import mpi_util, watchdog
 
+AUTO = "auto"          # --comm auto: the strategy is chosen in ``start`` (insight/auto.py)
+
 
 def make_parallel(world, options=None, **reporting):
     """The DataParallel object for this rank (None for one process), or a clear error before any work."""
     options = options or RunOptions()
     if world is None:
-        if strategy_class(options.comm).needs_gpu:
+        if options.comm != AUTO and strategy_class(options.comm).needs_gpu:
             raise FirecaffeError(f"--comm {options.comm} needs MPI ranks and GPUs: run under mpirun with --gpu")
         return None
     return DataParallel(world, options, **reporting)
@@ -51,20 +53,31 @@ class DataParallel:
     """This rank's part in a data-parallel job: its strategy, buckets, watchdog and step observers.
 
     ``last_words`` (watchdog.LastWords) and ``failure_context`` (mpi_util.FailureContext) are this
-    process's, made by the command; a DataParallel built without them makes its own.
+    process's, made by the command; a DataParallel built without them makes its own. ``chooser``:
+    for ``--comm auto`` or ``--bucket-mb auto`` (options.bucket_auto), a callable
+    ``chooser(world, net, ranks_per_node, comms)`` -> a candidate with ``comm`` and ``bucket_mb``
+    (insight/auto.py), called in ``start`` once the net exists; every rank of an auto job is a worker,
+    and its strategy is made there.
     """
 
-    def __init__(self, world, options=None, last_words=None, failure_context=None):
+    def __init__(self, world, options=None, last_words=None, failure_context=None, chooser=None):
         from mpi4py import MPI
         self.options = options = options or RunOptions()
         self.world = world
         self.comm_name = options.comm
-        self.codec = make_codec(options.compress, options.compress_start)     # this rank's (its state too)
-        self.strategy = make_strategy(options.comm, world, servers=options.ps_servers, inter=options.inter,
-                                      wait=options.wait, cuda_aware=options.cuda_aware_mpi, codec=self.codec)
-        self.is_worker = self.strategy.is_worker
-        self.worker_comm = self.strategy.worker_comm
-        self.num_workers = self.strategy.num_workers
+        self.chooser = chooser
+        deferred = AUTO in (options.comm, options.compress)     # made in ``start``, once the choice is made
+        if (deferred or options.bucket_auto) and chooser is None:
+            raise FirecaffeError("--comm auto, --bucket-mb auto and --compress auto need a chooser "
+                                 "(firecaffe/insight/auto.py)")
+        if deferred and options.comm != AUTO and strategy_class(options.comm).processes(1) > 1:
+            raise FirecaffeError(f"--compress auto chooses for strategies whose ranks are all workers; with "
+                                 f"--comm {options.comm} name the codec (--compress none, fp16, bf16 or int8)")
+        self.codec = None if options.compress == AUTO else make_codec(options.compress, options.compress_start)
+        self.strategy = None if deferred else self._make(options.comm)
+        self.is_worker = self.strategy.is_worker if self.strategy else True
+        self.worker_comm = self.strategy.worker_comm if self.strategy else world
+        self.num_workers = self.strategy.num_workers if self.strategy else world.Get_size()
         self.worker_rank = self.worker_comm.Get_rank() if self.is_worker else -1
         self.is_root = world.Get_rank() == 0
         node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
@@ -83,10 +96,25 @@ class DataParallel:
         """``(index, count)`` of this rank's slice of each batch (a server reads like worker 0)."""
         return max(self.worker_rank, 0), self.num_workers
 
+    def _make(self, name):
+        options = self.options
+        return make_strategy(name, self.world, servers=options.ps_servers, inter=options.inter,
+                             wait=options.wait, cuda_aware=options.cuda_aware_mpi, codec=self.codec)
+
     # --- set-up --------------------------------------------------------------
     def start(self, net, iter_size=1):
-        """Once the nets exist (every rank): the codec learns the arena's parameters (and checks them),
-        start from rank 0's weights; buckets over the diff arena."""
+        """Once the nets exist (every rank): the automatic choice, if asked; the codec learns the arena's
+        parameters (and checks them); start from rank 0's weights; buckets over the diff arena."""
+        if self.strategy is None or self.options.bucket_auto:
+            per_node = self.world.allreduce(self.local_size, op=_max())        # set-up metadata
+            comms = None if self.comm_name == AUTO else (self.comm_name,)
+            choice = self.chooser(self.world, net, per_node, comms, self.num_workers)
+            if self.strategy is None:
+                if self.codec is None:
+                    self.codec = make_codec(choice.compress, self.options.compress_start)
+                self.comm_name, self.strategy = choice.comm, self._make(choice.comm)
+            if self.options.bucket_auto:
+                self.bucket_bytes = int(choice.bucket_mb * 2**20)
         self.codec.bind(arena_params(net))
         if self.is_root and not self.codec.lossless:
             LOGGER.info(f"Gradients compressed: --compress {self.codec.name} on the wire of --comm {self.comm_name}"
@@ -204,6 +232,11 @@ class DataParallel:
         self.strategy.close()
         if self.reducer is not None:
             self.reducer.close()
+
+
+def _max():
+    from mpi4py import MPI
+    return MPI.MAX
 
 
 def arena_params(net):

@@ -74,3 +74,46 @@ def test_bad_parallel_setups_fail_clearly(ranks, args, needle):
     assert needle in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
     assert "Iteration 0" not in log          # refused before any work
+
+
+def test_comm_auto_says_its_choice_trains_with_it_and_reports_measured_against_predicted(tmp_path):
+    from firecaffe.comm import names
+    code, log = train(2, "--comm", "auto", "--bucket-mb", "auto", "--global-batch", 64, "--max-iter", 8,
+                      "--test-interval", 0, "--display", 4, "--snapshot-prefix", tmp_path / "auto", timeout=120)
+    assert code == 0, log[-3000:]
+    chosen = re.search(r"--comm auto: (\w+), (no buckets|buckets of [0-9.]+ MB) for 0\.\d+ MiB of gradients on "
+                       r"2 rank\(s\).*\(built-in probe, [0-9.]+ s; compute timed\): predicted iteration [0-9.]+ ms", log)
+    assert chosen and chosen.group(1) in names(), log[-3000:]
+    assert "--comm auto: runner-up" in log
+    assert f"strategy {chosen.group(1)}, global batch 64" in log        # the job runs what was chosen
+    assert f"communication ({chosen.group(1)}, 2 workers)" in log
+    assert re.search(r"--comm auto: measured iteration [0-9.]+ ms against [0-9.]+ ms predicted", log), log[-3000:]
+    assert log.index("--comm auto: runner-up") < log.index("Iteration 0")
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{", "is not JSON"),
+    ('{"alpha_s": 1e-6, "beta_s_per_byte": 1e-9, "gamma_s_per_byte": 0, "machine": "vax 11/780"}',
+     "was measured on 'vax 11/780'"),
+])
+def test_comm_auto_refuses_a_bad_profile_before_any_work(tmp_path, content, needle):
+    profile = tmp_path / "profile.json"
+    profile.write_text(content)
+    code, log = train(2, "--comm", "auto", "--profile", profile, "--max-iter", 1, timeout=60)
+    assert code != 0
+    assert needle in log, log[-3000:]
+    assert "Traceback" not in log and "Iteration 0" not in log
+
+
+def test_compress_auto_chooses_among_the_codecs_only_when_asked(tmp_path):
+    code, log = train(2, "--comm", "ring", "--compress", "auto", "--global-batch", 64, "--max-iter", 6,
+                      "--test-interval", 0, "--display", 3, "--snapshot-prefix", tmp_path / "c", timeout=120)
+    assert code == 0, log[-3000:]
+    chosen = re.search(r"--compress auto: ring, no buckets(, compress (\S+))? for .* of (\d+) configurations", log,
+                       re.S)
+    assert chosen and int(chosen.group(3)) == 5, log[-3000:]      # none, fp16, bf16, int8, powersgd:4
+    if chosen.group(2):
+        assert f"Gradients compressed: --compress {chosen.group(2)} on the wire of --comm ring" in log
+    code, log = train(2, "--comm", "auto", "--global-batch", 64, "--max-iter", 2, "--test-interval", 0,
+                      "--snapshot-prefix", tmp_path / "d", timeout=120)
+    assert code == 0 and "compress" not in re.search(r"--comm auto: .*", log).group(0)    # not asked: none

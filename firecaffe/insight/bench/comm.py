@@ -21,6 +21,7 @@ from ...comm import make_strategy, strategy_class
 from ...comm.compress import make_codec
 from ...comm.polite import PoliteComm
 from ...errors import FirecaffeError
+from .model import machine_kind
 
 VERSION = 1
 ITEMSIZE = 4  # float32 gradients
@@ -170,7 +171,7 @@ def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, wor
         "median_s": median, "min_s": min(times), "max_s": max(times), "q1_s": q1, "q3_s": q3,
         "repeats": repeats, "warmup": warmup, "times_s": times,
         "algbw_Bps": algbw, "busbw_Bps": algbw * factor if algbw else None, "ratio_to_mpi": None,
-        "correct": correct, "dtype": "float32", "net": net, "host": platform.node(),
+        "correct": correct, "dtype": "float32", "net": net, "host": platform.node(), "machine": machine_kind(),
         "ranks_per_node": per_node, "inter": inter if comm == "hier" else None,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
         "compress": compress, "wire_bytes": make_codec(compress).wire_bytes(nbytes),

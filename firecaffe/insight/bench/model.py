@@ -25,12 +25,14 @@ term, so the busiest rank decides; with P <= C the uncontended formulas hold.
 """
 import json
 import math
+import platform
 
 import numpy as np
 
 from ...comm import names, strategy_class
 from ...comm.topology import log2_ceil  # noqa: F401 - part of this module's interface
 from ...errors import FirecaffeError
+from . import codecs
 
 PROFILE_KEYS = ("alpha_s", "beta_s_per_byte", "gamma_s_per_byte")
 
@@ -86,13 +88,16 @@ def layout(record):
     return {"ranks_per_node": record.get("ranks_per_node") or 1, "inter": record.get("inter") or "tree"}
 
 
-def predict(comm, n, p, profile, servers=1, **options):
+def predict(comm, n, p, profile, servers=1, compress="none", **options):
     """Predicted seconds of one step of n bytes on p workers on ``profile``.
 
     A profile with ``cores`` (fitted with ``bench fit --cores``) describes ranks
     sharing that many cores, see ``busiest_rank``; without it (a cluster profile
-    from --bandwidth/--latency) contention is off.
+    from --bandwidth/--latency) contention is off. ``compress``: the codec on the
+    wire (insight/bench/codecs.py), whose delta the profile must have.
     """
+    if codecs.family(compress) != "none":
+        return codecs.predict(comm, n, p, profile, servers, compress, **options)
     a, b, c = terms(comm, n, p, servers, profile.get("cores"), **options)
     return a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"]
 
@@ -135,6 +140,32 @@ def check_profile(profile, source="profile"):
         raise FirecaffeError(f"{source}: cores must be a positive integer or null, got {cores!r}")
     if profile["alpha_s"] == 0 and profile["beta_s_per_byte"] == 0:
         raise FirecaffeError(f"{source}: alpha_s and beta_s_per_byte are both 0: communication would be free")
+    codecs.check_deltas(profile, source)
+    return profile
+
+
+def machine_kind():
+    """What a profile was measured on: the processor architecture and model (links are not visible here)."""
+    model_name = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.lower().startswith(("model name", "cpu model", "processor\t: arm")):
+                    model_name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.machine()} {model_name or platform.processor() or 'unknown cpu'}".strip()
+
+
+def check_machine(profile, source, kind=None):
+    """Raise unless ``profile`` was measured on this machine kind (a profile without one passes)."""
+    recorded = profile.get("machine")
+    kind = kind or machine_kind()
+    if recorded is not None and recorded != kind:
+        raise FirecaffeError(f"--profile {source} was measured on {recorded!r}, this machine is {kind!r}: "
+                             "measure this machine (bench comm, bench fit --out), or leave --profile out "
+                             "for the built-in probe")
     return profile
 
 
@@ -191,6 +222,7 @@ def modelled(record, min_bytes=0):
     """Whether the model describes ``record``: a known strategy, at least 2 processes (one
     process moves nothing: the comparator mpi on ps's one worker), a time, enough bytes."""
     return (record["comm"] in names() and record["median_s"] > 0 and record["bytes"] >= min_bytes
+            and codecs.family(record.get("compress")) == "none"
             and processes(record["comm"], record["ranks"], record.get("num_servers") or 1) >= 2)
 
 

@@ -42,7 +42,8 @@ def _latest_per_point(records):
     """One record per (comm, bytes, ranks, servers): the later file wins."""
     points = {}
     for record in records:
-        points[(record["comm"], record["bytes"], record["ranks"], record.get("num_servers", 0))] = record
+        points[(record["comm"], record["bytes"], record["ranks"], record.get("num_servers", 0),
+                record.get("compress") or "none")] = record
     return sorted(points.values(), key=lambda r: (r["bytes"], r["comm"], r["ranks"]))
 
 
@@ -82,6 +83,33 @@ def error_table(records, profile, min_ranks=1):
     lines += ["", "| comm | points | median abs error | max abs error |", "|---|---:|---:|---:|"]
     for comm, errs in summary_by_comm(rows).items():
         lines.append(f"| {comm} | {len(errs)} | {_median(errs):.0%} | {max(errs):.0%} |")
+    return "\n".join(lines)
+
+
+def codec_table(records, profile, min_ranks=1):
+    """Markdown rows of measured vs predicted time of the compressed records (``--compress``), with the
+    per-codec delta of ``profile``, and the largest |error| per strategy and codec at ``min_ranks`` or more."""
+    from . import codecs
+    lines = ["| comm | compress | bytes | ranks | measured ms | model ms | error |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    worst = {}
+    for record in records:
+        if codecs.family(record.get("compress")) == "none" or record["ranks"] < 2 or record["median_s"] <= 0:
+            continue
+        predicted = model.predict(record["comm"], record["bytes"], record["ranks"], profile,
+                                  record.get("num_servers") or 1, compress=record["compress"], **model.layout(record))
+        error = (predicted - record["median_s"]) / record["median_s"]
+        lines.append(f"| {record['comm']} | {record['compress']} | {human_bytes(record['bytes'])} | "
+                     f"{record['ranks']} | "
+                     f"{record['median_s'] * 1e3:.3g} | {predicted * 1e3:.3g} | {error:+.0%} |")
+        if record["ranks"] >= min_ranks:
+            key = (record["comm"], record["compress"])
+            worst[key] = max(worst.get(key, 0.0), abs(error))
+    deltas = ", ".join(f"{kind} {value * 1e12:.4g} ps/byte" for kind, value in
+                       sorted((profile.get("delta_s_per_byte") or {}).items()))
+    lines += ["", f"delta (encode + decode per float32 byte): {deltas}", "",
+              f"| comm | compress | max abs error at >= {min_ranks} ranks |", "|---|---|---:|"]
+    lines += [f"| {comm} | {codec} | {error:.0%} |" for (comm, codec), error in sorted(worst.items())]
     return "\n".join(lines)
 
 
