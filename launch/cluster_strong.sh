@@ -7,6 +7,8 @@
 #   launch/cluster_strong.sh OUTDIR PROFILE.json
 #   NODES_LIST="2 4 8" LINK=100M COMM=ring BATCH=128 ITERS=8 launch/cluster_strong.sh /tmp/ss profile.json
 #
+# COMPRESS (default none): train with --compress COMPRESS and predict with analyze --compress (the
+# profile then needs that codec's delta: bench fit on bench comm --compress records).
 # MTU: the links' largest frame (default 9000, as launch/cluster_sweep.sh: compare like with like).
 # COMPUTE_CORES (default: this machine's core count) goes to --compute-cores: the emulated nodes
 # share this machine's cores, so compute cannot speed up more than that many times.
@@ -23,6 +25,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 NET="${NET:-nets/squeezenet_cifar}"
 NODES_LIST="${NODES_LIST:-2 4 8}"; LINK="${LINK:-100M}"; COMM="${COMM:-ring}"
 ITERS="${ITERS:-8}"; BATCH="${BATCH:-128}"; RUN_TIMEOUT="${RUN_TIMEOUT:-600}"; NAME="${NAME:-fcss}"; MTU="${MTU:-9000}"
+COMPRESS="${COMPRESS:-none}"
 COMPUTE_CORES="${COMPUTE_CORES:-$(nproc)}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1
 mkdir -p "$OUT"
@@ -34,7 +37,7 @@ timeout "$RUN_TIMEOUT" python -m firecaffe train --solver "$OUT/solver.prototxt"
 for nodes in $NODES_LIST; do
     echo "== $nodes nodes at $LINK, $COMM ($(date -u +%T))" >&2
     timeout "$RUN_TIMEOUT" python -m firecaffe cluster run --nodes "$nodes" --link "$LINK" --mtu "$MTU" --name "$NAME" -- \
-        python -m firecaffe train --solver "$OUT/solver.prototxt" --comm "$COMM" --global-batch "$BATCH" \
-        > "$OUT/$nodes.log" 2>&1 || echo "   (exit $?: see $OUT/$nodes.log)" >&2
+        python -m firecaffe train --solver "$OUT/solver.prototxt" --comm "$COMM" --compress "$COMPRESS" \
+        --global-batch "$BATCH" > "$OUT/$nodes.log" 2>&1 || echo "   (exit $?: see $OUT/$nodes.log)" >&2
 done
-python "$HERE/strong_table.py" "$OUT" "$NET/deploy.prototxt" "$PROFILE" "$COMM" "$COMPUTE_CORES" | tee "$OUT/table.md"
+python "$HERE/strong_table.py" "$OUT" "$NET/deploy.prototxt" "$PROFILE" "$COMM" "$COMPUTE_CORES" "$COMPRESS" | tee "$OUT/table.md"

@@ -142,9 +142,40 @@ def compress_fit(texts):
     return text[start:].split("\n\n")[0] + "\n\n" + text[start:].split("\n\n")[1].rstrip("\n")
 
 
+CODECS = ("fp16", "bf16", "int8", "powersgd:4")
+CODEC_TARGETS = {"fp16": 0.55, "bf16": 0.55, "int8": 0.3, "powersgd:4": 0.2}
+
+
+def compress_ratios(texts):
+    """Issue 21's time targets on the compressed sweep's records: each codec's median over the same strategy's
+    uncompressed one (same run), MPICH's float32 Allreduce beside them; a ratio over its target is in bold."""
+    at = {}
+    for codec in ("none", "fp16", "bf16", "int8", "powersgd"):
+        for r in load_records(f"{C}/compress-100M/{codec}_100M.json"):
+            at[(r["comm"], r["bytes"], r["ranks"], r.get("compress") or "none")] = r["median_s"]
+    lines = ["| strategy | size | nodes | none ms | " + " | ".join(CODECS) + " | MPICH float32 ms |",
+             "|---|---:|---:|---:|" + "---:|" * len(CODECS) + "---:|"]
+    for comm in ("tree", "dbtree", "ring"):
+        for size in sorted({b for c, b, p, _ in at if c == comm}):
+            for ranks in sorted({p for c, b, p, _ in at if c == comm and b == size}):
+                base = at.get((comm, size, ranks, "none"))
+                if base is None:
+                    continue
+                cells = []
+                for codec in CODECS:
+                    t = at.get((comm, size, ranks, codec))
+                    ratio = "" if t is None else f"{t / base:.2f}x"
+                    cells.append(f"**{ratio}**" if t is not None and t / base > CODEC_TARGETS[codec] else ratio)
+                mpi = at.get(("mpi", size, ranks, "none"))
+                lines.append(f"| {comm} | {size // MIB} MiB | {ranks} | {_ms(base)} | " + " | ".join(cells)
+                             + f" | {'' if mpi is None else _ms(mpi)} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "compress-fit": compress_fit,
+    "compress-ratios": compress_ratios,
     "nets": nets,
     "sweep": sweep_table,
     "sweep-fit": sweep_fit,
