@@ -126,6 +126,9 @@ def _looks_like_net(text):
 @click.option("--sighup-effect", type=click.Choice(["stop", "snapshot", "none"]), default="snapshot",
               show_default=True, help="What SIGHUP does. SIGTERM and SIGUSR1 (scancel, SLURM time "
               "limits) always snapshot and stop.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False, writable=True),
+              help="Also append the log to this file (every rank: rank 0's lines, the others' warnings), "
+                   "written by the ranks themselves: a log that a Ctrl-C on `| tee` cannot cut short.")
 @click.option("--timeline", type=click.Path(dir_okay=False),
               help="Write a Chrome/Perfetto trace (JSON) of every rank's layers, buckets, waits and updates.")
 @click.option("--timeline-iters", type=click.IntRange(min=1), default=20, show_default=True,
@@ -133,7 +136,8 @@ def _looks_like_net(text):
 @CPU_OPTION
 @GPU_OPTION
 def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snapshot_every,
-          snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, **flags):
+          snapshot_format, comm, global_batch, ps_servers, bucket_mb, check_consistency, cpu, gpu, log_file,
+          **flags):
     """Train a net from a solver prototxt (or a bare net prototxt with solver flags)."""
     from ..core.options import RunOptions
     from ..run import mpi_util
@@ -162,7 +166,10 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     size = world.Get_size() if world is not None else 1
     if world is not None and size > 1:
         mpi_util.abort_on_error(rank_process.failure_context)
-    setup_logging(rank, size)
+    try:
+        setup_logging(rank, size, log_file=log_file)
+    except OSError as error:
+        raise FirecaffeError(f"--log {log_file}: cannot append to it ({error.strerror})") from None
     if size == 1 and os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         LOGGER.warning(f"SLURM started {os.environ['SLURM_NTASKS']} tasks but this one sees an MPI world of 1: "
                        "each task trains alone. Launch with srun --mpi=pmi2 (or mpirun) so the ranks connect.")

@@ -42,12 +42,25 @@ class _TqdmAwareHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def setup(rank=0, size=1, level=None):
-    """Configure the firecaffe logger for this rank (idempotent)."""
+def setup(rank=0, size=1, level=None, log_file=None):
+    """Configure the firecaffe logger for this rank (idempotent).
+
+    ``log_file``: also append this rank's lines to that file (train's ``--log``), written and flushed
+    line by line by the process itself, so a log survives what kills a pipe (Ctrl-C on ``| tee``). The
+    ranks of a job share the file: each line is one append, and the other ranks' lines carry their rank.
+    """
+    for old in LOGGER.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
     LOGGER.handlers.clear()
+    formatter = GlogFormatter(f"[rank {rank}] " if size > 1 and rank != 0 else "")
     handler = _TqdmAwareHandler(sys.stderr)
-    handler.setFormatter(GlogFormatter(f"[rank {rank}] " if size > 1 and rank != 0 else ""))
+    handler.setFormatter(formatter)
     LOGGER.addHandler(handler)
+    if log_file:
+        to_file = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        to_file.setFormatter(formatter)
+        LOGGER.addHandler(to_file)
     LOGGER.propagate = False
     env_level = environment().log_level
     if level is None:

@@ -117,3 +117,23 @@ def test_compress_auto_chooses_among_the_codecs_only_when_asked(tmp_path):
     code, log = train(2, "--comm", "auto", "--global-batch", 64, "--max-iter", 2, "--test-interval", 0,
                       "--snapshot-prefix", tmp_path / "d", timeout=120)
     assert code == 0 and "compress" not in re.search(r"--comm auto: .*", log).group(0)    # not asked: none
+
+
+def test_log_file_holds_what_the_terminal_shows_from_every_rank(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("an earlier run's line\n")                    # appended to, as glog's files are not
+    code, out = train(2, "--max-iter", 20, "--check-consistency", 10, "--log", log,
+                      "--snapshot-prefix", tmp_path / "x")
+    assert code == 0, out[-3000:]
+    text = log.read_text()
+    assert text.startswith("an earlier run's line\n")
+    assert text.count("Optimization Done.") == 1 and "Trained 20 iteration(s)" in text
+    assert all(line[0] in "IWEF" for line in text.splitlines()[1:]), text[-2000:]
+    shown = [line.split("] ", 1)[1] for line in out.splitlines() if "] " in line and line[:1] in "IWEF"]
+    assert [line.split("] ", 1)[1] for line in text.splitlines()[1:]] == shown
+
+
+def test_log_file_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    code, out = train(0, "--log", tmp_path / "no" / "such" / "dir.log")
+    assert code != 0
+    assert "--log" in out and "No such file or directory" in out and "Iteration" not in out
