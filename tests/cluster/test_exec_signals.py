@@ -44,17 +44,36 @@ main(["cluster", "exec", "--", "train"])
 """
 
 
+STARTED = []          # (driver, job's process group): killed after each test, whatever it asserted
+
+
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test():
+    yield
+    while STARTED:
+        driver, pgid = STARTED.pop()
+        for group in (pgid, driver.pid if driver.poll() is None else None):     # the driver leads its session
+            if group is not None:
+                try:
+                    os.killpg(group, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        driver.wait(timeout=30)
+
+
 def _start(tmp_path, mode):
     job, record = tmp_path / "job.py", tmp_path / "record"
     job.write_text(JOB)
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(job), str(record), mode], cwd=REPO,
                               env=dict(os.environ, PYTHONPATH=str(REPO)), stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    STARTED.append([driver, None])
     deadline = time.monotonic() + 60
     while not (record.exists() and record.read_text().startswith("ready")):
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
         time.sleep(0.05)
     _, pid, pgid = record.read_text().split()[:3]
+    STARTED[-1][1] = int(pgid)
     return driver, record, int(pid), int(pgid)
 
 
