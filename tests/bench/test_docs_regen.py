@@ -59,24 +59,18 @@ def test_the_blocks_of_the_docs_are_marked(regen):
     assert sum(text.count("<!-- /regen_docs.py -->") for text in texts) == len(BLOCKS)
 
 
-# A figure a reader takes for a result: a ratio (1.07x), a percentage, a time, or a decimal number.
-RESULT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:\s?[-–]\s?\d+(?:\.\d+)?)?\s?(?:x|×|%|ms|s|µs|us|ps/byte)(?!\w)"
-                    r"|(?<![\w.])\d+\.\d+(?![\w.])")
+sys.path.insert(0, str(REPO / "launch"))
+from doc_figures_archive import hand_typed_figures  # noqa: E402
+
+PAGES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md")) + ["README.md"]
 
 
-def hand_typed_figures(text):
-    """The figures of ``text`` outside generated blocks, archived regions (naming their commits), code and
-    quotations (the targets, quoted as they were set)."""
-    text = re.sub(r"<!-- regen_docs\.py \S+ -->.*?<!-- /regen_docs\.py -->", "", text, flags=re.S)
-    text = re.sub(r"<!-- archived [0-9a-f ]+ -->.*?<!-- /archived -->", "", text, flags=re.S)
-    text = re.sub(r"`[^`]*`|\"[^\"\n]*\"", "", text)
-    return [(line, RESULT.findall(line)) for line in text.splitlines()
-            if not line.startswith("    ") and RESULT.search(line)]
-
-
-def test_every_figure_of_scaling_md_is_generated_or_archived_with_its_commit():
-    text = (REPO / "docs" / "scaling.md").read_text()
-    assert hand_typed_figures(text) == [], "figures typed by hand: generate them (launch/doc_prose*.py) or archive them"
+@pytest.mark.parametrize("page", PAGES)
+def test_every_figure_of_the_docs_is_generated_or_archived_with_its_commit(page):
+    text = (REPO / page).read_text()
+    assert hand_typed_figures(text) == [], (
+        f"{page}: figures typed by hand: generate them (launch/doc_prose*.py) or archive them with the commit "
+        f"that produced them (python launch/doc_figures_archive.py --mark {page})")
     for commits in re.findall(r"<!-- archived ([0-9a-f ]+) -->", text):
         for commit in commits.split():
             assert subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO).returncode == 0, commit
@@ -87,6 +81,9 @@ def test_a_hand_typed_figure_is_found():
     assert hand_typed_figures("the ring took 2541-2544 ms, 1.04x of the floor") == [
         ("the ring took 2541-2544 ms, 1.04x of the floor", ["2541-2544 ms", "1.04x"])]
     assert hand_typed_figures("<!-- archived abc123 -->\n3.5 ms\n<!-- /archived -->\n`--latency 2us`") == []
+    assert hand_typed_figures("```\n$ time x\nreal 1.5s\n```\n") == []             # a fenced transcript is code
+    assert hand_typed_figures("a table | 1.5x |\n<!-- archived abc123 -->\n2.5x\n<!-- /archived -->") == [
+        ("a table | 1.5x |", ["1.5x"])]
 
 
 def test_a_figure_drawn_from_other_numbers_is_caught(regen, monkeypatch, tmp_path):
