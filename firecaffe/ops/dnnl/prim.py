@@ -20,7 +20,8 @@ def dims(values):
 
 
 class MemoryDesc:
-    """An owned dnnl_memory_desc_t: plain C-contiguous float32, or ``any`` layout."""
+    """An owned dnnl_memory_desc_t: plain C-contiguous float32, ``any`` layout, or
+    ``transposed`` (a 2-D (rows, cols) view of a C-contiguous (cols, rows) array)."""
 
     def __init__(self, shape, layout="plain"):
         self.handle = api.P()
@@ -29,7 +30,7 @@ class MemoryDesc:
             call("dnnl_memory_desc_create_with_tag", ctypes.byref(self.handle), len(shape), dims(shape),
                  api.F32, api.FORMAT_ANY)
         else:
-            strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+            strides = np.cumprod((1,) + shape[:0:-1])[::-1] if layout == "plain" else (1, shape[0])
             call("dnnl_memory_desc_create_with_strides", ctypes.byref(self.handle), len(shape), dims(shape),
                  api.F32, dims(strides))
 
