@@ -3,10 +3,9 @@ float64 and against float64 central differences: axis, transpose, no bias."""
 import numpy as np
 import pytest
 
-from firecaffe.engine.testing import make_layer
 from firecaffe.ops import dnnl
 from firecaffe.ops.dnnl import ip as dnnl_ip
-from tests.layers.test_conv_dnnl import assert_close32, central_differences, run
+from tests.layers.test_conv_dnnl import assert_close32, central_differences, run, twins
 
 pytestmark = pytest.mark.skipif(not dnnl.AVAILABLE, reason=f"oneDNN not loaded: {dnnl.REASON}")
 
@@ -15,12 +14,7 @@ GAUSS = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussi
 
 def pair(params, shape, seed=0):
     text = f'type: "InnerProduct" inner_product_param {{ {params} {GAUSS} }}'
-    x = np.random.default_rng(seed).standard_normal(shape)
-    fast = make_layer(text, [x], dtype=np.float32)
-    ref = make_layer(text, [x.astype(np.float32).astype(np.float64)])
-    for mine, theirs in zip(ref[0].blobs, fast[0].blobs):
-        mine.data[...] = theirs.data
-    return fast, ref
+    return twins(text, np.random.default_rng(seed).standard_normal(shape))
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ MAX_NDIMS = 12
 # enum values of oneDNN 3.x (dnnl_types.h, dnnl_common_types.h)
 F32 = 3
 FORMAT_ANY = 1
+TAG_NCHW16C = 78            # dnnl_aBcd16b: the layout oneDNN 3.2's convolutions pick on AVX-512 (tested)
 CPU = 1
 STREAM_IN_ORDER = 1
 FORWARD_TRAINING = 64
