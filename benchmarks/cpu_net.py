@@ -1,6 +1,6 @@
 """CPU whole-net speed: one forward + backward of SqueezeNet v1.1 (batch 32,
 3x224x224, float32) with firecaffe (its CPU engine: oneDNN where it loaded),
-firecaffe on its NumPy path (every convolution with ``engine: CAFFE``) and
+firecaffe on its NumPy path (every layer, as FIRECAFFE_DNNL_LIB=off) and
 PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
@@ -12,9 +12,9 @@ The PyTorch model is built from the same NetParameter (conv, ReLU, pooling with
 ceil_mode, concat, LRN across channels, inner product, batch norm on batch
 statistics, scale, element-wise sum, cross entropy), gets firecaffe's weights,
 and its loss is checked against firecaffe's. BatchNorm runs on batch statistics
-(use_global_stats false: training) on both sides. The NumPy path sets
-``engine: CAFFE`` on convolutions and LRN (pooling and InnerProduct still use
-oneDNN where they do). Also printed: the float32 GEMM rate (np.matmul on
+(use_global_stats false: training) on both sides. The NumPy path is every
+layer's NumPy path (``engine: CAFFE`` on convolutions and LRN, oneDNN off for
+pooling and InnerProduct): the arithmetic of FIRECAFFE_DNNL_LIB=off. Also printed: the float32 GEMM rate (np.matmul on
 2048^2 and on the GEMM shapes of the 3x3 expand convolutions), firecaffe's
 per-layer times (top layers), and the convolutions' rate as a share of GEMM.
 Timings on a shared machine are noisy: read the medians and the ratio.
@@ -227,8 +227,12 @@ def main():
           f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', '(default)')}")
     param = build_param(args.net, args.batch, args.size)
     net = make_firecaffe(param)
-    np_net = make_firecaffe(build_param(args.net, args.batch, args.size, numpy_path=True)) \
-        if dnnl.AVAILABLE and not args.no_numpy else None
+    np_net = None
+    if dnnl.AVAILABLE and not args.no_numpy:
+        np_net = make_firecaffe(build_param(args.net, args.batch, args.size, numpy_path=True))
+        for layer in np_net.layers:      # pooling and InnerProduct too: as FIRECAFFE_DNNL_LIB=off
+            if hasattr(layer, "use_dnnl"):
+                layer.use_dnnl = False
 
     def fc_step(which=net):
         which.clear_param_diffs()
@@ -282,8 +286,10 @@ def main():
               f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
     for peer in ("NumPy", "torch"):
         if peer in steps:
+            pairs = statistics.median(a / b for a, b in zip(wall["firecaffe"], wall[peer]))
             print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "
-                  f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}")
+                  f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}, "
+                  f"median of the {args.repeat} interleaved pairs {pairs:.2f}")
 
     # per layer (firecaffe) and the convolutions' share of the GEMM rate
     fwd, bwd = per_layer_times(net, max(3, args.repeat // 2))
