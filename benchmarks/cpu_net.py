@@ -1,6 +1,6 @@
 """CPU whole-net speed: one forward + backward of SqueezeNet v1.1 (batch 32,
 3x224x224, float32) with firecaffe (its CPU engine: oneDNN where it loaded),
-firecaffe on its NumPy path (every convolution with ``engine: CAFFE``) and
+firecaffe on its NumPy path (every layer, as FIRECAFFE_DNNL_LIB=off) and
 PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
@@ -9,8 +9,12 @@ PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 The net is the deploy.prototxt with the input resized, Dropout left out (both
 sides), and the final Softmax turned into SoftmaxWithLoss on a random label.
 The PyTorch model is built from the same NetParameter (conv, ReLU, pooling with
-ceil_mode, concat, cross entropy), gets firecaffe's weights, and its loss is
-checked against firecaffe's. Also printed: the float32 GEMM rate (np.matmul on
+ceil_mode, concat, LRN across channels, inner product, batch norm on batch
+statistics, scale, element-wise sum, cross entropy), gets firecaffe's weights,
+and its loss is checked against firecaffe's. BatchNorm runs on batch statistics
+(use_global_stats false: training) on both sides. The NumPy path is every
+layer's NumPy path (``engine: CAFFE`` on convolutions and LRN, oneDNN off for
+pooling and InnerProduct): the arithmetic of FIRECAFFE_DNNL_LIB=off. Also printed: the float32 GEMM rate (np.matmul on
 2048^2 and on the GEMM shapes of the 3x3 expand convolutions), firecaffe's
 per-layer times (top layers), and the convolutions' rate as a share of GEMM.
 Timings on a shared machine are noisy: read the medians and the ratio.
@@ -53,8 +57,12 @@ def build_param(path, batch, size, numpy_path=False):
             layer.type = "SoftmaxWithLoss"
             layer.bottom.append("label")
             layer.top[:] = ["loss"]
+        if layer.type == "BatchNorm":        # training: batch statistics, as the PyTorch twin
+            layer.batch_norm_param.use_global_stats = False
         if numpy_path and layer.type in ("Convolution", "Deconvolution"):
             layer.convolution_param.engine = caffe_pb2.ConvolutionParameter.CAFFE
+        if numpy_path and layer.type == "LRN":
+            layer.lrn_param.engine = caffe_pb2.LRNParameter.CAFFE
     return out
 
 
@@ -62,6 +70,13 @@ def make_firecaffe(param, seed=0):
     net = Net(param, phase="TRAIN", dtype=np.float32)
     rng = np.random.default_rng(seed)
     for layer in net.layers:
+        if layer.type == "BatchNorm":       # running statistics, unused in training
+            continue
+        if layer.type == "Scale":
+            layer.blobs[0].data[...] = 1
+            if len(layer.blobs) > 1:
+                layer.blobs[1].data[...] = 0
+            continue
         if layer.blobs:
             w = layer.blobs[0]
             fan_in = w.count // w.shape[0]
@@ -95,10 +110,7 @@ class TorchNet:
                 continue
             if kind == "Convolution":
                 p = lp.convolution_param
-                blobs = net.layer_dict[lp.name].blobs
-                w = torch.tensor(blobs[0].data, requires_grad=True)
-                b = torch.tensor(blobs[1].data, requires_grad=True) if p.bias_term else None
-                self.params += [w] + ([b] if b is not None else [])
+                w, b = self._weights(torch, net.layer_dict[lp.name].blobs)
                 fn = (lambda x, w=w, b=b, s=_pair(p, "stride", 1), q=_pair(p, "pad", 0),
                       d=(list(p.dilation) or [1])[0], g=p.group: F.conv2d(x, w, b, s, q, d, g))
             elif kind == "Pooling":
@@ -114,11 +126,40 @@ class TorchNet:
                 fn = F.relu
             elif kind == "Concat":
                 fn = lambda *xs, axis=lp.concat_param.axis: torch.cat(xs, dim=axis)
+            elif kind == "LRN":
+                p = lp.lrn_param
+                if p.norm_region != p.ACROSS_CHANNELS:
+                    raise NotImplementedError("cpu_net: LRN within a channel has no PyTorch equivalent")
+                fn = (lambda x, n=p.local_size, a=p.alpha, b=p.beta, k=p.k:
+                      F.local_response_norm(x, n, alpha=a, beta=b, k=k))
+            elif kind == "InnerProduct":
+                p = lp.inner_product_param
+                w, b = self._weights(torch, net.layer_dict[lp.name].blobs)
+                fn = (lambda x, w=w, b=b, t=p.transpose, axis=p.axis:
+                      F.linear(x.flatten(axis), w.t() if t else w, b))
+            elif kind == "BatchNorm":
+                fn = lambda x, eps=lp.batch_norm_param.eps: F.batch_norm(x, None, None, training=True, eps=eps)
+            elif kind == "Scale":
+                g, b = self._weights(torch, net.layer_dict[lp.name].blobs)
+                fn = (lambda x, g=g, b=b: x * g[:, None, None] + b[:, None, None] if b is not None
+                      else x * g[:, None, None])
+            elif kind == "Eltwise":
+                p = lp.eltwise_param
+                if p.operation != p.SUM or any(c != 1 for c in p.coeff):
+                    raise NotImplementedError("cpu_net: only Eltwise SUM without coefficients")
+                fn = lambda *xs: sum(xs[1:], xs[0])
             elif kind == "SoftmaxWithLoss":
                 fn = lambda x, y: F.cross_entropy(x.flatten(1), y.long())
             else:
                 raise NotImplementedError(f"cpu_net: no PyTorch equivalent for layer type {kind}")
             self.steps.append((lp.name, fn, bottoms, lp.top[0]))
+
+    def _weights(self, torch, blobs):
+        """The layer's weight and bias (None without one) as leaf tensors, kept in ``params``."""
+        w = torch.tensor(blobs[0].data, requires_grad=True)
+        b = torch.tensor(blobs[1].data, requires_grad=True) if len(blobs) > 1 else None
+        self.params += [w] + ([b] if b is not None else [])
+        return w, b
 
     def forward(self, blobs):
         for _, fn, bottoms, top in self.steps:
@@ -186,8 +227,12 @@ def main():
           f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', '(default)')}")
     param = build_param(args.net, args.batch, args.size)
     net = make_firecaffe(param)
-    np_net = make_firecaffe(build_param(args.net, args.batch, args.size, numpy_path=True)) \
-        if dnnl.AVAILABLE and not args.no_numpy else None
+    np_net = None
+    if dnnl.AVAILABLE and not args.no_numpy:
+        np_net = make_firecaffe(build_param(args.net, args.batch, args.size, numpy_path=True))
+        for layer in np_net.layers:      # pooling and InnerProduct too: as FIRECAFFE_DNNL_LIB=off
+            if hasattr(layer, "use_dnnl"):
+                layer.use_dnnl = False
 
     def fc_step(which=net):
         which.clear_param_diffs()
@@ -209,7 +254,7 @@ def main():
                 p.grad = None
             loss = tnet.forward(dict(inputs))["loss"]
             loss.backward()
-            return float(loss)
+            return float(loss.detach())
 
         ours, theirs = fc_step(), torch_step()
         print(f"loss: firecaffe {ours:.6f}  torch {theirs:.6f}"
@@ -241,8 +286,10 @@ def main():
               f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
     for peer in ("NumPy", "torch"):
         if peer in steps:
+            pairs = statistics.median(a / b for a, b in zip(wall["firecaffe"], wall[peer]))
             print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "
-                  f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}")
+                  f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}, "
+                  f"median of the {args.repeat} interleaved pairs {pairs:.2f}")
 
     # per layer (firecaffe) and the convolutions' share of the GEMM rate
     fwd, bwd = per_layer_times(net, max(3, args.repeat // 2))

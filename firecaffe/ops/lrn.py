@@ -13,14 +13,17 @@ is not used; y = x * scale^-beta.
 Both share one gradient, the window sum W being self-adjoint:
 dx = dy * scale^-beta - 2 alpha' beta * x * W(dy * y / scale), alpha' the
 factor in front of the sum. Both paths keep ``self.scale`` for backward; the
-GPU path runs firecaffe/kernels/lrn.cu.
+GPU path runs firecaffe/kernels/lrn.cu. On the CPU, float32 blobs run oneDNN's
+LRN where the library loaded (firecaffe/ops/dnnl/lrn.py: the same formula, both
+regions), unless lrn_param.engine is CAFFE.
 """
 import numpy as np
 
 from ..core import backend
 from ..errors import PrototxtError
 from ..kernels import launch
-from . import Layer, register
+from . import Layer, dnnl, register
+from .dnnl import lrn as dnnl_lrn
 
 
 def _window_sum(a, n, axes):
@@ -61,6 +64,13 @@ class LRN(Layer):
             self.axes, self.factor, self.shift = (1,), self.alpha / self.size, self.k
         else:
             self.axes, self.factor, self.shift = (2, 3), self.alpha / self.size ** 2, 1.0
+        self.use_dnnl, self.dnnl_ran = dnnl.AVAILABLE and p.engine != p.CAFFE, False
+        self.dnnl_geometry = None
+
+    @property
+    def engine_name(self):
+        """oneDNN where the last forward ran on it (firecaffe/ops/dnnl/lrn.py), else NumPy."""
+        return dnnl.VERSION if self.dnnl_ran else "NumPy"
 
     def reshape(self, bottom, top):
         if bottom[0].ndim != 4:
@@ -69,6 +79,8 @@ class LRN(Layer):
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
+        if dnnl_lrn.forward(self, x, top[0].data):
+            return
         scale = _window_sum(x * x, self.size, self.axes)
         scale *= x.dtype.type(self.factor)
         scale += x.dtype.type(self.shift)
@@ -79,6 +91,8 @@ class LRN(Layer):
         if not propagate_down[0]:
             return
         x, y, dy = bottom[0].data, top[0].data, top[0].diff
+        if dnnl_lrn.backward(self, x, dy, bottom[0].diff):
+            return
         inner = _window_sum(dy * y / self.scale, self.size, self.axes)
         inner *= x
         inner *= x.dtype.type(2 * self.factor * self.beta)

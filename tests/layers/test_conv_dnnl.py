@@ -34,7 +34,11 @@ SHAPES = [   # (kind, convolution_param, input shape)
 def pair(kind, params, shape, seed=0):
     """The same layer twice: float32 (oneDNN) and float64 (NumPy), same weights and input."""
     text = f'type: "{kind}" convolution_param {{ {params} {GAUSS} }}'
-    x = np.random.default_rng(seed).standard_normal(shape)
+    return twins(text, np.random.default_rng(seed).standard_normal(shape))
+
+
+def twins(text, x):
+    """The layer of ``text`` twice, float32 and float64, with the float32 one's weights."""
     fast = make_layer(text, [x], dtype=np.float32)
     ref = make_layer(text, [x.astype(np.float32).astype(np.float64)])
     for mine, theirs in zip(ref[0].blobs, fast[0].blobs):

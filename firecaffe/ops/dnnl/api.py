@@ -32,11 +32,13 @@ MAX_NDIMS = 12
 # enum values of oneDNN 3.x (dnnl_types.h, dnnl_common_types.h)
 F32 = 3
 FORMAT_ANY = 1
+TAG_NCHW16C = 78            # dnnl_aBcd16b: the layout oneDNN 3.2's convolutions pick on AVX-512 (tested)
 CPU = 1
 STREAM_IN_ORDER = 1
 FORWARD_TRAINING = 64
 CONVOLUTION_DIRECT = 0x1
 POOLING_MAX, POOLING_AVG_INCLUDE_PADDING = 0x1ff, 0x2ff
+LRN_ACROSS_CHANNELS, LRN_WITHIN_CHANNEL = 0xaff, 0xbff
 QUERY_IMPL_INFO_STR = 8
 QUERY_EXEC_ARG_MD = 255
 ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_WORKSPACE = 1, 17, 33, 41, 64
@@ -93,6 +95,13 @@ _PROTOTYPES = {
     "dnnl_pooling_forward_primitive_desc_create":
         [P, P, ctypes.c_int, ctypes.c_int, P, P, Dims, Dims, Dims, Dims, Dims, P],
     "dnnl_pooling_backward_primitive_desc_create": [P, P, ctypes.c_int, P, P, Dims, Dims, Dims, Dims, Dims, P, P],
+    "dnnl_inner_product_forward_primitive_desc_create": [P, P, ctypes.c_int, P, P, P, P, P],
+    "dnnl_inner_product_backward_data_primitive_desc_create": [P, P, P, P, P, P, P],
+    "dnnl_inner_product_backward_weights_primitive_desc_create": [P, P, P, P, P, P, P, P],
+    "dnnl_lrn_forward_primitive_desc_create":
+        [P, P, ctypes.c_int, ctypes.c_int, P, P, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_float, P],
+    "dnnl_lrn_backward_primitive_desc_create":
+        [P, P, ctypes.c_int, P, P, P, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_float, P, P],
 }
 _RESTYPES = {"dnnl_memory_desc_equal": ctypes.c_int, "dnnl_memory_desc_get_size": ctypes.c_size_t,
              "dnnl_primitive_desc_query_md": P}
