@@ -172,10 +172,28 @@ def compress_ratios(texts):
     return "\n".join(lines)
 
 
+def strong_compress(texts):
+    """Strong scaling of squeezenet_cifar with each codec (ring, 100 Mb/s): measured / predicted and the speedups."""
+    lines = ["| --compress | 1 node ms | 2 nodes: measured / predicted | 4 nodes | 8 nodes | measured speedup 2 / 4 / 8 "
+             "| predicted |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for codec in ("none", "fp16", "powersgd:4"):
+        cells, speedups, predicted = {}, [], []
+        for nodes, measured, pred, error, speedup, pred_speedup in _rows(
+                texts[f"{C}/strong-compress/{codec.replace(':', '_')}/table.md"]):
+            cells[nodes] = measured if nodes == "1" else f"{measured} / {pred.split()[0]} ({error})"
+            if nodes != "1":
+                speedups.append(speedup)
+                predicted.append(pred_speedup)
+        lines.append(f"| {codec} | " + " | ".join(cells[n] for n in ("1", "2", "4", "8"))
+                     + f" | {' / '.join(speedups)} | {' / '.join(predicted)} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "compress-fit": compress_fit,
     "compress-ratios": compress_ratios,
+    "strong-compress": strong_compress,
     "nets": nets,
     "sweep": sweep_table,
     "sweep-fit": sweep_fit,

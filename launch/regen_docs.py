@@ -83,6 +83,10 @@ GENERATED = {
                                               "--profile", f"100M={C}/100M/profile.json",
                                               "--profile", f"1G={C}/1G/profile.json"]),
 }
+for _codec in ("none", "fp16", "powersgd:4"):       # strong scaling with compressed gradients (ring, 100 Mb/s)
+    GENERATED[f"{C}/strong-compress/{_codec.replace(':', '_')}/table.md"] = (
+        "script", ["launch/strong_table.py", f"{C}/strong-compress/{_codec.replace(':', '_')}", SQUEEZE,
+                   f"{C}/compress-100M/profile.json", "ring", "2", _codec])
 for _comm in ("ring", "tree", "dbtree", "mpi"):     # the first strong-scaling run, on that day's profile
     GENERATED[f"{C}/strong/{_comm}/table.md"] = (
         "script", ["launch/strong_table.py", f"{C}/strong/{_comm}", SQUEEZE, f"{C}/mtu1500-100M/profile.json",
