@@ -122,6 +122,11 @@ def test_time_limit_warning_snapshots_requeues_and_resumes_to_the_uninterrupted_
                       *train, "--snapshot-prefix", str(tmp_path / "stopped"))
     wait_for_text(out, r"Iteration [1-9]\d+ \(")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm_cluster.env, check=True, timeout=30)
+    wait_for_text(out, r"requeued job", timeout=120)
+    # slurmctld holds a requeued job for about two minutes before it may start again; the test lets it
+    # start at once (the requeue, the new run and its resume are unchanged)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.env, timeout=30,
+                   capture_output=True)
     states = wait_for(slurm_cluster, [job], timeout=400)
     log = out.read_text(errors="replace")
     assert states[job] == "COMPLETED", log

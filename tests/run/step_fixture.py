@@ -30,8 +30,10 @@ def fingerprint():
     """What the digests depend on besides firecaffe: the CPU, NumPy and its BLAS."""
     import numpy as np
     from threadpoolctl import threadpool_info
-    blas = sorted(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
-                  if i.get("user_api") == "blas")
+    found = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    # NumPy's own BLAS where it ships one (another package's, e.g. SciPy's, may be loaded beside it)
+    found = [i for i in found if "numpy" in (i.get("filepath") or "")] or found
+    blas = sorted(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in found)
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
