@@ -124,14 +124,22 @@ def nets(texts):
     return "\n".join(lines)
 
 
-def _strong(texts, folder, comms):
-    lines = ["| strategy | 1 node ms | 2 nodes: measured / predicted | 4 nodes | 8 nodes |",
-             "|---|---:|---:|---:|---:|"]
-    for comm in comms:
-        cells = {}
-        for nodes, measured, predicted, error, *_ in _rows(texts[f"{C}/{folder}/{comm}/table.md"]):
+def _strong(texts, folder, labels, heading="strategy", speedups=False):
+    """Strong-scaling tables (launch/strong_table.py's, one per label: ``folder/<label, ':' as '_'>``) side by side:
+    measured / predicted per node count, and with ``speedups`` the measured and predicted speedups."""
+    extra = " measured speedup 2 / 4 / 8 | predicted |" if speedups else ""
+    lines = [f"| {heading} | 1 node ms | 2 nodes: measured / predicted | 4 nodes | 8 nodes |{extra}",
+             "|---|---:|---:|---:|---:|" + ("---:|---:|" if speedups else "")]
+    for label in labels:
+        cells, measured_up, predicted_up = {}, [], []
+        for nodes, measured, predicted, error, speedup, predicted_speedup in _rows(
+                texts[f"{C}/{folder}/{label.replace(':', '_')}/table.md"]):
             cells[nodes] = measured if nodes == "1" else f"{measured} / {predicted.split()[0]} ({error})"
-        lines.append(f"| {comm} | " + " | ".join(cells[n] for n in ("1", "2", "4", "8")) + " |")
+            if nodes != "1":
+                measured_up.append(speedup)
+                predicted_up.append(predicted_speedup)
+        tail = f" {' / '.join(measured_up)} | {' / '.join(predicted_up)} |" if speedups else ""
+        lines.append(f"| {label} | " + " | ".join(cells[n] for n in ("1", "2", "4", "8")) + " |" + tail)
     return "\n".join(lines)
 
 
@@ -172,28 +180,12 @@ def compress_ratios(texts):
     return "\n".join(lines)
 
 
-def strong_compress(texts):
-    """Strong scaling of squeezenet_cifar with each codec (ring, 100 Mb/s): measured / predicted and the speedups."""
-    lines = ["| --compress | 1 node ms | 2 nodes: measured / predicted | 4 nodes | 8 nodes | measured speedup 2 / 4 / 8 "
-             "| predicted |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for codec in ("none", "fp16", "powersgd:4"):
-        cells, speedups, predicted = {}, [], []
-        for nodes, measured, pred, error, speedup, pred_speedup in _rows(
-                texts[f"{C}/strong-compress/{codec.replace(':', '_')}/table.md"]):
-            cells[nodes] = measured if nodes == "1" else f"{measured} / {pred.split()[0]} ({error})"
-            if nodes != "1":
-                speedups.append(speedup)
-                predicted.append(pred_speedup)
-        lines.append(f"| {codec} | " + " | ".join(cells[n] for n in ("1", "2", "4", "8"))
-                     + f" | {' / '.join(speedups)} | {' / '.join(predicted)} |")
-    return "\n".join(lines)
-
-
 BLOCKS = {
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "compress-fit": compress_fit,
     "compress-ratios": compress_ratios,
-    "strong-compress": strong_compress,
+    "strong-compress": lambda texts: _strong(texts, "strong-compress", ("none", "fp16", "powersgd:4"),
+                                             "--compress", speedups=True),
     "nets": nets,
     "sweep": sweep_table,
     "sweep-fit": sweep_fit,
