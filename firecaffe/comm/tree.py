@@ -59,7 +59,6 @@ class TreeAllreduce(PipelinedTrees):
 
     name = "tree"
     order = 10
-    wire_codecs = True
 
     def __init__(self, comm, **options):
         super().__init__(comm, **options)
