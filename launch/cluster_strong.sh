@@ -14,6 +14,8 @@
 # share this machine's cores, so compute cannot speed up more than that many times.
 # Needs the net's data: NET=nets/squeezenet_cifar (default) reads data/cifar10_*_h5.txt relative
 # to the current directory (`python nets/squeezenet_cifar/make_data.py --synthetic 512` writes them).
+# SMALL_BATCH (default BATCH/8): a second 1-node run at that global batch (OUTDIR/1-small.log) splits T1
+# into what shrinks with the batch and what every worker pays in full (analyze --fixed-ms).
 # Every run is bounded by `timeout` (RUN_TIMEOUT seconds, default 600). Writes OUTDIR/<P>.log per
 # run and OUTDIR/table.md (launch/strong_table.py).
 set -euo pipefail
@@ -25,7 +27,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 NET="${NET:-nets/squeezenet_cifar}"
 NODES_LIST="${NODES_LIST:-2 4 8}"; LINK="${LINK:-100M}"; COMM="${COMM:-ring}"
 ITERS="${ITERS:-8}"; BATCH="${BATCH:-128}"; RUN_TIMEOUT="${RUN_TIMEOUT:-600}"; NAME="${NAME:-fcss}"; MTU="${MTU:-9000}"
-COMPRESS="${COMPRESS:-none}"
+COMPRESS="${COMPRESS:-none}"; SMALL_BATCH="${SMALL_BATCH:-$((BATCH / 8))}"
 COMPUTE_CORES="${COMPUTE_CORES:-$(nproc)}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" FIRECAFFE_NO_PROGRESS=1
 mkdir -p "$OUT"
@@ -34,6 +36,9 @@ sed -e "s/^max_iter:.*/max_iter: $ITERS/; s/^display:.*/display: 1/; s/^average_
 echo "== 1 node ($(date -u +%T))" >&2
 timeout "$RUN_TIMEOUT" python -m firecaffe train --solver "$OUT/solver.prototxt" --global-batch "$BATCH" \
     > "$OUT/1.log" 2>&1 || { echo "1-node run failed: see $OUT/1.log" >&2; exit 1; }
+echo "== 1 node at global batch $SMALL_BATCH ($(date -u +%T))" >&2
+timeout "$RUN_TIMEOUT" python -m firecaffe train --solver "$OUT/solver.prototxt" --global-batch "$SMALL_BATCH" \
+    > "$OUT/1-small.log" 2>&1 || { echo "1-node run failed: see $OUT/1-small.log" >&2; exit 1; }
 for nodes in $NODES_LIST; do
     echo "== $nodes nodes at $LINK, $COMM ($(date -u +%T))" >&2
     timeout "$RUN_TIMEOUT" python -m firecaffe cluster run --nodes "$nodes" --link "$LINK" --mtu "$MTU" --name "$NAME" -- \

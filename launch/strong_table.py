@@ -8,7 +8,9 @@ COMPRESS (default none): the runs' --compress codec, predicted with `analyze --c
 that codec's delta: `bench fit` on `bench comm --compress` records).
 
 T1 and each measured time are the median of rank 0's "Iteration i (... s/1 iters)" lines from
-iteration 3 on (the first two warm up). Prints a Markdown table.
+iteration 3 on (the first two warm up). Where OUTDIR has 1-small.log (1 node at a smaller global
+batch b), T1 is split as t(B) = f + B c: the fixed part f = (B t(b) - b t(B)) / (B - b) goes to
+analyze --fixed-ms (what every worker pays whatever its share of the batch). Prints a Markdown table.
 """
 import json
 import pathlib
@@ -18,11 +20,28 @@ import subprocess
 import sys
 
 ITER = re.compile(r"Iteration (\d+) \([\d.]+ iter/s, ([\d.]+)s/1 iters\)")
+BATCH = re.compile(r"Job: .*global batch (\d+)")
 
 
 def per_iteration_ms(log):
     times = [float(m[2]) * 1e3 for m in ITER.finditer(log.read_text(errors="replace")) if int(m[1]) >= 3]
     return statistics.median(times) if times else None
+
+
+def global_batch(log):
+    found = BATCH.search(log.read_text(errors="replace"))
+    return int(found[1]) if found else None
+
+
+def fixed_ms(out, one):
+    """The part of the 1-node time t(B) that does not shrink with the batch, from 1-small.log's t(b)."""
+    small = out / "1-small.log"
+    if not small.exists():
+        return None
+    b, big, t_small = global_batch(small), global_batch(out / "1.log"), per_iteration_ms(small)
+    if not (b and big and t_small) or b >= big:
+        sys.exit(f"{small}: no iteration times or global batch below 1.log's")
+    return max(0.0, (big * t_small - b * one) / (big - b))
 
 
 def main(out, deploy, profile, comm, cores, compress="none"):
@@ -31,15 +50,19 @@ def main(out, deploy, profile, comm, cores, compress="none"):
     one = measured.pop(1, None)
     if one is None:
         sys.exit(f"{out}/1.log: no iteration times (the 1-node run failed?)")
+    fixed = fixed_ms(out, one)
     nodes = sorted(p for p, ms in measured.items() if ms is not None)
     report = json.loads(subprocess.run(
         [sys.executable, "-m", "firecaffe", "analyze", deploy, "--workers", ",".join(map(str, nodes)),
          "--profile", profile, "--compute-ms", str(one), "--compute-cores", str(cores), "--json"]
-        + (["--compress", compress] if compress != "none" else []),
+        + (["--compress", compress] if compress != "none" else [])
+        + (["--fixed-ms", f"{fixed:.3f}"] if fixed is not None else []),
         check=True, capture_output=True, text=True).stdout)
     predicted = {r["workers"]: r for r in report["predicted"] if r["comm"] == comm}
     print(f"{comm}{'' if compress == 'none' else ', --compress ' + compress}, gradient {report['param_bytes'] / 2**20:.2f} MiB, 1 node {one:.0f} ms per iteration, "
-          f"compute on at most {cores} cores\n")
+          f"compute on at most {cores} cores"
+          + (f", {fixed:.0f} ms of it fixed per worker (1 node at global batch {global_batch(out / '1-small.log')}: "
+             f"{per_iteration_ms(out / '1-small.log'):.0f} ms)" if fixed is not None else "") + "\n")
     print("| nodes | measured ms | predicted ms (compute + comm) | error | measured speedup | predicted |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| 1 | {one:.0f} | - | - | 1.00 | 1.00 |")

@@ -129,10 +129,13 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
 @click.option("--cores", type=click.IntRange(min=0), help="The ranks shared this many cores per node: where "
               "processes outnumber them, use the contended model (firecaffe.insight.bench.model.busiest_rank). "
               "Default: this machine's cores if RESULTS were measured on it, else 0 (off).")
+@click.option("--compute-cores", type=click.IntRange(min=1), help="The ranks of compressed RESULTS shared "
+              "this many cores for encoding and decoding (emulated nodes on one machine): the codec's delta "
+              "is fitted as each rank's own CPU time (predict the same way with analyze --compute-cores).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the fitted profile (JSON) here.")
 @click.option("--force", is_flag=True, help="Write the profile even if the fit is degenerate (a zero "
               "coefficient, infinite bandwidth, or errors over 30%).")
-def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
+def fit(results, per_strategy, min_ranks, min_bytes, cores, compute_cores, out, force):
     """Fit alpha, beta, gamma to RESULTS (JSON files or sweep folders) and print each point's error.
 
     One profile is fitted to all strategies together (non-negative least squares
@@ -185,10 +188,10 @@ def fit(results, per_strategy, min_ranks, min_bytes, cores, out, force):
     if out and problems and not force:
         raise FirecaffeError(f"not writing the profile to {out}: the fit is degenerate (see the warnings); "
                              "measure more sizes and rank counts, or --force to write it anyway")
-    deltas = codecs.fit(records, profile)
+    deltas = codecs.fit(records, profile, compute_cores)
     if deltas:
         profile["delta_s_per_byte"] = deltas
-        click.echo("\n" + codec_table(records, profile, min_ranks))
+        click.echo("\n" + codec_table(records, profile, min_ranks, compute_cores))
     machines = {r.get("machine") for r in records}
     if out:
         saved = dict(profile, fitted_from=[str(p) for p in results], model="firecaffe.insight.bench.model", version=1)

@@ -111,7 +111,7 @@ def make_profile(profile_path=None, bandwidth=None, latency=None, gamma=None):
 
 
 def add_prediction(report, workers, profile, compute_ms=None, comms=None, servers=1, ranks_per_node=1,
-                   compute_cores=None, compress="none"):
+                   compute_cores=None, compress="none", fixed_ms=None):
     """Add ``report['predicted']``: one record per strategy and worker count; returns the report.
 
     ``report`` is an ``analysis.analyze`` dict (its ``param_bytes`` is the gradient size).
@@ -119,34 +119,44 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
     is the layout the formulas read (hier's node count, the trees' chunk size). The compute of
     an iteration at the global batch, ``compute_ms`` on one worker, is split over the P workers;
     ``compute_cores`` says they share that many processors (more ranks than GPUs or cores), so
-    it goes only ``min(P, compute_cores)`` times faster. ``compress``: the codec on the wire
-    (insight/bench/codecs.py; PowerSGD reads the weight matrices from the report's layers), whose
-    delta the profile must have; bytes are then those on the wire.
+    it goes only ``min(P, compute_cores)`` times faster, and what each rank does on its own CPU
+    (``fixed_ms``, the codec's encoding) takes ``P / compute_cores`` times as long once the
+    ranks outnumber the processors. ``fixed_ms``: the part of ``compute_ms`` that does not shrink
+    with the batch (the update of every weight, per-layer overheads), which every worker pays in
+    full (Amdahl's serial part; measured by timing one worker at two batch sizes). ``compress``:
+    the codec on the wire (insight/bench/codecs.py; PowerSGD reads the weight matrices from the
+    report's layers), whose delta the profile must have; bytes are then those on the wire.
     """
     if compute_ms is not None and not compute_ms > 0:
         raise FirecaffeError(f"--compute-ms must be more than 0, got {compute_ms}")
     if compute_cores is not None and not compute_cores >= 1:
         raise FirecaffeError(f"--compute-cores must be at least 1, got {compute_cores}")
+    if fixed_ms is not None and (compute_ms is None or not 0 <= fixed_ms < compute_ms):
+        raise FirecaffeError(f"--fixed-ms must be at least 0 and less than --compute-ms "
+                             f"({compute_ms}), got {fixed_ms}")
     if not ranks_per_node >= 1:
         raise FirecaffeError(f"--ppn must be at least 1, got {ranks_per_node}")
     n = report["param_bytes"]
     codec = {}
     if codecs.family(compress) != "none":
         codecs.delta(profile, compress)
-        codec = {"compress": compress, "shapes": codecs.shapes_of(report.get("layers", []))}
+        codec = {"compress": compress, "shapes": codecs.shapes_of(report.get("layers", [])),
+                 "compute_cores": compute_cores}
     wire = codecs.wire_bytes(compress, n, codec.get("shapes"))
     records = []
     for comm in comms or names(default_only=True):
         for p in workers:
-            seconds = model.predict(comm, n, p, profile, servers, ranks_per_node=min(ranks_per_node, p), **codec)
+            layout = {"ranks_per_node": min(ranks_per_node, p), **codec}
+            seconds = model.predict(comm, n, p, profile, servers, **layout)
+            shared = max(1.0, p / compute_cores) if compute_cores else 1.0
             per_worker, total, busiest = model.traffic(comm, wire, p, servers)
             record = {"comm": comm, "workers": p, "seconds": seconds, "bytes": n,
                       "bytes_per_worker": per_worker, "bytes_total": total, "bytes_busiest": busiest}
             if model.processes(comm, p, servers) > p:
                 record["num_servers"] = servers
             if compute_ms is not None:
-                compute = compute_ms / 1e3
-                share = compute / min(p, compute_cores or p)
+                compute, fixed = compute_ms / 1e3, (fixed_ms or 0.0) / 1e3
+                share = (compute - fixed) / min(p, compute_cores or p) + fixed * shared
                 iteration = share + seconds
                 record.update(compute_s=share, iteration_s=iteration,
                               speedup=compute / iteration, efficiency=compute / iteration / p)
@@ -155,6 +165,8 @@ def add_prediction(report, workers, profile, compute_ms=None, comms=None, server
     report["profile"] = {key: profile[key] for key in (*model.PROFILE_KEYS, "source", "delta_s_per_byte")
                          if key in profile}
     report["compress"] = compress
+    if fixed_ms:
+        report["fixed_ms"] = fixed_ms
     return report
 
 

@@ -62,13 +62,14 @@ def test_prediction_without_the_codecs_delta_says_what_to_measure():
         model.predict("ring", 2**20, 8, PROFILE, compress="int8")
 
 
-def records_made_by(profile, compress):
+def records_made_by(profile, compress, compute_cores=None):
     out = []
     for comm in ("ring", "tree", "mpi"):
         for n in (2**20, 2**24):
             for p in (2, 4, 8):
                 out.append({"comm": comm, "bytes": n, "ranks": p, "compress": compress,
-                            "median_s": model.predict(comm, n, p, profile, compress=compress)})
+                            "median_s": model.predict(comm, n, p, profile, compress=compress,
+                                                      compute_cores=compute_cores)})
     return out
 
 
@@ -78,6 +79,13 @@ def test_fit_recovers_delta_from_data_the_model_made(compress, delta):
     truth = dict(PROFILE, delta_s_per_byte={family: delta})
     fitted = codecs.fit(records_made_by(truth, compress), PROFILE)
     assert fitted == {family: pytest.approx(delta, rel=1e-9)}
+
+
+def test_fit_recovers_delta_from_ranks_that_shared_two_cores():
+    truth = dict(PROFILE, delta_s_per_byte={"int8": 5e-10})
+    shared = records_made_by(truth, "int8", compute_cores=2)
+    assert codecs.fit(shared, PROFILE, compute_cores=2) == {"int8": pytest.approx(5e-10, rel=1e-9)}
+    assert codecs.fit(shared, PROFILE)["int8"] > 6e-10         # read as uncontended, delta comes out too big
 
 
 def test_compressed_records_leave_the_uncompressed_fit_as_it_was():

@@ -144,6 +144,38 @@ def test_compute_cores_caps_how_much_faster_the_compute_gets():
         predict.add_prediction(dict(REPORT), [2], profile, compute_ms=1, compute_cores=0)
 
 
+def test_fixed_ms_is_paid_by_every_worker_and_stretched_when_they_share_cores():
+    profile = predict.make_profile(bandwidth="10GB/s", latency="0us")
+    # 400 ms at the global batch, 40 of them fixed: 4 workers each run 360/4 + 40
+    four, = predict.add_prediction(dict(REPORT), [4], profile, compute_ms=400, comms=("ring",),
+                                   fixed_ms=40)["predicted"]
+    assert four["compute_s"] == pytest.approx(0.130)
+    # 8 workers on 2 cores: the batch part goes 2x faster, the fixed part of 8 workers takes 4x as long
+    eight, = predict.add_prediction(dict(REPORT), [8], profile, compute_ms=400, comms=("ring",),
+                                    fixed_ms=40, compute_cores=2)["predicted"]
+    assert eight["compute_s"] == pytest.approx(0.180 + 0.160)
+    plain, = predict.add_prediction(dict(REPORT), [8], profile, compute_ms=400, comms=("ring",),
+                                    compute_cores=2)["predicted"]
+    assert plain["compute_s"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("fixed, compute", [(400, 400), (-1, 400), (10, None)])
+def test_fixed_ms_outside_the_compute_is_refused(fixed, compute):
+    with pytest.raises(FirecaffeError, match="--fixed-ms"):
+        predict.add_prediction(dict(REPORT), [2], predict.make_profile(), compute_ms=compute, fixed_ms=fixed)
+
+
+def test_a_codecs_cpu_time_stretches_when_ranks_share_cores():
+    from firecaffe.insight.bench import codecs
+    profile = dict(predict.make_profile(bandwidth="1GB/s", latency="0us"), delta_s_per_byte={"fp16": 1e-9})
+    n = REPORT["param_bytes"]
+    own, = predict.add_prediction(dict(REPORT), [8], profile, comms=("ring",), compress="fp16")["predicted"]
+    shared, = predict.add_prediction(dict(REPORT), [8], profile, comms=("ring",), compress="fp16",
+                                     compute_cores=2)["predicted"]
+    delta_part = codecs.coefficients("ring", n, 8, compress="fp16")[3] * 1e-9
+    assert shared["seconds"] - own["seconds"] == pytest.approx(3 * delta_part)      # 8 ranks on 2 cores: 4x
+
+
 def test_ppn_puts_hier_among_node_leaders():
     profile = predict.make_profile(bandwidth="1GB/s", latency="0us")
     flat = predict.add_prediction(dict(REPORT), [8], profile, comms=("hier",))["predicted"][0]

@@ -89,15 +89,25 @@ def delta(profile, compress):
     return deltas[kind]
 
 
-def predict(comm, n, p, profile, servers=1, compress="none", **options):
+def cpu_share(comm, p, servers=1, compute_cores=None):
+    """How many times longer a rank's encoding and decoding take when the job's processes share
+    ``compute_cores`` cores (emulated nodes on one machine; None: a core each)."""
+    from . import model
+    return max(1.0, model.processes(comm, p, servers) / compute_cores) if compute_cores else 1.0
+
+
+def predict(comm, n, p, profile, servers=1, compress="none", compute_cores=None, **options):
+    """Seconds of one compressed step; the delta term, each rank's own CPU work, is stretched by
+    ``cpu_share`` where the ranks share ``compute_cores`` (the links are not shared)."""
     a, b, c, d = coefficients(comm, n, p, servers, profile.get("cores"), compress, **options)
     return (a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"]
-            + d * delta(profile, compress))
+            + d * cpu_share(comm, p, servers, compute_cores) * delta(profile, compress))
 
 
-def fit(records, profile):
+def fit(records, profile, compute_cores=None):
     """``{family: delta}`` fitted to compressed ``records`` with alpha, beta, gamma held at ``profile``:
-    the non-negative delta minimizing the squared relative error of each family's points."""
+    the non-negative delta minimizing the squared relative error of each family's points.
+    ``compute_cores``: the records' ranks shared that many cores (``cpu_share``)."""
     from . import model
     sums = {}
     for record in records:
@@ -106,6 +116,7 @@ def fit(records, profile):
             continue
         a, b, c, d = coefficients(record["comm"], record["bytes"], record["ranks"], record.get("num_servers") or 1,
                                   profile.get("cores"), record["compress"], **model.layout(record))
+        d *= cpu_share(record["comm"], record["ranks"], record.get("num_servers") or 1, compute_cores)
         base = a * profile["alpha_s"] + b * profile["beta_s_per_byte"] + c * profile["gamma_s_per_byte"]
         t = record["median_s"]
         top, bottom, points = sums.get(kind, (0.0, 0.0, 0))

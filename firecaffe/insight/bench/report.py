@@ -86,9 +86,10 @@ def error_table(records, profile, min_ranks=1):
     return "\n".join(lines)
 
 
-def codec_table(records, profile, min_ranks=1):
+def codec_table(records, profile, min_ranks=1, compute_cores=None):
     """Markdown rows of measured vs predicted time of the compressed records (``--compress``), with the
-    per-codec delta of ``profile``, and the largest |error| per strategy and codec at ``min_ranks`` or more."""
+    per-codec delta of ``profile``, and the largest |error| per strategy and codec at ``min_ranks`` or more
+    (``compute_cores``: as for codecs.fit)."""
     from . import codecs
     lines = ["| comm | compress | bytes | ranks | measured ms | model ms | error |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -97,7 +98,8 @@ def codec_table(records, profile, min_ranks=1):
         if codecs.family(record.get("compress")) == "none" or record["ranks"] < 2 or record["median_s"] <= 0:
             continue
         predicted = model.predict(record["comm"], record["bytes"], record["ranks"], profile,
-                                  record.get("num_servers") or 1, compress=record["compress"], **model.layout(record))
+                                  record.get("num_servers") or 1, compress=record["compress"],
+                                  compute_cores=compute_cores, **model.layout(record))
         error = (predicted - record["median_s"]) / record["median_s"]
         lines.append(f"| {record['comm']} | {record['compress']} | {human_bytes(record['bytes'])} | "
                      f"{record['ranks']} | "
