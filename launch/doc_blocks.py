@@ -182,6 +182,9 @@ def compress_ratios(texts):
 
 BLOCKS = {
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
+    "convergence-squeezenet": lambda texts: texts["docs/scaling/compress/squeezenet_digits/table.md"].rstrip("\n"),
+    "convergence-plain-fp16": lambda texts: texts[
+        "docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"].rstrip("\n"),
     "compress-fit": compress_fit,
     "compress-ratios": compress_ratios,
     "strong-compress": lambda texts: _strong(texts, "strong-compress", ("none", "fp16", "powersgd:4"),

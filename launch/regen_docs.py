@@ -83,6 +83,13 @@ GENERATED = {
                                               "--profile", f"100M={C}/100M/profile.json",
                                               "--profile", f"1G={C}/1G/profile.json"]),
 }
+# convergence with each codec: a SqueezeNet on the digits, 4 ranks (launch/compress_convergence.py --logs)
+GENERATED["docs/scaling/compress/squeezenet_digits/table.md"] = (
+    "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_digits",
+               "--plot", "{png}"])
+# the same before fp16 shifted its blocks (commit 6d6567f's plain cast to half)
+GENERATED["docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"] = (
+    "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_digits_plain_fp16"])
 for _codec in ("none", "fp16", "powersgd:4"):       # strong scaling with compressed gradients (ring, 100 Mb/s)
     GENERATED[f"{C}/strong-compress/{_codec.replace(':', '_')}/table.md"] = (
         "script", ["launch/strong_table.py", f"{C}/strong-compress/{_codec.replace(':', '_')}", SQUEEZE,
@@ -103,6 +110,7 @@ FIGURES = {
     f"{C}/1G/scaling.png": GENERATED[f"{C}/1G/README.md"],
     f"{C}/hier-8x2/scaling.png": GENERATED[f"{C}/hier-8x2/README.md"],
     f"{C}/nets/firecaffe_nets.png": GENERATED[f"{C}/nets/table.md"],
+    "docs/scaling/compress/squeezenet_digits_loss.png": GENERATED["docs/scaling/compress/squeezenet_digits/table.md"],
 }
 
 # Folders measured and fitted with older code (their model columns and fits need it): kept as

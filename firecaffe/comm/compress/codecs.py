@@ -5,9 +5,10 @@ On the wire every codec's message is a uint8 array: fp16 and bf16 two bytes a va
 a value and a float32 scale for each block of ``INT8_BLOCK`` values (max |x| / 127,
 values rounded to nearest). A strategy never adds in 16 or 8 bits: each hop decodes
 what came in, adds it to its float32 buffer, and encodes what it sends on, so only
-the wire is narrower. fp16 checks every message it encodes: a value beyond its range
-(65504) stops the run naming the parameter, its layer and the iteration (never a
-silent infinity). int8 has error feedback: what each of this rank's encodes loses
+the wire is narrower. fp16 shifts each block of ``INT8_BLOCK`` values by a power of two
+(an int8 exponent a block) so that gradients far below its smallest normal keep their
+precision and no finite value overflows; an infinite gradient stops the run naming the
+parameter, its layer and the iteration (never a silent infinity). int8 has error feedback: what each of this rank's encodes loses
 is kept (the residual, one float32 per arena element) and added to the rank's next
 gradient, so over the steps the sums sent track the true sums (Seide et al. 2014;
 Karimireddy et al. 2019).
@@ -20,7 +21,6 @@ from ..topology import chunk_slices
 from .links import CodedLink, PlainLink
 
 INT8_BLOCK = 256
-FP16_MAX = float(np.finfo(np.float16).max)
 
 
 class Codec:
@@ -129,25 +129,44 @@ class Codec:
 
 
 class Float16(Codec):
+    """IEEE half precision, each block of ``INT8_BLOCK`` values shifted by a power of two first (one
+    int8 exponent per block, after the codes) so that the block's largest lands in [2^14, 2^15):
+    a gradient's values, mostly far below fp16's smallest normal (6.1e-5), keep fp16's 11 bits
+    instead of rounding to a few bits or to zero, and no finite value can overflow. The shift
+    is exact both ways."""
     lossless = False
     bytes_per_value = 2.0
-    range_text = f"+-{FP16_MAX:g}"
-    advice = "use --compress bf16 (float32's range) or none, or a smaller loss_weight or learning rate"
+    range_text = "finite values"
+    advice = "the gradient has diverged: lower the learning rate (or the loss_weight)"
+
+    def wire_length(self, count):
+        return 2 * count + -(-count // INT8_BLOCK)
 
     def encode(self, values):
-        wire = np.empty(2 * values.size, np.uint8)
-        with np.errstate(over="ignore"):      # overflow() finds it and the link names it
-            wire.view(np.float16)[...] = values
+        n = values.size
+        wire = np.empty(self.wire_length(n), np.uint8)
+        codes, shifts = wire[:2 * n].view(np.float16), wire[2 * n:].view(np.int8)
+        for rows, (start, stop) in _blocks(n):
+            block = np.asarray(values[start:stop], np.float32).reshape(-1, rows)
+            exponent = np.frexp(np.abs(block).max(axis=1))[1]          # largest < 2^exponent (inf: 0)
+            shift = np.clip(15 - exponent, -127, 127)
+            with np.errstate(over="ignore", invalid="ignore"):         # an infinity: overflow() names it
+                codes[start:stop] = np.ldexp(block, shift[:, None].astype(np.int32)).reshape(-1)
+            shifts[start // INT8_BLOCK:start // INT8_BLOCK + shift.size] = shift
         return wire
 
     def decode(self, wire, out):
-        out[...] = wire.view(np.float16)
-
-    def decode_add(self, wire, out):
-        np.add(out, wire.view(np.float16), out=out)
+        n = out.size
+        codes, shifts = wire[:2 * n].view(np.float16), wire[2 * n:].view(np.int8)
+        for rows, (start, stop) in _blocks(n):
+            shift = shifts[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows].astype(np.int32)
+            np.ldexp(codes[start:stop].reshape(-1, rows).astype(np.float32), -shift[:, None],
+                     out=out[start:stop].reshape(-1, rows))
 
     def overflow(self, wire):
-        return _first(wire, 0x7C00)       # exponent all ones, mantissa 0: an infinity
+        n = len(wire) * INT8_BLOCK // (2 * INT8_BLOCK + 1)
+        n += self.wire_length(n) < len(wire)                            # the short last block
+        return _first(wire[:2 * n], 0x7C00)       # exponent all ones, mantissa 0: an infinity
 
 
 class BFloat16(Codec):
