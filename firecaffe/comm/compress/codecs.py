@@ -149,9 +149,10 @@ class Float16(Codec):
         for rows, (start, stop) in _blocks(n):
             block = np.asarray(values[start:stop], np.float32).reshape(-1, rows)
             exponent = np.frexp(np.abs(block).max(axis=1))[1]          # largest < 2^exponent (inf: 0)
-            shift = np.clip(15 - exponent, -127, 127)
+            shift = np.clip(15 - exponent, -126, 126)          # both ways within float32's normals
             with np.errstate(over="ignore", invalid="ignore"):         # an infinity: overflow() names it
-                codes[start:stop] = np.ldexp(block, shift[:, None].astype(np.int32)).reshape(-1)
+                # times a power of two: exact (what it would make subnormal in float32, half loses anyway)
+                codes[start:stop] = (block * _powers_of_two(shift)[:, None]).reshape(-1)
             shifts[start // INT8_BLOCK:start // INT8_BLOCK + shift.size] = shift
         return wire
 
@@ -159,9 +160,10 @@ class Float16(Codec):
         n = out.size
         codes, shifts = wire[:2 * n].view(np.float16), wire[2 * n:].view(np.int8)
         for rows, (start, stop) in _blocks(n):
-            shift = shifts[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows].astype(np.int32)
-            np.ldexp(codes[start:stop].reshape(-1, rows).astype(np.float32), -shift[:, None],
-                     out=out[start:stop].reshape(-1, rows))
+            shift = shifts[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows]
+            target = out[start:stop].reshape(-1, rows)
+            target[...] = codes[start:stop].reshape(-1, rows)
+            target *= _powers_of_two(-shift.astype(np.int32))[:, None]
 
     def overflow(self, wire):
         n = len(wire) * INT8_BLOCK // (2 * INT8_BLOCK + 1)
@@ -218,6 +220,11 @@ class Int8(Codec):
             scale = scales[start // INT8_BLOCK:start // INT8_BLOCK + (stop - start) // rows]
             np.multiply(codes[start:stop].reshape(-1, rows), scale[:, None], out=out[start:stop].reshape(-1, rows),
                         casting="unsafe")
+
+
+def _powers_of_two(exponents):
+    """float32 2^e for each integer e in [-126, 127], exactly (float32's normal range)."""
+    return ((np.asarray(exponents, np.int32) + 127).astype(np.uint32) << np.uint32(23)).view(np.float32)
 
 
 def _first(wire, infinity):
