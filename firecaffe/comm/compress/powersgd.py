@@ -149,8 +149,9 @@ class PowerSGD(Codec):
             q = self._q[offset] = second[at_q:at_q + cols * r].reshape(cols, r).copy()
             at_q += cols * r
             total = basis @ q.T
-            mine = buf[where].reshape(rows, cols)
-            residual[where] = (mine - total / np.float32(workers)).ravel()
+            mine, lost = buf[where].reshape(rows, cols), residual[where].reshape(rows, cols)
+            np.divide(total, np.float32(workers), out=lost)          # in place: no temporaries of M's size
+            np.subtract(mine, lost, out=lost)
             mine[...] = total
 
 
