@@ -154,12 +154,12 @@ CODECS = ("fp16", "bf16", "int8", "powersgd:4")
 CODEC_TARGETS = {"fp16": 0.55, "bf16": 0.55, "int8": 0.3, "powersgd:4": 0.2}
 
 
-def compress_ratios(texts):
+def compress_ratios(texts, folder=f"{C}/compress-100M"):
     """Issue 21's time targets on the compressed sweep's records: each codec's median over the same strategy's
     uncompressed one (same run), MPICH's float32 Allreduce beside them; a ratio over its target is in bold."""
     at = {}
     for codec in ("none", "fp16", "bf16", "int8", "powersgd"):
-        for r in load_records(f"{C}/compress-100M/{codec}_100M.json"):
+        for r in load_records(f"{folder}/{codec}_100M.json"):
             at[(r["comm"], r["bytes"], r["ranks"], r.get("compress") or "none")] = r["median_s"]
     lines = ["| strategy | size | nodes | none ms | " + " | ".join(CODECS) + " | MPICH float32 ms |",
              "|---|---:|---:|---:|" + "---:|" * len(CODECS) + "---:|"]
@@ -180,6 +180,24 @@ def compress_ratios(texts):
     return "\n".join(lines)
 
 
+def powersgd_links(texts, folder=f"{C}/powersgd-links"):
+    """launch/powersgd_links.sh's readings: the bytes every link sent during each allreduce, and its time."""
+    import json
+    rows = ["| --compress | gradient | nodes | bytes sent, all links | bytes on the wire (codec) | time ms |",
+            "|---|---:|---:|---:|---:|---:|"]
+    sent = {}
+    for tag in ("none", "powersgd"):
+        before, after = (json.loads((REPO / folder / f"{when}_{tag}.json").read_text()) for when in ("before", "after"))
+        sent[tag] = sum(link["sent_bytes"] for link in after["links"]) - sum(
+            link["sent_bytes"] for link in before["links"])
+        record, = load_records(f"{folder}/bench_{tag}.json")
+        rows.append(f"| {record['compress']} | {record['bytes'] / MIB:.1f} MiB | {record['ranks']} | "
+                    f"{sent[tag] / MIB:,.1f} MiB | {record['wire_bytes'] / MIB:,.3f} MiB | {_ms(record['median_s'])} |")
+    rows.append("")
+    rows.append(f"PowerSGD sent {sent['none'] / sent['powersgd']:.0f}x fewer bytes on the links.")
+    return "\n".join(rows)
+
+
 BLOCKS = {
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "convergence-squeezenet": lambda texts: texts["docs/scaling/compress/squeezenet_digits/table.md"].rstrip("\n"),
@@ -187,6 +205,9 @@ BLOCKS = {
         "docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"].rstrip("\n"),
     "compress-fit": compress_fit,
     "compress-ratios": compress_ratios,
+    "compress-ratios-64M": lambda texts: compress_ratios(texts, f"{C}/compress-64M-100M"),
+    "powersgd-links": powersgd_links,
+    "powersgd-peer": lambda texts: texts["docs/scaling/compress/powersgd_peer/table.md"].rstrip("\n"),
     "strong-compress": lambda texts: _strong(texts, "strong-compress", ("none", "fp16", "powersgd:4"),
                                              "--compress", speedups=True),
     "nets": nets,

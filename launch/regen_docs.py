@@ -87,6 +87,10 @@ GENERATED = {
 GENERATED["docs/scaling/compress/squeezenet_digits/table.md"] = (
     "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_digits",
                "--plot", "{png}"])
+# PowerSGD against PyTorch's DDP powerSGD_hook on the same gradients (benchmarks/powersgd_peer.py --json)
+GENERATED["docs/scaling/compress/powersgd_peer/table.md"] = (
+    "script", ["benchmarks/powersgd_peer.py", "--from", "docs/scaling/compress/powersgd_peer/squeezenet_cifar.json",
+               "docs/scaling/compress/powersgd_peer/alexnet.json"])
 # the same before fp16 shifted its blocks (commit 6d6567f's plain cast to half)
 GENERATED["docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"] = (
     "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_digits_plain_fp16"])

@@ -36,22 +36,25 @@ def _parse_ranks(text):
     return ranks
 
 
-def _net_bytes(world, path, phase):
-    """The gradient bytes of ``path`` (its parameter bytes), read on rank 0 and shared."""
+def _net_gradient(world, path, phase):
+    """The gradient bytes of ``path`` (its parameter bytes) and its parameters' shapes (PowerSGD
+    compresses each weight matrix), read on rank 0 and shared."""
     answer = None
     if world.Get_rank() == 0:
         try:
             from ..core import backend
-            from ..insight.analysis import analyze
             from ..engine.net import Net
+            from ..insight.analysis import analyze
+            from ..insight.bench.codecs import shapes_of
             backend.set_mode_cpu()
-            answer = analyze(Net(path, phase=phase))["param_bytes"]
+            report = analyze(Net(path, phase=phase, shapes_only=True))
+            answer = (report["param_bytes"], shapes_of(report["layers"]))
         except FirecaffeError as exc:
             answer = f"--net {path}: {exc}"
     answer = world.bcast(answer, root=0)  # setup metadata, not the gradient path
     if isinstance(answer, str):
         raise FirecaffeError(answer)
-    if not answer:
+    if not answer[0]:
         raise FirecaffeError(f"--net {path} has no learnable parameters: nothing to reduce")
     return answer
 
@@ -92,7 +95,10 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
 
     from ..insight.bench import comm as bench_comm
     world = MPI.COMM_WORLD
-    byte_sizes = byte_sizes or [_net_bytes(world, net, phase.upper())]
+    shapes = None
+    if net:
+        gradient_bytes, shapes = _net_gradient(world, net, phase.upper())
+        byte_sizes = [gradient_bytes]
     rank0 = world.Get_rank() == 0
 
     def progress(name, nbytes, r):
@@ -103,7 +109,7 @@ def comm(comms, sizes, net, phase, ranks_text, sweep, repeats, warmup, ps_server
         from ..core.options import RunOptions
         records = bench_comm.run(world, names, byte_sizes, ranks, sweep, repeats, warmup, ps_servers,
                                  net=net, progress=progress, inter=inter, wait=RunOptions.build().wait,
-                                 compress=compress)
+                                 compress=compress, shapes=shapes)
     except FirecaffeError as exc:
         if world.Get_size() > 1 or "needs at least" not in str(exc):
             raise

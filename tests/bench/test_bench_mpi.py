@@ -100,3 +100,17 @@ def test_bench_comm_refuses_bad_options_before_starting_mpi(args, message):
     result = CliRunner().invoke(bench, ["comm", *args])
     assert result.exit_code != 0
     assert message in result.output + str(result.exception)
+
+
+def test_bench_comm_net_compresses_the_nets_own_matrices_with_powersgd(tmp_path):
+    # lenet_digits: conv1 20x9, conv2 50x180, ip1 128x200, ip2 10x128 and 4 biases, at rank 2 -> (rows + cols) 2
+    # numbers a matrix, the biases whole; one square-ish matrix of the same size would send another count
+    out = tmp_path / "b.json"
+    code, stdout, stderr = run(2, bench_module() + ["comm", "--comm", "ring", "--net", "nets/lenet_digits/train_test.prototxt",
+                                                    "--compress", "powersgd:2", "--repeats", "1", "--warmup", "0",
+                                                    "--quiet", "--json", str(out)], timeout=90)
+    assert code == 0, stdout + stderr
+    record, = json.loads(out.read_text())
+    matrices = [(20, 9), (50, 180), (128, 200), (10, 128)]
+    expected = 4 * (sum((rows + cols) * 2 for rows, cols in matrices) + 20 + 50 + 128 + 10)
+    assert record["wire_bytes"] == expected and record["correct"], record

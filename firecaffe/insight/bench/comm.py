@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ...comm import make_strategy, strategy_class
-from ...comm.compress import make_codec
+from ...comm.compress import layout_from_shapes, make_codec
 from ...comm.polite import PoliteComm
 from ...errors import FirecaffeError
 from .model import machine_kind
@@ -123,9 +123,10 @@ def time_allreduce(communicator, flat, repeats, warmup):
 
 
 def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter="tree", wait="spin",
-                compress="none"):
+                compress="none", shapes=None):
     """One measurement on the first ranks of ``world``: ``(times, correct, ranks per node)`` on world
-    rank 0, None elsewhere."""
+    rank 0, None elsewhere. ``shapes``: the parameters the gradient holds (a net's; PowerSGD compresses
+    each matrix), else one square-ish matrix."""
     from mpi4py import MPI
     rank = world.Get_rank()
     members = strategy_class(comm_name).processes(ranks, servers=servers)
@@ -134,8 +135,10 @@ def measure_one(world, comm_name, nbytes, ranks, repeats, warmup, servers, inter
     if sub != MPI.COMM_NULL:
         size = nbytes // ITEMSIZE
         per_node = ranks_per_node(sub)
-        strategy = make_strategy(comm_name, sub, servers=servers, inter=inter, wait=wait,
-                                 codec=make_codec(compress))    # PowerSGD: the gradient as one square-ish matrix
+        codec = make_codec(compress)
+        if shapes is not None:
+            codec.bind(layout_from_shapes(shapes))
+        strategy = make_strategy(comm_name, sub, servers=servers, inter=inter, wait=wait, codec=codec)
         if strategy.is_worker:
             result = (*time_allreduce(strategy, np.empty(size, np.float32), repeats, warmup), per_node)
         else:
@@ -158,7 +161,7 @@ def ranks_per_node(comm):
 
 
 def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, world_size, net=None,
-              per_node=1, inter="tree", compress="none"):
+              per_node=1, inter="tree", compress="none", shapes=None):
     """One JSON record for a measurement."""
     from mpi4py import MPI
     q1, median, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
@@ -174,7 +177,7 @@ def summarize(times, comm, nbytes, ranks, servers, repeats, warmup, correct, wor
         "correct": correct, "dtype": "float32", "net": net, "host": platform.node(), "machine": machine_kind(),
         "ranks_per_node": per_node, "inter": inter if comm == "hier" else None,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
-        "compress": compress, "wire_bytes": make_codec(compress).wire_bytes(nbytes),
+        "compress": compress, "wire_bytes": make_codec(compress).wire_bytes(nbytes, shapes),
     }
 
 
@@ -188,8 +191,9 @@ def add_ratios(records):
 
 
 def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, servers=1, net=None, progress=None,
-        inter="tree", wait="spin", compress="none"):
-    """Measure every strategy, size and rank count; the records on world rank 0, None elsewhere."""
+        inter="tree", wait="spin", compress="none", shapes=None):
+    """Measure every strategy, size and rank count; the records on world rank 0, None elsewhere.
+    ``shapes``: the parameters of ``net`` (one size: its gradient), see ``measure_one``."""
     if repeats < 1 or warmup < 0:
         raise FirecaffeError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     bad = [n for n in sizes if n < ITEMSIZE or n % ITEMSIZE]
@@ -205,11 +209,11 @@ def run(world, comms, sizes, ranks=None, sweep=False, repeats=10, warmup=2, serv
             if progress and world.Get_rank() == 0:
                 progress(comm_name, nbytes, r)
             sends = compress_for(comm_name, compress)
-            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers, inter, wait, sends)
+            result = measure_one(world, comm_name, nbytes, r, repeats, warmup, servers, inter, wait, sends, shapes)
             if result is not None:
                 times, correct, per_node = result
                 records.append(summarize(times, comm_name, nbytes, r, servers, repeats, warmup, correct,
-                                         world_size, net, per_node, inter, sends))
+                                         world_size, net, per_node, inter, sends, shapes))
     return add_ratios(records) if world.Get_rank() == 0 else None
 
 
