@@ -206,6 +206,7 @@ BLOCKS = {
     "compress-fit": compress_fit,
     "compress-ratios": compress_ratios,
     "compress-ratios-64M": lambda texts: compress_ratios(texts, f"{C}/compress-64M-100M"),
+    "compress-ratios-16n": lambda texts: compress_ratios(texts, f"{C}/compress-16n-100M"),
     "powersgd-links": powersgd_links,
     "powersgd-peer": lambda texts: texts["docs/scaling/compress/powersgd_peer/table.md"].rstrip("\n"),
     "strong-compress": lambda texts: _strong(texts, "strong-compress", ("none", "fp16", "powersgd:4"),
