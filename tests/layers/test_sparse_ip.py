@@ -1,0 +1,260 @@
+"""InnerProduct's sparse forward (ops/sparse_ip.py): equal to dense, chosen where it should be,
+and never stale: every way the weights can change is followed by a forward that must see it."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from firecaffe import fcz
+from firecaffe.engine.net import Net
+from firecaffe.ops import sparse_ip
+
+pytest.importorskip("scipy.sparse")
+
+
+def net_text(shape=(4, 6, 5), axis=1, transpose=False, bias=True, out=7, lr=None, engine=None):
+    param = f"param {{ lr_mult: {lr} }}" if lr is not None else ""
+    extra = f"engine: {engine}" if engine else ""
+    return f"""
+name: "ip"
+layer {{ name: "data" type: "Input" top: "data"
+         input_param {{ shape {{ {" ".join(f"dim: {d}" for d in shape)} }} }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "out" {param}
+         inner_product_param {{ num_output: {out} axis: {axis} transpose: {str(transpose).lower()}
+                                bias_term: {str(bias).lower()} {extra} }} }}
+"""
+
+
+def make_net(tmp_path, phase="TEST", name="net.prototxt", **kw):
+    path = tmp_path / name
+    path.write_text(net_text(**kw))
+    return Net(str(path), phase)
+
+
+def sparse_weights(gen, shape, density):
+    w = gen.standard_normal(shape).astype(np.float32)
+    return np.where(gen.random(shape) < density, w, 0).astype(np.float32)
+
+
+def expected(net, x):
+    """x W^T + b in float64 from the net's current weights, read without exposing them."""
+    layer = net.layer_dict["ip"]
+    w = layer.blobs[0].weights.astype(np.float64)
+    m = int(np.prod(x.shape[:layer.axis]))
+    y = x.reshape(m, -1).astype(np.float64) @ (w if layer.transpose else w.T)
+    if layer.bias_term:
+        y += layer.blobs[1].weights
+    return y.reshape(x.shape[:layer.axis] + (layer.num_output,))
+
+
+def run(net, x):
+    net.blobs["data"].data[...] = x
+    return net.forward()["out"].copy()
+
+
+def check(net, x):
+    np.testing.assert_allclose(run(net, x), expected(net, x), rtol=1e-4, atol=1e-4)
+
+
+def load(net, w, b=None):
+    layer = net.layer_dict["ip"]
+    layer.blobs[0].write(w)
+    if b is not None:
+        layer.blobs[1].write(b)
+
+
+@pytest.mark.parametrize("shape,axis,transpose,bias", [
+    ((4, 6, 5), 1, False, True), ((4, 6, 5), 1, True, True), ((4, 6, 5), 2, False, False),
+    ((3, 4, 6, 5), -2, True, False), ((1, 300), 1, False, True), ((64, 300), 1, True, True)])
+def test_sparse_forward_equals_dense(tmp_path, shape, axis, transpose, bias):
+    gen = np.random.default_rng(1)
+    net = make_net(tmp_path, shape=shape, axis=axis, transpose=transpose, bias=bias, out=9)
+    layer = net.layer_dict["ip"]
+    load(net, sparse_weights(gen, layer.blobs[0].shape, 0.08),
+         gen.standard_normal(9).astype(np.float32) if bias else None)
+    x = gen.standard_normal(shape).astype(np.float32)
+    first = run(net, x)
+    assert not layer.sparse.used                   # the first forward after a change: dense
+    for _ in range(2):
+        np.testing.assert_allclose(run(net, x), first, rtol=1e-5, atol=1e-5)
+        assert layer.sparse.used
+    np.testing.assert_allclose(first, expected(net, x), rtol=1e-4, atol=1e-4)
+    assert layer.engine_name.startswith("sparse")
+
+
+def test_engine_choice(tmp_path, monkeypatch):
+    gen = np.random.default_rng(2)
+
+    def used(density=0.05, **kw):
+        net = make_net(tmp_path, **kw)
+        load(net, sparse_weights(gen, net.layer_dict["ip"].blobs[0].shape, density))
+        x = gen.standard_normal((4, 6, 5)).astype(np.float32)
+        for _ in range(3):
+            check(net, x)
+        return net.layer_dict["ip"].engine_name
+
+    assert used().startswith("sparse")
+    assert not used(phase="TRAIN").startswith("sparse")            # the weight gradient is wanted
+    assert used(phase="TRAIN", lr=0).startswith("sparse")          # lr_mult 0: no weight gradient
+    assert used(engine="CAFFE") == "NumPy"
+    assert not used(density=0.3).startswith("sparse")
+    monkeypatch.setenv("FIRECAFFE_SPARSE_DENSITY", "0.5")
+    assert used(density=0.3).startswith("sparse")
+    monkeypatch.setenv("FIRECAFFE_SPARSE_DENSITY", "0")
+    assert not used().startswith("sparse")
+
+
+def test_a_bad_threshold_is_one_clear_error(tmp_path, monkeypatch):
+    from firecaffe.errors import FirecaffeError
+    monkeypatch.setenv("FIRECAFFE_SPARSE_DENSITY", "1.5")
+    with pytest.raises(FirecaffeError, match="FIRECAFFE_SPARSE_DENSITY=1.5: give a density between 0 and 1"):
+        make_net(tmp_path)
+
+
+def warmed(tmp_path, gen, **kw):
+    """A TEST net whose layer runs sparse, its input, and whether its storage is exposed."""
+    net = make_net(tmp_path, **kw)
+    load(net, sparse_weights(gen, net.layer_dict["ip"].blobs[0].shape, 0.08))
+    x = gen.standard_normal((4, 6, 5)).astype(np.float32)
+    run(net, x)
+    check(net, x)
+    assert net.layer_dict["ip"].sparse.used
+    return net, x
+
+
+def test_writing_through_a_held_view_is_seen(tmp_path):
+    gen = np.random.default_rng(3)
+    net, x = warmed(tmp_path, gen)
+    view = net.params["ip"][0].data             # a pycaffe script keeps a view
+    check(net, x)
+    view[0, 0] = 7.0 if view[0, 0] == 0 else 0.0  # a new nonzero, or one fewer, later
+    check(net, x)
+    nz = np.flatnonzero(view)[0]
+    view.flat[nz] += 1.0                        # the same pattern, another value
+    check(net, x)
+    net.params["ip"][0].data[...] = 0           # surgery, as pycaffe scripts write it
+    check(net, x)
+
+
+def test_assigning_data_is_seen(tmp_path):
+    gen = np.random.default_rng(4)
+    net, x = warmed(tmp_path, gen)
+    blob = net.params["ip"][0]
+    blob.data = sparse_weights(gen, blob.shape, 0.05)
+    check(net, x)
+    check(net, x)
+
+
+def test_loading_weights_is_seen(tmp_path):
+    gen = np.random.default_rng(5)
+    net, x = warmed(tmp_path, gen)
+    other, _ = warmed(tmp_path, gen, name="other.prototxt")
+    other.save(str(tmp_path / "w.caffemodel"))
+    net.copy_from(str(tmp_path / "w.caffemodel"))
+    check(net, x)
+    np.testing.assert_array_equal(net.layer_dict["ip"].blobs[0].weights, other.layer_dict["ip"].blobs[0].weights)
+    third, _ = warmed(tmp_path, gen, name="third.prototxt")
+    third.save_hdf5(str(tmp_path / "w.h5"))
+    net.copy_from(str(tmp_path / "w.h5"))
+    check(net, x)
+    check(net, x)
+    w = sparse_weights(gen, (7, 30), 0.04)
+    b = gen.standard_normal(7).astype(np.float32)
+    fcz.write(str(tmp_path / "w.fcz"), "ip", [("ip", "InnerProduct", [(w, {}), (b, {})])])
+    net.copy_from(str(tmp_path / "w.fcz"))
+    check(net, x)
+    np.testing.assert_array_equal(net.layer_dict["ip"].blobs[0].weights, w)
+    assert not net.layer_dict["ip"].blobs[0].storage.exposed      # loading is the engine's write
+
+
+def test_share_with_is_seen(tmp_path):
+    gen = np.random.default_rng(6)
+    net, x = warmed(tmp_path, gen)
+    train = make_net(tmp_path, phase="TRAIN", name="train.prototxt")
+    load(train, sparse_weights(gen, (7, 30), 0.06))
+    net.share_with(train)
+    check(net, x)
+    check(net, x)
+    train.param_arena[...] *= 2                 # the engine's write to the shared arena (as the solver's)
+    check(net, x)
+    check(net, x)
+    train.params["ip"][0].data[0, :] = 1.0      # the train net's blob exposed: the test net sees it
+    check(net, x)
+
+
+def test_engine_writes_without_exposure_keep_the_fast_path(tmp_path, monkeypatch):
+    gen = np.random.default_rng(7)
+    net, x = warmed(tmp_path, gen)
+    layer = net.layer_dict["ip"]
+    calls = []
+    real = layer.sparse._verified
+    monkeypatch.setattr(layer.sparse, "_verified", lambda w: calls.append(1) or real(w))
+    check(net, x)
+    check(net, x)
+    assert calls == []                          # nothing changed, nothing exposed: no scan
+    net.param_arena[:3] += 1.0                  # an arena write: one verification, then a rebuild
+    check(net, x)
+    assert len(calls) == 1
+    check(net, x)
+    check(net, x)
+    assert len(calls) == 1
+
+
+def test_solver_test_passes_see_each_update(tmp_path, monkeypatch):
+    """A Solver's test net shares the train net's weights: every test pass after steps must match a
+    dense forward of the updated weights, and the loop leaves the weights unexposed (no scan per
+    forward)."""
+    import os
+    from firecaffe.proto import io
+    from firecaffe.solvers import Solver
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    param = io.read_solver(os.path.join(repo, "nets", "lenet_digits", "solver.prototxt"))
+    param.snapshot_prefix, param.display, param.test_interval = str(tmp_path / "s"), 0, 0
+    param.snapshot_after_train = False
+    monkeypatch.chdir(repo)
+    solver = Solver(param)
+    test = solver.test_nets[0]
+    names = [layer.name for layer in test.layers if layer.type == "InnerProduct"]
+    from firecaffe.compress.retrain import Masks
+    masks = {}
+    for name in names:                          # pruned to 5%, kept so through the updates
+        w = solver.net.layer_dict[name].blobs[0].weights
+        masks[name] = np.abs(w) > np.quantile(np.abs(w), 0.95)
+    Masks(solver, masks).attach()
+    for _ in range(3):
+        solver.step(1)
+        for _ in range(3):
+            for name in names:              # up to the layer: its top before an in-place ReLU
+                test.forward(end=name)
+                layer = test.layer_dict[name]
+                i = test.layers.index(layer)
+                bottom, top = test.bottom_vecs[i][0].data, test.top_vecs[i][0].data
+                w = layer.blobs[0].weights.astype(np.float64)
+                want = bottom.reshape(bottom.shape[0], -1) @ w.T + layer.blobs[1].weights
+                np.testing.assert_allclose(top.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    assert any(test.layer_dict[n].sparse.used for n in names)
+    assert not any(test.layer_dict[n].blobs[0].storage.exposed for n in names)
+
+
+def test_without_scipy_every_layer_runs_dense(tmp_path, monkeypatch):
+    monkeypatch.setattr(sparse_ip, "_scipy", [])
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)     # import scipy.sparse raises ImportError
+    gen = np.random.default_rng(8)
+    net = make_net(tmp_path)
+    load(net, sparse_weights(gen, (7, 30), 0.05))
+    x = gen.standard_normal((4, 6, 5)).astype(np.float32)
+    for _ in range(3):
+        check(net, x)
+    assert net.layer_dict["ip"].engine_name == "NumPy"
+
+
+def test_firecaffe_imports_and_runs_where_scipy_cannot_be_imported(tmp_path):
+    (tmp_path / "net.prototxt").write_text(net_text())
+    code = ("import sys; sys.modules['scipy'] = None; sys.modules['scipy.sparse'] = None\n"
+            "import numpy as np, firecaffe\n"
+            f"net = firecaffe.Net({str(tmp_path / 'net.prototxt')!r}, firecaffe.TEST)\n"
+            "net.forward(); net.forward(); print(net.layer_dict['ip'].engine_name)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "sparse" not in out.stdout
