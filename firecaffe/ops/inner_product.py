@@ -19,6 +19,8 @@ product where the library loaded (firecaffe/ops/dnnl/ip.py: faster than
 OpenBLAS's matmuls on these shapes); the rest, and CuPy arrays, the matmuls below.
 The layer reads its weights through ``Blob.weights`` (not an exposure: core/blob.py).
 """
+import time
+
 from ..core import backend
 from . import dnnl, register
 from .base import Layer
@@ -73,12 +75,15 @@ class InnerProduct(Layer):
         x = bottom[0].data.reshape(self.m, self.k)
         w = self.blobs[0].weights
         y = top[0].data.reshape(self.m, self.num_output)
-        if self.sparse.forward(self, x, y) or dnnl_ip.forward(self, x, y):
+        if self.sparse.forward(self, x, y):
             return
-        xp = backend.xp_of(x)
-        xp.matmul(x, w if self.transpose else w.T, out=y)
-        if self.bias_term:
-            y += self.blobs[1].weights
+        began = time.perf_counter()
+        if not dnnl_ip.forward(self, x, y):
+            xp = backend.xp_of(x)
+            xp.matmul(x, w if self.transpose else w.T, out=y)
+            if self.bias_term:
+                y += self.blobs[1].weights
+        self.sparse.ran_dense(self.m, time.perf_counter() - began)
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(self.m, self.num_output)

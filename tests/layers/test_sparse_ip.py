@@ -13,6 +13,15 @@ from firecaffe.ops import sparse_ip
 pytest.importorskip("scipy.sparse")
 
 
+@pytest.fixture(autouse=True)
+def sparse_whenever_allowed(monkeypatch, request):
+    """The layers here are tiny (dense is faster): the timing policy is set aside, except in its own
+    test, so that these tests see the sparse path whenever the layer may run it."""
+    if "policy" not in request.node.name:
+        monkeypatch.setattr(sparse_ip.SparseWeight, "_pays", lambda self, rows: True)
+        monkeypatch.setattr(sparse_ip.SparseWeight, "_if_faster", lambda self, rows: self.matrix)
+
+
 def net_text(shape=(4, 6, 5), axis=1, transpose=False, bias=True, out=7, lr=None, engine=None):
     param = f"param {{ lr_mult: {lr} }}" if lr is not None else ""
     extra = f"engine: {engine}" if engine else ""
@@ -189,7 +198,7 @@ def test_engine_writes_without_exposure_keep_the_fast_path(tmp_path, monkeypatch
     layer = net.layer_dict["ip"]
     calls = []
     real = layer.sparse._verified
-    monkeypatch.setattr(layer.sparse, "_verified", lambda w: calls.append(1) or real(w))
+    monkeypatch.setattr(layer.sparse, "_verified", lambda w, n: calls.append(1) or real(w, n))
     check(net, x)
     check(net, x)
     assert calls == []                          # nothing changed, nothing exposed: no scan
@@ -258,3 +267,28 @@ def test_firecaffe_imports_and_runs_where_scipy_cannot_be_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "sparse" not in out.stdout
+
+
+def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path):
+    """Ski rental: after a change the layer runs dense and builds its copy once the dense forwards
+    lost (dense - sparse time) as much as a build costs; it runs dense where dense is faster."""
+    gen = np.random.default_rng(9)
+    net = make_net(tmp_path, shape=(4, 30))
+    layer, x = net.layer_dict["ip"], gen.standard_normal((4, 30)).astype(np.float32)
+    load(net, sparse_weights(gen, (7, 30), 0.05))
+    run(net, x)
+    run(net, x)                                   # no times yet: built at once
+    sw = layer.sparse
+    assert sw.matrix is not None and sw.build_s is not None
+    sw.build_s, sw.dense_s[4], sw.sparse_s[4] = 1.0, 0.5, 0.2   # a build costs 3.3 forwards' gain
+    assert run(net, x) is not None and sw.used
+    net.param_arena[...] *= 2                      # a change
+    builds = []
+    for _ in range(6):
+        sw.dense_s[4], sw.sparse_s[4] = 0.5, 0.2  # (the measured times, pinned)
+        check(net, x)
+        builds.append(sw.matrix is not None)
+    assert builds == [False, False, False, False, True, True]   # 0, .3, .6, .9, 1.2 >= 1
+    sw.dense_s[4], sw.sparse_s[4] = 0.1, 0.2      # dense faster at this batch: dense
+    check(net, x)
+    assert not sw.used
