@@ -18,8 +18,9 @@ def sparse_whenever_allowed(monkeypatch, request):
     """The layers here are tiny (dense is faster): the timing policy is set aside, except in its own
     test, so that these tests see the sparse path whenever the layer may run it."""
     if "policy" not in request.node.name:
-        monkeypatch.setattr(sparse_ip.SparseWeight, "_pays", lambda self, rows: True)
-        monkeypatch.setattr(sparse_ip.SparseWeight, "_if_faster", lambda self, rows: self.matrix)
+        monkeypatch.setattr(sparse_ip.Costs, "build_pays", lambda self, rows: True)
+        monkeypatch.setattr(sparse_ip.Costs, "scan_pays", lambda self: True)
+        monkeypatch.setattr(sparse_ip.Costs, "prefer_sparse", lambda self, rows: True)
 
 
 def net_text(shape=(4, 6, 5), axis=1, transpose=False, bias=True, out=7, lr=None, engine=None):
@@ -198,7 +199,7 @@ def test_engine_writes_without_exposure_keep_the_fast_path(tmp_path, monkeypatch
     layer = net.layer_dict["ip"]
     calls = []
     real = layer.sparse._verified
-    monkeypatch.setattr(layer.sparse, "_verified", lambda w, n: calls.append(1) or real(w, n))
+    monkeypatch.setattr(layer.sparse, "_verified", lambda w: calls.append(1) or real(w))
     check(net, x)
     check(net, x)
     assert calls == []                          # nothing changed, nothing exposed: no scan
@@ -269,26 +270,53 @@ def test_firecaffe_imports_and_runs_where_scipy_cannot_be_imported(tmp_path):
     assert "sparse" not in out.stdout
 
 
-def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path):
-    """Ski rental: after a change the layer runs dense and builds its copy once the dense forwards
-    lost (dense - sparse time) as much as a build costs; it runs dense where dense is faster."""
+def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path, monkeypatch):
+    """Ski rental: after a change the layer runs dense and rebuilds its copy once the dense forwards
+    lost (dense - sparse time) as much as a build costs; a weight not known sparse is scanned once
+    the dense forwards took SCAN_RATIO scans' time; where dense is faster, dense."""
     gen = np.random.default_rng(9)
     net = make_net(tmp_path, shape=(4, 30))
     layer, x = net.layer_dict["ip"], gen.standard_normal((4, 30)).astype(np.float32)
     load(net, sparse_weights(gen, (7, 30), 0.05))
-    run(net, x)
-    run(net, x)                                   # no times yet: built at once
     sw = layer.sparse
-    assert sw.matrix is not None and sw.build_s is not None
-    sw.build_s, sw.dense_s[4], sw.sparse_s[4] = 1.0, 0.5, 0.2   # a build costs 3.3 forwards' gain
-    assert run(net, x) is not None and sw.used
-    net.param_arena[...] *= 2                      # a change
-    builds = []
-    for _ in range(6):
-        sw.dense_s[4], sw.sparse_s[4] = 0.5, 0.2  # (the measured times, pinned)
-        check(net, x)
-        builds.append(sw.matrix is not None)
-    assert builds == [False, False, False, False, True, True]   # 0, .3, .6, .9, 1.2 >= 1
-    sw.dense_s[4], sw.sparse_s[4] = 0.1, 0.2      # dense faster at this batch: dense
+    pinned = {}
+
+    def took(self, rows, seconds, sparse):          # the measured times, pinned
+        real_took(self, rows, pinned["sparse" if sparse else "dense"], sparse)
+    real_took = sparse_ip.Costs.took
+    monkeypatch.setattr(sparse_ip.Costs, "took", took)
+    pinned.update(dense=0.5, sparse=0.2)
+    check(net, x)                                  # the first look: scanned, dense
+    check(net, x)                                  # the first build: at once
+    assert sw.used and sw.costs.build_s is not None
     check(net, x)
-    assert not sw.used
+    sw.costs.build_s = 1.0                         # a build costs 3.3 forwards' gain
+    net.param_arena[...] *= 2                      # a change (the sample check sees it)
+    built = []
+    for _ in range(7):
+        check(net, x)
+        built.append(sw.used)
+    # dense: the verification (not timed), then lost .3, .6, .9, 1.2 >= 1: built on the next
+    assert built == [False, False, False, False, False, True, True]
+    pinned.update(dense=0.1, sparse=0.15)          # dense faster at this batch (by less than 2x)
+    sw.costs.dense_s[4], sw.costs.sparse_s[4] = 0.1, 0.15
+    runs = []
+    for _ in range(sparse_ip.PROBE_EVERY):
+        check(net, x)
+        runs.append(sw.used)
+    assert runs.count(True) == 1                   # dense, probing sparse once in PROBE_EVERY
+
+    dense = make_net(tmp_path, shape=(4, 30), name="dense.prototxt")
+    load(dense, gen.standard_normal((7, 30)).astype(np.float32))
+    dsw = dense.layer_dict["ip"].sparse
+    check(dense, x)                                # the first look: scanned (scan_s measured)
+    assert dsw.density == 1.0
+    dsw.costs.scan_s = 1.0
+    dense.param_arena[...] *= 2
+    pinned.update(dense=0.25, sparse=0.2)
+    scanned = []
+    for _ in range(sparse_ip.SCAN_RATIO * 4 + 3):
+        check(dense, x)
+        scanned.append(dsw.density is not None)
+    assert scanned.index(True) == sparse_ip.SCAN_RATIO * 4       # once dense took 10 scans (40 x 0.25)
+    assert not dsw.used
