@@ -86,7 +86,8 @@ class SparseWeight:
             self.busy = True
         elif still:
             return self._unchanged(w, rows)
-        self.was_sparse = self.matrix is not None or (self.density is not None and self.density <= self.threshold)
+        self.was_sparse = (self.matrix is not None or (self.density <= self.threshold if self.density is not None
+                                                        else self.was_sparse))
         self.matrix, self.flat, self.array, self.epoch, self.density = None, None, w, epoch, None
         self.costs.changed()
         if self.costs.scan_s is None:   # the first look at this layer: scan now
@@ -186,7 +187,9 @@ class Costs:
 
     def prefer_sparse(self, rows):
         dense, sparse = self.dense_s.get(rows), self.sparse_s.get(rows)
-        if dense is None or sparse is None or sparse <= dense:
+        if dense is None:
+            return sparse is None       # timed sparse, not dense: a dense forward to compare
+        if sparse is None or sparse <= dense:
             return True
         self.calls += 1
         return sparse < 2 * dense and self.calls % PROBE_EVERY == 0

@@ -290,6 +290,11 @@ def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path, monkeyp
     check(net, x)                                  # the first build: at once
     assert sw.used and sw.costs.build_s is not None
     check(net, x)
+    assert sw.used                                 # timed sparse (the build's forward is not timed)
+    check(net, x)
+    assert not sw.used                             # timed dense once, to compare
+    check(net, x)
+    assert sw.used
     sw.costs.build_s = 1.0                         # a build costs 3.3 forwards' gain
     net.param_arena[...] *= 2                      # a change (the sample check sees it)
     built = []
