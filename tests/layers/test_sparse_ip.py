@@ -325,3 +325,35 @@ def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path, monkeyp
         scanned.append(dsw.density is not None)
     assert scanned.index(True) == sparse_ip.SCAN_RATIO * 4       # once dense took 10 scans (40 x 0.25)
     assert not dsw.used
+
+
+def test_time_reports_the_sparse_engine_and_engine_caffe_turns_it_off(tmp_path):
+    """`firecaffe time --phase TEST` names the engine of a pruned InnerProduct: sparse, and with
+    inner_product_param.engine CAFFE the dense NumPy path."""
+    import os
+    from firecaffe.proto import io
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    model = os.path.join(repo, "nets", "lenet_digits", "train_test.prototxt")
+    net = Net(model, "TEST")
+    gen = np.random.default_rng(10)
+    layers = []
+    for layer in net.layers:
+        if layer.blobs:
+            arrays = [layer.blobs[0].weights.copy(), layer.blobs[1].weights.copy()]
+            if layer.name == "ip1":
+                arrays[0] = sparse_weights(gen, arrays[0].shape, 0.05)
+            layers.append((layer.name, layer.type, [(a, {}) for a in arrays]))
+    fcz.write(str(tmp_path / "pruned.fcz"), net.name, layers)
+    param = io.read_net(model)
+    for lp in param.layer:
+        if lp.name == "ip1":
+            lp.inner_product_param.engine = lp.inner_product_param.CAFFE
+    io.write_text(param, str(tmp_path / "caffe_engine.prototxt"))
+    env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1")
+    for prototxt, want in ((model, "ip1\tengine: sparse (SciPy CSR, "),
+                           (str(tmp_path / "caffe_engine.prototxt"), "ip1\tengine: NumPy")):
+        result = subprocess.run([sys.executable, "-m", "firecaffe", "time", "--model", prototxt, "--phase", "TEST",
+                                 "--weights", str(tmp_path / "pruned.fcz"), "--iterations", "2"],
+                                cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert want in result.stderr, result.stderr
