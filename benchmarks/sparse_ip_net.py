@@ -166,7 +166,8 @@ def main():
     os.chdir(REPO)
     gen = np.random.default_rng(0)
     steady, loops = [], []
-    print(f"load before: {os.getloadavg()[0]:.2f}; {args.threads} threads; ms (best of {args.reps})")
+    load_before = os.getloadavg()[0]
+    print(f"load before: {load_before:.2f}; {args.threads} threads; ms (best of {args.reps})")
     print(f"{'net':>16} {'layer':>5} {'engine (firecaffe)':>34} {'firecaffe':>9} {'dense':>9} {'ratio':>8}")
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
         fcz = lenet_fcz(tmp, args.lenet_iters)
@@ -200,8 +201,8 @@ def main():
     print(f"load after: {load:.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(threads=args.threads, reps=args.reps, load_after=load, steady=steady, loops=loops),
-                      f, indent=1)
+            json.dump(dict(threads=args.threads, reps=args.reps, cpus=os.cpu_count(), load_before=load_before,
+                           load_after=load, date=time.strftime("%Y-%m-%d"), steady=steady, loops=loops), f, indent=1)
 
 
 if __name__ == "__main__":
