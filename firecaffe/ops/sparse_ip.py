@@ -48,6 +48,8 @@ def scipy_sparse():
 
 SCAN_RATIO = 10
 PROBE_EVERY = 32
+MIN_MACS = 1 << 20      # below this many multiply-adds a forward runs dense, untouched by the above
+                        # (LeNet's ip1 at batch 1: the checks cost more than SciPy could save)
 
 
 class SparseWeight:
@@ -71,7 +73,8 @@ class SparseWeight:
         self.used = self.busy = False   # the last forward: ran sparse; scanned, built or verified in vain
 
     def wanted(self, x, w):
-        return self.allowed and type(x) is np.ndarray and type(w) is np.ndarray and scipy_sparse() is not None
+        return (self.allowed and type(x) is np.ndarray and type(w) is np.ndarray and x.shape[0] * w.size >= MIN_MACS
+                and scipy_sparse() is not None)
 
     def current(self, blob, rows):
         """The CSR copy for ``blob``'s weights as they are now, or None (run dense)."""

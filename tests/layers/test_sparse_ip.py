@@ -16,7 +16,10 @@ pytest.importorskip("scipy.sparse")
 @pytest.fixture(autouse=True)
 def sparse_whenever_allowed(monkeypatch, request):
     """The layers here are tiny (dense is faster): the timing policy is set aside, except in its own
-    test, so that these tests see the sparse path whenever the layer may run it."""
+    test, so that these tests see the sparse path whenever the layer may run it (and its size floor,
+    except in the test of that)."""
+    if "tiny" not in request.node.name:
+        monkeypatch.setattr(sparse_ip, "MIN_MACS", 0)
     if "policy" not in request.node.name:
         monkeypatch.setattr(sparse_ip.Costs, "build_pays", lambda self, rows: True)
         monkeypatch.setattr(sparse_ip.Costs, "scan_pays", lambda self: True)
@@ -113,6 +116,18 @@ def test_engine_choice(tmp_path, monkeypatch):
     assert used(density=0.3).startswith("sparse")
     monkeypatch.setenv("FIRECAFFE_SPARSE_DENSITY", "0")
     assert not used().startswith("sparse")
+
+
+def test_a_tiny_forward_runs_dense_untouched(tmp_path):
+    gen = np.random.default_rng(11)
+    net = make_net(tmp_path)
+    load(net, sparse_weights(gen, (7, 30), 0.05))
+    x = gen.standard_normal((4, 6, 5)).astype(np.float32)
+    for _ in range(3):
+        check(net, x)
+    sw = net.layer_dict["ip"].sparse
+    assert 4 * 7 * 30 < sparse_ip.MIN_MACS and not sw.used and sw.array is None
+    assert net.layer_dict["ip"].engine_name == "NumPy"
 
 
 def test_a_bad_threshold_is_one_clear_error(tmp_path, monkeypatch):
@@ -260,14 +275,21 @@ def test_without_scipy_every_layer_runs_dense(tmp_path, monkeypatch):
 
 
 def test_firecaffe_imports_and_runs_where_scipy_cannot_be_imported(tmp_path):
-    (tmp_path / "net.prototxt").write_text(net_text())
-    code = ("import sys; sys.modules['scipy'] = None; sys.modules['scipy.sparse'] = None\n"
-            "import numpy as np, firecaffe\n"
-            f"net = firecaffe.Net({str(tmp_path / 'net.prototxt')!r}, firecaffe.TEST)\n"
-            "net.forward(); net.forward(); print(net.layer_dict['ip'].engine_name)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "sparse" not in out.stdout
+    """In a fresh process whose SciPy cannot be imported, `import firecaffe` works and a layer whose
+    (all-zero) weights would run sparse runs dense; the same process with SciPy runs it sparse."""
+    (tmp_path / "net.prototxt").write_text(net_text(shape=(64, 300), out=100))
+    run_net = ("import numpy as np, firecaffe\n"
+               f"net = firecaffe.Net({str(tmp_path / 'net.prototxt')!r}, firecaffe.TEST)\n"
+               "for _ in range(3): out = net.forward()['out']\n"
+               "print(net.layer_dict['ip'].engine_name, float(np.abs(out).max()))\n")
+    block = "import sys; sys.modules['scipy'] = None; sys.modules['scipy.sparse'] = None\n"
+    outs = []
+    for code in (block + run_net, run_net):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout)
+    assert "sparse" not in outs[0] and outs[0].split()[-1] == "0.0"
+    assert outs[1].startswith("sparse") and outs[1].split()[-1] == "0.0"
 
 
 def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path, monkeypatch):
