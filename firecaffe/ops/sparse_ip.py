@@ -70,7 +70,8 @@ class SparseWeight:
         self.density = None         # of self.array at self.epoch (None: not scanned since a change)
         self.was_sparse = False     # the weights before the last change were sparse
         self.costs = Costs()
-        self.used = self.busy = False   # the last forward: ran sparse; scanned, built or verified in vain
+        # the last forward: ran sparse; scanned, built or verified in vain; ran dense, measured faster
+        self.used = self.busy = self.slower = False
 
     def wanted(self, x, w):
         return (self.allowed and type(x) is np.ndarray and type(w) is np.ndarray and x.shape[0] * w.size >= MIN_MACS
@@ -82,6 +83,7 @@ class SparseWeight:
         still = w is self.array and epoch == self.epoch        # no engine write, no rebinding since
         if self.matrix is not None and w is self.array:
             if not self.costs.prefer_sparse(rows):
+                self.slower = True
                 return None             # (the copy is checked when next used)
             if (still and not blob.storage.exposed) or self._verified(w):
                 self.epoch = epoch
@@ -135,7 +137,7 @@ class SparseWeight:
     def forward(self, layer, x, y):
         """y = x W^T (+ b) from the CSR copy (x, y 2-D views); False where it runs dense."""
         blob = layer.blobs[0]
-        self.used = self.busy = False
+        self.used = self.busy = self.slower = False
         matrix = self.current(blob, x.shape[0]) if self.wanted(x, blob.weights) else None
         if matrix is None:
             return False
@@ -151,8 +153,10 @@ class SparseWeight:
             self.costs.took(rows, seconds, self.used)
 
     def engine_name(self):
-        """"sparse (...)" where the last forward ran sparse or the weights are sparse enough, else None."""
-        if self.used or (self.allowed and self.density is not None and self.density <= self.threshold):
+        """"sparse (...)" where the last forward ran sparse, or did not for want of a copy of weights
+        sparse enough; None where it ran dense (dense measured faster at its batch size, or not sparse)."""
+        if self.used or (self.allowed and not self.slower and self.density is not None
+                         and self.density <= self.threshold):
             return f"sparse (SciPy CSR, {self.density:.1%} of the weights)"
         return None
 

@@ -330,8 +330,9 @@ def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path, monkeyp
     runs = []
     for _ in range(sparse_ip.PROBE_EVERY):
         check(net, x)
-        runs.append(sw.used)
-    assert runs.count(True) == 1                   # dense, probing sparse once in PROBE_EVERY
+        runs.append((sw.used, layer.engine_name.startswith("sparse")))
+    assert runs.count((True, True)) == 1           # dense, probing sparse once in PROBE_EVERY
+    assert runs.count((False, False)) == sparse_ip.PROBE_EVERY - 1     # and named after what ran
 
     dense = make_net(tmp_path, shape=(4, 30), name="dense.prototxt")
     load(dense, gen.standard_normal((7, 30)).astype(np.float32))
