@@ -83,7 +83,7 @@ class SparseWeight:
         still = w is self.array and epoch == self.epoch        # no engine write, no rebinding since
         if self.matrix is not None and w is self.array:
             if not self.costs.prefer_sparse(rows):
-                self.slower = True
+                self.slower = self.costs.timed(rows)    # dense measured faster (not a timing probe)
                 return None             # (the copy is checked when next used)
             if (still and not blob.storage.exposed) or self._verified(w):
                 self.epoch = epoch
@@ -191,6 +191,9 @@ class Costs:
 
     def built(self, seconds):
         self.build_s = seconds
+
+    def timed(self, rows):
+        return rows in self.dense_s and rows in self.sparse_s
 
     def prefer_sparse(self, rows):
         dense, sparse = self.dense_s.get(rows), self.sparse_s.get(rows)

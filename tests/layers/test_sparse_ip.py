@@ -315,6 +315,7 @@ def test_timing_policy_builds_when_dense_forwards_lost_a_build(tmp_path, monkeyp
     assert sw.used                                 # timed sparse (the build's forward is not timed)
     check(net, x)
     assert not sw.used                             # timed dense once, to compare
+    assert layer.engine_name.startswith("sparse")  # (not named dense for it)
     check(net, x)
     assert sw.used
     sw.costs.build_s = 1.0                         # a build costs 3.3 forwards' gain
