@@ -1,4 +1,5 @@
-"""The tables and fitted figures of docs/scaling.md, each from committed raw data with the current code.
+"""The tables and fitted figures of docs/scaling.md (and docs/compression.md's sparse forward), each from
+committed raw data with the current code.
 
 launch/regen_docs.py writes each between ``<!-- regen_docs.py NAME -->`` and
 ``<!-- /regen_docs.py -->`` in docs/scaling.md; ``BLOCKS`` maps NAME to a function of the
@@ -219,7 +220,10 @@ def sparse_ip_range(texts):
     for r in _sparse_run()["steady"]:
         if r["net"].startswith("alexnet") and "unpruned" not in r["net"] and r["engine"].startswith("sparse"):
             at.setdefault(r["net"].split()[1], []).append(r["dense_ms"] / r["firecaffe_ms"])
-    return ", ".join(f"{min(v):.1f}-{max(v):.1f}x at batch {b[1:]}" for b, v in at.items())
+    def span(v):
+        lo, hi = f"{min(v):.1f}", f"{max(v):.1f}"
+        return f"{lo}x" if lo == hi else f"{lo}-{hi}x"
+    return ", ".join(f"{span(v)} at batch {b[1:]}" for b, v in at.items())
 
 
 BLOCKS = {
