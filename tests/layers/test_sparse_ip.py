@@ -118,13 +118,19 @@ def test_engine_choice(tmp_path, monkeypatch):
     assert not used().startswith("sparse")
 
 
-def test_a_tiny_forward_runs_dense_untouched(tmp_path):
-    gen = np.random.default_rng(11)
+def checked_thrice(tmp_path, seed):
+    """A TEST net with 5%-dense weights, its forward checked against dense three times."""
+    gen = np.random.default_rng(seed)
     net = make_net(tmp_path)
     load(net, sparse_weights(gen, (7, 30), 0.05))
     x = gen.standard_normal((4, 6, 5)).astype(np.float32)
     for _ in range(3):
         check(net, x)
+    return net
+
+
+def test_a_tiny_forward_runs_dense_untouched(tmp_path):
+    net = checked_thrice(tmp_path, 11)
     sw = net.layer_dict["ip"].sparse
     assert 4 * 7 * 30 < sparse_ip.MIN_MACS and not sw.used and sw.array is None
     assert net.layer_dict["ip"].engine_name == "NumPy"
@@ -265,12 +271,7 @@ def test_solver_test_passes_see_each_update(tmp_path, monkeypatch):
 def test_without_scipy_every_layer_runs_dense(tmp_path, monkeypatch):
     monkeypatch.setattr(sparse_ip, "_scipy", [])
     monkeypatch.setitem(sys.modules, "scipy.sparse", None)     # import scipy.sparse raises ImportError
-    gen = np.random.default_rng(8)
-    net = make_net(tmp_path)
-    load(net, sparse_weights(gen, (7, 30), 0.05))
-    x = gen.standard_normal((4, 6, 5)).astype(np.float32)
-    for _ in range(3):
-        check(net, x)
+    net = checked_thrice(tmp_path, 8)
     assert net.layer_dict["ip"].engine_name == "NumPy"
 
 
