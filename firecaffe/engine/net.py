@@ -70,9 +70,8 @@ class Net(PycaffeNetAPI):
     # --- construction --------------------------------------------------------
     @property
     def param_arena(self):
-        """The flat array behind the learnable blobs' data (engine/arena.py). Its writers (the
-        solver's update, the communicators, snapshots, compress) fetch it here for each write, so
-        every fetch counts as a write of the weights (core/blob.py, ``weights_epoch``)."""
+        """The learnable blobs' flat data (engine/arena.py); its writers fetch it for each write,
+        so a fetch counts as a write of the weights (core/blob.py, ``weights_epoch``)."""
         weights_changed()
         return self._param_arena
 
