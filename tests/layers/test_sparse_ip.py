@@ -266,6 +266,14 @@ def test_solver_test_passes_see_each_update(tmp_path, monkeypatch):
                 np.testing.assert_allclose(top.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
     assert any(test.layer_dict[n].sparse.used for n in names)
     assert not any(test.layer_dict[n].blobs[0].storage.exposed for n in names)
+    param.test_iter[0] = 4                      # Solver.test itself: one verification per layer per pass
+    solver.step(1)
+    calls = []
+    for name in names:
+        sw = test.layer_dict[name].sparse
+        monkeypatch.setattr(sw, "_verified", lambda w, real=sw._verified: calls.append(1) or real(w))
+    solver.test()
+    assert len(calls) == len(names)
 
 
 def test_without_scipy_every_layer_runs_dense(tmp_path, monkeypatch):
