@@ -8,7 +8,8 @@ weight is at most 10% dense), one with FIRECAFFE_SPARSE_DENSITY=0 (dense: oneDNN
     Gaussian weights pruned by magnitude (no ImageNet weights ship here; the speed depends on
     the density and the shapes, not on the values), pool5 filled at random.
 
-Steady state: ms per forward of the InnerProduct layers (best of --reps after warm-up).
+Steady state: ms per forward of the InnerProduct layers (best of --reps after warm-up), and what
+the sparse layer measured for its last CSR build and its last density scan (np.count_nonzero).
 AlexNet unpruned: the same fc6-fc8 dense, to show what the sparse machinery costs a dense net.
 Test-pass loop: a solver's test pass as Solver.test runs it on a test net sharing the train
 net's weights: the weights change (an update through the arena), then T forwards; ms per pass
@@ -151,8 +152,10 @@ def compare(label, nets, indices, reps, rows):
     engines = {nets[0].layers[i].name: nets[0].layers[i].engine_name for i in indices}
     for k in indices:
         a, b = forward_ms(nets, [k], reps)
-        name = nets[0].layers[k].name
-        rows.append(dict(net=label, layer=name, engine=engines[name], firecaffe_ms=a, dense_ms=b))
+        name, costs = nets[0].layers[k].name, nets[0].layers[k].sparse.costs
+        rows.append(dict(net=label, layer=name, engine=engines[name], firecaffe_ms=a, dense_ms=b,
+                         build_ms=None if costs.build_s is None else 1e3 * costs.build_s,
+                         scan_ms=None if costs.scan_s is None else 1e3 * costs.scan_s))
         print(f"{label:>16} {name:>5} {engines[name][:34]:>34} {a:9.3f} {b:9.3f} {b / a:7.2f}x", flush=True)
 
 

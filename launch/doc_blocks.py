@@ -191,11 +191,12 @@ def _sparse_run():
 
 def sparse_ip_steady(texts):
     """docs/compression.md: InnerProduct forwards inside nets, firecaffe (sparse where it chose to) and dense."""
-    lines = ["| net, batch | layer | engine (firecaffe) | firecaffe ms | dense ms | dense / firecaffe |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = ["| net, batch | layer | engine (firecaffe) | firecaffe ms | dense ms | dense / firecaffe "
+             "| CSR build ms | density scan ms |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in _sparse_run()["steady"]:
+        build, scan = (_ms(r[k] / 1e3) if r.get(k) is not None else "" for k in ("build_ms", "scan_ms"))
         lines.append(f"| {r['net']} | {r['layer']} | {r['engine']} | {r['firecaffe_ms']:.3g} | "
-                     f"{r['dense_ms']:.3g} | {r['dense_ms'] / r['firecaffe_ms']:.2f}x |")
+                     f"{r['dense_ms']:.3g} | {r['dense_ms'] / r['firecaffe_ms']:.2f}x | {build} | {scan} |")
     return "\n".join(lines)
 
 
