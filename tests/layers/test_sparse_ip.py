@@ -154,11 +154,15 @@ def warmed(tmp_path, gen, **kw):
     return net, x
 
 
-def test_writing_through_a_held_view_is_seen(tmp_path):
+@pytest.mark.parametrize("transpose", [False, True])
+def test_writing_through_a_held_view_is_seen(tmp_path, transpose):
     gen = np.random.default_rng(3)
-    net, x = warmed(tmp_path, gen)
+    net, x = warmed(tmp_path, gen, transpose=transpose)
     view = net.params["ip"][0].data             # a pycaffe script keeps a view
+    sw = net.layer_dict["ip"].sparse
+    copy = sw.matrix
     check(net, x)
+    assert sw.used and sw.matrix is copy        # exposed, unchanged: verified, kept (not rebuilt)
     view[0, 0] = 7.0 if view[0, 0] == 0 else 0.0  # a new nonzero, or one fewer, later
     check(net, x)
     nz = np.flatnonzero(view)[0]
