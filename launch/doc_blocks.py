@@ -1,4 +1,5 @@
-"""The tables and fitted figures of docs/scaling.md, each from committed raw data with the current code.
+"""The tables and fitted figures of docs/scaling.md (and docs/compression.md's sparse forward), each from
+committed raw data with the current code.
 
 launch/regen_docs.py writes each between ``<!-- regen_docs.py NAME -->`` and
 ``<!-- /regen_docs.py -->`` in docs/scaling.md; ``BLOCKS`` maps NAME to a function of the
@@ -198,7 +199,57 @@ def powersgd_links(texts, folder=f"{C}/powersgd-links"):
     return "\n".join(rows)
 
 
+SPARSE = "docs/compression/sparse_ip_net.json"       # benchmarks/sparse_ip_net.py --json
+
+
+def _sparse_run():
+    import json
+    return json.loads((REPO / SPARSE).read_text())
+
+
+def sparse_ip_steady(texts):
+    """docs/compression.md: InnerProduct forwards inside nets, firecaffe (sparse where it chose to) and dense."""
+    lines = ["| net, batch | layer | engine (firecaffe) | firecaffe ms | dense ms | dense / firecaffe "
+             "| CSR build ms | density scan ms |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in _sparse_run()["steady"]:
+        build, scan = (_ms(r[k] / 1e3) if r.get(k) is not None else "" for k in ("build_ms", "scan_ms"))
+        lines.append(f"| {r['net']} | {r['layer']} | {r['engine']} | {r['firecaffe_ms']:.3g} | "
+                     f"{r['dense_ms']:.3g} | {r['dense_ms'] / r['firecaffe_ms']:.2f}x | {build} | {scan} |")
+    return "\n".join(lines)
+
+
+def sparse_ip_loop(texts):
+    """docs/compression.md: a test pass after each weight update, T forwards, firecaffe and dense."""
+    lines = ["| net, batch | forwards per pass | firecaffe ms | dense ms | dense / firecaffe |", "|---|---:|---:|---:|---:|"]
+    for r in _sparse_run()["loops"]:
+        lines.append(f"| {r['net']} | {r['forwards']} | {r['firecaffe_ms']:.4g} | {r['dense_ms']:.4g} | "
+                     f"{r['dense_ms'] / r['firecaffe_ms']:.2f}x |")
+    return "\n".join(lines)
+
+
+def sparse_ip_conditions(texts):
+    run = _sparse_run()
+    return (f"{run['date']}, {run['threads']} threads on {run['cpus']} shared cores, load average "
+            f"{run['load_before']:.1f} before and {run['load_after']:.1f} after, best of {run['reps']}")
+
+
+def sparse_ip_range(texts):
+    """The steady-state ratios of the sparse layers at each AlexNet batch, as 'lo-hi x at batch b'."""
+    at = {}
+    for r in _sparse_run()["steady"]:
+        if r["net"].startswith("alexnet") and "unpruned" not in r["net"] and r["engine"].startswith("sparse"):
+            at.setdefault(r["net"].split()[1], []).append(r["dense_ms"] / r["firecaffe_ms"])
+    def span(v):
+        lo, hi = f"{min(v):.1f}", f"{max(v):.1f}"
+        return f"{lo}x" if lo == hi else f"{lo}-{hi}x"
+    return ", ".join(f"{span(v)} at batch {b[1:]}" for b, v in at.items())
+
+
 BLOCKS = {
+    "sparse-ip-steady": sparse_ip_steady,
+    "sparse-ip-loop": sparse_ip_loop,
+    "sparse-ip-conditions": sparse_ip_conditions,
+    "sparse-ip-range": sparse_ip_range,
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "convergence-squeezenet": lambda texts: texts["docs/scaling/compress/squeezenet_digits/table.md"].rstrip("\n"),
     "convergence-plain-fp16": lambda texts: texts[

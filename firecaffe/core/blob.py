@@ -9,20 +9,55 @@ from ..errors import ShapeError
 MAX_AXES = 32           # Caffe's kMaxBlobAxes: Blob::Reshape refuses more
 
 
+class Storage:
+    """What a sparse copy of a weight (ops/sparse_ip.py) needs to know about the array behind a
+    learnable blob, shared by every blob that aliases it (share_with, PERMISSIVE sharing):
+    ``exposed`` once its array was handed out through ``Blob.data`` (a pycaffe script may hold a
+    view and write through it at any time: a copy of it is verified before each use from then on)."""
+
+    __slots__ = ("exposed",)
+
+    def __init__(self, exposed=False):
+        self.exposed = exposed
+
+
+_epoch = [0]
+
+
+def weights_epoch():
+    """A counter the engine bumps at every write it makes to learnable weights (Blob.write,
+    Blob.alias, rebinding ``Blob.data``, any read of a net's ``param_arena``: the solver, the
+    communicators, snapshots and compress write through it). Unchanged epoch and unexposed
+    storage: no weight changed since."""
+    return _epoch[0]
+
+
+def weights_changed():
+    _epoch[0] += 1
+
+
 class Blob:
     """Caffe's Blob: ``data`` and ``diff`` arrays of one shape.
 
     Learnable blobs are views into the net's flat parameter and gradient arenas; a
     train net's are never rebound after it is built, only written in place (a test
     net's are rebound once, to the train net's, when the solver shares its weights).
+
+    A learnable blob (``learnable``, set by Layer.make_blob) tracks its writers for the sparse
+    copies of its weights (ops/sparse_ip.py): reading ``data`` marks its ``storage`` exposed,
+    assigning it bumps ``weights_epoch``; the engine's own reads go through ``weights`` (no
+    exposure) and its writes through ``write``/``alias`` (counted).
     """
+
+    learnable = False
 
     def __init__(self, shape=(), dtype=np.float32, name="", ledger=None):
         self.name = name
         self.dtype = np.dtype(dtype)
         self.ledger = None
-        self.data = None
+        self._data = None
         self.diff = None
+        self.storage = Storage()
         self.reshape(shape)
         self.ledger = ledger        # a net's MemoryLedger: its reshapes from now on count in the net's sum
 
@@ -34,7 +69,7 @@ class Blob:
             raise ShapeError(f"{self._who()}: a shape of {len(shape)} axes; a blob has at most {MAX_AXES} "
                              "(Caffe's kMaxBlobAxes)")
         shape = tuple(int(s) for s in shape)
-        if self.data is not None and self.data.shape == shape:
+        if self._data is not None and self._data.shape == shape:
             return
         if any(s < 0 for s in shape):
             raise ShapeError(f"{self._who()}: negative dimension in shape {shape}")
@@ -42,8 +77,45 @@ class Blob:
         if self.ledger is not None:
             self.ledger.charge(self, shape)
         xp = backend.xp()
-        self.data = xp.zeros(shape, dtype=self.dtype)
+        self.rebind(xp.zeros(shape, dtype=self.dtype))
         self.diff = xp.zeros(shape, dtype=self.dtype)
+
+    @property
+    def data(self):
+        """The data array (pycaffe's ``blob.data``); for a learnable blob, handing it out marks
+        its storage exposed (the caller may keep it and write it later)."""
+        if self.learnable:
+            self.storage.exposed = True
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        """Rebinding to an array the caller holds: a new, exposed storage."""
+        self.rebind(value)
+        if self.learnable:
+            self.storage = Storage(exposed=True)
+
+    @property
+    def weights(self):
+        """The data array for the engine's own reads (not an exposure; never keep it to write)."""
+        return self._data
+
+    def rebind(self, array):
+        """The engine points the blob at ``array`` (an arena view it owns)."""
+        self._data = array
+        if self.learnable:
+            weights_changed()
+
+    def write(self, values):
+        """The engine writes ``values`` into the data in place (loading weights)."""
+        self._data[...] = values
+        if self.learnable:
+            weights_changed()
+
+    def alias(self, source):
+        """Read ``source``'s data (no copy), with its storage: share_with, PERMISSIVE sharing."""
+        self.rebind(source._data if source._data.shape == self.shape else source._data.reshape(self.shape))
+        self.storage = source.storage
 
     def _who(self):
         layer = self.ledger.layer if self.ledger is not None else ""
@@ -54,15 +126,15 @@ class Blob:
 
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def count(self):
-        return int(np.prod(self.data.shape, dtype=np.int64))
+        return int(np.prod(self._data.shape, dtype=np.int64))
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self._data.ndim
 
     def _legacy(self, axis):
         return self.shape[axis] if self.ndim > axis else 1

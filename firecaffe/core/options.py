@@ -89,6 +89,9 @@ class Environment:
     mpi_init_timeout: float = 300.0      # FIRECAFFE_MPI_INIT_TIMEOUT: seconds MPI_Init may wait (0: forever)
     cluster_dir: Optional[str] = None    # FIRECAFFE_CLUSTER_DIR: where `firecaffe cluster` keeps its state
     dnnl_lib: Optional[str] = None       # FIRECAFFE_DNNL_LIB: the libdnnl to load, or off (ops/dnnl)
+    sparse_density: float = 0.10         # FIRECAFFE_SPARSE_DENSITY: InnerProduct weights this sparse or
+                                         # sparser run a CSR forward where no weight gradient is needed
+                                         # (ops/sparse_ip.py); 0: never
 
 
 def read_environment(environ=None):
@@ -101,7 +104,8 @@ def read_environment(environ=None):
         no_progress=bool(env.get("FIRECAFFE_NO_PROGRESS")),
         mpi_init_timeout=_number(env, "FIRECAFFE_MPI_INIT_TIMEOUT", 300.0),
         cluster_dir=env.get("FIRECAFFE_CLUSTER_DIR") or None,
-        dnnl_lib=env.get("FIRECAFFE_DNNL_LIB"))
+        dnnl_lib=env.get("FIRECAFFE_DNNL_LIB"),
+        sparse_density=_fraction(env, "FIRECAFFE_SPARSE_DENSITY", 0.10))
 
 
 def environment():
@@ -122,6 +126,13 @@ def _integer(env, name, default):
 
 def _number(env, name, default):
     return _parsed(env, name, default, float, "give a number of seconds")
+
+
+def _fraction(env, name, default):
+    value = _parsed(env, name, default, float, "give a density between 0 and 1")
+    if not 0.0 <= value <= 1.0:
+        raise FirecaffeError(f"{name}={value!r}: give a density between 0 and 1 (0: never)")
+    return value
 
 
 def _parsed(env, name, default, kind, advice):

@@ -60,8 +60,8 @@ def build_arenas(net):
     for i in order:
         blob = net.learnable_params[i]
         n = blob.count
-        net.param_arena[offset:offset + n] = blob.data.reshape(-1)
-        blob.data = net.param_arena[offset:offset + n].reshape(blob.shape)
+        net.param_arena[offset:offset + n] = blob.weights.reshape(-1)
+        blob.rebind(net.param_arena[offset:offset + n].reshape(blob.shape))
         blob.diff = net.diff_arena[offset:offset + n].reshape(blob.shape)
         net.param_offsets[i] = offset
         offset += n
@@ -79,6 +79,8 @@ def build_arenas(net):
 def view_blob(owner, shape):
     """A blob sharing ``owner``'s storage with another shape (PERMISSIVE sharing)."""
     blob = Blob.__new__(Blob)
-    blob.name, blob.dtype, blob.owner = owner.name, owner.dtype, owner
-    blob.data, blob.diff = owner.data.reshape(shape), owner.diff.reshape(shape)
+    blob.name, blob.dtype, blob.owner, blob.learnable = owner.name, owner.dtype, owner, owner.learnable
+    blob._data, blob.storage = None, owner.storage
+    blob.rebind(owner.weights.reshape(shape))
+    blob.diff = owner.diff.reshape(shape)
     return blob

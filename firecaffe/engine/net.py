@@ -18,7 +18,7 @@ import numpy as np
 
 from . import arena, gpu_errors, graph
 from .graph import locate_layer
-from ..core.blob import Blob, MemoryLedger
+from ..core.blob import Blob, MemoryLedger, weights_changed
 from ..core.hooks import Hooks
 from ..errors import DataError, FirecaffeError, PrototxtError
 from ..ops import LAYERS, create_layer
@@ -68,6 +68,18 @@ class Net(PycaffeNetAPI):
             self.copy_from(weights)
 
     # --- construction --------------------------------------------------------
+    @property
+    def param_arena(self):
+        """The learnable blobs' flat data (engine/arena.py); its writers fetch it for each write,
+        so a fetch counts as a write of the weights (core/blob.py, ``weights_epoch``)."""
+        weights_changed()
+        return self._param_arena
+
+    @param_arena.setter
+    def param_arena(self, value):
+        weights_changed()
+        self._param_arena = value
+
     def _where(self, layer_param):
         return locate_layer(self.source, layer_param.name)
 

@@ -226,7 +226,7 @@ class PycaffeNetAPI:
                 if blob.shape != source.shape:
                     raise FirecaffeError(f"layer '{layer.name}': cannot share a param of shape {source.shape} "
                                          f"with one of shape {blob.shape}")
-                blob.data = source.data
+                blob.alias(source)
                 self.ledger.charge(blob, blob.shape, f"weights of layer '{layer.name}' (shared)", copies=1)
 
     def to_proto(self, write_diff=False):

@@ -63,7 +63,7 @@ def copy_into(net, source, require_all=False, hdf5=False):
                         f"{label}: cannot copy param {k} of layer '{name}': shape mismatch, "
                         f"source {shape_str(array.shape)} vs net {shape_str(blob.shape)}")
                 array = array.reshape(blob.shape)       # legacy num/channels/height/width blobs
-            blob.data[...] = backend.xp().asarray(array, dtype=blob.dtype)
+            blob.write(backend.xp().asarray(array, dtype=blob.dtype))
     missing = [layer.name for layer in net.layers if layer.blobs and layer.name not in copied]
     if not seen:
         raise PrototxtError(f"{label}: holds no layers (an empty or truncated weights file?)")
@@ -108,7 +108,7 @@ def net_to_proto(net, write_diff=False):
         new.CopyFrom(lp)
         del new.blobs[:]
         for blob in layer.blobs:
-            proto = io.array_to_blob(backend.to_host(blob.data))
+            proto = io.array_to_blob(backend.to_host(blob.weights))
             if write_diff:
                 proto.diff.extend(backend.to_host(blob.diff).reshape(-1).tolist())
             new.blobs.add().CopyFrom(proto)
@@ -142,7 +142,7 @@ def _write_layer(group, layer, attr, path):
     try:
         g = group.require_group(layer.name)
         for k, blob in enumerate(layer.blobs):
-            g.create_dataset(str(k), data=backend.to_host(getattr(blob, attr)))
+            g.create_dataset(str(k), data=backend.to_host(blob.weights if attr == "data" else blob.diff))
     except (TypeError, ValueError) as exc:
         raise PrototxtError(f"{path}: layer name '{layer.name}' clashes with another layer's blob or "
                             f"group in an HDF5 weights file ({exc}); save a .caffemodel instead") from None

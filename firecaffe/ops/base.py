@@ -135,8 +135,9 @@ class Layer:
         """A new parameter blob of ``shape``, filled by the FillerParameter ``filler``."""
         from ..core.fillers import fill
         blob = Blob(shape, self.dtype, name=f"{self.name}[{len(self.blobs)}]")
+        blob.learnable = True
         if filler is not None and self.fill_blobs:
-            blob.data[...] = backend.xp().asarray(fill(filler, blob.shape, self.dtype))
+            blob.write(backend.xp().asarray(fill(filler, blob.shape, self.dtype)))
         self.blobs.append(blob)
         return blob
 

@@ -10,14 +10,22 @@ Caffe type "InnerProduct", inner_product_param:
 
 The top has shape bottom.shape[:axis] + (N,).
 
-On the CPU, float32 layers of 2^20 or more multiply-adds run oneDNN's inner
+  engine         firecaffe's: CAFFE runs the dense NumPy path (no oneDNN, no sparse forward)
+
+On the CPU, a weight of density at most FIRECAFFE_SPARSE_DENSITY (0.10) in a layer
+that needs no weight gradient (TEST nets) runs a SciPy CSR product (firecaffe/ops/
+sparse_ip.py); float32 layers of 2^20 or more multiply-adds run oneDNN's inner
 product where the library loaded (firecaffe/ops/dnnl/ip.py: faster than
 OpenBLAS's matmuls on these shapes); the rest, and CuPy arrays, the matmuls below.
+The layer reads its weights through ``Blob.weights`` (not an exposure: core/blob.py).
 """
+import time
+
 from ..core import backend
 from . import dnnl, register
 from .base import Layer
 from .dnnl import ip as dnnl_ip
+from .sparse_ip import SparseWeight
 
 
 @register("InnerProduct")
@@ -34,11 +42,12 @@ class InnerProduct(Layer):
         self.transpose = bool(p.transpose)
         self.axis = self._axis(bottom[0])
         self.k = bottom[0].count_range(self.axis)
-        self.use_dnnl = dnnl.AVAILABLE
+        self.use_dnnl = dnnl.AVAILABLE and p.engine != p.CAFFE
         shape = (self.k, self.num_output) if self.transpose else (self.num_output, self.k)
         self.make_blob(shape, p.weight_filler)
         if self.bias_term:
             self.make_blob((self.num_output,), p.bias_filler)
+        self.sparse = SparseWeight(self)
 
     def _axis(self, blob):
         try:
@@ -59,18 +68,20 @@ class InnerProduct(Layer):
     @property
     def engine_name(self):
         """The CPU engine of this layer, as `firecaffe time` prints it."""
-        return dnnl.VERSION if dnnl_ip.wanted(self, self.blobs[0].data) else "NumPy"
+        sparse = self.sparse.engine_name()
+        return sparse or (dnnl.VERSION if dnnl_ip.wanted(self, self.blobs[0].weights) else "NumPy")
 
     def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.m, self.k)
-        w = self.blobs[0].data
+        w = self.blobs[0].weights
         y = top[0].data.reshape(self.m, self.num_output)
-        if dnnl_ip.forward(self, x, y):
-            return
-        xp = backend.xp_of(x)
-        xp.matmul(x, w if self.transpose else w.T, out=y)
-        if self.bias_term:
-            y += self.blobs[1].data
+        began = time.perf_counter()
+        if not self.sparse.forward(self, x, y) and not dnnl_ip.forward(self, x, y):
+            xp = backend.xp_of(x)
+            xp.matmul(x, w if self.transpose else w.T, out=y)
+            if self.bias_term:
+                y += self.blobs[1].weights
+        self.sparse.took(self.m, time.perf_counter() - began)
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(self.m, self.num_output)
@@ -86,7 +97,7 @@ class InnerProduct(Layer):
         if self.bias_term:
             self.blobs[1].diff += dy.sum(axis=0)
         if dx is not None:
-            dx[...] = dy @ w.data.T if self.transpose else dy @ w.data
+            dx[...] = dy @ w.weights.T if self.transpose else dy @ w.weights
 
     def flops(self, bottom, top):
         m, k = bottom[0].count_range(0, self.axis), self.k

@@ -95,9 +95,9 @@ def forward(layer, x, y):
     geo = _geometry(layer) if wanted(layer, x) else None
     if geo is None:
         return False
-    args = {api.ARG_SRC: x, api.ARG_WEIGHTS: layer.blobs[0].data, api.ARG_DST: y}
+    args = {api.ARG_SRC: x, api.ARG_WEIGHTS: layer.blobs[0].weights, api.ARG_DST: y}
     if layer.bias_term:
-        args[api.ARG_BIAS] = layer.blobs[1].data
+        args[api.ARG_BIAS] = layer.blobs[1].weights
     geo.forward(args)
     return True
 
@@ -124,5 +124,5 @@ def backward(layer, x, dy, dx):
     if layer.bias_term:
         layer.blobs[1].diff[...] += db
     if data_grad is not None:
-        data_grad({api.ARG_DIFF_DST: dy, api.ARG_WEIGHTS: layer.blobs[0].data, api.ARG_DIFF_SRC: dx})
+        data_grad({api.ARG_DIFF_DST: dy, api.ARG_WEIGHTS: layer.blobs[0].weights, api.ARG_DIFF_SRC: dx})
     return True
