@@ -144,9 +144,9 @@ def _strong(texts, folder, labels, heading="strategy", speedups=False):
     return "\n".join(lines)
 
 
-def compress_fit(texts):
+def compress_fit(texts, folder=f"{C}/compress-100M"):
     """The compressed fit's delta line and its largest error per strategy and codec (bench fit's own table)."""
-    text = texts[f"{C}/compress-100M/fit.txt"]
+    text = texts[f"{folder}/fit.txt"]
     start = text.index("delta (encode + decode")
     return text[start:].split("\n\n")[0] + "\n\n" + text[start:].split("\n\n")[1].rstrip("\n")
 
@@ -160,10 +160,13 @@ def compress_ratios(texts, folder=f"{C}/compress-100M"):
     uncompressed one (same run), MPICH's float32 Allreduce beside them; a ratio over its target is in bold."""
     at = {}
     for codec in ("none", "fp16", "bf16", "int8", "powersgd"):
+        if not (REPO / folder / f"{codec}_100M.json").exists():       # a sweep of some codecs only
+            continue
         for r in load_records(f"{folder}/{codec}_100M.json"):
             at[(r["comm"], r["bytes"], r["ranks"], r.get("compress") or "none")] = r["median_s"]
-    lines = ["| strategy | size | nodes | none ms | " + " | ".join(CODECS) + " | MPICH float32 ms |",
-             "|---|---:|---:|---:|" + "---:|" * len(CODECS) + "---:|"]
+    codecs = [codec for codec in CODECS if any(key[3] == codec for key in at)]
+    lines = ["| strategy | size | nodes | none ms | " + " | ".join(codecs) + " | MPICH float32 ms |",
+             "|---|---:|---:|---:|" + "---:|" * len(codecs) + "---:|"]
     for comm in ("tree", "dbtree", "ring"):
         for size in sorted({b for c, b, p, _ in at if c == comm}):
             for ranks in sorted({p for c, b, p, _ in at if c == comm and b == size}):
@@ -171,7 +174,7 @@ def compress_ratios(texts, folder=f"{C}/compress-100M"):
                 if base is None:
                     continue
                 cells = []
-                for codec in CODECS:
+                for codec in codecs:
                     t = at.get((comm, size, ranks, codec))
                     ratio = "" if t is None else f"{t / base:.2f}x"
                     cells.append(f"**{ratio}**" if t is not None and t / base > CODEC_TARGETS[codec] else ratio)
@@ -258,6 +261,8 @@ BLOCKS = {
     "compress-ratios": compress_ratios,
     "compress-ratios-64M": lambda texts: compress_ratios(texts, f"{C}/compress-64M-100M"),
     "compress-ratios-16n": lambda texts: compress_ratios(texts, f"{C}/compress-16n-100M"),
+    "compress-ratios-psgd": lambda texts: compress_ratios(texts, f"{C}/compress-psgd-100M"),
+    "compress-fit-psgd": lambda texts: compress_fit(texts, f"{C}/compress-psgd-100M"),
     "powersgd-links": powersgd_links,
     "powersgd-peer": lambda texts: texts["docs/scaling/compress/powersgd_peer/table.md"].rstrip("\n"),
     "strong-compress": lambda texts: _strong(texts, "strong-compress", ("none", "fp16", "powersgd:4"),

@@ -75,9 +75,16 @@ GENERATED = {
     f"{C}/1G/profile.json": ("profile", ["bench", "fit", f"{C}/1G", "--cores", "0", "--force"]),
     # compressed gradients (bench comm --compress) on 2-8 nodes at 100 Mb/s: delta per codec, alpha-beta-gamma
     # from the uncompressed points of the same run; --force: alpha fits to 0 at these sizes
-    f"{C}/compress-100M/fit.txt": ("cli", ["bench", "fit", f"{C}/compress-100M", "--cores", "0"]),
+    # --compute-cores 2: the codecs' encoding is each rank's own CPU work, and 8 ranks shared 2 cores
+    f"{C}/compress-100M/fit.txt": ("cli", ["bench", "fit", f"{C}/compress-100M", "--cores", "0",
+                                           "--compute-cores", "2"]),
     f"{C}/compress-100M/profile.json": ("profile", ["bench", "fit", f"{C}/compress-100M", "--cores", "0",
-                                                    "--force"]),
+                                                    "--compute-cores", "2", "--force"]),
+    # PowerSGD again after its residual went in place (a2d29b3), with an uncompressed run of the same day
+    f"{C}/compress-psgd-100M/fit.txt": ("cli", ["bench", "fit", f"{C}/compress-psgd-100M", "--cores", "0",
+                                                "--compute-cores", "2"]),
+    f"{C}/compress-psgd-100M/profile.json": ("profile", ["bench", "fit", f"{C}/compress-psgd-100M", "--cores", "0",
+                                                         "--compute-cores", "2", "--force"]),
     # --comm auto against an exhaustive sweep (launch/auto_check.sh), with the probe and with the profiles
     # fitted on 2026-12-01 (other sizes, another day)
     "docs/scaling/auto/table.md": ("script", ["launch/auto_table.py", "docs/scaling/auto",
@@ -98,7 +105,8 @@ GENERATED["docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"] = (
 for _codec in ("none", "fp16", "powersgd:4"):       # strong scaling with compressed gradients (ring, 100 Mb/s)
     GENERATED[f"{C}/strong-compress/{_codec.replace(':', '_')}/table.md"] = (
         "script", ["launch/strong_table.py", f"{C}/strong-compress/{_codec.replace(':', '_')}", SQUEEZE,
-                   f"{C}/compress-100M/profile.json", "ring", "2", _codec])
+                   f"{C}/compress-{'psgd-' if _codec.startswith('powersgd') else ''}100M/profile.json", "ring", "2",
+                   _codec])
 for _comm in ("ring", "tree", "dbtree", "mpi"):     # the first strong-scaling run, on that day's profile
     GENERATED[f"{C}/strong/{_comm}/table.md"] = (
         "script", ["launch/strong_table.py", f"{C}/strong/{_comm}", SQUEEZE, f"{C}/mtu1500-100M/profile.json",
