@@ -31,13 +31,20 @@ def compress(ranks, trained, out, *extra, iters=6):
     return {name: arrays for name, _, arrays in fcz.read(out)[1]}
 
 
-@pytest.mark.parametrize("ranks,comm,servers", [(2, "tree", 1), (3, "ring", 1), (3, "ps", 1), (4, "ps", 2)])
-def test_ranks_retrain_as_one_rank_on_the_global_batch(trained, tmp_path, ranks, comm, servers):
+@pytest.fixture(scope="module")
+def one_rank(trained, tmp_path_factory):
+    """What one rank makes of the global batch, and the weights before any retraining."""
+    folder = tmp_path_factory.mktemp("one")
+    return compress(0, trained, str(folder / "one.fcz")), compress(0, trained, str(folder / "none.fcz"), iters=0)
+
+
+@pytest.mark.parametrize("ranks,comm,servers", [(2, "tree", 1), (3, "dbtree", 1), (3, "ring", 1), (2, "hier", 1),
+                                                (3, "mpi", 1), (3, "ps", 1), (4, "ps", 2)])
+def test_ranks_retrain_as_one_rank_on_the_global_batch(trained, one_rank, tmp_path, ranks, comm, servers):
     """With two parameter servers a layer's shared weights span both shards: their summed
     gradient is summed across the servers."""
-    one = compress(0, trained, str(tmp_path / "one.fcz"))
+    one, untrained = one_rank
     many = compress(ranks, trained, str(tmp_path / "many.fcz"), "--comm", comm, "--ps-servers", str(servers))
-    untrained = compress(0, trained, str(tmp_path / "none.fcz"), iters=0)
     for name, arrays in one.items():
         for a, b, c in zip(arrays, many[name], untrained[name]):
             np.testing.assert_array_equal(a == 0, b == 0)
