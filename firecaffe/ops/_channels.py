@@ -20,6 +20,17 @@ BLOCK = 1 << 16              # elements per block: 256 KiB of float32 (a few of 
 _local = threading.local()
 
 
+class Blocked:
+    """A layer with blocked passes: ``blocked`` False runs its reference passes, and
+    ``engine_name`` (`firecaffe time`) says which ran last."""
+    blocked = True
+    ran_blocked = False
+
+    @property
+    def engine_name(self):
+        return "NumPy, blocked" if self.ran_blocked else "NumPy"
+
+
 def usable(*arrays):
     """True where the arrays are C-contiguous NumPy arrays (the blocked path)."""
     return all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays)

@@ -23,7 +23,7 @@ from .base import Layer
 
 
 @register("BatchNorm")
-class BatchNorm(Layer):
+class BatchNorm(_channels.Blocked, Layer):
     """Caffe's BatchNorm with its three statistics blobs: blobs[0] the running
     sum of means, blobs[1] of (unbiased) variances, blobs[2] (shape (1,)) the
     running normalizer, so the global mean is blobs[0] / blobs[2]. Every forward
@@ -37,7 +37,6 @@ class BatchNorm(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
     frozen_blobs = [0, 1, 2]
-    blocked = True       # NumPy arrays: the cache-blocked passes (False: the reference passes)
 
     def layer_setup(self, bottom, top):
         p = self.param.batch_norm_param
@@ -69,7 +68,8 @@ class BatchNorm(Layer):
             var = self.blobs[1].data * factor
         else:
             mean = var = None
-        if self.blocked and _channels.usable(x, y):
+        self.ran_blocked = self.blocked and _channels.usable(x, y)
+        if self.ran_blocked:
             self._blocked_forward(x, y, mean, var)
         else:
             self._reference_forward(x, y, mean, var)

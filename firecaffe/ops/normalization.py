@@ -99,10 +99,9 @@ class Bias(_Broadcast):
 
 
 @register("Scale")
-class Scale(_Broadcast):
+class Scale(_channels.Blocked, _Broadcast):
     """With ``bias_term`` the bias is the last blob (blobs[1] with one bottom,
     blobs[0] with two), as in Caffe."""
-    blocked = True       # NumPy arrays: the cache-blocked passes (False: the reference passes)
 
     def layer_setup(self, bottom, top):
         p = self.param.scale_param
@@ -127,7 +126,8 @@ class Scale(_Broadcast):
         x = bottom[0].data.reshape(self.dims)
         s = self._operand(bottom, 0).data.reshape(1, self.dims[1], 1)
         y = top[0].data.reshape(self.dims)
-        if self._blocked(bottom, x, y):
+        self.ran_blocked = self._blocked(bottom, x, y)
+        if self.ran_blocked:
             self._blocked_forward(x, y, s[0], top[0] is bottom[0])
             return
         if top[0] is bottom[0]:

@@ -149,3 +149,15 @@ def test_eltwise_sum_of_three_in_one_pass():
     layer, bottom, top = make_layer('type: "Eltwise"', [a, b, c], dtype=np.float32)
     layer.forward(bottom, top)
     np.testing.assert_array_equal(top[0].data, (a + b) + c)
+
+
+def test_engine_name_says_which_passes_ran():
+    x = rand((2, 3, 4), 4)
+    for text in ('type: "BatchNorm"', 'type: "Scale"'):
+        layer, bottom, top = make_layer(text, [x], dtype=np.float32)
+        assert layer.engine_name == "NumPy"              # before any forward
+        layer.forward(bottom, top)
+        assert layer.engine_name == "NumPy, blocked"
+        layer.blocked = False
+        layer.forward(bottom, top)
+        assert layer.engine_name == "NumPy"
