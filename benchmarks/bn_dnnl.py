@@ -2,7 +2,10 @@
 oneDNN 3.2's batch normalization on the plain nchw arrays against firecaffe's
 BatchNorm layer on its blocked passes and on its reference passes, interleaved,
 median ms; also oneDNN's choice of kernel (its jit kernels want nChw16c or nhwc,
-whose reorders would come on top). Why BatchNorm stays on NumPy: docs/architecture.md.
+whose reorders would come on top), and one copy of the activation: what a layer on
+oneDNN would add to keep its input (in place, Caffe's BatchNorm overwrites it and its
+backward needs it; the blocked layer keeps x_norm, a copy inside its time). Which
+BatchNorm runs and why: docs/architecture.md.
 
     python benchmarks/bn_dnnl.py [--repeat 7] [--batch 16]
 """
@@ -55,8 +58,8 @@ def main():
         sys.exit(f"oneDNN not loaded: {dnnl.REASON}")
     print(f"{dnnl.VERSION}; numpy {np.__version__}; batch {args.batch}; median of {args.repeat} "
           f"interleaved, ms, forward + backward")
-    print("| shape | oneDNN kernel | oneDNN | blocked | reference | max diff y, dx (oneDNN - blocked) |")
-    print("|---|---|---|---|---|---|")
+    print("| shape | oneDNN kernel | oneDNN | blocked | reference | copy | max error of y against float64: oneDNN, blocked |")
+    print("|---|---|---|---|---|---|---|")
     for chw in SHAPES:
         shape = (args.batch,) + chw
         rng = np.random.default_rng(0)
@@ -75,12 +78,15 @@ def main():
             layer, bottom, top = make_layer('type: "BatchNorm"', [x], dtype=np.float32)
             layer.blocked = blocked
 
+            top[0].diff[...] = dy                 # out of place: backward leaves it as it is
+
             def run(layer=layer, bottom=bottom, top=top):
                 layer.forward(bottom, top)
-                top[0].diff[...] = dy
                 layer.backward(top, [True], bottom)
             layers[name] = (run, top, bottom)
-        steps = {"oneDNN": on_dnnl, "blocked": layers["blocked"][0], "reference": layers["reference"][0]}
+        kept = np.empty_like(x)
+        steps = {"oneDNN": on_dnnl, "blocked": layers["blocked"][0], "reference": layers["reference"][0],
+                 "copy": lambda: np.copyto(kept, x)}
         times = {k: [] for k in steps}
         for _ in range(args.repeat):
             for name, step in steps.items():
@@ -88,10 +94,13 @@ def main():
                 step()
                 times[name].append((time.perf_counter() - t) * 1e3)
         _, top, bottom = layers["blocked"]
-        diff = (float(np.abs(y - top[0].data).max()), float(np.abs(dx - bottom[0].diff).max()))
+        x64 = x.astype(np.float64)
+        centred = x64 - x64.mean(axis=(0, 2, 3), keepdims=True)
+        exact = centred / np.sqrt((centred ** 2).mean(axis=(0, 2, 3), keepdims=True) + 1e-5)
+        diff = (float(np.abs(y - exact).max()), float(np.abs(top[0].data - exact).max()))
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"| {shape} | {f.impl} / {b.impl} | {med['oneDNN']:.1f} | {med['blocked']:.1f} | "
-              f"{med['reference']:.1f} | {diff[0]:.1e}, {diff[1]:.1e} |")
+              f"{med['reference']:.1f} | {med['copy']:.1f} | {diff[0]:.1e}, {diff[1]:.1e} |")
 
 
 if __name__ == "__main__":
