@@ -69,7 +69,7 @@ def main():
     for i, layer in enumerate(net.layers):
         if layer.type != "Convolution":
             continue
-        bare = [p.bare() for p in _geometry(layer, layer_step(net, i))._prims.values()]
+        bare = [p.bare() for p in _geometry(layer)._prims.values()]
         step, np_step = layer_step(net, i), layer_step(ref, i)
         t_torch = None
         if torch is not None:
@@ -91,24 +91,17 @@ def main():
         fc, alone, numpy_ms = (statistics.median(t[k]) for k in ("fc", "bare", "np"))
         th = statistics.median(t["torch"]) if t["torch"] else float("nan")
         sums += [fc, alone, numpy_ms, th]
-        impl = _geometry(layer, None).impl() if layer.engine_name != "NumPy" else "NumPy (faster here)"
+        impl = _geometry(layer).impl()
         print(f"{layer.name:22s} {impl[:28]:28s} {fc:9.2f} {alone:7.2f} {alone / fc:5.0%} {numpy_ms:7.2f} {th:7.2f}")
     print(f"{'all convolutions':51s} {sums[0]:9.1f} {sums[1]:7.1f} {sums[1] / sums[0]:5.0%} {sums[2]:7.1f} "
           f"{sums[3]:7.1f}")
     print("glue = oneDNN alone / firecaffe on oneDNN (1 would be no glue at all)")
 
 
-def _geometry(layer, step):
-    """The cached oneDNN geometry of a convolution layer, its primitives made by the warm-up
-    (or, for a layer that runs its NumPy path, by one ``step`` on oneDNN here)."""
-    if step is not None and layer.engine_name == "NumPy":
-        layer._numpy_is_faster = lambda: False
-        step()
-        del layer._numpy_is_faster
+def _geometry(layer):
+    """The cached oneDNN geometry of a convolution layer, its primitives made by the warm-up."""
     found = []
-    layer._numpy_is_faster = lambda: False
     layer._on_dnnl(found.append)
-    del layer._numpy_is_faster
     return found[0]
 
 

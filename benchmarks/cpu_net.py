@@ -1,7 +1,8 @@
 """CPU whole-net speed: one forward + backward of SqueezeNet v1.1 (batch 32,
 3x224x224, float32) with firecaffe (its CPU engine: oneDNN where it loaded),
-firecaffe on its NumPy path (every layer, as FIRECAFFE_DNNL_LIB=off) and
-PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
+firecaffe on its NumPy path (every layer, as FIRECAFFE_DNNL_LIB=off),
+optionally firecaffe with BatchNorm and Scale on their unblocked reference passes
+(--unblocked), and PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
                                  [--net nets/squeezenet_v1.1/deploy.prototxt]
@@ -210,6 +211,8 @@ def main():
     parser.add_argument("--layers", type=int, default=12, help="rows of the per-layer table")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-numpy", action="store_true", help="leave out firecaffe's NumPy path")
+    parser.add_argument("--unblocked", action="store_true",
+                        help="add firecaffe with BatchNorm and Scale on their reference (unblocked) passes")
     args = parser.parse_args()
 
     try:
@@ -267,6 +270,13 @@ def main():
     steps = {"firecaffe": lambda: fc_step()}
     if np_net is not None:
         steps["NumPy"] = lambda: fc_step(np_net)
+    if args.unblocked:
+        ub_net = make_firecaffe(param)
+        for layer in ub_net.layers:
+            if hasattr(layer, "blocked"):      # BatchNorm and Scale: ops/_channels.Blocked
+                layer.blocked = False
+        print(f"loss: firecaffe unblocked {fc_step(ub_net):.6f}")
+        steps["unblocked"] = lambda: fc_step(ub_net)
     if torch is not None:
         steps["torch"] = torch_step
     wall = {k: [] for k in steps}
@@ -284,7 +294,7 @@ def main():
     for name in steps:
         print(f"  {name:9s} {med[name]:8.1f} ms  CPU {med_cpu[name]:8.1f} ms   "
               f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
-    for peer in ("NumPy", "torch"):
+    for peer in ("NumPy", "unblocked", "torch"):
         if peer in steps:
             pairs = statistics.median(a / b for a, b in zip(wall["firecaffe"], wall[peer]))
             print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "

@@ -139,21 +139,16 @@ class ConvolutionBase(Layer):
 
     @property
     def engine_name(self):
-        """The CPU engine of this layer, as `firecaffe time` prints it."""
-        return dnnl.VERSION if self.use_dnnl and not self._numpy_is_faster() else "NumPy"
-
-    def _numpy_is_faster(self):
-        """A 1x1 stride-1 convolution over many positions is one batched matmul on the
-        NumPy path (no im2col), faster than oneDNN's GEMM over nchw: SqueezeNet's 55x55
-        1x1 layers at batch 32, forward + backward, 9.7-16.3 ms against 15.4-23.1 ms."""
-        positions = int(np.prod(self.in_spatial if self.transposed else self.out_spatial))
-        return self.is_1x1 and positions >= BATCH_MAJOR_MIN_POSITIONS
+        """The CPU engine of this layer, as `firecaffe time` prints it. 1x1 stride-1 layers
+        over many positions ran the NumPy path (one batched matmul) until whole nets on the
+        shared 2-core machine measured faster with them on oneDNN too (docs/performance.md)."""
+        return dnnl.VERSION if self.use_dnnl else "NumPy"
 
     def _on_dnnl(self, step):
         """Run ``step(geometry)`` on oneDNN, the geometry in the convolution direction;
         False (the caller runs its NumPy path) where the layer does not use oneDNN or
         oneDNN refuses the shape, which turns the layer to NumPy for good."""
-        if not self.use_dnnl or self._numpy_is_faster():
+        if not self.use_dnnl:
             return False
         big, small = ((self.out_spatial, self.in_spatial) if self.transposed
                       else (self.in_spatial, self.out_spatial))

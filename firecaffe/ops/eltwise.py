@@ -52,6 +52,11 @@ class Eltwise(Layer):
             xp.multiply(bottom[0].data, bottom[1].data, out=y)
             for b in bottom[2:]:
                 y *= b.data
+        elif self.op == _OP.SUM and all(c == 1 for c in self.coeffs) and \
+                all(y is not b.data for b in bottom[2:]):
+            xp.add(bottom[0].data, bottom[1].data, out=y)      # one pass: 0 + a + b is a + b
+            for b in bottom[2:]:
+                y += b.data
         elif self.op == _OP.SUM:
             y[...] = 0
             for c, b in zip(self.coeffs, bottom):

@@ -1,10 +1,6 @@
-"""Normalization and affine layers: BatchNorm, Scale, Bias.
+"""Affine layers: Scale, Bias (BatchNorm: firecaffe/ops/batch_norm.py).
 
 Caffe types and parameters:
-  BatchNorm  batch_norm_param { use_global_stats (default: true in TEST, false in
-             TRAIN), moving_average_fraction (0.999), eps (1e-5) }
-             y = (x - mean_c) / sqrt(var_c + eps) per channel c = axis 1, over the
-             batch and spatial axes; no scale or shift (follow with Scale).
   Scale      scale_param { axis (1), num_axes (1), filler (constant 1),
              bias_term (false), bias_filler (constant 0) }
              y = x * s (+ b), s broadcast over bottom[0].shape[axis:axis+num_axes];
@@ -12,93 +8,15 @@ Caffe types and parameters:
   Bias       bias_param { axis (1), num_axes (1), filler (constant 0) }
              y = x + b, b learned with one bottom, or bottom[1] with two.
 
-All three may run in place.
+Both may run in place. On C-contiguous NumPy arrays Scale runs in cache-sized
+blocks (firecaffe/ops/_channels.py); ``blocked = False`` runs the reference passes.
 """
 import numpy as np
 
 from ..core import backend
 from ..proto import caffe_pb2
-from . import register
+from . import _channels, register
 from .base import Layer
-
-
-@register("BatchNorm")
-class BatchNorm(Layer):
-    """Caffe's BatchNorm with its three statistics blobs: blobs[0] the running
-    sum of means, blobs[1] of (unbiased) variances, blobs[2] (shape (1,)) the
-    running normalizer, so the global mean is blobs[0] / blobs[2]. Every forward
-    that uses batch statistics updates them as
-    ``s = s * maf + 1; mean_sum = mean_sum * maf + mean; var_sum = var_sum * maf +
-    m / (m - 1) * var`` (m values per channel).
-
-    These blobs are statistics, not weights: ``frozen_blobs`` lists their indices
-    and the net forces their lr_mult and decay_mult to 0, as Caffe does.
-    """
-    exact_num_bottom = 1
-    exact_num_top = 1
-    frozen_blobs = [0, 1, 2]
-
-    def layer_setup(self, bottom, top):
-        p = self.param.batch_norm_param
-        self.use_global_stats = (p.use_global_stats if p.HasField("use_global_stats")
-                                 else self.phase == "TEST")
-        self.maf = float(p.moving_average_fraction)
-        self.eps = float(p.eps)
-        self.channels = 1 if bottom[0].ndim == 1 else bottom[0].shape[1]
-        for shape in ((self.channels,), (self.channels,), (1,)):
-            self.make_blob(shape)
-
-    def reshape(self, bottom, top):
-        shape = tuple(bottom[0].shape)
-        if len(shape) >= 2 and shape[1] != self.channels:
-            self.fail(f"bottom shape {shape} has {shape[1]} channels, the layer was set up "
-                      f"for {self.channels}")
-        top[0].reshape(shape)
-
-    def _view(self, array):
-        return array.reshape(array.shape[0] if array.ndim else 1, self.channels, -1)
-
-    def forward(self, bottom, top):
-        xp = backend.xp_of(bottom[0].data)
-        x = self._view(bottom[0].data)
-        dt = x.dtype.type
-        if self.use_global_stats:
-            s = float(self.blobs[2].data.reshape(-1)[0])
-            factor = dt(0 if s == 0 else 1 / s)
-            mean = self.blobs[0].data * factor
-            var = self.blobs[1].data * factor
-            xc = x - mean[None, :, None]
-        else:
-            mean = x.mean(axis=(0, 2))
-            xc = x - mean[None, :, None]
-            var = (xc * xc).mean(axis=(0, 2))
-            m = x.shape[0] * x.shape[2]
-            correction = dt(m / (m - 1) if m > 1 else 1)
-            for blob, value in ((self.blobs[2], 1), (self.blobs[0], mean),
-                                (self.blobs[1], var * correction)):
-                blob.data *= dt(self.maf)
-                blob.data += value
-        self.std = xp.sqrt(var + dt(self.eps))
-        xc /= self.std[None, :, None]
-        self.x_norm = xc                       # kept for backward: top may be overwritten
-        self._view(top[0].data)[...] = xc
-
-    def backward(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
-            return
-        dy = self._view(top[0].diff)
-        inv_std = 1 / self.std[None, :, None]
-        if self.use_global_stats:
-            dx = dy * inv_std
-        else:
-            y = self.x_norm
-            dx = dy - dy.mean(axis=(0, 2), keepdims=True)
-            dx -= y * (dy * y).mean(axis=(0, 2), keepdims=True)
-            dx *= inv_std
-        self._view(bottom[0].diff)[...] = dx
-
-    def flops(self, bottom, top):
-        return 2 * bottom[0].count
 
 
 def _axes(layer, x_shape, axis, p_shape, what):
@@ -181,7 +99,7 @@ class Bias(_Broadcast):
 
 
 @register("Scale")
-class Scale(_Broadcast):
+class Scale(_channels.Blocked, _Broadcast):
     """With ``bias_term`` the bias is the last blob (blobs[1] with one bottom,
     blobs[0] with two), as in Caffe."""
 
@@ -206,31 +124,72 @@ class Scale(_Broadcast):
 
     def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.dims)
-        if top[0] is bottom[0]:
-            self.x_copy = x.copy()             # the scale gradient needs the input
         s = self._operand(bottom, 0).data.reshape(1, self.dims[1], 1)
         y = top[0].data.reshape(self.dims)
+        self.ran_blocked = self._blocked(bottom, x, y)
+        if self.ran_blocked:
+            self._blocked_forward(x, y, s[0], top[0] is bottom[0])
+            return
+        if top[0] is bottom[0]:
+            self.x_copy = x.copy()             # the scale gradient needs the input
         backend.xp_of(x).multiply(x, s, out=y)
         if self.bias_term:
             top[0].data.reshape(self.bias_dims)[...] += self.blobs[-1].data.reshape(
                 1, self.bias_dims[1], 1)
 
+    def _blocked(self, bottom, *arrays):
+        """The cache-blocked path: NumPy arrays, and the bias over the scale's axes."""
+        return (self.blocked and _channels.usable(*arrays)
+                and (not self.bias_term or self.bias_dims == self.dims))
+
+    def _blocked_forward(self, x, y, s, in_place):
+        """y = x * s (+ b), in blocks; in place, x is kept (in a buffer) for the scale gradient."""
+        keep = _channels.buffer(self, "x_copy", x.shape, x.dtype) if in_place else None
+        bias = self.blobs[-1].data.reshape(-1, 1) if self.bias_term else None
+
+        def part(i, cs):
+            if keep is not None:
+                np.copyto(keep[i, cs], x[i, cs])
+            np.multiply(x[i, cs], s[cs], out=y[i, cs])
+            if bias is not None:
+                y[i, cs] += bias[cs]
+        _channels.each(part, x.shape)
+
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(self.dims)
-        if self.bias_term:
-            bias = self.blobs[-1]
-            bias.diff += self._reduce(top[0].diff.reshape(self.bias_dims)).reshape(bias.shape)
         learned = len(bottom) == 1
-        if learned or propagate_down[1]:
-            x = self.x_copy if top[0] is bottom[0] else bottom[0].data.reshape(self.dims)
-            grad = self._reduce(dy * x)
-            if learned:
-                self.blobs[0].diff += grad.reshape(self.blobs[0].shape)
-            else:
-                bottom[1].diff[...] = grad.reshape(bottom[1].shape)
-        if propagate_down[0]:
-            s = self._operand(bottom, 0).data.reshape(1, self.dims[1], 1)
-            bottom[0].diff.reshape(self.dims)[...] = dy * s
+        want_scale = learned or propagate_down[1]
+        x = self.x_copy if top[0] is bottom[0] else bottom[0].data.reshape(self.dims)
+        dx = bottom[0].diff.reshape(self.dims)
+        if self._blocked(bottom, dy, x, dx):
+            grad, bias_grad = self._blocked_backward(dy, x, dx, want_scale, propagate_down[0],
+                                                     self._operand(bottom, 0).data.reshape(-1, 1))
+        else:
+            bias_grad = self._reduce(top[0].diff.reshape(self.bias_dims)) if self.bias_term else None
+            grad = self._reduce(dy * x) if want_scale else None
+            if propagate_down[0]:
+                dx[...] = dy * self._operand(bottom, 0).data.reshape(1, self.dims[1], 1)
+        if self.bias_term:
+            self.blobs[-1].diff += bias_grad.reshape(self.blobs[-1].shape)
+        if learned:
+            self.blobs[0].diff += grad.reshape(self.blobs[0].shape)
+        elif want_scale:
+            bottom[1].diff[...] = grad.reshape(bottom[1].shape)
+
+    def _blocked_backward(self, dy, x, dx, want_scale, want_dx, s):
+        """(scale gradient, bias gradient) summed per block, and dx = dy * s, in one pass
+        (dy and dx may be one array: each block's sums are taken before its dx)."""
+        sums, dots = _channels.partial(dy.shape, dy.dtype, 2)
+
+        def part(i, cs):
+            if self.bias_term:
+                _channels.total(dy[i, cs], out=sums[i, cs])
+            if want_scale:
+                _channels.dot(dy[i, cs], x[i, cs], out=dots[i, cs])
+            if want_dx:
+                np.multiply(dy[i, cs], s[cs], out=dx[i, cs])
+        _channels.each(part, dy.shape)
+        return dots.sum(axis=0), sums.sum(axis=0)
 
     def flops(self, bottom, top):
         return bottom[0].count * (2 if self.bias_term else 1)
