@@ -9,6 +9,9 @@ ReLU right after it fuse when
 - the ReLU is the next layer, so no other layer reads the pre-ReLU values (a top that
   another layer also reads gets a Split first, and the ReLU then reads the Split's copy:
   not in place on the convolution's top, not fused);
+- oneDNN gives the fused forward a direct kernel in the net's shapes (``relu_pays`` in
+  ops/dnnl/conv.py: its gemm convolutions, e.g. 1x1 layers, run post-ops in a slow extra pass;
+  checked again for each new shape at run time);
 - the process allows it (FIRECAFFE_FUSE_RELU, core/options.py; on by default) and the
   net is not on a GPU.
 Whether a pair fuses in one pass is decided by ``Net.forward_range``: only when both
@@ -45,13 +48,15 @@ def plan(net):
             and relu_bottom[0] is top[0] and relu_top[0] is top[0]
         p = relu.param.relu_param
         if in_place and p.engine != p.CAFFE and not any(conv.loss_weights) and not any(relu.loss_weights) \
-                and not relu.reshape_every_forward and not conv.reshape_every_forward:
+                and not relu.reshape_every_forward and not conv.reshape_every_forward \
+                and conv.relu_fusable(relu.negative_slope):
             fused[i] = relu.negative_slope
     return fused
 
 
 def engine_word(net, i):
     """'fused into <conv>' for a ReLU whose forward its convolution computes, else None."""
-    if i - 1 in net.relu_fusion and net.layers[i - 1].use_dnnl:
+    conv = net.layers[i - 1] if i - 1 in net.relu_fusion else None
+    if conv is not None and conv.use_dnnl and conv.relu_fusable(net.relu_fusion[i - 1]):
         return f"fused into {net.layers[i - 1].name}"
     return None

@@ -45,11 +45,18 @@ class Convolution(ConvolutionBase):
             col, batch_major = self._columns(self._split(b.data, self.channels, self.in_spatial), i)
             self._gemm_forward(col, batch_major, t.data.reshape(self.num, self.num_output, -1), bias)
 
+    def relu_fusable(self, slope):
+        """Whether ``forward_relu`` computes the ReLU in this shape: on oneDNN, where the fused
+        kernel is a direct one (``relu_pays``, ops/dnnl/conv.py); decided once per shape."""
+        verdict = []
+        return self._on_dnnl(lambda geo: verdict.append(geo.relu_pays(self.bias_term, slope))) and verdict[0]
+
     def forward_relu(self, bottom, top, slope):
         """Forward with Caffe's ReLU of ``slope`` applied to the tops as oneDNN's post-op
         (firecaffe/engine/fusion.py decides when); True where it ran so, False (nothing
-        computed: the caller runs this layer and the ReLU) off oneDNN or on a device."""
-        if not self.use_dnnl or backend.on_device((*top, *bottom)):
+        computed: the caller runs this layer and the ReLU) off oneDNN, on a device, or where
+        the fused kernel would be slow."""
+        if not self.use_dnnl or backend.on_device((*top, *bottom)) or not self.relu_fusable(slope):
             return False
         bias = self.blobs[1].data if self.bias_term else None
         return self._on_dnnl(lambda geo: self._forward_dnnl(geo, bottom, top, bias, slope))

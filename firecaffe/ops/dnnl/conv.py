@@ -54,6 +54,7 @@ class ConvGeometry:
         self.compute["b"] = plain["b"]
         self._fwd_pd = {}
         self._prims = {}
+        self._relu_pays = {}
 
     def fwd_pd(self, bias, relu=None):
         """The forward primitive descriptor; with ``relu`` (a negative slope), ReLU as an
@@ -67,6 +68,19 @@ class ConvGeometry:
                     api.CONVOLUTION_DIRECT, c["x"].handle, c["w"].handle, c["b"].handle if bias else None,
                     c["y"].handle, self.stride, self.dilates, self.pad, self.pad, attr))
         return self._fwd_pd[key]
+
+    def relu_pays(self, bias, slope):
+        """Whether the forward with ReLU as a post-op gets a direct (jit) kernel: oneDNN 3.2's gemm
+        convolutions (1x1 layers on the plain arrays, small ones) apply post-ops in a slow extra
+        pass, measured 1.5-12x their unfused forward on SqueezeNet v1.1's 1x1 layers, far more than
+        the ReLU layer costs; the direct kernels' fused forward takes their unfused time."""
+        key = (bias, slope)
+        if key not in self._relu_pays:
+            try:
+                self._relu_pays[key] = "gemm" not in self.fwd_pd(bias, slope).impl()
+            except api.DnnlError:        # refused with the post-op: the layer runs unfused
+                self._relu_pays[key] = False
+        return self._relu_pays[key]
 
     def forward(self, bias, relu=None):
         """y = conv(x, w) (+ b), then ReLU of slope ``relu`` where given: call with
