@@ -41,7 +41,8 @@ def plan(net):
     fused = {}
     for i in range(len(net.layers) - 1):
         conv, relu = net.layers[i], net.layers[i + 1]
-        if conv.type != "Convolution" or relu.type != "ReLU" or not getattr(conv, "use_dnnl", False):
+        if conv.type != "Convolution" or relu.type != "ReLU" or not hasattr(conv, "forward_relu") \
+                or not conv.use_dnnl:
             continue
         top, relu_bottom, relu_top = net.top_vecs[i], net.bottom_vecs[i + 1], net.top_vecs[i + 1]
         in_place = len(top) == 1 and len(relu_bottom) == 1 and len(relu_top) == 1 \

@@ -186,6 +186,7 @@ class Net(PycaffeNetAPI):
             for fn in after:
                 fn(i)
         return loss
+
     def backward_range(self, start=None, end=0, grad_ready=None):
         """Backward from layer ``start`` down to ``end``, each layer between the ``before_backward`` and
         ``after_backward`` hooks; ``grad_ready(n)`` is called once the first n elements of the diff

@@ -144,6 +144,18 @@ def test_forward_start_and_end_keep_caffe_semantics(monkeypatch):
     assert_bits([both], [np.maximum(upto, 0)], "forward()")
 
 
+def test_a_reshaped_net_still_fuses_exactly(monkeypatch):
+    fused, plain = twin_nets(conv_relu("num_output: 16 kernel_size: 3 pad: 1", (2, 4, 6, 6)), monkeypatch)
+    x = np.random.default_rng(5).standard_normal((5, 4, 9, 7)).astype(np.float32)
+    for net in (fused, plain):
+        net.blobs["x"].reshape(*x.shape)
+        net.reshape()
+    a, b = forward_backward(fused, {"x": x}), forward_backward(plain, {"x": x})
+    for what, mine, theirs in zip(("outputs", "input gradient", "parameter gradients"), a, b):
+        assert_bits(mine, theirs, what)
+    assert ("fwd", True, 0.0) in conv_layer_geometry(fused.layers[1])._prims
+
+
 def test_a_forward_hook_sees_the_convolution_before_the_relu(monkeypatch):
     fused, _ = twin_nets(conv_relu("num_output: 16 kernel_size: 3 pad: 1", (2, 4, 6, 6)), monkeypatch)
     fused.blobs["x"].data[...] = np.random.default_rng(0).standard_normal((2, 4, 6, 6))
