@@ -2,7 +2,7 @@
 3x224x224, float32) with firecaffe (its CPU engine: oneDNN where it loaded),
 firecaffe on its NumPy path (every layer, as FIRECAFFE_DNNL_LIB=off),
 optionally firecaffe with BatchNorm and Scale on their unblocked reference passes
-(--unblocked), and PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
+(--unblocked), firecaffe without ReLU fused into convolutions (--unfused), and PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
                                  [--net nets/squeezenet_v1.1/deploy.prototxt]
@@ -213,6 +213,8 @@ def main():
     parser.add_argument("--no-numpy", action="store_true", help="leave out firecaffe's NumPy path")
     parser.add_argument("--unblocked", action="store_true",
                         help="add firecaffe with BatchNorm and Scale on their reference (unblocked) passes")
+    parser.add_argument("--unfused", action="store_true",
+                        help="add firecaffe without the ReLU fused into its convolution (FIRECAFFE_FUSE_RELU=0)")
     args = parser.parse_args()
 
     try:
@@ -277,6 +279,13 @@ def main():
                 layer.blocked = False
         print(f"loss: firecaffe unblocked {fc_step(ub_net):.6f}")
         steps["unblocked"] = lambda: fc_step(ub_net)
+    if args.unfused:
+        os.environ["FIRECAFFE_FUSE_RELU"] = "0"     # read when the net is built (engine/fusion.py)
+        uf_net = make_firecaffe(param)
+        del os.environ["FIRECAFFE_FUSE_RELU"]
+        print(f"ReLUs fused: {len(net.relu_fusion)} (unfused net: {len(uf_net.relu_fusion)}); "
+              f"loss: firecaffe {fc_step():.6f} unfused {fc_step(uf_net):.6f}")
+        steps["unfused"] = lambda: fc_step(uf_net)
     if torch is not None:
         steps["torch"] = torch_step
     wall = {k: [] for k in steps}
@@ -294,7 +303,7 @@ def main():
     for name in steps:
         print(f"  {name:9s} {med[name]:8.1f} ms  CPU {med_cpu[name]:8.1f} ms   "
               f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
-    for peer in ("NumPy", "unblocked", "torch"):
+    for peer in ("NumPy", "unblocked", "unfused", "torch"):
         if peer in steps:
             pairs = statistics.median(a / b for a, b in zip(wall["firecaffe"], wall[peer]))
             print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "

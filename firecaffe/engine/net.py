@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import arena, gpu_errors, graph
+from . import arena, fusion, gpu_errors, graph
 from .graph import locate_layer
 from ..core.blob import Blob, MemoryLedger, weights_changed
 from ..core.hooks import Hooks
@@ -59,6 +59,7 @@ class Net(PycaffeNetAPI):
             self._append_layer(layer_param, shard, available)
         self.outputs = sorted(available)           # Caffe lists them from a std::set
         self._plan_backward()
+        self.relu_fusion = fusion.plan(self)       # {conv index: ReLU slope}, engine/fusion.py
         arena.collect_params(self, self._where)
         if shapes_only:
             self.param_arena = self.diff_arena = None
@@ -169,14 +170,19 @@ class Net(PycaffeNetAPI):
 
     def forward_range(self, start=0, end=None):
         """Forward through layers ``start`` to ``end``; the sum of their losses. Each layer runs between
-        the ``before_forward`` and ``after_forward`` hooks (called with its index)."""
+        the ``before_forward`` and ``after_forward`` hooks (called with its index). Without such hooks,
+        a ReLU planned into its convolution (engine/fusion.py) is computed by it when both run here."""
         end = len(self.layers) - 1 if end is None else end
         before, after = self.hooks["before_forward"], self.hooks["after_forward"]
-        loss = 0.0
+        fuse = not before and not after
+        loss, skip = 0.0, None
         for i in range(start, end + 1):
             for fn in before:
                 fn(i)
-            loss += self.forward_layer(i)
+            slope = self.relu_fusion.get(i) if fuse and i < end else None
+            step = self.forward_layer(i, fused=skip == i, relu_slope=slope)
+            skip = i + 1 if step is None else None
+            loss += step or 0.0
             for fn in after:
                 fn(i)
         return loss
@@ -209,7 +215,10 @@ class Net(PycaffeNetAPI):
     def after_backward(self, fn):
         self.hooks.add("after_backward", fn)
 
-    def forward_layer(self, i):
+    def forward_layer(self, i, fused=False, relu_slope=None):
+        """Layer i's forward; its loss. ``fused``: layer i is a ReLU its convolution already
+        computed (only reshaped here); ``relu_slope``: layer i is a Convolution asked to apply
+        that ReLU too, which it did where ``forward_relu`` says so (then None is returned)."""
         layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
         try:
             # Caffe reshapes every layer before its forward; a layer's shapes change only when its
@@ -218,6 +227,10 @@ class Net(PycaffeNetAPI):
             if shapes != self._reshaped_for[i] and not layer.reshape_every_forward:
                 layer.reshape(bottom, top)
                 self._reshaped_for[i] = shapes
+            if fused:
+                return 0.0
+            if relu_slope is not None and layer.forward_relu(bottom, top, relu_slope):
+                return None
             return layer.forward_and_loss(bottom, top)
         except DataError as exc:
             where = self.sample_origin(i, getattr(exc, "blob", None), getattr(exc, "sample", None))

@@ -4,6 +4,7 @@ import time
 
 from ..core import backend
 from ..core.log import LOGGER
+from ..engine import fusion
 
 
 def _sync():
@@ -11,11 +12,13 @@ def _sync():
         backend.xp().cuda.Device().synchronize()
 
 
-def engine_of(layer):
-    """The engine a layer computes with: its own word (oneDNN layers) or its array module's."""
+def engine_of(layer, net=None, i=None):
+    """The engine a layer computes with: its own word (oneDNN layers) or its array module's;
+    a ReLU that its convolution computes (engine/fusion.py) says 'fused into <conv>'."""
     if backend.gpu_enabled():
         return "CuPy"
-    return getattr(layer, "engine_name", "NumPy")
+    fused = fusion.engine_word(net, i) if net is not None else None
+    return fused or getattr(layer, "engine_name", "NumPy")
 
 
 def time_net(net, iterations):
@@ -26,17 +29,19 @@ def time_net(net, iterations):
     net.forward_range()                       # warm-up, as Caffe does once
     LOGGER.info("Performing Backward")
     net.backward_range()
-    for layer in net.layers:                  # after the warm-up: a layer oneDNN refused says NumPy
-        LOGGER.info(f"{layer.name:>20s}\tengine: {engine_of(layer)}")
+    for i, layer in enumerate(net.layers):    # after the warm-up: a layer oneDNN refused says NumPy
+        LOGGER.info(f"{layer.name:>20s}\tengine: {engine_of(layer, net, i)}")
     LOGGER.info("*** Benchmark begins ***")
     LOGGER.info(f"Testing for {iterations} iterations.")
     total_fwd = total_bwd = 0.0
     wall = time.perf_counter()
     for it in range(iterations):
         start = time.perf_counter()
+        skip = None
         for i in range(n):
-            t = time.perf_counter()
-            net.forward_layer(i)
+            t = time.perf_counter()      # a fused ReLU's time is in its convolution's
+            step = net.forward_layer(i, fused=skip == i, relu_slope=net.relu_fusion.get(i))
+            skip = i + 1 if step is None else None
             _sync()
             fwd[i] += time.perf_counter() - t
         mid = time.perf_counter()

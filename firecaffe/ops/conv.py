@@ -17,6 +17,7 @@ code of firecaffe/ops/conv_base.py, written once against ``xp``. The CPU path ta
 whole batch at once and keeps its columns for backward; the GPU path takes
 chunks of samples whose columns fit ``COL_BUDGET`` and keeps nothing.
 """
+from ..core import backend
 from .conv_base import ConvolutionBase, channel_sums
 from .dnnl.api import ARG_BIAS, ARG_DIFF_DST, ARG_DIFF_SRC, ARG_DST, ARG_SRC, ARG_WEIGHTS
 from .dnnl.conv import weight_grad_buffers
@@ -44,12 +45,28 @@ class Convolution(ConvolutionBase):
             col, batch_major = self._columns(self._split(b.data, self.channels, self.in_spatial), i)
             self._gemm_forward(col, batch_major, t.data.reshape(self.num, self.num_output, -1), bias)
 
-    def _forward_dnnl(self, geo, bottom, top, bias):
+    def relu_fusable(self, slope):
+        """Whether ``forward_relu`` computes the ReLU in this shape: on oneDNN, where the fused
+        kernel is a direct one (``relu_pays``, ops/dnnl/conv.py); decided once per shape."""
+        verdict = []
+        return self._on_dnnl(lambda geo: verdict.append(geo.relu_pays(self.bias_term, slope))) and verdict[0]
+
+    def forward_relu(self, bottom, top, slope):
+        """Forward with Caffe's ReLU of ``slope`` applied to the tops as oneDNN's post-op
+        (firecaffe/engine/fusion.py decides when); True where it ran so, False (nothing
+        computed: the caller runs this layer and the ReLU) off oneDNN, on a device, or where
+        the fused kernel would be slow."""
+        if not self.use_dnnl or backend.on_device((*top, *bottom)) or not self.relu_fusable(slope):
+            return False
+        bias = self.blobs[1].data if self.bias_term else None
+        return self._on_dnnl(lambda geo: self._forward_dnnl(geo, bottom, top, bias, slope))
+
+    def _forward_dnnl(self, geo, bottom, top, bias, relu=None):
         for b, t in zip(bottom, top):
             args = {ARG_SRC: b.data, ARG_WEIGHTS: self.blobs[0].data, ARG_DST: t.data}
             if bias is not None:
                 args[ARG_BIAS] = bias
-            geo.forward(bias is not None)(args)
+            geo.forward(bias is not None, relu)(args)
 
     def _backward_dnnl(self, geo, top, propagate_down, bottom):
         if any(propagate_down):

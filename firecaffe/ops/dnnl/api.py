@@ -39,6 +39,7 @@ FORWARD_TRAINING = 64
 CONVOLUTION_DIRECT = 0x1
 POOLING_MAX, POOLING_AVG_INCLUDE_PADDING = 0x1ff, 0x2ff
 LRN_ACROSS_CHANNELS, LRN_WITHIN_CHANNEL = 0xaff, 0xbff
+ELTWISE_RELU, ELTWISE_LINEAR = 0x20, 0x26         # s > 0 ? s : alpha * s (a post-op of the convolution: ops/dnnl/conv.py)
 QUERY_IMPL_INFO_STR = 8
 QUERY_EXEC_ARG_MD = 255
 ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_WORKSPACE = 1, 17, 33, 41, 64
@@ -86,6 +87,12 @@ _PROTOTYPES = {
     "dnnl_primitive_execute": [P, P, ctypes.c_int, ctypes.POINTER(ExecArg)],
     "dnnl_primitive_destroy": [P],
     "dnnl_reorder_primitive_desc_create": [P, P, P, P, P, P],
+    "dnnl_post_ops_create": [P],
+    "dnnl_post_ops_append_eltwise": [P, ctypes.c_int, ctypes.c_float, ctypes.c_float],
+    "dnnl_post_ops_destroy": [P],
+    "dnnl_primitive_attr_create": [P],
+    "dnnl_primitive_attr_set_post_ops": [P, P],
+    "dnnl_primitive_attr_destroy": [P],
     "dnnl_convolution_forward_primitive_desc_create":
         [P, P, ctypes.c_int, ctypes.c_int, P, P, P, P, Dims, Dims, Dims, Dims, P],
     "dnnl_convolution_backward_data_primitive_desc_create":

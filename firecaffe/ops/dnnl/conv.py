@@ -16,6 +16,8 @@ and the reorders between those and the plain arrays run in every call and are
 part of its time. ``backward`` reorders the output gradient once for both
 gradients where the two primitives want the same layout.
 """
+import ctypes
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -52,25 +54,44 @@ class ConvGeometry:
         self.compute["b"] = plain["b"]
         self._fwd_pd = {}
         self._prims = {}
+        self._relu_pays = {}
 
-    def fwd_pd(self, bias):
-        if bias not in self._fwd_pd:
+    def fwd_pd(self, bias, relu=None):
+        """The forward primitive descriptor; with ``relu`` (a negative slope), ReLU as an
+        eltwise post-op: y = relu(conv(x, w) (+ b)) in one pass (``relu_attr``)."""
+        key = (bias, relu)
+        if key not in self._fwd_pd:
             c = self.compute
-            self._fwd_pd[bias] = PrimitiveDesc(lambda out: call(
-                "dnnl_convolution_forward_primitive_desc_create", out, api.ENGINE, api.FORWARD_TRAINING,
-                api.CONVOLUTION_DIRECT, c["x"].handle, c["w"].handle, c["b"].handle if bias else None,
-                c["y"].handle, self.stride, self.dilates, self.pad, self.pad, None))
-        return self._fwd_pd[bias]
+            with relu_attr(relu) as attr:
+                self._fwd_pd[key] = PrimitiveDesc(lambda out: call(
+                    "dnnl_convolution_forward_primitive_desc_create", out, api.ENGINE, api.FORWARD_TRAINING,
+                    api.CONVOLUTION_DIRECT, c["x"].handle, c["w"].handle, c["b"].handle if bias else None,
+                    c["y"].handle, self.stride, self.dilates, self.pad, self.pad, attr))
+        return self._fwd_pd[key]
 
-    def forward(self, bias):
-        """y = conv(x, w) (+ b): call with {ARG_SRC: x, ARG_WEIGHTS: w, ARG_BIAS: b, ARG_DST: y}."""
-        key = ("fwd", bias)
+    def relu_pays(self, bias, slope):
+        """Whether the forward with ReLU as a post-op gets a direct (jit) kernel: oneDNN 3.2's gemm
+        convolutions (1x1 layers on the plain arrays, small ones) apply post-ops in a slow extra
+        pass, measured 1.5-12x their unfused forward on SqueezeNet v1.1's 1x1 layers, far more than
+        the ReLU layer costs; the direct kernels' fused forward takes their unfused time."""
+        key = (bias, slope)
+        if key not in self._relu_pays:
+            try:
+                self._relu_pays[key] = "gemm" not in self.fwd_pd(bias, slope).impl()
+            except api.DnnlError:        # refused with the post-op: the layer runs unfused
+                self._relu_pays[key] = False
+        return self._relu_pays[key]
+
+    def forward(self, bias, relu=None):
+        """y = conv(x, w) (+ b), then ReLU of slope ``relu`` where given: call with
+        {ARG_SRC: x, ARG_WEIGHTS: w, ARG_BIAS: b, ARG_DST: y}."""
+        key = ("fwd", bias, relu)
         if key not in self._prims:
             p = self.plain
             args = {api.ARG_SRC: (p["x"], False), api.ARG_WEIGHTS: (p["w"], False), api.ARG_DST: (p["y"], True)}
             if bias:
                 args[api.ARG_BIAS] = (p["b"], False)
-            self._prims[key] = Primitive(self.fwd_pd(bias), args)
+            self._prims[key] = Primitive(self.fwd_pd(bias, relu), args)
         return self._prims[key]
 
     def backward_data(self):
@@ -120,6 +141,30 @@ class ConvGeometry:
         """The implementations of the primitives made so far, e.g. 'brg:avx2'."""
         names = sorted({p.impl for p in self._prims.values()})
         return "/".join(names) if names else "not created"
+
+
+@contextmanager
+def relu_attr(slope):
+    """Primitive attributes with one post-op, oneDNN's eltwise_relu of alpha ``slope``
+    (s > 0 ? s : slope * s, Caffe's ReLU for every slope, NaN included); None without a slope.
+    oneDNN copies the attributes into the primitive descriptor: they are destroyed after."""
+    if slope is None:
+        yield None
+        return
+    attr, ops = api.P(), api.P()
+    call("dnnl_post_ops_create", ctypes.byref(ops))
+    try:
+        call("dnnl_post_ops_append_eltwise", ops, api.ELTWISE_RELU, float(slope), 0.0)
+        if slope == 0:      # alpha * s is -0 for s < 0 in some kernels; + 0 gives Caffe's +0
+            call("dnnl_post_ops_append_eltwise", ops, api.ELTWISE_LINEAR, 1.0, 0.0)
+        call("dnnl_primitive_attr_create", ctypes.byref(attr))
+        try:
+            call("dnnl_primitive_attr_set_post_ops", attr, ops)
+            yield attr
+        finally:
+            api.LIB.dnnl_primitive_attr_destroy(attr)
+    finally:
+        api.LIB.dnnl_post_ops_destroy(ops)
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,63 @@
+"""ReLU fused into the Convolution before it, as oneDNN's eltwise post-op.
+
+The plan is made once per net (``plan``, at construction): a Convolution and the
+ReLU right after it fuse when
+- the convolution runs on oneDNN (float32, ``engine`` not CAFFE, the library loaded)
+  and has one top, which carries no loss weight;
+- the ReLU is in place on that very blob (bottom and top are the convolution's top),
+  its ``engine`` is not CAFFE and it carries no loss weight;
+- the ReLU is the next layer, so no other layer reads the pre-ReLU values (a top that
+  another layer also reads gets a Split first, and the ReLU then reads the Split's copy:
+  not in place on the convolution's top, not fused);
+- oneDNN gives the fused forward a direct kernel in the net's shapes (``relu_pays`` in
+  ops/dnnl/conv.py: its gemm convolutions, e.g. 1x1 layers, run post-ops in a slow extra pass;
+  checked again for each new shape at run time);
+- the process allows it (FIRECAFFE_FUSE_RELU, core/options.py; on by default) and the
+  net is not on a GPU.
+Whether a pair fuses in one pass is decided by ``Net.forward_range``: only when both
+layers run in that pass (forward(end='conv1') leaves conv1's top without the ReLU,
+forward(start='relu1') applies the ReLU to what the blob holds) and no forward hook
+watches the layers one by one (a hook after the convolution would see its top already
+through the ReLU). The convolution may still decline at run time (device arrays, oneDNN
+refusing the fused shape): then both layers run as usual.
+
+Exactness: oneDNN's eltwise_relu computes s > 0 ? s : alpha * s on the convolution's
+float32 result, Caffe's rule for every slope; for slope 0 a second post-op adds +0, so
+that a negative result gives +0 as np.maximum does (the gemm kernels' alpha * s is -0).
+Measured bit for bit equal to the convolution then firecaffe's ReLU for finite values
+(tests/layers/test_conv_relu_fusion.py). Not for non-finite ones with slope 0: the
+direct kernels' max(s, 0) turns a NaN into 0 and the gemm kernels' 0 * -inf gives NaN,
+where the ReLU layer passes a NaN on and turns -inf into 0. Backward is the ReLU's
+own, reading its top, which holds what the unfused pass would have left there.
+"""
+from ..core import backend
+from ..core.options import environment
+
+
+def plan(net):
+    """{index of a Convolution: negative slope of the ReLU fused into it (the next layer)}."""
+    if not environment().fuse_relu or backend.gpu_enabled() or net.shapes_only:
+        return {}
+    fused = {}
+    for i in range(len(net.layers) - 1):
+        conv, relu = net.layers[i], net.layers[i + 1]
+        if conv.type != "Convolution" or relu.type != "ReLU" or not hasattr(conv, "forward_relu") \
+                or not conv.use_dnnl:
+            continue
+        top, relu_bottom, relu_top = net.top_vecs[i], net.bottom_vecs[i + 1], net.top_vecs[i + 1]
+        in_place = len(top) == 1 and len(relu_bottom) == 1 and len(relu_top) == 1 \
+            and relu_bottom[0] is top[0] and relu_top[0] is top[0]
+        p = relu.param.relu_param
+        if in_place and p.engine != p.CAFFE and not any(conv.loss_weights) and not any(relu.loss_weights) \
+                and not relu.reshape_every_forward and not conv.reshape_every_forward \
+                and conv.relu_fusable(relu.negative_slope):
+            fused[i] = relu.negative_slope
+    return fused
+
+
+def engine_word(net, i):
+    """'fused into <conv>' for a ReLU whose forward its convolution computes, else None."""
+    conv = net.layers[i - 1] if i - 1 in net.relu_fusion else None
+    if conv is not None and conv.use_dnnl and conv.relu_fusable(net.relu_fusion[i - 1]):
+        return f"fused into {net.layers[i - 1].name}"
+    return None
