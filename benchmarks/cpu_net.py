@@ -231,6 +231,8 @@ def main():
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', '(default)')} "
           f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', '(default)')}")
     param = build_param(args.net, args.batch, args.size)
+    if args.unfused:
+        os.environ["FIRECAFFE_FUSE_RELU"] = "1"     # firecaffe fused, against the unfused twin below
     net = make_firecaffe(param)
     np_net = None
     if dnnl.AVAILABLE and not args.no_numpy:

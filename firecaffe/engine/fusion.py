@@ -12,7 +12,8 @@ ReLU right after it fuse when
 - oneDNN gives the fused forward a direct kernel in the net's shapes (``relu_pays`` in
   ops/dnnl/conv.py: its gemm convolutions, e.g. 1x1 layers, run post-ops in a slow extra pass;
   checked again for each new shape at run time);
-- the process allows it (FIRECAFFE_FUSE_RELU, core/options.py; on by default) and the
+- the process allows it (FIRECAFFE_FUSE_RELU=1, core/options.py; off by default: fused, a NaN out of
+  the convolution becomes 0, where Caffe's ReLU passes it on) and the
   net is not on a GPU.
 Whether a pair fuses in one pass is decided by ``Net.forward_range``: only when both
 layers run in that pass (forward(end='conv1') leaves conv1's top without the ReLU,

@@ -11,8 +11,8 @@ NET = "nets/lenet_digits/train_test.prototxt"
 SOLVER = "nets/lenet_digits/solver.prototxt"
 
 
-def firecaffe(*args, cwd=REPO, timeout=120):
-    env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1")
+def firecaffe(*args, cwd=REPO, timeout=120, **settings):
+    env = dict(os.environ, FIRECAFFE_NO_PROGRESS="1", **settings)
     return subprocess.run([sys.executable, "-m", "firecaffe", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -63,8 +63,10 @@ def test_time_prints_each_layers_engine():
     assert result.returncode == 0, result.stderr
     conv = dnnl.VERSION if dnnl.AVAILABLE else "NumPy"
     assert f"conv1\tengine: {conv}" in result.stderr and f"pool1\tengine: {conv}" in result.stderr
-    # the in-place ReLU after conv1 runs as conv1's oneDNN post-op (engine/fusion.py)
-    assert ("relu1\tengine: fused into conv1" if dnnl.AVAILABLE else "relu1\tengine: NumPy") in result.stderr
+    assert "relu1\tengine: NumPy" in result.stderr
+    # with FIRECAFFE_FUSE_RELU=1 the in-place ReLU after conv1 runs as conv1's oneDNN post-op (engine/fusion.py)
+    fused = firecaffe("time", "--model", NET, "--iterations", "1", FIRECAFFE_FUSE_RELU="1")
+    assert ("relu1\tengine: fused into conv1" if dnnl.AVAILABLE else "relu1\tengine: NumPy") in fused.stderr
 
 
 def test_analyze_json_totals():
