@@ -89,8 +89,8 @@ class Environment:
     mpi_init_timeout: float = 300.0      # FIRECAFFE_MPI_INIT_TIMEOUT: seconds MPI_Init may wait (0: forever)
     cluster_dir: Optional[str] = None    # FIRECAFFE_CLUSTER_DIR: where `firecaffe cluster` keeps its state
     dnnl_lib: Optional[str] = None       # FIRECAFFE_DNNL_LIB: the libdnnl to load, or off (ops/dnnl)
-    fuse_relu: bool = False              # FIRECAFFE_FUSE_RELU=1: fuse a ReLU into the convolution (NaN: see fusion.py)
-                                         # before it as oneDNN's post-op (engine/fusion.py)
+    fuse_relu: bool = False              # FIRECAFFE_FUSE_RELU=1: a ReLU fused into the convolution before
+                                         # it as oneDNN's post-op (engine/fusion.py; off: NaN, see there)
     sparse_density: float = 0.10         # FIRECAFFE_SPARSE_DENSITY: InnerProduct weights this sparse or
                                          # sparser run a CSR forward where no weight gradient is needed
                                          # (ops/sparse_ip.py); 0: never

@@ -26,7 +26,7 @@ Exactness: oneDNN's eltwise_relu computes s > 0 ? s : alpha * s on the convoluti
 float32 result, Caffe's rule for every slope; for slope 0 a second post-op adds +0, so
 that a negative result gives +0 as np.maximum does (the gemm kernels' alpha * s is -0).
 Measured bit for bit equal to the convolution then firecaffe's ReLU for finite values
-(tests/layers/test_conv_relu_fusion.py). Not for non-finite ones with slope 0: the
+(tests/engine/test_relu_fusion.py). Not for non-finite ones with slope 0: the
 direct kernels' max(s, 0) turns a NaN into 0 and the gemm kernels' 0 * -inf gives NaN,
 where the ReLU layer passes a NaN on and turns -inf into 0. Backward is the ReLU's
 own, reading its top, which holds what the unfused pass would have left there.
@@ -60,5 +60,5 @@ def engine_word(net, i):
     """'fused into <conv>' for a ReLU whose forward its convolution computes, else None."""
     conv = net.layers[i - 1] if i - 1 in net.relu_fusion else None
     if conv is not None and conv.use_dnnl and conv.relu_fusable(net.relu_fusion[i - 1]):
-        return f"fused into {net.layers[i - 1].name}"
+        return f"fused into {conv.name}"
     return None

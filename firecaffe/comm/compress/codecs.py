@@ -8,7 +8,8 @@ what came in, adds it to its float32 buffer, and encodes what it sends on, so on
 the wire is narrower. fp16 shifts each block of ``INT8_BLOCK`` values by a power of two
 (an int8 exponent a block) so that gradients far below its smallest normal keep their
 precision and no finite value overflows; an infinite gradient stops the run naming the
-parameter, its layer and the iteration (never a silent infinity). int8 has error feedback: what each of this rank's encodes loses
+parameter, its layer and the iteration (never a silent infinity). int8 has error
+feedback: what each of this rank's encodes loses
 is kept (the residual, one float32 per arena element) and added to the rank's next
 gradient, so over the steps the sums sent track the true sums (Seide et al. 2014;
 Karimireddy et al. 2019).
