@@ -16,6 +16,7 @@ both: torch's ``start_powerSGD_iter`` cannot be less than 2 with warm start). Py
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -172,14 +173,23 @@ def main(argv=None):
     if comm.size != 2:
         raise SystemExit("run it on 2 ranks: mpiexec -n 2 python benchmarks/powersgd_peer.py")
     shapes = gradient_shapes(args.net)
-    total = 4 * sum(int(np.prod(shape)) for shape in shapes)
     mine = ours(shapes, args.steps, args.rank, comm, args.noise)
     try:
         peer = theirs(shapes, args.steps, args.rank, comm, args.noise)
     except ImportError as exc:
         peer = {"skipped": f"PyTorch not installed ({exc})"}
-    if comm.rank:
-        return
+    if comm.rank == 0:
+        report(args, shapes, mine, peer)
+    # gloo's threads may abort the process while the interpreter tears down (seen once in CI: "terminate
+    # called without an active exception" after the table was printed): finish MPI and leave at once
+    sys.stdout.flush()
+    comm.Barrier()
+    MPI.Finalize()
+    os._exit(0)
+
+
+def report(args, shapes, mine, peer):
+    total = 4 * sum(int(np.prod(shape)) for shape in shapes)
     result = {"net": args.net, "rank": args.rank, "steps": args.steps, "noise": args.noise, "float32_bytes": total,
               "firecaffe": mine, "torch": peer, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "load": os.getloadavg()[0]}
