@@ -6,6 +6,7 @@ optionally firecaffe with BatchNorm and Scale on their unblocked reference passe
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
                                  [--net nets/squeezenet_v1.1/deploy.prototxt]
+    python benchmarks/cpu_net.py --write-prototxt squeezenet_b32_loss.prototxt   # the same net for `caffe time`
 
 The net is the deploy.prototxt with the input resized, Dropout left out (both
 sides), and the final Softmax turned into SoftmaxWithLoss on a random label.
@@ -215,7 +216,16 @@ def main():
                         help="add firecaffe with BatchNorm and Scale on their reference (unblocked) passes")
     parser.add_argument("--unfused", action="store_true",
                         help="add firecaffe without the ReLU fused into its convolution (FIRECAFFE_FUSE_RELU=0)")
+    parser.add_argument("--write-prototxt", metavar="PATH",
+                        help="only write the net as timed (input resized, no Dropout, SoftmaxWithLoss on a label "
+                             "Input) to PATH, for `caffe time` (benchmarks/caffe_time_peer.sh), and stop")
     args = parser.parse_args()
+    if args.write_prototxt:
+        from google.protobuf import text_format
+        with open(args.write_prototxt, "w") as f:
+            f.write(text_format.MessageToString(build_param(args.net, args.batch, args.size)))
+        print(f"{args.write_prototxt}: {args.net} at batch {args.batch}, {args.size}x{args.size}, with its loss")
+        return
 
     try:
         import threadpoolctl

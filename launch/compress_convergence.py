@@ -5,10 +5,14 @@ iterations, and print the final test accuracy of each against uncompressed train
     python launch/compress_convergence.py --ranks 4 --comm ring --codecs none,fp16,int8 --plot loss.png
     python launch/compress_convergence.py --net squeezenet-digits --logs DIR    # keep each run's log
     python launch/compress_convergence.py --from DIR [--plot loss.png]         # the table again, from logs
+    python launch/compress_convergence.py --net squeezenet-cifar --data DIR --iterations 1500 --logs DIR
 
 --net squeezenet-digits trains a SqueezeNet (`firecaffe design squeezenet` scaled to the shipped
 8x8 digits: 4 Fire modules, 62,954 parameters) with lenet_digits' data and solver, base_lr 0.02,
 1000 iterations: Fire modules, concatenations and 1x1 squeezes, as squeezenet_cifar has.
+--net squeezenet-cifar trains nets/squeezenet_cifar itself on CIFAR-10 (--data: the folder
+nets/squeezenet_cifar/make_data.py wrote), its solver shortened to --iterations (the poly schedule
+reaching 0 there), tested on all 10,000 test images three times: at a third, two thirds and the end.
 
 Targets (issue 21): fp16 and bf16 within 0.3 points of none, int8 within 0.5, powersgd:4 within 1.
 Each run is `mpiexec -n RANKS python -m firecaffe train SOLVER --compress CODEC ...`, bounded by --timeout.
@@ -47,6 +51,26 @@ def squeezenet_digits(folder):
     solver = re.sub(r'(?m)^net: .*$', f'net: "{folder / "train_val.prototxt"}"', solver)
     solver = re.sub(r"(?m)^base_lr: .*$", "base_lr: 0.02", solver)
     solver = re.sub(r"(?m)^max_iter: .*$", "max_iter: 1000", solver)
+    (folder / "solver.prototxt").write_text(solver)
+    return str(folder / "solver.prototxt")
+
+
+def squeezenet_cifar(folder, data, iterations):
+    """Write squeezenet_cifar's net (reading ``data``) and its solver cut to ``iterations`` into ``folder``."""
+    folder, data = pathlib.Path(folder), pathlib.Path(data).resolve()
+    for name in ("cifar10_train_h5.txt", "cifar10_test_h5.txt"):
+        if not (data / name).is_file():
+            raise SystemExit(f"{data}: no {name}; write it with nets/squeezenet_cifar/make_data.py --out {data}")
+    net = pathlib.Path("nets/squeezenet_cifar/train_val.prototxt").read_text()
+    for name in ("cifar10_train_h5.txt", "cifar10_test_h5.txt"):
+        assert f"data/{name}" in net, f"squeezenet_cifar no longer reads data/{name}"
+        net = net.replace(f'"data/{name}"', f'"{data / name}"')
+    (folder / "train_val.prototxt").write_text(net)
+    solver = pathlib.Path("nets/squeezenet_cifar/solver.prototxt").read_text()
+    for key, value in (("net", f'"{folder / "train_val.prototxt"}"'), ("max_iter", iterations),
+                       ("test_interval", max(1, iterations // 3)), ("snapshot", 0)):
+        solver, count = re.subn(rf"(?m)^{key}: .*$", f"{key}: {value}", solver)
+        assert count == 1, f"squeezenet_cifar's solver has no {key}"
     (folder / "solver.prototxt").write_text(solver)
     return str(folder / "solver.prototxt")
 
@@ -137,7 +161,10 @@ def plot(runs, path, title):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--solver", default="nets/lenet_digits/solver.prototxt")
-    parser.add_argument("--net", choices=["squeezenet-digits"], help="Train this net instead of --solver's.")
+    parser.add_argument("--net", choices=["squeezenet-digits", "squeezenet-cifar"],
+                        help="Train this net instead of --solver's.")
+    parser.add_argument("--data", help="squeezenet-cifar: the folder of make_data.py's HDF5 files")
+    parser.add_argument("--iterations", type=int, default=1500, help="squeezenet-cifar: iterations per run")
     parser.add_argument("--logs", help="Keep each run's log (and wall time) in this folder.")
     parser.add_argument("--from", dest="source", help="Print the table (and --plot) from the logs kept here.")
     parser.add_argument("--ranks", type=int, default=4)
@@ -148,6 +175,8 @@ def main(argv=None):
     parser.add_argument("--plot", help="Write the loss curves of every codec (PNG) here.")
     parser.add_argument("extra", nargs="*", help="More `firecaffe train` flags (after --).")
     args = parser.parse_args(argv)
+    if args.net == "squeezenet-cifar" and not args.source and not args.data:
+        parser.error("--net squeezenet-cifar needs --data (the folder make_data.py wrote)")
     if args.source:
         runs, header = from_logs(args.source)
         name, ranks, comm, extra = header["solver"], header["ranks"], header["comm"], header.get("extra")
@@ -166,7 +195,9 @@ def run_all(args):
     if codecs[0] != "none":
         codecs.insert(0, "none")
     with tempfile.TemporaryDirectory(prefix="firecaffe-compress-") as folder:
-        if args.net:
+        if args.net == "squeezenet-cifar":
+            args.solver = squeezenet_cifar(folder, args.data, args.iterations)
+        elif args.net:
             args.solver = squeezenet_digits(folder)
         runs = []
         for codec in codecs:

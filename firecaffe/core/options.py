@@ -89,8 +89,8 @@ class Environment:
     mpi_init_timeout: float = 300.0      # FIRECAFFE_MPI_INIT_TIMEOUT: seconds MPI_Init may wait (0: forever)
     cluster_dir: Optional[str] = None    # FIRECAFFE_CLUSTER_DIR: where `firecaffe cluster` keeps its state
     dnnl_lib: Optional[str] = None       # FIRECAFFE_DNNL_LIB: the libdnnl to load, or off (ops/dnnl)
-    fuse_relu: bool = False              # FIRECAFFE_FUSE_RELU=1: a ReLU fused into the convolution before
-                                         # it as oneDNN's post-op (engine/fusion.py; off: NaN, see there)
+    fuse_relu: bool = True               # FIRECAFFE_FUSE_RELU=0 turns off the ReLU fused into the convolution
+                                         # before it as oneDNN's post-op (engine/fusion.py)
     sparse_density: float = 0.10         # FIRECAFFE_SPARSE_DENSITY: InnerProduct weights this sparse or
                                          # sparser run a CSR forward where no weight gradient is needed
                                          # (ops/sparse_ip.py); 0: never
@@ -107,7 +107,7 @@ def read_environment(environ=None):
         mpi_init_timeout=_number(env, "FIRECAFFE_MPI_INIT_TIMEOUT", 300.0),
         cluster_dir=env.get("FIRECAFFE_CLUSTER_DIR") or None,
         dnnl_lib=env.get("FIRECAFFE_DNNL_LIB"),
-        fuse_relu=env.get("FIRECAFFE_FUSE_RELU", "").strip().lower() in ("1", "on", "yes", "true"),
+        fuse_relu=env.get("FIRECAFFE_FUSE_RELU", "1").strip().lower() not in ("0", "off", "no", "false"),
         sparse_density=_fraction(env, "FIRECAFFE_SPARSE_DENSITY", 0.10))
 
 

@@ -12,15 +12,14 @@ ReLU right after it fuse when
 - oneDNN gives the fused forward a direct kernel in the net's shapes (``relu_pays`` in
   ops/dnnl/conv.py: its gemm convolutions, e.g. 1x1 layers, run post-ops in a slow extra pass;
   checked again for each new shape at run time);
-- the process allows it (FIRECAFFE_FUSE_RELU=1, core/options.py; off by default: fused, a NaN out of
-  the convolution becomes 0, where Caffe's ReLU passes it on) and the
+- the process allows it (on by default; FIRECAFFE_FUSE_RELU=0 turns it off, core/options.py) and the
   net is not on a GPU.
 Whether a pair fuses in one pass is decided by ``Net.forward_range``: only when both
 layers run in that pass (forward(end='conv1') leaves conv1's top without the ReLU,
 forward(start='relu1') applies the ReLU to what the blob holds) and no forward hook
 watches the layers one by one (a hook after the convolution would see its top already
 through the ReLU). The convolution may still decline at run time (device arrays, oneDNN
-refusing the fused shape): then both layers run as usual.
+refusing the fused shape, or inputs that could make a NaN, below): then both layers run as usual.
 
 Exactness: oneDNN's eltwise_relu computes s > 0 ? s : alpha * s on the convolution's
 float32 result, Caffe's rule for every slope; for slope 0 a second post-op adds +0, so
@@ -28,8 +27,13 @@ that a negative result gives +0 as np.maximum does (the gemm kernels' alpha * s 
 Measured bit for bit equal to the convolution then firecaffe's ReLU for finite values
 (tests/engine/test_relu_fusion.py). Not for non-finite ones with slope 0: the
 direct kernels' max(s, 0) turns a NaN into 0 and the gemm kernels' 0 * -inf gives NaN,
-where the ReLU layer passes a NaN on and turns -inf into 0. Backward is the ReLU's
-own, reading its top, which holds what the unfused pass would have left there.
+where the ReLU layer passes a NaN on and turns -inf into 0. So the convolution fuses only
+when its outputs cannot be non-finite: before each fused forward, ``_sums_bounded``
+(ops/conv.py) checks that the inputs and weights are finite and that ||x|| ||w|| + max |bias|
+bounds every output and partial sum far below float32's overflow (two BLAS dots); otherwise
+that forward runs unfused. A diverging net therefore shows Caffe's NaN exactly as unfused.
+Backward is the ReLU's own, reading its top, which holds what the unfused pass would have
+left there.
 """
 from ..core import backend
 from ..core.options import environment

@@ -17,11 +17,39 @@ code of firecaffe/ops/conv_base.py, written once against ``xp``. The CPU path ta
 whole batch at once and keeps its columns for backward; the GPU path takes
 chunks of samples whose columns fit ``COL_BUDGET`` and keeps nothing.
 """
+import math
+
+import numpy as np
+
 from ..core import backend
 from .conv_base import ConvolutionBase, channel_sums
 from .dnnl.api import ARG_BIAS, ARG_DIFF_DST, ARG_DIFF_SRC, ARG_DST, ARG_SRC, ARG_WEIGHTS
 from .dnnl.conv import weight_grad_buffers
 from . import register
+
+
+# Bound on |convolution output| under which the fused ReLU is used: far below float32's largest
+# value (3.4e38), so that no partial sum of any kernel's order, rounding included, can overflow.
+SUM_BOUND = 1e35
+
+
+def _sums_bounded(bottom, weights, bias):
+    """True when no output of the convolution, nor any partial sum of one, can be NaN or infinite:
+    the inputs and the weights are finite and, by Cauchy-Schwarz, |sum of x * w| <= ||x|| ||w||
+    (each output reads a subset of the input and of one filter), plus the largest |bias|, stays
+    under SUM_BOUND. Then the fused ReLU equals the ReLU layer bit for bit; otherwise (a NaN
+    there, which the fused max(s, 0) would turn into 0 where Caffe's ReLU passes it on) the
+    caller runs the two layers apart. One BLAS dot per array (about 1 ms for conv1's input at
+    batch 32); a NaN or inf anywhere makes a dot non-finite, and every comparison with NaN fails."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = weights.reshape(-1)
+        norm_w = math.sqrt(float(np.dot(w, w)))
+        largest_bias = float(np.abs(bias).max()) if bias is not None and bias.size else 0.0
+        for b in bottom:
+            x = b.data.reshape(-1)
+            if not math.sqrt(float(np.dot(x, x))) * norm_w + largest_bias < SUM_BOUND:
+                return False
+    return True
 
 
 def _dnnl_backward(layer, geo, x, dy, bias, w=None, dx=None):
@@ -59,6 +87,8 @@ class Convolution(ConvolutionBase):
         if not self.use_dnnl or backend.on_device((*top, *bottom)) or not self.relu_fusable(slope):
             return False
         bias = self.blobs[1].data if self.bias_term else None
+        if not _sums_bounded(bottom, self.blobs[0].data, bias):
+            return False
         return self._on_dnnl(lambda geo: self._forward_dnnl(geo, bottom, top, bias, slope))
 
     def _forward_dnnl(self, geo, bottom, top, bias, relu=None):

@@ -197,6 +197,54 @@ def test_the_switch_turns_fusion_off(monkeypatch):
     text = conv_relu("num_output: 16 kernel_size: 3", (1, 3, 5, 5))
     assert build(text, monkeypatch, fused=True).relu_fusion == {1: 0.0}
     assert build(text, monkeypatch, fused=False).relu_fusion == {}
+    monkeypatch.delenv("FIRECAFFE_FUSE_RELU")              # on by default
+    assert Net(text_format.Parse(text, caffe_pb2.NetParameter()), phase="TRAIN").relu_fusion == {1: 0.0}
+
+
+def poison(kind, x, weights):
+    """Make the convolution's output non-finite one way or another (``weights``: each net's own)."""
+    if kind == "nan input":
+        x[0, 1, 2, 3] = np.nan
+    elif kind == "inf input":
+        x[0, 0, 1, 1] = np.inf
+    elif kind == "-inf input":
+        x[0, 2, 4, 4] = -np.inf
+    elif kind == "overflowing sums":      # finite everywhere, but sums pass float32's largest value
+        x[0, :, 2:5, 2:5] = 3e38 * np.sign(x[0, :, 2:5, 2:5])
+    elif kind == "large but safe":        # no overflow possible: still fused
+        x *= 1e15
+    for w in weights:
+        if kind == "nan weight":
+            w[3, 1, 1, 1] = np.nan
+        elif kind == "large but safe":
+            w *= 1e15
+
+
+@pytest.mark.parametrize("kind", ["nan input", "inf input", "-inf input", "nan weight", "overflowing sums",
+                                  "large but safe"])
+def test_non_finite_outputs_run_unfused_as_caffe(kind, monkeypatch):
+    """Fused, a NaN out of the convolution would become 0 where Caffe's ReLU passes it on: where the
+    inputs or weights could make one, that forward runs the two layers apart, so the net's outputs
+    (NaN included) are the unfused net's, bit for bit."""
+    from firecaffe.ops import conv as conv_module
+    checked = []
+    monkeypatch.setattr(conv_module, "_sums_bounded",
+                        lambda *a, real=conv_module._sums_bounded: checked.append(real(*a)) or checked[-1])
+    conv, shape = CASES[0]
+    fused, plain = twin_nets(conv_relu(conv, shape), monkeypatch)
+    layer = fused.layers[1]
+    if not layer.relu_fusable(0.0):
+        pytest.skip("no direct oneDNN kernel for this shape on this CPU")
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    poison(kind, x, [fused.params["conv1"][0].data, plain.params["conv1"][0].data])
+    mine, theirs = fused.forward(x=x)["c"].copy(), plain.forward(x=x)["c"].copy()
+    assert checked == [kind == "large but safe"]            # fused once, or run apart
+    if kind == "large but safe":
+        assert np.isfinite(theirs).all() and (theirs > 1e29).any()
+    else:
+        assert not np.isfinite(theirs).all()          # the case really makes a NaN or inf
+    assert np.array_equal(np.isnan(mine), np.isnan(theirs)), kind
+    assert_bits([np.nan_to_num(mine)], [np.nan_to_num(theirs)], kind)
 
 
 def deploy_with_gradients(path, batch, size=None):

@@ -42,3 +42,24 @@ def test_a_folder_without_the_uncompressed_run_is_refused(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), "--from", str(tmp_path)],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode != 0 and "no none.log" in out.stderr
+
+
+def test_squeezenet_cifar_is_its_own_net_and_solver_cut_short(tmp_path, monkeypatch):
+    import runpy
+
+    import pytest
+
+    from firecaffe.proto import io
+    script = runpy.run_path(str(SCRIPT), run_name="compress_convergence")
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit, match="make_data.py"):          # no HDF5 lists there yet
+        script["squeezenet_cifar"](tmp_path, tmp_path / "data", 90)
+    (tmp_path / "data").mkdir()
+    for name in ("cifar10_train_h5.txt", "cifar10_test_h5.txt"):
+        (tmp_path / "data" / name).write_text("x.h5\n")
+    solver = io.read_solver(script["squeezenet_cifar"](tmp_path, tmp_path / "data", 90))
+    assert (solver.max_iter, solver.test_interval, solver.snapshot, solver.test_iter) == (90, 30, 0, [100])
+    net = io.read_net(solver.net)
+    sources = sorted(layer.hdf5_data_param.source for layer in net.layer if layer.type == "HDF5Data")
+    assert sources == [str((tmp_path / "data" / n).resolve()) for n in ("cifar10_test_h5.txt", "cifar10_train_h5.txt")]
+    assert net.name == io.read_net(str(REPO / "nets/squeezenet_cifar/train_val.prototxt")).name

@@ -23,6 +23,39 @@ def test_make_data_writes_mean_subtracted_hdf5_and_lists(tmp_path):
     assert (tmp_path / "cifar10_test_h5.txt").read_text() == "cifar10_test.h5\n"
 
 
+def test_make_data_reads_cifar10_as_class_folders(tmp_path):
+    """--folders: DIR/train/<class>/* and DIR/test/<class>/*, labels in CIFAR-10's order by name;
+    PNG here so that the pixels come back exactly (the JPEG copies round them)."""
+    import h5py
+    import numpy as np
+    import pytest
+    from PIL import Image
+    make = runpy.run_path(str(FOLDER / "make_data.py"), run_name="make_data")
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for split, count in (("train", 3), ("test", 1)):
+        for label, name in enumerate(make["CLASSES"]):
+            (tmp_path / "src" / split / name).mkdir(parents=True)
+            for k in range(count):
+                image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(image).save(tmp_path / "src" / split / name / f"{k:04d}.png")
+                pixels[(split, label, k)] = image.transpose(2, 0, 1)
+    make["main"](["--folders", str(tmp_path / "src"), "--out", str(tmp_path / "out")])
+    train = [np.stack([pixels[("train", c, k)] for k in range(3)]) for c in range(10)]
+    mean = np.concatenate(train).reshape(30, 3, -1).mean(axis=(0, 2)).astype(np.float32)[:, None, None]
+    with h5py.File(tmp_path / "out" / "cifar10_test.h5") as f:
+        assert list(f["label"][...]) == list(range(10))
+        np.testing.assert_allclose(f["data"][3], pixels[("test", 3, 0)] - mean, atol=1e-4)   # cat
+    with h5py.File(tmp_path / "out" / "cifar10_train.h5") as f:
+        labels = f["label"][...].astype(int)
+        assert sorted(labels) == sorted(list(range(10)) * 3) and list(labels) != sorted(labels)   # mixed
+        first = f["data"][0] + mean
+        assert any(np.allclose(first, pixels[("train", labels[0], k)], atol=1e-3) for k in range(3))
+    (tmp_path / "src" / "test" / "truck").rename(tmp_path / "src" / "test" / "lorry")
+    with pytest.raises(SystemExit, match="class folders"):
+        make["main"](["--folders", str(tmp_path / "src"), "--out", str(tmp_path / "out")])
+
+
 def test_solver_trains_two_iterations_on_synthetic_data(tmp_path):
     runpy.run_path(str(FOLDER / "make_data.py"), run_name="make_data")["main"](
         ["--synthetic", "16", "--out", str(tmp_path)])
