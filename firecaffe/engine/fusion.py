@@ -60,6 +60,50 @@ def plan(net):
     return fused
 
 
+def plan_concat(net):
+    """{index of a Concat: {bottom number: index of the in-place ReLU (slope 0) that made that bottom}}:
+    the ReLU backwards that the Concat's backward computes as it hands out its top diff
+    (``Concat.backward_relu``, ops/shape.py), saving one pass over each such bottom. A bottom
+    qualifies when its last producer before the Concat is a ReLU in place on it, slope 0, engine not
+    CAFFE, no loss weight, and no other layer reads or writes the blob between the two or after the
+    Concat (so its diff is the Concat's copy when the ReLU's backward would read it, and nothing
+    else reads that diff before); the Concat carries no loss weight and names the blob once."""
+    if not environment().fuse_relu or backend.gpu_enabled() or net.shapes_only:
+        return {}
+    planned = {}
+    for i, concat in enumerate(net.layers):
+        if concat.type != "Concat" or any(concat.loss_weights) or not hasattr(concat, "backward_relu"):
+            continue
+        bottoms = net.bottom_vecs[i]
+        for k, blob in enumerate(bottoms):
+            if sum(b is blob for b in bottoms) != 1:
+                continue
+            j = next((j for j in range(i - 1, -1, -1) if any(t is blob for t in net.top_vecs[j])), None)
+            if j is None or net.layers[j].type != "ReLU":
+                continue
+            relu = net.layers[j]
+            p = relu.param.relu_param
+            if not (len(net.bottom_vecs[j]) == 1 and net.bottom_vecs[j][0] is blob and len(net.top_vecs[j]) == 1
+                    and net.top_vecs[j][0] is blob) or relu.negative_slope != 0 or p.engine == p.CAFFE \
+                    or any(relu.loss_weights):
+                continue
+            touched = any(any(b is blob for b in (*net.bottom_vecs[m], *net.top_vecs[m]))
+                          for m in (*range(j + 1, i), *range(i + 1, len(net.layers))))
+            if not touched:
+                planned.setdefault(i, {})[k] = j
+    return planned
+
+
+def concat_relus(net, i, end, propagate):
+    """For a backward pass reaching down to layer ``end``: the bottoms of Concat i whose ReLU
+    backward it computes now (as a set) and those ReLUs' indices, from the plan; ``propagate``
+    is what each layer's backward is asked to compute (``Net.bottom_need_backward``, or every
+    layer's as `firecaffe time` runs them). Empty where the ReLU would not run its backward."""
+    masked = {k for k, j in net.concat_relu.get(i, {}).items()
+              if j >= end and propagate[i][k] and propagate[j][0]}
+    return masked, {net.concat_relu[i][k] for k in masked}
+
+
 def engine_word(net, i):
     """'fused into <conv>' for a ReLU whose forward its convolution computes, else None."""
     conv = net.layers[i - 1] if i - 1 in net.relu_fusion else None

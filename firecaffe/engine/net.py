@@ -60,6 +60,7 @@ class Net(PycaffeNetAPI):
         self.outputs = sorted(available)           # Caffe lists them from a std::set
         self._plan_backward()
         self.relu_fusion = fusion.plan(self)       # {conv index: ReLU slope}, engine/fusion.py
+        self.concat_relu = fusion.plan_concat(self)   # {concat index: {bottom: ReLU index}}, engine/fusion.py
         arena.collect_params(self, self._where)
         if shapes_only:
             self.param_arena = self.diff_arena = None
@@ -193,10 +194,16 @@ class Net(PycaffeNetAPI):
         arena hold finished gradients."""
         start = len(self.layers) - 1 if start is None else start
         before, after = self.hooks["before_backward"], self.hooks["after_backward"]
+        fuse, done = not before and not after, set()
         for i in range(start, end - 1, -1):
             for fn in before:
                 fn(i)
-            self.backward_layer(i)
+            if i in done:
+                pass               # an in-place ReLU whose backward its Concat computed (engine/fusion.py)
+            elif fuse and i in self.concat_relu and self.layer_need_backward[i]:
+                done |= self.backward_concat(i, end, self.bottom_need_backward)
+            else:
+                self.backward_layer(i)
             for fn in after:
                 fn(i)
             if grad_ready is not None:
@@ -273,6 +280,16 @@ class Net(PycaffeNetAPI):
             except Exception as exc:
                 gpu_errors.reraise_oom(exc, self, layer)
                 raise
+
+    def backward_concat(self, i, end, propagate):
+        """Concat i's backward with the ReLU backwards planned into it (engine/fusion.py) that
+        run in this pass (down to layer ``end``); the indices of those ReLUs, which are done."""
+        masked, relus = fusion.concat_relus(self, i, end, propagate)
+        layer = self.layers[i]
+        if masked and layer.backward_relu(self.top_vecs[i], propagate[i], self.bottom_vecs[i], masked):
+            return relus
+        self.backward_layer(i, always=True)
+        return set()
 
     def forward_backward(self, grad_ready=None):
         loss = self.forward_range()

@@ -45,9 +45,13 @@ def time_net(net, iterations):
             _sync()
             fwd[i] += time.perf_counter() - t
         mid = time.perf_counter()
+        done = set()
         for i in reversed(range(n)):
             t = time.perf_counter()
-            net.backward_layer(i, always=True)       # as `caffe time`: every layer, loss or not
+            if i in net.concat_relu:                  # ReLU backwards its Concat computes: in its row
+                done |= net.backward_concat(i, 0, net.bottom_need_backward)
+            elif i not in done:
+                net.backward_layer(i, always=True)   # as `caffe time`: every layer, loss or not
             _sync()
             bwd[i] += time.perf_counter() - t
         end = time.perf_counter()

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import PrototxtError
 from . import register
 from .base import Layer
-from ._threads import elementwise, run_parts
+from ._threads import CHUNK, elementwise, run_parts, scratch_mask
 
 _MIN_PARALLEL_BYTES = 1 << 20
 
@@ -97,6 +97,38 @@ class Concat(Layer):
         _copy_pairs(((b.diff, top[0].diff[index])
                      for b, down, index in zip(bottom, propagate_down, self._slices()) if down),
                     self.axis)
+
+    def backward_relu(self, top, propagate_down, bottom, masked):
+        """Backward with the backward of the in-place ReLUs (slope 0) on the bottoms numbered in
+        ``masked`` done as well (engine/fusion.py): their diffs get the top diff's slice times
+        (bottom > 0), what the copy then the ReLU layer's backward leave there, in one pass instead
+        of two. False (nothing done) for arrays that are not C-contiguous NumPy ones."""
+        arrays = [top[0].diff] + [a for b in bottom for a in (b.diff, b.data)]
+        if not all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays):
+            return False
+        if top[0].count == 0:
+            self.backward(top, propagate_down, bottom)
+            return True
+        copies, products = [], []
+        outer = int(np.prod(top[0].shape[:self.axis], dtype=np.int64))
+        rows = top[0].diff.reshape(outer, -1)
+        start = 0
+        for k, (b, down, index) in enumerate(zip(bottom, propagate_down, self._slices())):
+            width = b.count // outer
+            if down and k in masked:
+                products.append((b.diff.reshape(outer, -1), rows[:, start:start + width], b.data.reshape(outer, -1)))
+            elif down:
+                copies.append((b.diff, top[0].diff[index]))
+            start += width
+        if copies:
+            _copy_pairs(copies, self.axis)
+
+        def part(g, x, out):
+            np.multiply(g, np.greater(x, 0, out=scratch_mask(x.size)), out=out)
+        for dx, dy, x in products:
+            for n in range(outer):
+                elementwise(part, dy[n], x[n], dx[n], chunk=CHUNK)
+        return True
 
 
 @register("Slice")

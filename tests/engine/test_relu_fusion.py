@@ -314,3 +314,118 @@ def test_firecaffe_time_names_the_fusion(monkeypatch):
     assert any("relu1" in line and "engine: fused into conv1" in line for line in lines), lines
     assert any("conv1" in line and "engine: oneDNN 3." in line for line in lines), lines
     assert set(times) == {"in", "conv1", "relu1"}
+
+
+FIRE = """
+force_backward: true
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 3 dim: 4 dim: 5 dim: 5 } } }
+layer { name: "e1" type: "Convolution" bottom: "x" top: "e1"
+        convolution_param { num_output: 6 kernel_size: 1 %(fill)s } }
+layer { name: "r1" type: "ReLU" bottom: "e1" top: "e1" %(r1)s }
+layer { name: "e3" type: "Convolution" bottom: "x" top: "e3"
+        convolution_param { num_output: 5 kernel_size: 3 pad: 1 %(fill)s } }
+layer { name: "r3" type: "ReLU" bottom: "e3" top: "e3" }
+layer { name: "cat" type: "Concat" bottom: "e1" bottom: "e3" top: "cat" }
+layer { name: "out" type: "Convolution" bottom: "cat" top: "y"
+        convolution_param { num_output: 3 kernel_size: 1 %(fill)s } }
+%(after)s
+"""
+
+
+def fire(r1="", after=""):
+    return FIRE % {"fill": FILL, "r1": r1, "after": after}
+
+
+def blob_diffs(net):
+    return [b.diff.copy() for b in net.blobs.values()] + [b.diff.copy() for n in net.params for b in net.params[n]]
+
+
+def test_concat_computes_the_relu_backwards_bit_for_bit(monkeypatch):
+    """Concat's backward hands each in-place ReLU's bottom its slice times (bottom > 0), which the copy
+    then the ReLU's backward leave there: every blob's diff equal, and the ReLUs' backward not run."""
+    fused, plain = twin_nets(fire(), monkeypatch)
+    at = [layer.name for layer in fused.layers].index
+    assert fused.concat_relu == {at("cat"): {0: at("r1"), 1: at("r3")}} and plain.concat_relu == {}
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
+    for net in (fused, plain):
+        net.forward(x=x)
+        net.clear_param_diffs()
+        net.backward(y=np.random.default_rng(1).standard_normal((3, 3, 5, 5)).astype(np.float32))
+    assert (fused.blobs["e1"].data == 0).any() and (fused.blobs["e3"].data == 0).any()
+    assert_bits(blob_diffs(fused), blob_diffs(plain), "diffs")
+    ran = []
+    monkeypatch.setattr(type(fused.layer_dict["r1"]), "backward", lambda self, *a: ran.append(self.name))
+    fused.backward(y=np.ones((3, 3, 5, 5), np.float32))
+    assert ran == []                           # both ReLU backwards were the Concat's
+
+
+@pytest.mark.parametrize("start, end", [("cat", "r3"), ("cat", "e3"), ("out", "cat"), ("r3", "e1"), (None, "e3")])
+def test_a_partial_backward_runs_the_relus_it_reaches(start, end, monkeypatch):
+    """backward(start, end) splitting a Concat from its ReLUs: those left out keep the Concat's copy."""
+    fused, plain = twin_nets(fire(), monkeypatch)
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
+    for net in (fused, plain):
+        net.forward(x=x)
+        for blob in net.blobs.values():
+            blob.diff[...] = np.random.default_rng(2).standard_normal(blob.shape)
+        net.clear_param_diffs()
+        net.backward(start=start, end=end)
+    assert_bits(blob_diffs(fused), blob_diffs(plain), f"backward({start}, {end})")
+
+
+def test_a_backward_hook_sees_every_relu(monkeypatch):
+    fused, plain = twin_nets(fire(), monkeypatch)
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
+    seen = {}
+    for net in (fused, plain):
+        names = []
+        net.after_backward(lambda i, net=net, names=names: names.append((i, net.blobs["e1"].diff.copy())))
+        net.forward(x=x)
+        net.backward(y=np.ones((3, 3, 5, 5), np.float32))
+        seen[net is fused] = names
+    assert [i for i, _ in seen[True]] == [i for i, _ in seen[False]]
+    assert_bits([d for _, d in seen[True]], [d for _, d in seen[False]], "e1's diff after each layer")
+
+
+@pytest.mark.parametrize("why, text", [
+    ("leaky ReLU", fire(r1="relu_param { negative_slope: 0.1 }")),
+    ("engine CAFFE", fire(r1="relu_param { engine: CAFFE }")),
+    ("read after the Concat too", fire(after='layer { name: "p" type: "Pooling" bottom: "e1" top: "p" '
+                                             'pooling_param { pool: MAX kernel_size: 2 } }')),
+])
+def test_no_concat_fusion_where_the_diff_could_differ(why, text, monkeypatch):
+    fused, plain = twin_nets(text, monkeypatch)
+    cat = [layer.name for layer in fused.layers].index("cat")
+    assert 0 not in fused.concat_relu.get(cat, {}) and 1 in fused.concat_relu[cat], why
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
+    for net in (fused, plain):
+        net.forward(x=x)
+        net.clear_param_diffs()
+        net.backward(**{k: np.ones(v.shape, np.float32) for k, v in net.blobs.items() if k in net.outputs})
+    assert_bits(blob_diffs(fused), blob_diffs(plain), why)
+
+
+def test_non_finite_diffs_and_values_stay_caffes(monkeypatch):
+    fused, plain = twin_nets(fire(), monkeypatch)
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((3, 3, 5, 5)).astype(np.float32)
+    dy[0, 0, 0, 0], dy[1, 2, 3, 4] = np.inf, np.nan
+    out = []
+    for net in (fused, plain):
+        net.forward(x=x)
+        net.blobs["e3"].data[0, 0, 0, :2] = (np.nan, np.inf)
+        net.clear_param_diffs()
+        net.backward(y=dy)
+        out.append([np.nan_to_num(d) for d in blob_diffs(net)] + [np.isnan(d) for d in blob_diffs(net)])
+    assert_bits(out[0][:len(out[0]) // 2], out[1][:len(out[1]) // 2], "diffs")
+    assert all(np.array_equal(a, b) for a, b in zip(out[0][len(out[0]) // 2:], out[1][len(out[1]) // 2:]))
+
+
+def test_firecaffe_time_runs_the_concat_fused(monkeypatch):
+    fused, plain = twin_nets(fire(), monkeypatch)
+    ran = []
+    concat = type(fused.layer_dict["cat"])
+    monkeypatch.setattr(concat, "backward_relu", lambda self, *a, real=concat.backward_relu: ran.append(1) or real(self, *a))
+    time_net(fused, 1)
+    time_net(plain, 1)
+    assert ran == [1, 1]          # the warm-up pass and the timed one, on the fused net only
