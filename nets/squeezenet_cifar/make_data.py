@@ -14,8 +14,8 @@ Writes, under
 --out (default data/, the paths train_val.prototxt names):
 
     cifar10_train.h5, cifar10_test.h5     datasets `data` (N, 3, 32, 32) float32: pixel values
-                                          0-255 minus the per-channel mean of the training set,
-                                          and `label` (N,) float32
+                                          0-255 standardized per channel with the training set's
+                                          mean and standard deviation, and `label` (N,) float32
     cifar10_train_h5.txt, cifar10_test_h5.txt   the lists HDF5Data reads
 """
 import argparse
@@ -79,10 +79,10 @@ def synthetic(count, seed):
     return rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, count).astype(np.uint8)
 
 
-def write(out, name, images, labels, mean):
+def write(out, name, images, labels, mean, std):
     path = os.path.join(out, f"cifar10_{name}.h5")
     with h5py.File(path, "w") as f:
-        f.create_dataset("data", data=images.astype(np.float32) - mean)
+        f.create_dataset("data", data=(images.astype(np.float32) - mean) / std)
         f.create_dataset("label", data=labels.astype(np.float32))
     with open(os.path.join(out, f"cifar10_{name}_h5.txt"), "w") as f:
         f.write(f"cifar10_{name}.h5\n")
@@ -107,9 +107,11 @@ def main(argv=None):
     else:
         train, test = read_records(args.archive, TRAIN_MEMBERS), read_records(args.archive, TEST_MEMBERS)
     os.makedirs(args.out, exist_ok=True)
-    mean = train[0].reshape(len(train[0]), 3, -1).mean(axis=(0, 2)).astype(np.float32)[:, None, None]
-    write(args.out, "train", *train, mean)
-    write(args.out, "test", *test, mean)
+    pixels = train[0].reshape(len(train[0]), 3, -1)
+    mean = pixels.mean(axis=(0, 2)).astype(np.float32)[:, None, None]
+    std = np.maximum(pixels.std(axis=(0, 2)), 1e-3).astype(np.float32)[:, None, None]
+    write(args.out, "train", *train, mean, std)
+    write(args.out, "test", *test, mean, std)
 
 
 if __name__ == "__main__":

@@ -60,10 +60,20 @@ def test_paper_mb_rounds_up_to_two_significant_digits():
     ({"sr": 1.5}, "SR"), ({"sr": 0.0}, "SR"), ({"sr": -0.125}, "SR"),
     ({"pct_3x3": -0.1}, "pct_3x3"), ({"pct_3x3": 1.01}, "pct_3x3"),
     ({"pool_after": (4, 12)}, "fire12"), ({"pool_after": (1,)}, "fire1"), ({"freq": 0}, "freq"),
+    ({"filler": "gaussian"}, "filler"),
 ])
 def test_bad_metaparameters_raise_a_clear_error(changes, message):
     with pytest.raises(FirecaffeError, match=message):
         describe(SqueezeNetSpec(**changes))
+
+
+def test_msra_filler_for_every_convolution():
+    """The paper's fillers (xavier, conv10 gaussian 0.01) by default; filler="msra" (squeezenet_cifar's)
+    puts msra on all 26 convolutions, conv10 included."""
+    paper = design.build_squeezenet(SqueezeNetSpec(), train=True).text()
+    msra = design.build_squeezenet(SqueezeNetSpec(filler="msra"), train=True).text()
+    assert paper.count('type: "xavier"') == 25 and 'std: 0.01' in paper and "msra" not in paper
+    assert msra.count('type: "msra"') == 26 and "xavier" not in msra and "std: 0.01" not in msra
 
 
 def test_pct_3x3_at_the_ends_drops_one_expand_branch():

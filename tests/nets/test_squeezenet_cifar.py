@@ -20,6 +20,7 @@ def test_make_data_writes_mean_subtracted_hdf5_and_lists(tmp_path):
     with h5py.File(tmp_path / "cifar10_train.h5") as f:
         assert f["data"].shape == (40, 3, 32, 32) and f["label"].shape == (40,)
         assert abs(float(f["data"][...].mean())) < 1e-3            # the train mean is taken out
+        assert abs(float(f["data"][...].std()) - 1) < 1e-3          # and each channel scaled to unit variance
     assert (tmp_path / "cifar10_test_h5.txt").read_text() == "cifar10_test.h5\n"
 
 
@@ -42,14 +43,15 @@ def test_make_data_reads_cifar10_as_class_folders(tmp_path):
                 pixels[(split, label, k)] = image.transpose(2, 0, 1)
     make["main"](["--folders", str(tmp_path / "src"), "--out", str(tmp_path / "out")])
     train = [np.stack([pixels[("train", c, k)] for k in range(3)]) for c in range(10)]
-    mean = np.concatenate(train).reshape(30, 3, -1).mean(axis=(0, 2)).astype(np.float32)[:, None, None]
+    channels = np.concatenate(train).reshape(30, 3, -1)
+    mean, std = (channels.mean(axis=(0, 2))[:, None, None], channels.std(axis=(0, 2))[:, None, None])
     with h5py.File(tmp_path / "out" / "cifar10_test.h5") as f:
         assert list(f["label"][...]) == list(range(10))
-        np.testing.assert_allclose(f["data"][3], pixels[("test", 3, 0)] - mean, atol=1e-4)   # cat
+        np.testing.assert_allclose(f["data"][3], (pixels[("test", 3, 0)] - mean) / std, atol=1e-4)   # cat
     with h5py.File(tmp_path / "out" / "cifar10_train.h5") as f:
         labels = f["label"][...].astype(int)
         assert sorted(labels) == sorted(list(range(10)) * 3) and list(labels) != sorted(labels)   # mixed
-        first = f["data"][0] + mean
+        first = f["data"][0] * std + mean
         assert any(np.allclose(first, pixels[("train", labels[0], k)], atol=1e-3) for k in range(3))
     (tmp_path / "src" / "test" / "truck").rename(tmp_path / "src" / "test" / "lorry")
     with pytest.raises(SystemExit, match="class folders"):
