@@ -26,8 +26,8 @@ float32 result, Caffe's rule for every slope; for slope 0 a second post-op adds 
 that a negative result gives +0 as np.maximum does (the gemm kernels' alpha * s is -0).
 Measured bit for bit equal to the convolution then firecaffe's ReLU for finite values
 (tests/engine/test_relu_fusion.py). Not for non-finite ones with slope 0: the
-direct kernels' max(s, 0) turns a NaN into 0 and the gemm kernels' 0 * -inf gives NaN,
-where the ReLU layer passes a NaN on and turns -inf into 0. So the convolution fuses only
+direct kernels' max(s, 0) turns a NaN and -inf into 0, where the ReLU layer, as Caffe's,
+passes a NaN on and turns -inf into NaN (0 * -inf). So the convolution fuses only
 when its outputs cannot be non-finite: before each fused forward, ``_sums_bounded``
 (ops/conv.py) checks that the inputs and weights are finite and that ||x|| ||w|| + max |bias|
 bounds every output and partial sum far below float32's overflow (two BLAS dots); otherwise

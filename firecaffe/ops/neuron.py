@@ -38,7 +38,8 @@ class _Neuron(Layer):
 
 @register("ReLU")
 class ReLU(_Neuron):
-    """In place or not, with no full-size temporaries. Backward reads the sign
+    """In place or not, with no full-size temporaries; Caffe's arithmetic for non-finite values too
+    (-inf gives NaN with slope 0, -inf with another slope). Backward reads the sign
     of ``bottom[0].data`` (the output when in place): dx = dy * (x > 0), or
     dy where x > 0 and dy * negative_slope elsewhere; NaN/inf in dy propagate.
     NumPy arrays are done in place, in cache-sized chunks (``_threads.elementwise``)."""
@@ -50,10 +51,18 @@ class ReLU(_Neuron):
         x, y = bottom[0].data, top[0].data
         xp = backend.xp_of(x)
         if self.negative_slope == 0:
+            # Caffe's max(x, 0) + 0 * min(x, 0): -inf gives NaN (0 * -inf), as a NaN stays NaN;
+            # x * (x > 0) + 0 computes that, with +0 for negatives (np.maximum would give 0 for -inf)
             if _fast(x, y):
-                elementwise(lambda a, b: np.maximum(a, 0, out=b), x, y)
+                def part(a, b):
+                    with np.errstate(invalid="ignore"):
+                        np.multiply(a, np.greater(a, 0, out=scratch_mask(a.size)), out=b)
+                    np.add(b, 0, out=b)
+                elementwise(part, x, y, chunk=_threads.CHUNK)
             else:
-                xp.maximum(x, 0, out=y)
+                with np.errstate(invalid="ignore"):
+                    xp.multiply(x, x > 0, out=y)
+                y += 0
             return
         slope = x.dtype.type(self.negative_slope)
         if _fast(x, y):

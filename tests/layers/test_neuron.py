@@ -25,6 +25,18 @@ def in_place(text, x, phase="TRAIN"):
     return layer, [blob]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_non_finite_values_as_caffe(dtype):
+    """Real Caffe (BVLC 9b891540, shared/caffe-oracle) gives [nan, inf, nan, 0] for [-inf, inf, nan, -1]
+    with slope 0 (max(x, 0) + 0 * min(x, 0), and 0 * -inf is NaN), and [-inf, inf, nan, -0.25] with 0.25."""
+    x = np.array([[-np.inf, np.inf, np.nan, -1.0]], dtype)
+    for slope, expected in ((0, [[np.nan, np.inf, np.nan, 0.0]]), (0.25, [[-np.inf, np.inf, np.nan, -0.25]])):
+        layer, bottom, top = make_layer(f'type: "ReLU" relu_param {{ negative_slope: {slope} }}', [x.copy()],
+                                        dtype=dtype)
+        layer.forward(bottom, top)
+        np.testing.assert_array_equal(top[0].data, expected)
+
+
 def test_relu_forward_with_negative_slope():
     layer, bottom, top = make_layer('type: "ReLU" relu_param { negative_slope: 0.25 }',
                                     [np.array([[-2.0, -0.5, 0.0, 3.0]])])
@@ -177,7 +189,10 @@ def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk):
     dy.reshape(-1)[5::89] = np.inf
     s = np.float32(slope)
     with np.errstate(invalid="ignore"):
-        y_ref = np.where(x > 0, x, x * s) if slope else np.maximum(x, 0)
+        # slope 0: Caffe's max(x, 0) + 0 * min(x, 0) (-inf gives NaN), with +0 for every x <= 0
+        y_ref = np.where(x > 0, x, x * s) if slope else x * (x > 0) + np.float32(0)
+        if not slope:
+            np.testing.assert_array_equal(y_ref, np.maximum(x, 0) + 0 * np.minimum(x, 0))
         # in place the sign comes from y: the same as x's for slope >= 0
         dx_ref = np.where(x > 0, dy, dy * s) if slope else dy * (x > 0)
         y, dx, bottom, top = _relu_pair(slope, x, dy, inplace, np.float32)
