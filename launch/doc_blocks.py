@@ -255,6 +255,7 @@ BLOCKS = {
     "sparse-ip-range": sparse_ip_range,
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "convergence-squeezenet": lambda texts: texts["docs/scaling/compress/squeezenet_digits/table.md"].rstrip("\n"),
+    "convergence-squeezenet-cifar": lambda texts: texts["docs/scaling/compress/squeezenet_cifar/table.md"].rstrip("\n"),
     "convergence-plain-fp16": lambda texts: texts[
         "docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"].rstrip("\n"),
     "compress-fit": compress_fit,

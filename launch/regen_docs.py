@@ -95,6 +95,10 @@ GENERATED = {
 GENERATED["docs/scaling/compress/squeezenet_digits/table.md"] = (
     "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_digits",
                "--plot", "{png}"])
+# the same with squeezenet_cifar itself on CIFAR-10 (--net squeezenet-cifar, the JPEG copy of the images)
+GENERATED["docs/scaling/compress/squeezenet_cifar/table.md"] = (
+    "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_cifar",
+               "--plot", "{png}"])
 # PowerSGD against PyTorch's DDP powerSGD_hook on the same gradients (benchmarks/powersgd_peer.py --json)
 GENERATED["docs/scaling/compress/powersgd_peer/table.md"] = (
     "script", ["benchmarks/powersgd_peer.py", "--from", "docs/scaling/compress/powersgd_peer/squeezenet_cifar.json",
@@ -124,6 +128,7 @@ FIGURES = {
     f"{C}/hier-8x2/scaling.png": GENERATED[f"{C}/hier-8x2/README.md"],
     f"{C}/nets/firecaffe_nets.png": GENERATED[f"{C}/nets/table.md"],
     "docs/scaling/compress/squeezenet_digits_loss.png": GENERATED["docs/scaling/compress/squeezenet_digits/table.md"],
+    "docs/scaling/compress/squeezenet_cifar_loss.png": GENERATED["docs/scaling/compress/squeezenet_cifar/table.md"],
 }
 
 # Folders measured and fitted with older code (their model columns and fits need it): kept as
