@@ -52,9 +52,16 @@ class ReLU(_Neuron):
         xp = backend.xp_of(x)
         if self.negative_slope == 0:
             # Caffe's max(x, 0) + 0 * min(x, 0): -inf gives NaN (0 * -inf), as a NaN stays NaN;
-            # x * (x > 0) + 0 computes that, with +0 for negatives (np.maximum would give 0 for -inf)
+            # x * (x > 0) + 0 computes that, with +0 for negatives (np.maximum would give 0 for -inf).
+            # A piece whose minimum is finite holds neither -inf nor NaN: there np.maximum is the
+            # same and takes about half the time (the minimum is read while the piece is in cache)
             if _fast(x, y):
+                lowest = -np.finfo(x.dtype).max
+
                 def part(a, b):
+                    if a.size and a.min() >= lowest:
+                        np.maximum(a, 0, out=b)
+                        return
                     with np.errstate(invalid="ignore"):
                         np.multiply(a, np.greater(a, 0, out=scratch_mask(a.size)), out=b)
                     np.add(b, 0, out=b)

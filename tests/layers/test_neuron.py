@@ -168,11 +168,13 @@ def _relu_pair(slope, x, dy, inplace, dtype):
 @pytest.mark.parametrize("slope", [0.0, 0.25])
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("chunk", [None, 1000])
+@pytest.mark.parametrize("nonfinite", [True, False])
 @pytest.mark.filterwarnings("ignore:invalid value")
-def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk):
+def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk, nonfinite):
     """Big enough for the chunked, threaded NumPy path (odd size, chunk edges
     inside rows): exactly the reference formulas, in place or not, with
-    zeros, -0.0, NaN and inf in x and dy."""
+    zeros, -0.0, NaN and inf in x and dy (``nonfinite``; without them every piece of
+    the forward takes np.maximum's path, with them most take the product's)."""
     from firecaffe.ops import _threads
     if chunk:
         monkeypatch.setattr(_threads, "CHUNK", chunk)
@@ -184,9 +186,10 @@ def test_relu_large_threaded_exact(monkeypatch, slope, inplace, chunk):
     flat = x.reshape(-1)
     flat[::97] = 0.0
     flat[1::97] = -0.0
-    flat[2::997] = np.nan
-    flat[3::991] = -np.inf
-    dy.reshape(-1)[5::89] = np.inf
+    if nonfinite:
+        flat[2::997] = np.nan
+        flat[3::991] = -np.inf
+        dy.reshape(-1)[5::89] = np.inf
     s = np.float32(slope)
     with np.errstate(invalid="ignore"):
         # slope 0: Caffe's max(x, 0) + 0 * min(x, 0) (-inf gives NaN), with +0 for every x <= 0
