@@ -39,21 +39,32 @@ from ..core import backend
 from ..core.options import environment
 
 
+def _allowed(net):
+    return environment().fuse_relu and not backend.gpu_enabled() and not net.shapes_only
+
+
+def _relu_in_place_on(net, j, blob):
+    """Whether layer j is a ReLU in place on ``blob`` alone (bottom and top), engine not CAFFE,
+    no loss weight: one whose work another layer may do for it."""
+    relu = net.layers[j]
+    if relu.type != "ReLU" or len(net.bottom_vecs[j]) != 1 or len(net.top_vecs[j]) != 1:
+        return False
+    p = relu.param.relu_param
+    return net.bottom_vecs[j][0] is blob and net.top_vecs[j][0] is blob and p.engine != p.CAFFE \
+        and not any(relu.loss_weights)
+
+
 def plan(net):
     """{index of a Convolution: negative slope of the ReLU fused into it (the next layer)}."""
-    if not environment().fuse_relu or backend.gpu_enabled() or net.shapes_only:
+    if not _allowed(net):
         return {}
     fused = {}
     for i in range(len(net.layers) - 1):
-        conv, relu = net.layers[i], net.layers[i + 1]
-        if conv.type != "Convolution" or relu.type != "ReLU" or not hasattr(conv, "forward_relu") \
-                or not conv.use_dnnl:
+        conv, relu, top = net.layers[i], net.layers[i + 1], net.top_vecs[i]
+        if conv.type != "Convolution" or not hasattr(conv, "forward_relu") or not conv.use_dnnl \
+                or len(top) != 1:
             continue
-        top, relu_bottom, relu_top = net.top_vecs[i], net.bottom_vecs[i + 1], net.top_vecs[i + 1]
-        in_place = len(top) == 1 and len(relu_bottom) == 1 and len(relu_top) == 1 \
-            and relu_bottom[0] is top[0] and relu_top[0] is top[0]
-        p = relu.param.relu_param
-        if in_place and p.engine != p.CAFFE and not any(conv.loss_weights) and not any(relu.loss_weights) \
+        if _relu_in_place_on(net, i + 1, top[0]) and not any(conv.loss_weights) \
                 and not relu.reshape_every_forward and not conv.reshape_every_forward \
                 and conv.relu_fusable(relu.negative_slope):
             fused[i] = relu.negative_slope
@@ -68,7 +79,7 @@ def plan_concat(net):
     CAFFE, no loss weight, and no other layer reads or writes the blob between the two or after the
     Concat (so its diff is the Concat's copy when the ReLU's backward would read it, and nothing
     else reads that diff before); the Concat carries no loss weight and names the blob once."""
-    if not environment().fuse_relu or backend.gpu_enabled() or net.shapes_only:
+    if not _allowed(net):
         return {}
     planned = {}
     for i, concat in enumerate(net.layers):
@@ -79,13 +90,7 @@ def plan_concat(net):
             if sum(b is blob for b in bottoms) != 1:
                 continue
             j = next((j for j in range(i - 1, -1, -1) if any(t is blob for t in net.top_vecs[j])), None)
-            if j is None or net.layers[j].type != "ReLU":
-                continue
-            relu = net.layers[j]
-            p = relu.param.relu_param
-            if not (len(net.bottom_vecs[j]) == 1 and net.bottom_vecs[j][0] is blob and len(net.top_vecs[j]) == 1
-                    and net.top_vecs[j][0] is blob) or relu.negative_slope != 0 or p.engine == p.CAFFE \
-                    or any(relu.loss_weights):
+            if j is None or not _relu_in_place_on(net, j, blob) or net.layers[j].negative_slope != 0:
                 continue
             touched = any(any(b is blob for b in (*net.bottom_vecs[m], *net.top_vecs[m]))
                           for m in (*range(j + 1, i), *range(i + 1, len(net.layers))))

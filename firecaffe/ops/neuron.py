@@ -36,6 +36,12 @@ class _Neuron(Layer):
         top[0].reshape_like(bottom[0])
 
 
+def relu_grad_piece(a, g, out):
+    """out = g * (a > 0) on one cache-sized piece: the ReLU's backward with slope 0, ``a`` its
+    input or (in place) its output; also run by Concat's backward for its bottoms' ReLUs."""
+    np.multiply(g, np.greater(a, 0, out=scratch_mask(a.size)), out=out)
+
+
 @register("ReLU")
 class ReLU(_Neuron):
     """In place or not, with no full-size temporaries; Caffe's arithmetic for non-finite values too
@@ -94,8 +100,7 @@ class ReLU(_Neuron):
         slope = dy.dtype.type(self.negative_slope)
         if _fast(x, dy, dx):
             if self.negative_slope == 0:
-                def part(a, g, out):
-                    np.multiply(g, np.greater(a, 0, out=scratch_mask(a.size)), out=out)
+                part = relu_grad_piece
             else:
                 same = dx is dy
 

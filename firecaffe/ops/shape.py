@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import PrototxtError
 from . import register
 from .base import Layer
-from ._threads import CHUNK, elementwise, run_parts, scratch_mask
+from ._threads import CHUNK, elementwise, run_parts
+from .neuron import relu_grad_piece
 
 _MIN_PARALLEL_BYTES = 1 << 20
 
@@ -122,12 +123,9 @@ class Concat(Layer):
             start += width
         if copies:
             _copy_pairs(copies, self.axis)
-
-        def part(g, x, out):
-            np.multiply(g, np.greater(x, 0, out=scratch_mask(x.size)), out=out)
         for dx, dy, x in products:
             for n in range(outer):
-                elementwise(part, dy[n], x[n], dx[n], chunk=CHUNK)
+                elementwise(relu_grad_piece, x[n], dy[n], dx[n], chunk=CHUNK)
         return True
 
 
