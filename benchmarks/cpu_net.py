@@ -216,6 +216,9 @@ def main():
                         help="add firecaffe with BatchNorm and Scale on their reference (unblocked) passes")
     parser.add_argument("--unfused", action="store_true",
                         help="add firecaffe without the ReLU fused into its convolution (FIRECAFFE_FUSE_RELU=0)")
+    parser.add_argument("--dnnl-wgrad", action="store_true",
+                        help="add firecaffe with the 1x1 layers' weight gradients on oneDNN's gemm convolution "
+                             "instead of OpenBLAS (ops/conv.py PLAIN_WEIGHT_GRAD_ON_BLAS off)")
     parser.add_argument("--write-prototxt", metavar="PATH",
                         help="only write the net as timed (input resized, no Dropout, SoftmaxWithLoss on a label "
                              "Input) to PATH, for `caffe time` (benchmarks/caffe_time_peer.sh), and stop")
@@ -298,6 +301,18 @@ def main():
         print(f"ReLUs fused: {len(net.relu_fusion)} (unfused net: {len(uf_net.relu_fusion)}); "
               f"loss: firecaffe {fc_step():.6f} unfused {fc_step(uf_net):.6f}")
         steps["unfused"] = lambda: fc_step(uf_net)
+    if args.dnnl_wgrad:
+        from firecaffe.ops import conv as conv_ops
+        wg_net = make_firecaffe(param)
+
+        def dnnl_wgrad_step():
+            conv_ops.PLAIN_WEIGHT_GRAD_ON_BLAS = False
+            try:
+                return fc_step(wg_net)
+            finally:
+                conv_ops.PLAIN_WEIGHT_GRAD_ON_BLAS = True
+        print(f"loss: firecaffe {fc_step():.6f} 1x1 weight gradients on oneDNN {dnnl_wgrad_step():.6f}")
+        steps["dnnl-wgrad"] = dnnl_wgrad_step
     if torch is not None:
         steps["torch"] = torch_step
     wall = {k: [] for k in steps}
@@ -315,7 +330,7 @@ def main():
     for name in steps:
         print(f"  {name:9s} {med[name]:8.1f} ms  CPU {med_cpu[name]:8.1f} ms   "
               f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
-    for peer in ("NumPy", "unblocked", "unfused", "torch"):
+    for peer in ("NumPy", "unblocked", "unfused", "dnnl-wgrad", "torch"):
         if peer in steps:
             pairs = statistics.median(a / b for a, b in zip(wall["firecaffe"], wall[peer]))
             print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "

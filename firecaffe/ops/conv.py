@@ -52,14 +52,39 @@ def _sums_bounded(bottom, weights, bias):
     return True
 
 
+# Whether the weight gradient of a kernel that oneDNN computes on the plain arrays (1x1, stride 1,
+# no padding: ops/dnnl/conv.py ``layout_for``) is the per-sample products of OpenBLAS (NumPy's batched
+# matmul, summed) instead of oneDNN's gemm convolution: 2-3x faster on SqueezeNet v1.1's 1x1 layers
+# at batch 32 (docs/performance.md). A switch for benchmarks/conv_wgrad.py's comparison.
+PLAIN_WEIGHT_GRAD_ON_BLAS = True
+
+
 def _dnnl_backward(layer, geo, x, dy, bias, w=None, dx=None):
     """oneDNN's gradients (firecaffe/ops/dnnl/conv.py ``backward``), the parameter ones
-    added to the blobs' diffs: Caffe accumulates them, oneDNN's primitive writes them."""
+    added to the blobs' diffs: Caffe accumulates them, oneDNN's primitive writes them.
+    On the plain layout the weight (and bias) gradient is OpenBLAS's (``_blas_weight_grad``)."""
+    if geo.layout == "plain" and PLAIN_WEIGHT_GRAD_ON_BLAS:
+        _blas_weight_grad(layer, x, dy, bias)
+        if dx is not None:
+            geo.backward_data()({ARG_DIFF_DST: dy, ARG_WEIGHTS: w, ARG_DIFF_SRC: dx})
+        return
     dw, db = weight_grad_buffers(geo, bias)
     geo.backward(bias, x, dy, dw, db, w, dx)
     layer.blobs[0].diff[...] += dw.reshape(layer.blobs[0].shape)
     if bias:
         layer.blobs[1].diff[...] += db
+
+
+def _blas_weight_grad(layer, x, dy, bias):
+    """weight diff += sum over samples of dy_n x_n^T, bias diff += dy's channel sums, for a 1x1
+    stride-1 kernel, where x (num, Cin, ...) and dy (num, Cout, ...) are the convolution
+    direction's input and output gradient: the NumPy path's batch-major GEMMs
+    (conv_base ``_gemm_backward``, which takes x as its own columns)."""
+    num = x.shape[0]
+    dy3 = dy.reshape(num, dy.shape[1], -1)
+    layer._gemm_backward(x.reshape(num, x.shape[1], -1), True, dy3, layer.blobs[0].diff, None)
+    if bias:
+        layer.blobs[1].diff[...] += channel_sums(dy3)
 
 
 @register("Convolution")

@@ -28,6 +28,9 @@ SHAPES = [   # (kind, convolution_param, input shape)
     ("Deconvolution", "num_output: 3 kernel_size: 1 bias_term: false", (2, 4, 4, 3)),
     ("Deconvolution", "num_output: 16 kernel_size: 3 stride: 2 pad: 1", (2, 8, 4, 3)),         # blocked
     ("Convolution", "num_output: 8 kernel_size: 3 stride: 2 dilation: 2 pad: 2", (2, 8, 9, 8)),  # blocked
+    # 1x1 stride 1: weight gradients from OpenBLAS's products (ops/conv.py _blas_weight_grad)
+    ("Convolution", "num_output: 6 kernel_size: 1 group: 2", (3, 4, 3, 5)),
+    ("Deconvolution", "num_output: 6 kernel_size: 1 group: 2", (2, 4, 3, 4)),
 ]
 
 
@@ -95,8 +98,9 @@ def test_dnnl_layer_matches_numpy_path_and_central_differences(kind, params, sha
         assert_close32(mine, theirs, f"{kind} {params}: {name} vs central differences")
 
 
-def test_dnnl_accumulates_parameter_gradients_and_shares_weights_across_bottoms():
-    text = f'type: "Convolution" convolution_param {{ num_output: 8 kernel_size: 3 pad: 1 {GAUSS} }}'
+@pytest.mark.parametrize("geometry", ["kernel_size: 3 pad: 1", "kernel_size: 1"])
+def test_dnnl_accumulates_parameter_gradients_and_shares_weights_across_bottoms(geometry):
+    text = f'type: "Convolution" convolution_param {{ num_output: 8 {geometry} {GAUSS} }}'
     gen = np.random.default_rng(0)
     a, b = gen.standard_normal((2, 8, 6, 6)), gen.standard_normal((2, 8, 6, 6))
     layer, bottom, top = make_layer(text, [a, b], dtype=np.float32, num_top=2)
@@ -154,3 +158,26 @@ def test_one_by_one_over_many_positions_runs_on_onednn():
     dy = np.random.default_rng(1).standard_normal(top[0].shape)
     for mine, theirs, what in zip(run(fast, bottom, top, dy), run(*ref, dy), ("top", "dx", "dw", "db")):
         assert_close32(mine, theirs, what)
+
+
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+def test_one_by_one_weight_gradients_on_openblas_and_on_onednn_agree(kind, monkeypatch):
+    """The 1x1 stride-1 weight and bias gradients come from OpenBLAS's per-sample products
+    (measured faster than oneDNN's gemm convolution, docs/performance.md); with the switch off
+    they come from oneDNN's primitive: both sum into the diffs Caffe's way and agree."""
+    from firecaffe.ops import conv
+    (fast, bottom, top), _ = pair(kind, "num_output: 5 kernel_size: 1", (3, 4, 6, 7))
+    fast.forward(bottom, top)
+    top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
+    results = {}
+    for on_blas in (True, False):
+        monkeypatch.setattr(conv, "PLAIN_WEIGHT_GRAD_ON_BLAS", on_blas)
+        for p in fast.blobs:
+            p.diff[...] = 1.0                  # Caffe accumulates into what is there
+        bottom[0].diff[...] = np.nan           # and overwrites the data gradient
+        fast.backward(top, [True], bottom)
+        assert fast.use_dnnl
+        results[on_blas] = [bottom[0].diff.copy()] + [p.diff.copy() for p in fast.blobs]
+    assert fast.bias_term and len(results[True]) == 3
+    for mine, theirs, what in zip(results[True], results[False], ("dx", "dw", "db")):
+        assert_close32(mine, theirs, f"{kind} {what}: OpenBLAS against oneDNN")
