@@ -248,7 +248,75 @@ def sparse_ip_range(texts):
     return ", ".join(f"{span(v)} at batch {b[1:]}" for b, v in at.items())
 
 
+PERF = "docs/performance"
+NET_TARGETS = {"squeezenet": ("SqueezeNet v1.1 (32)", 0.8), "alexnet": ("AlexNet (32)", 0.9),
+               "googlenet": ("GoogLeNet (16)", 0.9), "resnet50": ("ResNet-50 (16)", 0.9)}
+
+
+def _cpu_net_log(path):
+    """What benchmarks/cpu_net.py printed: {'kernels', 'tuned', 'load', 'ms': {name: ms},
+    'ratio': {peer: (wall, pairs)}}."""
+    text = (REPO / path).read_text()
+    out = {"ms": {}, "ratio": {}, "tuned": "MALLOC_MMAP_THRESHOLD_=(default)" not in text}
+    blas = re.search(r"BLAS: openblas \S+ (\S+) threads", text)
+    out["kernels"] = blas.group(1) if blas else "?"
+    out["load"] = re.search(r"load average: ([\d.]+)", text).group(1)
+    for name, ms in re.findall(r"^  (\S+)\s+([\d.]+) ms  CPU", text, re.M):
+        out["ms"][name] = float(ms)
+    for peer, wall, pairs in re.findall(r"ratio firecaffe/(\S+): wall ([\d.]+), CPU [\d.]+, median of the \d+ "
+                                        r"interleaved pairs ([\d.]+)", text):
+        out["ratio"][peer] = (float(wall), float(pairs))
+    return out
+
+
+def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd"):
+    """Issue 25's PyTorch targets from cpu_net.py's logs in ``folder``'s subfolders, one row per log."""
+    lines = ["| net (batch) | OpenBLAS kernels | allocator | load at start | firecaffe ms | PyTorch ms | "
+             "firecaffe / PyTorch (pairs) | target | met? | 1x1 weight gradients on oneDNN instead (pairs) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
+        for net, (label, target) in NET_TARGETS.items():
+            for alloc in ("tuned", "default"):
+                path = Path(folder) / sub / f"{net}_{alloc}.log"
+                if not (REPO / path).exists() or "\n# end " not in (REPO / path).read_text():
+                    continue                    # not run, or still running
+                log = _cpu_net_log(path)
+                wall, pairs = log["ratio"]["torch"]
+                wg = log["ratio"].get("dnnl-wgrad")
+                met = "yes" if wall <= target else "**no**"
+                lines.append(f"| {label} | {log['kernels']} | {alloc} | {log['load']} | {log['ms']['firecaffe']:.0f} | "
+                             f"{log['ms']['torch']:.0f} | {wall:.2f} ({pairs:.2f}) | {target} | "
+                             f"{met if alloc == 'tuned' else '(default allocator)'} | "
+                             f"{'' if wg is None else f'{1 / wg[0]:.2f} ({1 / wg[1]:.2f})'} |")
+    return "\n".join(lines)
+
+
+def caffe_rounds(texts, folder=f"{PERF}/2026-12-07-amd"):
+    """benchmarks/caffe_time_peer.sh's rounds in ``folder``'s subfolders: firecaffe's Average
+    Forward-Backward over real Caffe's of the same round."""
+    lines = ["| OpenBLAS kernels | rounds | real Caffe ms (median) | firecaffe ms (median) | ratio per round: "
+             "quartiles | median ratio | target | met? |", "|---|---:|---:|---:|---|---:|---:|---|"]
+    for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
+        path = REPO / folder / sub / "caffe_40rounds.log"
+        if not path.exists() or "\n# end " not in path.read_text():
+            continue
+        text = path.read_text()
+        caffe = [float(v) for v in re.findall(r"^\s+caffe\s+Average Forward-Backward: ([\d.]+)", text, re.M)]
+        ours = [float(v) for v in re.findall(r"firecaffe Average Forward-Backward: ([\d.]+)", text)]
+        ratios = [b / a for a, b in zip(caffe, ours)]
+        core = re.search(r"OPENBLAS_CORETYPE=(\S+) for both", text)
+        kernels = f"{core.group(1)} both" if core else "Caffe SkylakeX, firecaffe the environment's Haswell"
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        median = statistics.median(ratios)
+        lines.append(f"| {kernels} | {len(ratios)} | {statistics.median(caffe):.0f} | {statistics.median(ours):.0f} | "
+                     f"{q1:.2f}-{q3:.2f} (all {min(ratios):.2f}-{max(ratios):.2f}) | {median:.2f} | 0.6 | "
+                     f"{'yes' if median <= 0.6 else '**no**'} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
+    "cpu-targets-amd": cpu_targets,
+    "caffe-rounds-amd": caffe_rounds,
     "sparse-ip-steady": sparse_ip_steady,
     "sparse-ip-loop": sparse_ip_loop,
     "sparse-ip-conditions": sparse_ip_conditions,

@@ -21,6 +21,26 @@ def engine_of(layer, net=None, i=None):
     return fused or getattr(layer, "engine_name", "NumPy")
 
 
+def cpu_libraries():
+    """The CPU math libraries in this process, as `firecaffe time` prints them: oneDNN's version
+    and each BLAS with the kernels it runs (threadpoolctl), e.g. 'OpenBLAS 0.3.31 (SkylakeX
+    kernels, 2 threads)'. OpenBLAS picks its kernels by CPU model at load, and OPENBLAS_CORETYPE
+    overrides that: Haswell's on an AVX-512 machine halve its GEMM rate."""
+    from ..ops import dnnl
+    parts = [dnnl.VERSION if dnnl.AVAILABLE else "oneDNN not loaded"]
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "; ".join(parts)
+    names = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
+    for info in threadpool_info():
+        if info.get("internal_api") in names:
+            kernels = f"{info['architecture']} kernels, " if info.get("architecture") else ""
+            parts.append(f"{names[info['internal_api']]} {info.get('version') or ''} "
+                         f"({kernels}{info.get('num_threads')} threads)".replace("  ", " "))
+    return "; ".join(parts)
+
+
 def time_net(net, iterations):
     """Time ``iterations`` forward-backward passes; return per-layer mean ms."""
     n = len(net.layers)
@@ -31,6 +51,8 @@ def time_net(net, iterations):
     net.backward_range()
     for i, layer in enumerate(net.layers):    # after the warm-up: a layer oneDNN refused says NumPy
         LOGGER.info(f"{layer.name:>20s}\tengine: {engine_of(layer, net, i)}")
+    if not backend.gpu_enabled():
+        LOGGER.info(f"CPU libraries: {cpu_libraries()}")
     LOGGER.info("*** Benchmark begins ***")
     LOGGER.info(f"Testing for {iterations} iterations.")
     total_fwd = total_bwd = 0.0

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ..core import backend
-from .conv_base import ConvolutionBase, channel_sums
+from .conv_base import BATCH_MAJOR_MIN_POSITIONS, ConvolutionBase, channel_sums
 from .dnnl.api import ARG_BIAS, ARG_DIFF_DST, ARG_DIFF_SRC, ARG_DST, ARG_SRC, ARG_WEIGHTS
 from .dnnl.conv import weight_grad_buffers
 from . import register
@@ -53,9 +53,11 @@ def _sums_bounded(bottom, weights, bias):
 
 
 # Whether the weight gradient of a kernel that oneDNN computes on the plain arrays (1x1, stride 1,
-# no padding: ops/dnnl/conv.py ``layout_for``) is the per-sample products of OpenBLAS (NumPy's batched
-# matmul, summed) instead of oneDNN's gemm convolution: 2-3x faster on SqueezeNet v1.1's 1x1 layers
-# at batch 32 (docs/performance.md). A switch for benchmarks/conv_wgrad.py's comparison.
+# no padding: ops/dnnl/conv.py ``layout_for``) over at least BATCH_MAJOR_MIN_POSITIONS output
+# positions per sample is OpenBLAS's per-sample products (NumPy's batched matmul, summed) instead
+# of oneDNN's gemm convolution: 1.3-2.6x faster on SqueezeNet v1.1's and ResNet-50's 55x55 and 56x56
+# 1x1 layers; over fewer positions (per-sample products of 7x7 to 28x28) oneDNN's was as fast
+# or faster (docs/architecture.md). A switch for benchmarks/cpu_net.py --dnnl-wgrad.
 PLAIN_WEIGHT_GRAD_ON_BLAS = True
 
 
@@ -63,7 +65,8 @@ def _dnnl_backward(layer, geo, x, dy, bias, w=None, dx=None):
     """oneDNN's gradients (firecaffe/ops/dnnl/conv.py ``backward``), the parameter ones
     added to the blobs' diffs: Caffe accumulates them, oneDNN's primitive writes them.
     On the plain layout the weight (and bias) gradient is OpenBLAS's (``_blas_weight_grad``)."""
-    if geo.layout == "plain" and PLAIN_WEIGHT_GRAD_ON_BLAS:
+    if geo.layout == "plain" and PLAIN_WEIGHT_GRAD_ON_BLAS and \
+            math.prod(geo.y_shape[2:]) >= BATCH_MAJOR_MIN_POSITIONS:
         _blas_weight_grad(layer, x, dy, bias)
         if dx is not None:
             geo.backward_data()({ARG_DIFF_DST: dy, ARG_WEIGHTS: w, ARG_DIFF_SRC: dx})

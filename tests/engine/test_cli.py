@@ -69,6 +69,20 @@ def test_time_prints_each_layers_engine():
     assert "relu1\tengine: NumPy" in apart.stderr
 
 
+def test_time_names_the_cpu_libraries_and_openblas_kernels():
+    """`firecaffe time` says which BLAS kernels ran: OPENBLAS_CORETYPE changes them (Haswell's
+    halve the GEMM rate of an AVX-512 machine), and a timing means little without them."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from firecaffe.ops import dnnl
+    result = firecaffe("time", "--model", NET, "--iterations", "1", OPENBLAS_CORETYPE="Haswell")
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stderr.splitlines() if "CPU libraries: " in l)
+    assert (dnnl.VERSION if dnnl.AVAILABLE else "oneDNN not loaded") in line
+    import numpy  # noqa: F401  (loads OpenBLAS where NumPy was built with it)
+    if any(i.get("internal_api") == "openblas" for i in threadpoolctl.threadpool_info()):
+        assert "OpenBLAS " in line and "(Haswell kernels, " in line, line
+
+
 def test_analyze_json_totals():
     result = firecaffe("analyze", NET, "--json")
     assert result.returncode == 0, result.stderr

@@ -161,23 +161,39 @@ def test_one_by_one_over_many_positions_runs_on_onednn():
 
 
 @pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
-def test_one_by_one_weight_gradients_on_openblas_and_on_onednn_agree(kind, monkeypatch):
-    """The 1x1 stride-1 weight and bias gradients come from OpenBLAS's per-sample products
-    (measured faster than oneDNN's gemm convolution, docs/performance.md); with the switch off
-    they come from oneDNN's primitive: both sum into the diffs Caffe's way and agree."""
+@pytest.mark.parametrize("params, shape, on_blas", [
+    ("num_output: 5 kernel_size: 1", (2, 3, 46, 46), True),            # 2116 positions per sample
+    ("num_output: 6 kernel_size: 1 group: 2", (2, 4, 48, 45), True),
+    ("num_output: 5 kernel_size: 1", (3, 4, 6, 7), False),              # 42: oneDNN's
+])
+def test_one_by_one_weight_gradients_on_openblas_and_on_onednn_agree(kind, params, shape, on_blas, monkeypatch):
+    """The weight and bias gradients of 1x1 stride-1 layers over 2048 or more positions per sample
+    come from OpenBLAS's per-sample products (measured faster than oneDNN's gemm convolution there,
+    docs/architecture.md), the others' from oneDNN; with the switch off, all from oneDNN. Both sum
+    into the diffs Caffe's way and agree, and with the NumPy path."""
     from firecaffe.ops import conv
-    (fast, bottom, top), _ = pair(kind, "num_output: 5 kernel_size: 1", (3, 4, 6, 7))
+    calls = []
+    blas = conv._blas_weight_grad
+    monkeypatch.setattr(conv, "_blas_weight_grad", lambda *a: calls.append(1) or blas(*a))
+    (fast, bottom, top), (ref, rb, rt) = pair(kind, params, shape)
+    dy = np.random.default_rng(1).standard_normal(top[0].shape)
     fast.forward(bottom, top)
-    top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
+    top[0].diff[...] = dy
     results = {}
-    for on_blas in (True, False):
-        monkeypatch.setattr(conv, "PLAIN_WEIGHT_GRAD_ON_BLAS", on_blas)
+    for switch in (True, False):
+        monkeypatch.setattr(conv, "PLAIN_WEIGHT_GRAD_ON_BLAS", switch)
+        calls.clear()
         for p in fast.blobs:
             p.diff[...] = 1.0                  # Caffe accumulates into what is there
         bottom[0].diff[...] = np.nan           # and overwrites the data gradient
         fast.backward(top, [True], bottom)
         assert fast.use_dnnl
-        results[on_blas] = [bottom[0].diff.copy()] + [p.diff.copy() for p in fast.blobs]
+        assert len(calls) == (1 if switch and on_blas else 0)
+        results[switch] = [bottom[0].diff.copy()] + [p.diff.copy() for p in fast.blobs]
     assert fast.bias_term and len(results[True]) == 3
     for mine, theirs, what in zip(results[True], results[False], ("dx", "dw", "db")):
         assert_close32(mine, theirs, f"{kind} {what}: OpenBLAS against oneDNN")
+    expect = run(ref, rb, rt, dy)
+    for mine, theirs, what in zip(results[True], expect[1:], ("dx", "dw", "db")):
+        offset = 0.0 if what == "dx" else 1.0
+        assert_close32(mine - offset, theirs, f"{kind} {what}: against the NumPy path")
