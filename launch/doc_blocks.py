@@ -330,6 +330,7 @@ BLOCKS = {
     "compress-ratios": compress_ratios,
     "compress-ratios-64M": lambda texts: compress_ratios(texts, f"{C}/compress-64M-100M"),
     "compress-ratios-16n": lambda texts: compress_ratios(texts, f"{C}/compress-16n-100M"),
+    "compress-ratios-64M-16n": lambda texts: compress_ratios(texts, f"{C}/compress-64M-16n-100M"),
     "compress-ratios-psgd": lambda texts: compress_ratios(texts, f"{C}/compress-psgd-100M"),
     "compress-fit-psgd": lambda texts: compress_fit(texts, f"{C}/compress-psgd-100M"),
     "powersgd-links": powersgd_links,
