@@ -322,6 +322,7 @@ BLOCKS = {
     "sparse-ip-conditions": sparse_ip_conditions,
     "sparse-ip-range": sparse_ip_range,
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
+    "auto-amd": lambda texts: texts["docs/scaling/auto-amd/table.md"].rstrip("\n"),
     "convergence-squeezenet": lambda texts: texts["docs/scaling/compress/squeezenet_digits/table.md"].rstrip("\n"),
     "convergence-squeezenet-cifar": lambda texts: texts["docs/scaling/compress/squeezenet_cifar/table.md"].rstrip("\n"),
     "convergence-plain-fp16": lambda texts: texts[

@@ -91,6 +91,8 @@ GENERATED = {
     "docs/scaling/auto/table.md": ("script", ["launch/auto_table.py", "docs/scaling/auto",
                                               "--profile", f"100M={C}/100M/profile.json",
                                               "--profile", f"1G={C}/1G/profile.json"]),
+    # the same check again on the AMD EPYC machine, quiet, with the probe only (2026-12-07)
+    "docs/scaling/auto-amd/table.md": ("script", ["launch/auto_table.py", "docs/scaling/auto-amd"]),
 }
 # convergence with each codec: a SqueezeNet on the digits, 4 ranks (launch/compress_convergence.py --logs)
 GENERATED["docs/scaling/compress/squeezenet_digits/table.md"] = (
