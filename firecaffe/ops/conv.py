@@ -64,7 +64,8 @@ PLAIN_WEIGHT_GRAD_ON_BLAS = True
 def _dnnl_backward(layer, geo, x, dy, bias, w=None, dx=None):
     """oneDNN's gradients (firecaffe/ops/dnnl/conv.py ``backward``), the parameter ones
     added to the blobs' diffs: Caffe accumulates them, oneDNN's primitive writes them.
-    On the plain layout the weight (and bias) gradient is OpenBLAS's (``_blas_weight_grad``)."""
+    On the plain layout over BATCH_MAJOR_MIN_POSITIONS or more positions per sample the weight
+    (and bias) gradient is OpenBLAS's (``_blas_weight_grad``), the data gradient oneDNN's."""
     if geo.layout == "plain" and PLAIN_WEIGHT_GRAD_ON_BLAS and \
             math.prod(geo.y_shape[2:]) >= BATCH_MAJOR_MIN_POSITIONS:
         _blas_weight_grad(layer, x, dy, bias)

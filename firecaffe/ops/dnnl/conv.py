@@ -14,10 +14,11 @@ SqueezeNet's 1x1 layers at batch 32, e.g. fire5/squeeze1x1 15 vs 19 ms forward +
 backward); other kernels compute in the layouts oneDNN prefers (blocked, nChw16c on AVX-512),
 and the reorders between those and the plain arrays run in every call and are
 part of its time. ``backward`` reorders the output gradient once for both
-gradients where the two primitives want the same layout. On the plain layout
-the layers take only the forward and the data gradient from here: oneDNN 3.2's
-gemm weight gradient measured 2-3x slower than OpenBLAS's per-sample products
-on those shapes (firecaffe/ops/conv.py ``_blas_weight_grad``).
+gradients where the two primitives want the same layout. On the plain layout,
+layers over 2048 or more positions per sample take only the forward and the data
+gradient from here: oneDNN 3.2's gemm weight gradient measured 1.3-2.6x slower
+than OpenBLAS's per-sample products on those shapes (firecaffe/ops/conv.py
+``_blas_weight_grad``).
 """
 import ctypes
 from contextlib import contextmanager
