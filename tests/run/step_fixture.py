@@ -1,9 +1,12 @@
 """Final weights and solver state of lenet_digits after 20 iterations, per strategy, as SHA-256 digests.
 
 Recorded before the training step was made one-way (issue 20) and checked after: the refactor must
-change no bit. ``python tests/run/step_fixture.py record`` writes step_fixture.json beside this file;
-``check`` (the test) recomputes every case and compares. The digests depend on the machine's BLAS and
-CPU, so the file also records a fingerprint of both, and the check compares only where it matches.
+change no bit. ``python tests/run/step_fixture.py record [COMMIT]`` adds this machine's record to
+step_fixture.json beside this file (or replaces the one with the same fingerprint), naming the commit
+it ran; ``check`` (the test) recomputes every case and compares. The digests depend on the machine's
+BLAS and CPU, so each record carries a fingerprint of both, and the check compares with the record
+whose fingerprint matches this machine's (one per machine kind seen: the Intel Xeon one from before
+issue 20, the AMD EPYC one recorded at df22a0a, the last commit whose CI passed that check on Intel).
 """
 import hashlib
 import json
@@ -73,12 +76,25 @@ def compute(names=None):
     return {name: run_case(*CASES[name]) for name in (names or CASES)}
 
 
+def records():
+    return json.loads(FIXTURE.read_text())["records"] if FIXTURE.exists() else []
+
+
+def matching(fingerprint_now):
+    """The record made on a machine with this fingerprint, or None."""
+    return next((r for r in records() if r["fingerprint"] == fingerprint_now), None)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["record"]:
-        FIXTURE.write_text(json.dumps({"fingerprint": fingerprint(), "iterations": ITERS, "cases": compute()},
-                                      indent=1) + "\n")
+    if sys.argv[1:2] == ["record"]:
+        mine = {"fingerprint": fingerprint(), "iterations": ITERS, "cases": compute(),
+                "recorded_at": sys.argv[2] if len(sys.argv) > 2 else "(not named)"}
+        others = [r for r in records() if r["fingerprint"] != mine["fingerprint"]]
+        FIXTURE.write_text(json.dumps({"records": others + [mine]}, indent=1) + "\n")
     else:
-        recorded = json.loads(FIXTURE.read_text())
+        recorded = matching(fingerprint())
+        if recorded is None:
+            sys.exit(f"no record for this machine ({fingerprint()}): record one on a known-good commit")
         now = compute()
         bad = [name for name in now if now[name] != recorded["cases"].get(name)]
         print("differ:", bad or "none")
