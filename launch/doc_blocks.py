@@ -334,6 +334,8 @@ BLOCKS = {
     "compress-ratios-64M-16n": lambda texts: compress_ratios(texts, f"{C}/compress-64M-16n-100M"),
     "compress-ratios-psgd": lambda texts: compress_ratios(texts, f"{C}/compress-psgd-100M"),
     "compress-fit-psgd": lambda texts: compress_fit(texts, f"{C}/compress-psgd-100M"),
+    "compress-ratios-psgd-amd": lambda texts: compress_ratios(texts, f"{C}/compress-psgd-amd-100M"),
+    "compress-fit-psgd-amd": lambda texts: compress_fit(texts, f"{C}/compress-psgd-amd-100M"),
     "powersgd-links": powersgd_links,
     "powersgd-peer": lambda texts: texts["docs/scaling/compress/powersgd_peer/table.md"].rstrip("\n"),
     "strong-compress": lambda texts: _strong(texts, "strong-compress", ("none", "fp16", "powersgd:4"),

@@ -86,6 +86,9 @@ GENERATED = {
                                                 "--compute-cores", "2"]),
     f"{C}/compress-psgd-100M/profile.json": ("profile", ["bench", "fit", f"{C}/compress-psgd-100M", "--cores", "0",
                                                          "--compute-cores", "2", "--force"]),
+    # the same PowerSGD sweep on the quiet AMD EPYC machine (2026-12-07 16:10)
+    f"{C}/compress-psgd-amd-100M/fit.txt": ("cli", ["bench", "fit", f"{C}/compress-psgd-amd-100M", "--cores", "0",
+                                                    "--compute-cores", "2"]),
     # --comm auto against an exhaustive sweep (launch/auto_check.sh), with the probe and with the profiles
     # fitted on 2026-12-01 (other sizes, another day)
     "docs/scaling/auto/table.md": ("script", ["launch/auto_table.py", "docs/scaling/auto",
