@@ -116,8 +116,12 @@ def wait_for_text(path, pattern, timeout=180):
 def test_time_limit_warning_snapshots_requeues_and_resumes_to_the_uninterrupted_weights(slurm_cluster, tmp_path):
     """SLURM's warning before the time limit (--signal=B:USR1@T, sent here at once with scancel
     --signal=USR1 --batch) stops the job at a snapshot; the script requeues it, and the second run
-    resumes with --resume-latest and ends with the weights of a job that was never stopped."""
-    train = ["--max-iter", "300", "--display", "10", "--test-interval", "0", "--global-batch", "24"]
+    resumes with --resume-latest and ends with the weights of a job that was never stopped. The job is
+    sized by time (about 8 s of training here), not iterations: 300 iterations took 0.4 s on a fast
+    machine, ended before the signal came, and the test then measured a race, not the warning."""
+    train = ["--display", "10", "--test-interval", "0", "--global-batch", "24"]
+    iterations = iterations_for(slurm_cluster, 8, train, tmp_path / "probe")
+    train += ["--max-iter", str(iterations)]
     job, out = submit(slurm_cluster, tmp_path, "stopped", "--time", "10", "launch/slurm/train.sbatch", SOLVER,
                       *train, "--snapshot-prefix", str(tmp_path / "stopped"))
     wait_for_text(out, r"Iteration [1-9]\d+ \(")
@@ -138,8 +142,8 @@ def test_time_limit_warning_snapshots_requeues_and_resumes_to_the_uninterrupted_
                             *train, "--snapshot-prefix", str(tmp_path / "whole")],
                            cwd=REPO, env=job_env(slurm_cluster), capture_output=True, text=True, timeout=400)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    assert (tmp_path / "stopped_iter_300.caffemodel").read_bytes() == \
-        (tmp_path / "whole_iter_300.caffemodel").read_bytes()
+    assert (tmp_path / f"stopped_iter_{iterations}.caffemodel").read_bytes() == \
+        (tmp_path / f"whole_iter_{iterations}.caffemodel").read_bytes()
 
 
 def test_scancel_snapshots_and_stops_without_a_requeue(slurm_cluster, tmp_path):
