@@ -253,10 +253,15 @@ NET_TARGETS = {"squeezenet": ("SqueezeNet v1.1 (32)", 0.8), "alexnet": ("AlexNet
                "googlenet": ("GoogLeNet (16)", 0.9), "resnet50": ("ResNet-50 (16)", 0.9)}
 
 
-def _cpu_net_log(path):
+def _finished_log(path):
+    """The text of a log whose run ended (its '# end' line), else None (not run, or still running)."""
+    text = path.read_text() if path.exists() else ""
+    return text if "\n# end " in text else None
+
+
+def _cpu_net_log(text):
     """What benchmarks/cpu_net.py printed: {'kernels', 'tuned', 'load', 'ms': {name: ms},
     'ratio': {peer: (wall, pairs)}}."""
-    text = (REPO / path).read_text()
     out = {"ms": {}, "ratio": {}, "tuned": "MALLOC_MMAP_THRESHOLD_=(default)" not in text}
     blas = re.search(r"BLAS: openblas \S+ (\S+) threads", text)
     out["kernels"] = blas.group(1) if blas else "?"
@@ -277,10 +282,10 @@ def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd"):
     for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
         for net, (label, target) in NET_TARGETS.items():
             for alloc in ("tuned", "default"):
-                path = Path(folder) / sub / f"{net}_{alloc}.log"
-                if not (REPO / path).exists() or "\n# end " not in (REPO / path).read_text():
-                    continue                    # not run, or still running
-                log = _cpu_net_log(path)
+                text = _finished_log(REPO / folder / sub / f"{net}_{alloc}.log")
+                if text is None:
+                    continue
+                log = _cpu_net_log(text)
                 wall, pairs = log["ratio"]["torch"]
                 wg = log["ratio"].get("dnnl-wgrad")
                 met = "yes" if wall <= target else "**no**"
@@ -297,10 +302,9 @@ def caffe_rounds(texts, folder=f"{PERF}/2026-12-07-amd"):
     lines = ["| OpenBLAS kernels | rounds | real Caffe ms (median) | firecaffe ms (median) | ratio per round: "
              "quartiles | median ratio | target | met? |", "|---|---:|---:|---:|---|---:|---:|---|"]
     for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
-        path = REPO / folder / sub / "caffe_40rounds.log"
-        if not path.exists() or "\n# end " not in path.read_text():
+        text = _finished_log(REPO / folder / sub / "caffe_40rounds.log")
+        if text is None:
             continue
-        text = path.read_text()
         caffe = [float(v) for v in re.findall(r"^\s+caffe\s+Average Forward-Backward: ([\d.]+)", text, re.M)]
         ours = [float(v) for v in re.findall(r"firecaffe Average Forward-Backward: ([\d.]+)", text)]
         ratios = [b / a for a, b in zip(caffe, ours)]

@@ -40,9 +40,9 @@ from launch.doc_figures import figure_differs  # noqa: E402
 BLOCKS.update(PROSE, **PROSE_CLUSTER)     # the prose's figures, besides the tables
 C = "docs/scaling/cluster"
 DOC = "docs/scaling.md"             # its tables between <!-- regen_docs.py NAME --> marks: launch/doc_blocks.py
-DOCS = (DOC, "README.md", "docs/compression.md", "docs/performance.md")   # the documents with marked blocks (README: its scaling
-                                                  # row; compression: the sparse forward's figures;
-                                                  # performance: issue 25's targets from the logs)
+# the documents with marked blocks (README: its scaling row; compression: the sparse forward's figures;
+# performance: issue 25's targets from the logs)
+DOCS = (DOC, "README.md", "docs/compression.md", "docs/performance.md")
 # the contended model on the 2 cores the 2-core sweep ran on (bench's default there); links: off
 SWEEP_FIT = ["bench", "fit", "docs/scaling/sweep.json", "--per-strategy", "--cores", "2"]
 SQUEEZE = "nets/squeezenet_cifar/deploy.prototxt"

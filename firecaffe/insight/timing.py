@@ -35,9 +35,9 @@ def cpu_libraries():
     names = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
     for info in threadpool_info():
         if info.get("internal_api") in names:
+            name = " ".join(filter(None, (names[info["internal_api"]], info.get("version"))))
             kernels = f"{info['architecture']} kernels, " if info.get("architecture") else ""
-            parts.append(f"{names[info['internal_api']]} {info.get('version') or ''} "
-                         f"({kernels}{info.get('num_threads')} threads)".replace("  ", " "))
+            parts.append(f"{name} ({kernels}{info.get('num_threads')} threads)")
     return "; ".join(parts)
 
 
