@@ -2,7 +2,8 @@
 3x224x224, float32) with firecaffe (its CPU engine: oneDNN where it loaded),
 firecaffe on its NumPy path (every layer, as FIRECAFFE_DNNL_LIB=off),
 optionally firecaffe with BatchNorm and Scale on their unblocked reference passes
-(--unblocked), firecaffe without ReLU fused into convolutions (--unfused), and PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
+(--unblocked), firecaffe without ReLU fused into convolutions (--unfused), firecaffe with
+BatchNorm -> Scale -> ReLU as separate layers instead of one chain (--unfused-norm), and PyTorch CPU, in the same run, interleaved, and the ratios of their medians.
 
     python benchmarks/cpu_net.py [--batch 32] [--size 224] [--repeat 7] [--layers 12]
                                  [--net nets/squeezenet_v1.1/deploy.prototxt]
@@ -216,6 +217,9 @@ def main():
                         help="add firecaffe with BatchNorm and Scale on their reference (unblocked) passes")
     parser.add_argument("--unfused", action="store_true",
                         help="add firecaffe without the ReLU fused into its convolution (FIRECAFFE_FUSE_RELU=0)")
+    parser.add_argument("--unfused-norm", action="store_true",
+                        help="add firecaffe with BatchNorm, Scale and ReLU as separate layers instead of one chain "
+                             "(FIRECAFFE_FUSE_NORM=0)")
     parser.add_argument("--dnnl-wgrad", action="store_true",
                         help="add firecaffe with the 1x1 layers' weight gradients on oneDNN's gemm convolution "
                              "instead of OpenBLAS (ops/conv.py PLAIN_WEIGHT_GRAD_ON_BLAS off)")
@@ -301,6 +305,17 @@ def main():
         print(f"ReLUs fused: {len(net.relu_fusion)} (unfused net: {len(uf_net.relu_fusion)}); "
               f"loss: firecaffe {fc_step():.6f} unfused {fc_step(uf_net):.6f}")
         steps["unfused"] = lambda: fc_step(uf_net)
+    if args.unfused_norm:
+        saved = os.environ.get("FIRECAFFE_FUSE_NORM")
+        os.environ["FIRECAFFE_FUSE_NORM"] = "0"     # read when the net is built (engine/fusion.py)
+        un_net = make_firecaffe(param)
+        if saved is None:
+            del os.environ["FIRECAFFE_FUSE_NORM"]
+        else:
+            os.environ["FIRECAFFE_FUSE_NORM"] = saved
+        print(f"BatchNorm chains: {len(net.norm_chain)} (separate-layer net: {len(un_net.norm_chain)}); "
+              f"loss: firecaffe {fc_step():.6f} separate {fc_step(un_net):.6f}")
+        steps["unfused-norm"] = lambda: fc_step(un_net)
     if args.dnnl_wgrad:
         from firecaffe.ops import conv as conv_ops
         wg_net = make_firecaffe(param)

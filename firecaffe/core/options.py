@@ -91,6 +91,8 @@ class Environment:
     dnnl_lib: Optional[str] = None       # FIRECAFFE_DNNL_LIB: the libdnnl to load, or off (ops/dnnl)
     fuse_relu: bool = True               # FIRECAFFE_FUSE_RELU=0 turns off the ReLU fused into the convolution
                                          # before it as oneDNN's post-op (engine/fusion.py)
+    fuse_norm: bool = True               # FIRECAFFE_FUSE_NORM=0 runs BatchNorm -> Scale (-> ReLU) as separate
+                                         # passes, not as one chain (engine/fusion.py)
     sparse_density: float = 0.10         # FIRECAFFE_SPARSE_DENSITY: InnerProduct weights this sparse or
                                          # sparser run a CSR forward where no weight gradient is needed
                                          # (ops/sparse_ip.py); 0: never
@@ -108,6 +110,7 @@ def read_environment(environ=None):
         cluster_dir=env.get("FIRECAFFE_CLUSTER_DIR") or None,
         dnnl_lib=env.get("FIRECAFFE_DNNL_LIB"),
         fuse_relu=env.get("FIRECAFFE_FUSE_RELU", "1").strip().lower() not in ("0", "off", "no", "false"),
+        fuse_norm=env.get("FIRECAFFE_FUSE_NORM", "1").strip().lower() not in ("0", "off", "no", "false"),
         sparse_density=_fraction(env, "FIRECAFFE_SPARSE_DENSITY", 0.10))
 
 

@@ -1,4 +1,6 @@
-"""ReLU fused into the Convolution before it, as oneDNN's eltwise post-op.
+"""ReLU fused into the Convolution before it, as oneDNN's eltwise post-op; and the other
+fusions planned once per net (a Concat computing its bottoms' ReLU backwards, ``plan_concat``;
+BatchNorm -> Scale -> ReLU as one chain, ``plan_norm``).
 
 The plan is made once per net (``plan``, at construction): a Convolution and the
 ReLU right after it fuse when
@@ -39,8 +41,8 @@ from ..core import backend
 from ..core.options import environment
 
 
-def _allowed(net):
-    return environment().fuse_relu and not backend.gpu_enabled() and not net.shapes_only
+def _allowed(net, switch="fuse_relu"):
+    return getattr(environment(), switch) and not backend.gpu_enabled() and not net.shapes_only
 
 
 def _relu_in_place_on(net, j, blob):
@@ -109,8 +111,47 @@ def concat_relus(net, i, end, propagate):
     return masked, {net.concat_relu[i][k] for k in masked}
 
 
+def plan_norm(net):
+    """{index of a BatchNorm: (index of the Scale after it, and of the ReLU after that if one
+    comes)}: the chains that ``BatchNorm.forward_chain`` and ``backward_chain`` (ops/batch_norm.py)
+    compute in three passes forward and two backward instead of eight and five, every value
+    bit for bit the separate layers' (ResNet's conv -> BatchNorm -> Scale -> ReLU). A chain is
+    - a BatchNorm of one bottom and one top, no loss weight;
+    - the next layer a Scale with one bottom (its scale learned), in place on that top, no loss
+      weight: then no other layer reads the BatchNorm's output (it would read a Split's copy);
+    - optionally the layer after it a ReLU in place on that blob, engine not CAFFE, no loss weight;
+    - none of them reshaping at every forward, FIRECAFFE_FUSE_NORM not 0, the net not on a GPU.
+    At run time the chain checks the rest (NumPy arrays, one scale and bias per channel) and
+    otherwise leaves the layers to run one by one. ``Net.forward_range`` runs a chain only when
+    all its layers run in that pass and no hook watches the layers one by one; backward likewise
+    (``Net.backward_chain``), and only where every layer of it propagates down. The forward,
+    fused or not, leaves what either backward reads, so they may differ."""
+    if not _allowed(net, "fuse_norm"):
+        return {}
+    chains = {}
+    for i in range(len(net.layers) - 1):
+        bn, scale = net.layers[i], net.layers[i + 1]
+        top = net.top_vecs[i]
+        if bn.type != "BatchNorm" or len(net.bottom_vecs[i]) != 1 or len(top) != 1 \
+                or scale.type != "Scale" or len(net.bottom_vecs[i + 1]) != 1 \
+                or net.bottom_vecs[i + 1][0] is not top[0] or net.top_vecs[i + 1] != [top[0]] \
+                or any(bn.loss_weights) or any(scale.loss_weights) \
+                or bn.reshape_every_forward or scale.reshape_every_forward:
+            continue
+        chain = (i + 1,)
+        if i + 2 < len(net.layers) and _relu_in_place_on(net, i + 2, top[0]) \
+                and not net.layers[i + 2].reshape_every_forward:
+            chain = (i + 1, i + 2)
+        chains[i] = chain
+    return chains
+
+
 def engine_word(net, i):
-    """'fused into <conv>' for a ReLU whose forward its convolution computes, else None."""
+    """'fused into <conv>' for a ReLU whose forward its convolution computes, 'fused into <bn>'
+    for a Scale or ReLU of a BatchNorm chain, else None."""
+    leader = next((k for k, chain in net.norm_chain.items() if i in chain), None)
+    if leader is not None:
+        return f"fused into {net.layers[leader].name}"
     conv = net.layers[i - 1] if i - 1 in net.relu_fusion else None
     if conv is not None and conv.use_dnnl and conv.relu_fusable(net.relu_fusion[i - 1]):
         return f"fused into {conv.name}"

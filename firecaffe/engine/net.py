@@ -61,6 +61,8 @@ class Net(PycaffeNetAPI):
         self._plan_backward()
         self.relu_fusion = fusion.plan(self)       # {conv index: ReLU slope}, engine/fusion.py
         self.concat_relu = fusion.plan_concat(self)   # {concat index: {bottom: ReLU index}}, engine/fusion.py
+        self.norm_chain = fusion.plan_norm(self)      # {BatchNorm index: (Scale, ReLU) indices}, engine/fusion.py
+        self.norm_tail = {chain[-1]: i for i, chain in self.norm_chain.items()}
         arena.collect_params(self, self._where)
         if shapes_only:
             self.param_arena = self.diff_arena = None
@@ -172,17 +174,21 @@ class Net(PycaffeNetAPI):
     def forward_range(self, start=0, end=None):
         """Forward through layers ``start`` to ``end``; the sum of their losses. Each layer runs between
         the ``before_forward`` and ``after_forward`` hooks (called with its index). Without such hooks,
-        a ReLU planned into its convolution (engine/fusion.py) is computed by it when both run here."""
+        a ReLU planned into its convolution and a BatchNorm chain (engine/fusion.py) are computed in
+        one go where all their layers run here."""
         end = len(self.layers) - 1 if end is None else end
         before, after = self.hooks["before_forward"], self.hooks["after_forward"]
         fuse = not before and not after
-        loss, skip = 0.0, None
+        loss, done = 0.0, ()
         for i in range(start, end + 1):
             for fn in before:
                 fn(i)
             slope = self.relu_fusion.get(i) if fuse and i < end else None
-            step = self.forward_layer(i, fused=skip == i, relu_slope=slope)
-            skip = i + 1 if step is None else None
+            chain = self.norm_chain.get(i) if fuse else None
+            chain = chain if chain and chain[-1] <= end else None
+            step = self.forward_layer(i, fused=i in done, relu_slope=slope, chain=chain)
+            if step is None:
+                done = chain or (i + 1,)
             loss += step or 0.0
             for fn in after:
                 fn(i)
@@ -199,9 +205,11 @@ class Net(PycaffeNetAPI):
             for fn in before:
                 fn(i)
             if i in done:
-                pass               # an in-place ReLU whose backward its Concat computed (engine/fusion.py)
+                pass               # a layer whose backward a fused neighbour computed (engine/fusion.py)
             elif fuse and i in self.concat_relu and self.layer_need_backward[i]:
                 done |= self.backward_concat(i, end, self.bottom_need_backward)
+            elif fuse and i in self.norm_tail:
+                done |= self.backward_chain(i, end)
             else:
                 self.backward_layer(i)
             for fn in after:
@@ -222,22 +230,31 @@ class Net(PycaffeNetAPI):
     def after_backward(self, fn):
         self.hooks.add("after_backward", fn)
 
-    def forward_layer(self, i, fused=False, relu_slope=None):
-        """Layer i's forward; its loss. ``fused``: layer i is a ReLU its convolution already
-        computed (only reshaped here); ``relu_slope``: layer i is a Convolution asked to apply
-        that ReLU too, which it did where ``forward_relu`` says so (then None is returned)."""
+    def _reshape_for_forward(self, i):
+        """Caffe reshapes every layer before its forward; a layer's shapes change only when its
+        bottoms' do (Filter's top follows the data); forward() reshapes layers that ask every time."""
+        shapes = _shapes(self.bottom_vecs[i])
+        if shapes != self._reshaped_for[i] and not self.layers[i].reshape_every_forward:
+            self.layers[i].reshape(self.bottom_vecs[i], self.top_vecs[i])
+            self._reshaped_for[i] = shapes
+
+    def forward_layer(self, i, fused=False, relu_slope=None, chain=None):
+        """Layer i's forward; its loss. ``fused``: layer i's forward was computed by a layer before it
+        (only reshaped here); ``relu_slope``: layer i is a Convolution asked to apply that ReLU too,
+        ``chain``: layer i is a BatchNorm asked to compute the layers of these indices too
+        (engine/fusion.py); where it did, None is returned."""
         layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
         try:
-            # Caffe reshapes every layer before its forward; a layer's shapes change only when its
-            # bottoms' do (Filter's top follows the data); forward() reshapes layers that ask every time.
-            shapes = _shapes(bottom)
-            if shapes != self._reshaped_for[i] and not layer.reshape_every_forward:
-                layer.reshape(bottom, top)
-                self._reshaped_for[i] = shapes
+            self._reshape_for_forward(i)
             if fused:
                 return 0.0
             if relu_slope is not None and layer.forward_relu(bottom, top, relu_slope):
                 return None
+            if chain is not None:
+                for j in chain:
+                    self._reshape_for_forward(j)
+                if layer.forward_chain(bottom, top, *self._chain_layers(chain)):
+                    return None
             return layer.forward_and_loss(bottom, top)
         except DataError as exc:
             where = self.sample_origin(i, getattr(exc, "blob", None), getattr(exc, "sample", None))
@@ -289,6 +306,24 @@ class Net(PycaffeNetAPI):
         if masked and layer.backward_relu(self.top_vecs[i], propagate[i], self.bottom_vecs[i], masked):
             return relus
         self.backward_layer(i, always=True)
+        return set()
+
+    def _chain_layers(self, chain):
+        """(Scale, ReLU or None) of a BatchNorm chain's indices."""
+        return self.layers[chain[0]], (self.layers[chain[1]] if len(chain) > 1 else None)
+
+    def backward_chain(self, i, end=0, always=False):
+        """Backward of layer i, the last of a BatchNorm chain (engine/fusion.py): the whole chain in
+        one go where all of it runs in this pass (down to ``end``) and every layer of it propagates
+        down; the indices done. Otherwise layer i's own backward (``always`` as in backward_layer)."""
+        leader = self.norm_tail[i]
+        members = (leader, *self.norm_chain[leader])
+        if leader >= end and all(self.layer_need_backward[j] and self.bottom_need_backward[j][0]
+                                 for j in members):
+            top, bottom = self.top_vecs[leader], self.bottom_vecs[leader]
+            if self.layers[leader].backward_chain(top, bottom, *self._chain_layers(self.norm_chain[leader])):
+                return set(members)
+        self.backward_layer(i, always=always)
         return set()
 
     def forward_backward(self, grad_ready=None):

@@ -59,20 +59,26 @@ def time_net(net, iterations):
     wall = time.perf_counter()
     for it in range(iterations):
         start = time.perf_counter()
-        skip = None
+        done = ()
         for i in range(n):
-            t = time.perf_counter()      # a fused ReLU's time is in its convolution's
-            step = net.forward_layer(i, fused=skip == i, relu_slope=net.relu_fusion.get(i))
-            skip = i + 1 if step is None else None
+            t = time.perf_counter()      # a fused layer's time is in the row of the layer that computes it
+            chain = net.norm_chain.get(i)
+            step = net.forward_layer(i, fused=i in done, relu_slope=net.relu_fusion.get(i), chain=chain)
+            if step is None:
+                done = chain or (i + 1,)
             _sync()
             fwd[i] += time.perf_counter() - t
         mid = time.perf_counter()
         done = set()
         for i in reversed(range(n)):
             t = time.perf_counter()
-            if i in net.concat_relu:                  # ReLU backwards its Concat computes: in its row
+            if i in done:
+                pass
+            elif i in net.concat_relu:                  # ReLU backwards its Concat computes: in its row
                 done |= net.backward_concat(i, 0, net.bottom_need_backward)
-            elif i not in done:
+            elif i in net.norm_tail:                  # a BatchNorm chain: in its last layer's row
+                done |= net.backward_chain(i, 0, always=True)
+            else:
                 net.backward_layer(i, always=True)   # as `caffe time`: every layer, loss or not
             _sync()
             bwd[i] += time.perf_counter() - t

@@ -97,6 +97,22 @@ def elementwise(fn, *arrays, chunk=None):
     run_parts(run, n, grain=min(chunk, 1 << 12))
 
 
+_ZEROS = {}
+
+
+def zeros(n, dtype):
+    """A read-only array of ``n`` zeros of ``dtype`` (at least ``CHUNK``, shared): np.maximum(a, zeros)
+    gives np.maximum(a, 0) bit for bit (+0 for -0 as well) in a fifth of the time, NumPy 2.4 having
+    no vector loop for a scalar operand of maximum."""
+    dtype = np.dtype(dtype)
+    buf = _ZEROS.get(dtype)
+    if buf is None or buf.size < n:
+        buf = np.zeros(max(n, CHUNK, 1 << 16), dtype)
+        buf.flags.writeable = False
+        _ZEROS[dtype] = buf
+    return buf[:n]
+
+
 def scratch_mask(n):
     """A reused per-thread boolean scratch array of ``n`` elements (``n`` at most
     ``CHUNK`` in the chunked passes, so it stays small and in cache)."""

@@ -20,6 +20,7 @@ import numpy as np
 from ..core import backend
 from . import _channels, register
 from .base import Layer
+from .neuron import relu_grad, relu_piece
 
 
 @register("BatchNorm")
@@ -155,13 +156,19 @@ class BatchNorm(_channels.Blocked, Layer):
         if self.use_global_stats:
             _channels.each(lambda i, cs: np.divide(dy[i, cs], std[cs], out=dx[i, cs]), dy.shape)
             return
-        y, dt = self.x_norm, dy.dtype.type
+        y = self.x_norm
         sums, dots = _channels.partial(dy.shape, dy.dtype, 2)
 
         def reduce(i, cs):
             _channels.total(dy[i, cs], out=sums[i, cs])
             _channels.dot(dy[i, cs], y[i, cs], out=dots[i, cs])
         _channels.each(reduce, dy.shape)
+        self._blocked_gradient(dy, dx, y, sums, dots)
+
+    def _blocked_gradient(self, dy, dx, y, sums, dots):
+        """The batch-statistics gradient from x_norm (``y``) and the per-block sums of dy and of
+        dy * x_norm."""
+        dt, std = dy.dtype.type, self.std[:, None]
         m = dt(dy.shape[0] * dy.shape[2])
         mean_dy, mean_dyy = (sums.sum(axis=0) / m)[:, None], (dots.sum(axis=0) / m)[:, None]
 
@@ -172,6 +179,107 @@ class BatchNorm(_channels.Blocked, Layer):
             np.subtract(dy[i, cs], t, out=t)
             np.divide(t, std[cs], out=dx[i, cs])
         _channels.each(gradient, dy.shape)
+
+    # --- BatchNorm -> Scale (-> ReLU) in one chain (engine/fusion.py) -----------------------
+    def _chain_arrays(self, bottom, top, scale, *more):
+        """(x, y) as (n, channels, inner) views when the chain can run on them: NumPy arrays on the
+        blocked passes, and a Scale of one learned value (and bias) per channel; else None."""
+        x, y = self._view(bottom[0].data), self._view(top[0].data)
+        if not (self.blocked and scale.blocked and _channels.usable(x, y, *more)) \
+                or tuple(scale.dims) != x.shape or len(scale.blobs) != 1 + scale.bias_term \
+                or (scale.bias_term and tuple(scale.bias_dims) != x.shape):
+            return None
+        return x, y
+
+    def forward_chain(self, bottom, top, scale, relu):
+        """This BatchNorm, the Scale in place on its top and (unless None) the ReLU in place after
+        it, in three passes over the blob instead of eight: the mean, the centred squares, then
+        per block x_norm = (x - mean) / std (kept, in the Scale's buffer, for both backward
+        passes), y = x_norm * s + b, the ReLU. Each block does the unfused layers' arithmetic in
+        their order, so every value (top, x_norm, statistics) is theirs bit for bit. True where it
+        ran; False (nothing done) where the arrays or the Scale do not suit it."""
+        arrays = self._chain_arrays(bottom, top, scale)
+        if arrays is None:
+            return False
+        x, y = arrays
+        dt = x.dtype.type
+        xn = _channels.buffer(scale, "x_copy", x.shape, x.dtype)
+        if self.use_global_stats:
+            s = float(self.blobs[2].data.reshape(-1)[0])
+            factor = dt(0 if s == 0 else 1 / s)
+            mean, var = self.blobs[0].data * factor, self.blobs[1].data * factor
+        else:
+            m = x.shape[0] * x.shape[2]
+            mean = np.einsum("ncl->nc", x).sum(axis=0) / dt(m)
+            (squares,) = _channels.partial(x.shape, x.dtype)
+
+            def center(i, cs):
+                t = _channels.scratch(x[i, cs].shape, x.dtype)
+                np.subtract(x[i, cs], mean[cs, None], out=t)
+                _channels.dot(t, t, out=squares[i, cs])
+            _channels.each(center, x.shape)
+            var = squares.sum(axis=0) / dt(m)
+            self._update_statistics(mean, var, m)
+        self.std = np.sqrt(var + dt(self.eps))
+        self.x_norm = None if self.use_global_stats else xn
+        std, mean = self.std[:, None], mean[:, None]
+        s = scale.blobs[0].data.reshape(-1, 1)
+        bias = scale.blobs[1].data.reshape(-1, 1) if scale.bias_term else None
+        slope = None if relu is None else relu.negative_slope
+
+        def normalize(i, cs):
+            np.subtract(x[i, cs], mean[cs], out=xn[i, cs])
+            np.divide(xn[i, cs], std[cs], out=xn[i, cs])
+            np.multiply(xn[i, cs], s[cs], out=y[i, cs])
+            if bias is not None:
+                y[i, cs] += bias[cs]
+            if slope is not None:
+                piece = y[i, cs].reshape(-1)
+                relu_piece(piece, piece, slope, True)
+        _channels.each(normalize, x.shape)
+        self.ran_blocked = scale.ran_blocked = True
+        return True
+
+    def backward_chain(self, top, bottom, scale, relu):
+        """The chain's backward, in two passes instead of five: per block the ReLU's gradient and
+        the Scale's (its sums, and dy * s left in the blob's diff as the unfused Scale leaves it),
+        with this layer's sums of that; then this layer's gradient. Every layer's arithmetic in
+        its order, bit for bit the unfused result. Reads x_norm from the Scale's buffer (the
+        forward, fused or not, leaves it there) and the ReLU's sign from the top. True where it
+        ran; False (nothing done) where the arrays do not suit it."""
+        dy, dx = self._view(top[0].diff), self._view(bottom[0].diff)
+        xn = scale.x_copy
+        if not isinstance(xn, np.ndarray) or xn.shape != dy.shape \
+                or self._chain_arrays(bottom, top, scale, dy, dx) is None:
+            return False
+        y = self._view(top[0].data)
+        s = scale.blobs[0].data.reshape(-1, 1)
+        slope = None if relu is None else relu.negative_slope
+        batch = not self.use_global_stats
+        std = self.std[:, None]
+        bias_sums, scale_dots, sums, dots = _channels.partial(dy.shape, dy.dtype, 4)
+
+        def reduce(i, cs):
+            g = dy[i, cs]
+            if slope is not None:
+                flat = g.reshape(-1)
+                relu_grad(y[i, cs].reshape(-1), flat, flat, slope, True)
+            if scale.bias_term:
+                _channels.total(g, out=bias_sums[i, cs])
+            _channels.dot(g, xn[i, cs], out=scale_dots[i, cs])
+            np.multiply(g, s[cs], out=g)
+            if batch:
+                _channels.total(g, out=sums[i, cs])
+                _channels.dot(g, xn[i, cs], out=dots[i, cs])
+            else:
+                np.divide(g, std[cs], out=dx[i, cs])
+        _channels.each(reduce, dy.shape)
+        if scale.bias_term:
+            scale.blobs[1].diff += bias_sums.sum(axis=0).reshape(scale.blobs[1].shape)
+        scale.blobs[0].diff += scale_dots.sum(axis=0).reshape(scale.blobs[0].shape)
+        if batch:
+            self._blocked_gradient(dy, dx, xn, sums, dots)
+        return True
 
     def flops(self, bottom, top):
         return 2 * bottom[0].count

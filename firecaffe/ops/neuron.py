@@ -19,7 +19,7 @@ import numpy as np
 from ..core import backend
 from ..kernels import launch
 from . import _threads, register
-from ._threads import elementwise, scratch_mask
+from ._threads import elementwise, scratch_mask, zeros
 from .base import Layer
 
 
@@ -42,6 +42,42 @@ def relu_grad_piece(a, g, out):
     np.multiply(g, np.greater(a, 0, out=scratch_mask(a.size)), out=out)
 
 
+def relu_piece(a, b, slope, same):
+    """b = ReLU(a) on one C-contiguous piece (``same``: b is a), Caffe's arithmetic: with slope 0,
+    max(x, 0) + 0 * min(x, 0), so -inf gives NaN (0 * -inf) and a NaN stays NaN; x * (x > 0) + 0
+    computes that, with +0 for negatives (np.maximum would give 0 for -inf). A piece whose minimum
+    is finite holds neither -inf nor NaN: there np.maximum is the same and takes about half the
+    time (the minimum is read while the piece is in cache; against an array of zeros, which NumPy
+    vectorizes and a scalar 0 it does not). Also run by the BatchNorm -> Scale -> ReLU chain
+    (engine/fusion.py) on its blocks."""
+    if slope == 0:
+        if a.size and a.min() >= -np.finfo(a.dtype).max:
+            np.maximum(a, zeros(a.size, a.dtype), out=b)
+            return
+        with np.errstate(invalid="ignore"):
+            np.multiply(a, np.greater(a, 0, out=scratch_mask(a.size)), out=b)
+        np.add(b, 0, out=b)
+        return
+    m = np.greater(a, 0, out=scratch_mask(a.size))   # before b (maybe a itself) changes
+    np.logical_not(m, out=m)                        # not (x > 0): NaN takes the slope
+    if not same:
+        np.copyto(b, a)
+    np.multiply(b, a.dtype.type(slope), out=b, where=m)
+
+
+def relu_grad(a, g, out, slope, same):
+    """out = the ReLU's backward of g on one piece, ``a`` the ReLU's input or (in place) output
+    (``same``: out is g)."""
+    if slope == 0:
+        relu_grad_piece(a, g, out)
+        return
+    m = np.greater(a, 0, out=scratch_mask(a.size))
+    np.logical_not(m, out=m)
+    if not same:
+        np.copyto(out, g)
+    np.multiply(out, g.dtype.type(slope), out=out, where=m)
+
+
 @register("ReLU")
 class ReLU(_Neuron):
     """In place or not, with no full-size temporaries; Caffe's arithmetic for non-finite values too
@@ -56,40 +92,15 @@ class ReLU(_Neuron):
     def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
         xp = backend.xp_of(x)
-        if self.negative_slope == 0:
-            # Caffe's max(x, 0) + 0 * min(x, 0): -inf gives NaN (0 * -inf), as a NaN stays NaN;
-            # x * (x > 0) + 0 computes that, with +0 for negatives (np.maximum would give 0 for -inf).
-            # A piece whose minimum is finite holds neither -inf nor NaN: there np.maximum is the
-            # same and takes about half the time (the minimum is read while the piece is in cache)
-            if _fast(x, y):
-                lowest = -np.finfo(x.dtype).max
-
-                def part(a, b):
-                    if a.size and a.min() >= lowest:
-                        np.maximum(a, 0, out=b)
-                        return
-                    with np.errstate(invalid="ignore"):
-                        np.multiply(a, np.greater(a, 0, out=scratch_mask(a.size)), out=b)
-                    np.add(b, 0, out=b)
-                elementwise(part, x, y, chunk=_threads.CHUNK)
-            else:
-                with np.errstate(invalid="ignore"):
-                    xp.multiply(x, x > 0, out=y)
-                y += 0
-            return
-        slope = x.dtype.type(self.negative_slope)
         if _fast(x, y):
-            same = y is x
-
-            def part(a, b):
-                m = np.greater(a, 0, out=scratch_mask(a.size))   # before b (maybe a itself) changes
-                np.logical_not(m, out=m)         # not (x > 0): NaN takes the slope
-                if not same:
-                    np.copyto(b, a)
-                np.multiply(b, slope, out=b, where=m)
-            elementwise(part, x, y, chunk=_threads.CHUNK)
+            slope, same = self.negative_slope, y is x
+            elementwise(lambda a, b: relu_piece(a, b, slope, same), x, y, chunk=_threads.CHUNK)
+        elif self.negative_slope == 0:
+            with np.errstate(invalid="ignore"):
+                xp.multiply(x, x > 0, out=y)
+            y += 0
         else:
-            y[...] = xp.where(x > 0, x, x * slope)
+            y[...] = xp.where(x > 0, x, x * x.dtype.type(self.negative_slope))
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -99,18 +110,9 @@ class ReLU(_Neuron):
         xp = backend.xp_of(dy)
         slope = dy.dtype.type(self.negative_slope)
         if _fast(x, dy, dx):
-            if self.negative_slope == 0:
-                part = relu_grad_piece
-            else:
-                same = dx is dy
-
-                def part(a, g, out):
-                    m = np.greater(a, 0, out=scratch_mask(a.size))
-                    np.logical_not(m, out=m)
-                    if not same:
-                        np.copyto(out, g)
-                    np.multiply(out, slope, out=out, where=m)
-            elementwise(part, x, dy, dx, chunk=_threads.CHUNK)
+            same = dx is dy
+            elementwise(lambda a, g, out: relu_grad(a, g, out, self.negative_slope, same), x, dy, dx,
+                        chunk=_threads.CHUNK)
         elif self.negative_slope == 0:
             xp.multiply(dy, x > 0, out=dx)
         else:
