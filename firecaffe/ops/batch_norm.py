@@ -15,12 +15,17 @@ the plain arrays it has only its generic kernel (ncsp_bnorm), slower than the
 blocked NumPy passes (forward 46 against 24 ms on (16, 64, 112, 112)), and its
 jit kernels want blocked layouts, whose reorders would cost more than the layer.
 """
+import math
+
 import numpy as np
 
 from ..core import backend
 from . import _channels, register
 from .base import Layer
+from .dnnl.chain import chain_forward
 from .neuron import relu_grad, relu_piece
+
+OUTPUT_BOUND = 1e37         # below float32's largest (3.4e38): a chain's outputs under it are finite
 
 
 @register("BatchNorm")
@@ -59,7 +64,15 @@ class BatchNorm(_channels.Blocked, Layer):
     def _view(self, array):
         return array.reshape(array.shape[0] if array.ndim else 1, self.channels, -1)
 
+    chain_engine = None          # what computed the last forward's chain (forward_chain), None: no chain
+
+    @property
+    def engine_name(self):
+        """`firecaffe time`'s word for this layer: the chain's engines where it ran as one."""
+        return self.chain_engine or super().engine_name
+
     def forward(self, bottom, top):
+        self.chain_engine = None
         x, y = self._view(bottom[0].data), self._view(top[0].data)
         dt = x.dtype.type
         if self.use_global_stats:
@@ -227,6 +240,14 @@ class BatchNorm(_channels.Blocked, Layer):
         bias = scale.blobs[1].data.reshape(-1, 1) if scale.bias_term else None
         slope = None if relu is None else relu.negative_slope
 
+        prims = chain_forward(self, x.shape, bias is not None, slope) if x.dtype == np.float32 else None
+        if prims is not None and self._outputs_finite(x, mean, std, s, bias):
+            prims(x, xn, y, mean, std, s, bias)
+            self.ran_blocked = scale.ran_blocked = True
+            self.chain_engine = f"NumPy statistics, oneDNN element-wise ({prims.impl})"
+            return True
+        self.chain_engine = "NumPy, blocked"
+
         def normalize(i, cs):
             np.subtract(x[i, cs], mean[cs], out=xn[i, cs])
             np.divide(xn[i, cs], std[cs], out=xn[i, cs])
@@ -239,6 +260,24 @@ class BatchNorm(_channels.Blocked, Layer):
         _channels.each(normalize, x.shape)
         self.ran_blocked = scale.ran_blocked = True
         return True
+
+    def _outputs_finite(self, x, mean, std, s, bias):
+        """Whether every x_norm and y of the chain is finite, from per-channel values (and, with
+        global statistics, x's extremes): where one could be NaN or infinite oneDNN's ReLU of
+        slope 0 (max(s, 0), NaN -> 0) differs from Caffe's (NaN stays NaN, -inf gives NaN), so
+        the NumPy passes run. With batch statistics a finite variance bounds |x_norm| by
+        sqrt(m) (m values per channel: their squares sum to m var / (var + eps))."""
+        vectors = [mean, std, s] + ([] if bias is None else [bias])
+        if not all(np.isfinite(v).all() for v in vectors) or not std.min() > 0:
+            return False
+        if self.use_global_stats:
+            lo, hi = float(x.min()), float(x.max())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                return False
+            norm = (max(-lo, hi) + float(np.abs(mean).max())) / float(std.min())
+        else:
+            norm = math.sqrt(x.shape[0] * x.shape[2])
+        return norm * float(np.abs(s).max()) + (0.0 if bias is None else float(np.abs(bias).max())) < OUTPUT_BOUND
 
     def backward_chain(self, top, bottom, scale, relu):
         """The chain's backward, in two passes instead of five: per block the ReLU's gradient and

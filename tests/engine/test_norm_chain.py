@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from firecaffe import Net
 from firecaffe.core.log import LOGGER
 from firecaffe.insight.timing import time_net
+from firecaffe.ops import dnnl
 from firecaffe.proto import caffe_pb2
 
 FILL = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 }'
@@ -99,6 +100,53 @@ def test_chain_equals_the_separate_layers(name, monkeypatch):
         x = data(shape, seed=it)
         assert_bits(step(fused, x, seed=it), step(plain, x, seed=it), f"{name}, step {it}")
         assert fused.layers[2].ran_blocked and fused.layers[3].ran_blocked, "the chain did not run"
+        assert fused.layers[2].chain_engine.startswith("NumPy statistics, oneDNN" if dnnl.AVAILABLE else "NumPy, b")
+
+
+@pytest.mark.skipif(not dnnl.AVAILABLE, reason=f"oneDNN not loaded: {dnnl.REASON}")
+@pytest.mark.parametrize("n, c, inner", [(1, 1, 1), (6, 5, 1), (16, 64, 1), (2, 3, 2), (3, 17, 7), (2, 16, 49),
+                                         (1, 64, 50), (4, 8, 3136)])
+@pytest.mark.parametrize("bias, slope", [(True, 0.0), (False, 0.1), (True, None)])
+def test_onednn_forward_equals_numpy(n, c, inner, bias, slope):
+    """oneDNN's two binary primitives give the NumPy passes' x_norm and y bit for bit in every
+    shape (with inner 1 too, where oneDNN 3.2 broadcast a (1, c, 1) post-op operand wrongly)."""
+    from firecaffe.ops.dnnl.chain import ChainForward
+    rng = np.random.default_rng(n * 100 + c + inner)
+    x = rng.standard_normal((n, c, inner)).astype(np.float32) * 3
+    mean, std, s, b = (rng.standard_normal(c).astype(np.float32) for _ in range(4))
+    std = np.abs(std) + np.float32(0.1)
+    xn, y = np.empty_like(x), np.empty_like(x)
+    ChainForward(x.shape, bias, slope)(x, xn, y, mean, std, s, b)
+    ref = (x - mean[:, None]) / std[:, None]
+    out = ref * s[:, None]
+    if bias:
+        out += b[:, None]
+    if slope is not None:
+        out = np.where(out > 0, out, out * np.float32(slope))
+        out += np.float32(0)              # slope 0: +0 for the negatives, as the ReLU layer
+    assert_bits([xn, y], [ref, out], f"{(n, c, inner)}")
+
+
+@pytest.mark.parametrize("what", ["NaN in x, global statistics", "huge scale, batch statistics"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_outputs_that_could_be_non_finite_take_the_numpy_passes(what, monkeypatch):
+    """oneDNN's ReLU of slope 0 turns NaN into 0 (Caffe's keeps it): where the chain cannot show
+    its outputs finite from the per-channel values, the NumPy passes run, and the values are the
+    separate layers' (NaN included)."""
+    glob = what.startswith("NaN")
+    fused, plain = twin_nets(chain_net(bn_param="use_global_stats: true" if glob else ""), monkeypatch)
+    x = data(fused.blobs["x"].data.shape)
+    if glob:
+        for net in (fused, plain):
+            net.params["conv"][0].data[0, 0] = np.nan
+    else:
+        for net in (fused, plain):
+            net.params["scale"][0].data[1] = 1e37
+    a, b = step(fused, x), step(plain, x)
+    assert_bits(a, b, what)
+    assert fused.layers[2].chain_engine == "NumPy, blocked"
+    if glob:
+        assert np.isnan(a[0]).any()
 
 
 def test_chain_runs_fused_and_the_separate_path_is_not_fused(monkeypatch):
@@ -220,7 +268,8 @@ def test_time_names_the_chain_and_matches(monkeypatch, caplog):
     text = caplog.text
     assert "scale\tengine: fused into bn" in text and "relu\tengine: fused into bn" in text
     assert set(times) == {layer.name for layer in fused.layers}
-    assert "bn\tengine: NumPy, blocked" in text
+    assert ("bn\tengine: NumPy statistics, oneDNN element-wise (jit" if dnnl.AVAILABLE else
+            "bn\tengine: NumPy, blocked") in text
 
 
 def test_resnet50_plans_every_chain(monkeypatch):

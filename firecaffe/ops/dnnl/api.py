@@ -39,12 +39,19 @@ FORWARD_TRAINING = 64
 CONVOLUTION_DIRECT = 0x1
 POOLING_MAX, POOLING_AVG_INCLUDE_PADDING = 0x1ff, 0x2ff
 LRN_ACROSS_CHANNELS, LRN_WITHIN_CHANNEL = 0xaff, 0xbff
+BINARY_ADD, BINARY_MUL, BINARY_DIV, BINARY_SUB = 0x1fff0, 0x1fff1, 0x1fff4, 0x1fff5
 ELTWISE_RELU, ELTWISE_LINEAR = 0x20, 0x26         # s > 0 ? s : alpha * s (a post-op of the convolution: ops/dnnl/conv.py)
 QUERY_IMPL_INFO_STR = 8
 QUERY_EXEC_ARG_MD = 255
 ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS, ARG_WORKSPACE = 1, 17, 33, 41, 64
 ARG_DIFF_SRC, ARG_DIFF_DST, ARG_DIFF_WEIGHTS, ARG_DIFF_BIAS = 129, 145, 161, 169
 ARG_FROM, ARG_TO = ARG_SRC, ARG_DST
+ARG_SRC_1 = 2
+
+
+def post_op_arg(index, arg=ARG_SRC_1):
+    """The argument of post-op ``index`` (DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | arg in oneDNN 3)."""
+    return 32768 * (index + 1) | arg
 ALLOCATE = ctypes.c_void_p(ctypes.c_size_t(-1).value)     # DNNL_MEMORY_ALLOCATE
 STATUS = {1: "out of memory", 2: "invalid arguments", 3: "unimplemented", 4: "last implementation reached",
           5: "runtime error", 6: "not required", 7: "invalid graph", 8: "invalid graph op",
@@ -89,6 +96,7 @@ _PROTOTYPES = {
     "dnnl_reorder_primitive_desc_create": [P, P, P, P, P, P],
     "dnnl_post_ops_create": [P],
     "dnnl_post_ops_append_eltwise": [P, ctypes.c_int, ctypes.c_float, ctypes.c_float],
+    "dnnl_post_ops_append_binary": [P, ctypes.c_int, P],
     "dnnl_post_ops_destroy": [P],
     "dnnl_primitive_attr_create": [P],
     "dnnl_primitive_attr_set_post_ops": [P, P],
@@ -102,6 +110,7 @@ _PROTOTYPES = {
     "dnnl_pooling_forward_primitive_desc_create":
         [P, P, ctypes.c_int, ctypes.c_int, P, P, Dims, Dims, Dims, Dims, Dims, P],
     "dnnl_pooling_backward_primitive_desc_create": [P, P, ctypes.c_int, P, P, Dims, Dims, Dims, Dims, Dims, P, P],
+    "dnnl_binary_primitive_desc_create": [P, P, ctypes.c_int, P, P, P, P],
     "dnnl_inner_product_forward_primitive_desc_create": [P, P, ctypes.c_int, P, P, P, P, P],
     "dnnl_inner_product_backward_data_primitive_desc_create": [P, P, P, P, P, P, P],
     "dnnl_inner_product_backward_weights_primitive_desc_create": [P, P, P, P, P, P, P, P],
