@@ -22,7 +22,7 @@ import numpy as np
 from ..core import backend
 from . import _channels, register
 from .base import Layer
-from .dnnl.chain import chain_forward
+from .dnnl.chain import batch_norm_gradient, chain_forward
 from .neuron import relu_grad, relu_piece
 
 OUTPUT_BOUND = 1e37         # below float32's largest (3.4e38): a chain's outputs under it are finite
@@ -184,6 +184,10 @@ class BatchNorm(_channels.Blocked, Layer):
         dt, std = dy.dtype.type, self.std[:, None]
         m = dt(dy.shape[0] * dy.shape[2])
         mean_dy, mean_dyy = (sums.sum(axis=0) / m)[:, None], (dots.sum(axis=0) / m)[:, None]
+        prim = batch_norm_gradient(self, dy.shape) if dy.dtype == np.float32 else None
+        if prim is not None and all(np.isfinite(v).all() for v in (mean_dy, mean_dyy, std)) and std.min() > 0:
+            prim(dy, dx, y, mean_dy, mean_dyy, std)       # finite sums: every dy and x_norm is finite
+            return
 
         def gradient(i, cs):
             t = _channels.scratch(y[i, cs].shape, dy.dtype)

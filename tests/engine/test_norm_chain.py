@@ -42,7 +42,11 @@ def build(text, monkeypatch, fused=True, phase="TRAIN"):
 
 
 def twin_nets(text, monkeypatch, phase="TRAIN"):
+    """The net with its chains, and without, whose BatchNorm keeps to NumPy's gradient pass too:
+    the reference of everything oneDNN computes in the chain."""
     fused, plain = build(text, monkeypatch, True, phase), build(text, monkeypatch, False, phase)
+    for layer in plain.layers:
+        layer._dnnl_bn_gradient_refused = True
     for name in fused.params:
         for a, b in zip(fused.params[name], plain.params[name]):
             b.data[...] = a.data
@@ -101,6 +105,8 @@ def test_chain_equals_the_separate_layers(name, monkeypatch):
         assert_bits(step(fused, x, seed=it), step(plain, x, seed=it), f"{name}, step {it}")
         assert fused.layers[2].ran_blocked and fused.layers[3].ran_blocked, "the chain did not run"
         assert fused.layers[2].chain_engine.startswith("NumPy statistics, oneDNN" if dnnl.AVAILABLE else "NumPy, b")
+        gradient = getattr(fused.layers[2], "_dnnl_bn_gradient", None)
+        assert (gradient is not None) == (dnnl.AVAILABLE and "global" not in name)
 
 
 @pytest.mark.skipif(not dnnl.AVAILABLE, reason=f"oneDNN not loaded: {dnnl.REASON}")
@@ -284,3 +290,44 @@ def test_resnet50_plans_every_chain(monkeypatch):
     assert len(chains) == 53 == sum(layer.type == "BatchNorm" for layer in net.layers)
     assert sum(len(c) == 2 for c in chains.values()) == 33
     assert all(net.layers[c[-1]].type == "ReLU" for c in chains.values() if len(c) == 2)
+
+
+@pytest.mark.skipif(not dnnl.AVAILABLE, reason=f"oneDNN not loaded: {dnnl.REASON}")
+@pytest.mark.parametrize("n, c, inner", [(1, 1, 1), (6, 5, 1), (2, 3, 2), (3, 17, 7), (2, 16, 49), (4, 8, 3136)])
+@pytest.mark.parametrize("in_place", [True, False])
+def test_onednn_gradient_equals_numpy(n, c, inner, in_place):
+    """BatchNorm's batch-statistics gradient on oneDNN (BatchNormGradient) is the NumPy pass's
+    (dy - (x_norm * mean_dyy + mean_dy)) / std bit for bit, +0 where dy equals t included."""
+    from firecaffe.ops.dnnl.chain import BatchNormGradient
+    rng = np.random.default_rng(n * 100 + c + inner)
+    xn = rng.standard_normal((n, c, inner)).astype(np.float32)
+    dy = rng.standard_normal((n, c, inner)).astype(np.float32)
+    mean_dy, mean_dyy = (rng.standard_normal((c, 1)).astype(np.float32) for _ in range(2))
+    std = np.abs(rng.standard_normal((c, 1))).astype(np.float32) + np.float32(0.1)
+    dy.reshape(-1)[::5] = (xn * mean_dyy + mean_dy).reshape(-1)[::5]        # dy - t = 0 there
+    t = xn * mean_dyy + mean_dy
+    ref = (dy - t) / std
+    dx = dy if in_place else np.empty_like(dy)
+    BatchNormGradient(dy.shape)(dy, dx, xn, mean_dy, mean_dyy, std)
+    assert_bits([dx], [ref], f"{(n, c, inner)}")
+    assert not np.signbit(dx.reshape(-1)[::5]).any()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_gradient_takes_the_numpy_pass(monkeypatch):
+    """A NaN or infinity in the top diff makes the sums non-finite: the gradient then comes from
+    the NumPy pass (oneDNN's negations would flip a NaN's sign), and equals it bit for bit."""
+    from firecaffe.ops import batch_norm
+    fused, plain = twin_nets(chain_net(), monkeypatch)
+    x = data(fused.blobs["x"].data.shape)
+    for net in (fused, plain):
+        net.forward(x=x)
+    g = np.random.default_rng(5).standard_normal(fused.blobs["c"].data.shape).astype(np.float32)
+    g[0, 1, 2, 3], g[1, 2, 0, 0] = np.nan, np.inf
+    calls = []
+    real = batch_norm.batch_norm_gradient
+    monkeypatch.setattr(batch_norm, "batch_norm_gradient", lambda *a: calls.append(a) or real(*a))
+    fused.clear_param_diffs(), plain.clear_param_diffs()
+    a, b = fused.backward(diffs=["x"], c=g)["x"], plain.backward(diffs=["x"], c=g)["x"]
+    assert calls and np.isnan(a).any()
+    assert_bits([a], [b], "NaN in the top diff")

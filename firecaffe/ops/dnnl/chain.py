@@ -21,18 +21,17 @@ from .prim import MemoryDesc, Primitive, PrimitiveDesc
 
 
 @contextmanager
-def _attr(binaries, column, slope):
-    """Attributes with binary post-ops (``binaries``: algorithm kinds, each with a per-channel
-    operand of ``column``), then the ReLU of ``slope`` (None: none)."""
+def _attr(post_ops):
+    """Primitive attributes with ``post_ops``: ("binary", algorithm, descriptor of the operand) and
+    ("eltwise", algorithm, alpha, beta) entries, in order."""
     attr, ops = api.P(), api.P()
     call("dnnl_post_ops_create", ctypes.byref(ops))
     try:
-        for alg in binaries:
-            call("dnnl_post_ops_append_binary", ops, alg, column.handle)
-        if slope is not None:
-            call("dnnl_post_ops_append_eltwise", ops, api.ELTWISE_RELU, float(slope), 0.0)
-            if slope == 0:          # alpha * s is -0 for s < 0; + 0 gives the ReLU layer's +0
-                call("dnnl_post_ops_append_eltwise", ops, api.ELTWISE_LINEAR, 1.0, 0.0)
+        for kind, alg, *rest in post_ops:
+            if kind == "binary":
+                call("dnnl_post_ops_append_binary", ops, alg, rest[0].handle)
+            else:
+                call("dnnl_post_ops_append_eltwise", ops, alg, float(rest[0]), float(rest[1]))
         call("dnnl_primitive_attr_create", ctypes.byref(attr))
         try:
             call("dnnl_primitive_attr_set_post_ops", attr, ops)
@@ -43,61 +42,119 @@ def _attr(binaries, column, slope):
         api.LIB.dnnl_post_ops_destroy(ops)
 
 
-def _binary(alg, full, column, binaries=(), slope=None):
-    """A binary primitive dst = (src0 alg src1) then ``binaries`` and the ReLU, src0 and dst of
-    descriptor ``full``, src1 and each post-op operand one value per channel (``column``)."""
-    with _attr(binaries, column, slope) as attr:
+def _relu(slope):
+    """The ReLU as post-ops: eltwise relu (s > 0 ? s : slope * s) and, for slope 0, a linear + 0
+    (slope * s is -0 for s < 0; the ReLU layer gives +0), as the convolution's fusion does."""
+    if slope is None:
+        return []
+    return [("eltwise", api.ELTWISE_RELU, slope, 0.0)] + ([("eltwise", api.ELTWISE_LINEAR, 1.0, 0.0)] if slope == 0 else [])
+
+
+def _binary(alg, full, operand, post_ops=()):
+    """A binary primitive dst = src0 alg src1, then ``post_ops``; src0 and dst of descriptor
+    ``full``, src1 of ``operand``. Its ``binary_args``: the argument of each binary post-op."""
+    with _attr(post_ops) as attr:
         pd = PrimitiveDesc(lambda out: call("dnnl_binary_primitive_desc_create", out, api.ENGINE, alg,
-                                            full.handle, column.handle, full.handle, attr))
-    args = {api.ARG_SRC: (full, False), api.ARG_SRC_1: (column, False), api.ARG_DST: (full, True)}
-    for k in range(len(binaries)):
-        args[api.post_op_arg(k)] = (column, False)
-    return Primitive(pd, args)
+                                            full.handle, operand.handle, full.handle, attr))
+    args = {api.ARG_SRC: (full, False), api.ARG_SRC_1: (operand, False), api.ARG_DST: (full, True)}
+    for k, op in enumerate(post_ops):
+        if op[0] == "binary":
+            args[api.post_op_arg(k)] = (op[2], False)
+    prim = Primitive(pd, args)
+    prim.binary_args = [api.post_op_arg(k) for k, op in enumerate(post_ops) if op[0] == "binary"]
+    return prim
 
 
-class ChainForward:
+class _Shapes:
+    """An (n, c, inner) shape as oneDNN gets it (``view``) and a per-channel operand's shape
+    (``column``): (n, c) and (1, c) where inner is 1, as oneDNN 3.2's jit binary post-ops broadcast
+    a (1, c, 1) operand over an (n, c, 1) destination wrongly (tested: every n > 1, c > 1)."""
+
+    def __init__(self, shape):
+        self.view = tuple(shape[:2]) if shape[2] == 1 else tuple(shape)
+        self.column = (1, shape[1]) + (1,) * (len(self.view) - 2)
+        self.full_md, self.column_md = MemoryDesc(self.view), MemoryDesc(self.column)
+
+    def full(self, a):
+        return a.reshape(self.view)
+
+    def col(self, a):
+        return a.reshape(self.column)
+
+
+class ChainForward(_Shapes):
     """The chain's two forward primitives for an (n, channels, inner) float32 shape; ``fast``
     False where oneDNN would run a reference kernel (then the NumPy passes run)."""
 
     def __init__(self, shape, bias, slope):
-        # (n, c) where inner is 1: oneDNN 3.2's jit binary post-ops broadcast a (1, c, 1) operand
-        # over an (n, c, 1) destination wrongly (tested: every n > 1, c > 1), a (1, c) over (n, c) right
-        self.view = tuple(shape[:2]) if shape[2] == 1 else tuple(shape)
-        self.column = (1, shape[1]) + (1,) * (len(self.view) - 2)
-        full, column = MemoryDesc(self.view), MemoryDesc(self.column)
-        self.normalize = _binary(api.BINARY_SUB, full, column, (api.BINARY_DIV,))
-        self.affine = _binary(api.BINARY_MUL, full, column, (api.BINARY_ADD,) if bias else (), slope)
+        super().__init__(shape)
+        full, col = self.full_md, self.column_md
+        self.normalize = _binary(api.BINARY_SUB, full, col, [("binary", api.BINARY_DIV, col)])
+        self.affine = _binary(api.BINARY_MUL, full, col,
+                              ([("binary", api.BINARY_ADD, col)] if bias else []) + _relu(slope))
         self.bias = bias
-        self.fast = not any(p.impl.startswith("ref") for p in (self.normalize, self.affine))
-        self.impl = "/".join(sorted({self.normalize.impl, self.affine.impl}))
+        prims = (self.normalize, self.affine)
+        self.fast = not any(p.impl.startswith("ref") for p in prims)
+        self.impl = "/".join(sorted({p.impl for p in prims}))
 
     def __call__(self, x, xn, y, mean, std, s, b):
-        """xn = (x - mean) / std, y = relu(xn * s + b) (y may be x), per-channel vectors given flat."""
-        c, v = self.column, self.view
-        x, xn, y = x.reshape(v), xn.reshape(v), y.reshape(v)
-        self.normalize({api.ARG_SRC: x, api.ARG_SRC_1: mean.reshape(c), api.post_op_arg(0): std.reshape(c),
-                        api.ARG_DST: xn})
-        args = {api.ARG_SRC: xn, api.ARG_SRC_1: s.reshape(c), api.ARG_DST: y}
+        """xn = (x - mean) / std, y = relu(xn * s + b) (y may be x); per-channel values in any shape."""
+        f, c = self.full, self.col
+        self.normalize({api.ARG_SRC: f(x), api.ARG_SRC_1: c(mean), self.normalize.binary_args[0]: c(std),
+                        api.ARG_DST: f(xn)})
+        args = {api.ARG_SRC: f(xn), api.ARG_SRC_1: c(s), api.ARG_DST: f(y)}
         if self.bias:
-            args[api.post_op_arg(0)] = b.reshape(c)
+            args[self.affine.binary_args[0]] = c(b)
         self.affine(args)
 
 
-def chain_forward(layer, shape, bias, slope):
-    """``layer``'s cached ChainForward for this shape, bias and slope, or None where oneDNN is not
-    loaded, refuses it or has only reference kernels (the NumPy passes run; a refusal is logged
-    once and the layer keeps to NumPy)."""
-    if api.LIB is None or not getattr(layer, "use_dnnl_chain", True):
+class BatchNormGradient(_Shapes):
+    """BatchNorm's batch-statistics gradient, dx = (dy - (x_norm * mean(dy x_norm) + mean(dy))) / std,
+    as one primitive: t = x_norm * mean_dyy + mean_dy, then t - dy, / std, * -1 + 0: the NumPy
+    pass's dy - t negated twice, IEEE-exact (a - b is -(b - a); -u / s is -(u / s); -v + 0 is +0
+    for v = 0, as dy - t). dx may be dy (in place). Used where the sums are finite (then no NaN,
+    whose sign the negation would flip, can arise)."""
+
+    def __init__(self, shape):
+        super().__init__(shape)
+        full, col = self.full_md, self.column_md
+        self.prim = _binary(api.BINARY_MUL, full, col, [
+            ("binary", api.BINARY_ADD, col), ("binary", api.BINARY_SUB, full), ("binary", api.BINARY_DIV, col),
+            ("eltwise", api.ELTWISE_LINEAR, -1.0, 0.0)])
+        self.fast = not self.prim.impl.startswith("ref")
+        self.impl = self.prim.impl
+
+    def __call__(self, dy, dx, xn, mean_dy, mean_dyy, std):
+        f, c = self.full, self.col
+        add, sub, div = self.prim.binary_args
+        self.prim({api.ARG_SRC: f(xn), api.ARG_SRC_1: c(mean_dyy), add: c(mean_dy), sub: f(dy), div: c(std),
+                   api.ARG_DST: f(dx)})
+
+
+def cached(layer, attr, make, key):
+    """``layer``'s cached primitive object made by ``make(*key)`` for ``key``, or None where oneDNN
+    is not loaded, refuses it or has only reference kernels (the NumPy passes run; a refusal
+    is logged once and the layer keeps to NumPy for that object)."""
+    if api.LIB is None or getattr(layer, attr + "_refused", False):
         return None
-    key = (tuple(shape), bool(bias), slope)
-    cached = getattr(layer, "_dnnl_chain", None)
-    if cached is None or cached[0] != key:
+    entry = getattr(layer, attr, None)
+    if entry is None or entry[0] != key:
         try:
-            cached = (key, ChainForward(*key))
+            entry = (key, make(*key))
         except api.DnnlError as exc:
             from . import refused
             refused(layer, exc)
-            layer.use_dnnl_chain = False
+            setattr(layer, attr + "_refused", True)
             return None
-        layer._dnnl_chain = cached
-    return cached[1] if cached[1].fast else None
+        setattr(layer, attr, entry)
+    return entry[1] if entry[1].fast else None
+
+
+def chain_forward(layer, shape, bias, slope):
+    """``layer``'s ChainForward for this shape, bias and slope (``cached``)."""
+    return cached(layer, "_dnnl_chain", ChainForward, (tuple(shape), bool(bias), slope))
+
+
+def batch_norm_gradient(layer, shape):
+    """``layer``'s BatchNormGradient for this shape (``cached``)."""
+    return cached(layer, "_dnnl_bn_gradient", BatchNormGradient, (tuple(shape),))
