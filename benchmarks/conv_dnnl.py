@@ -75,11 +75,13 @@ def main():
         if torch is not None:
             x = torch.tensor(net.bottom_vecs[i][0].data, requires_grad=net.bottom_need_backward[i][0])
             w = torch.tensor(layer.blobs[0].data, requires_grad=True)
-            b = torch.tensor(layer.blobs[1].data, requires_grad=True)
+            b = torch.tensor(layer.blobs[1].data, requires_grad=True) if len(layer.blobs) > 1 else None
             dy = torch.tensor(net.top_vecs[i][0].diff)
 
             def torch_step():
-                x.grad = w.grad = b.grad = None
+                x.grad = w.grad = None
+                if b is not None:
+                    b.grad = None
                 F.conv2d(x, w, b, layer.stride, layer.pad, layer.dilation, layer.group).backward(dy)
         t = {"fc": [], "bare": [], "np": [], "torch": []}
         for _ in range(args.repeat):
