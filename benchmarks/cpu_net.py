@@ -345,8 +345,8 @@ def main():
     for name in steps:
         print(f"  {name:9s} {med[name]:8.1f} ms  CPU {med_cpu[name]:8.1f} ms   "
               f"(all: {' '.join(f'{t * 1e3:.0f}' for t in wall[name])})")
-    for peer in ("NumPy", "unblocked", "unfused", "dnnl-wgrad", "torch"):
-        if peer in steps:
+    for peer in steps:
+        if peer != "firecaffe":
             pairs = statistics.median(a / b for a, b in zip(wall["firecaffe"], wall[peer]))
             print(f"  ratio firecaffe/{peer}: wall {med['firecaffe'] / med[peer]:.2f}, "
                   f"CPU {med_cpu['firecaffe'] / med_cpu[peer]:.2f}, "

@@ -271,14 +271,26 @@ def _cpu_net_log(text):
     for peer, wall, pairs in re.findall(r"ratio firecaffe/(\S+): wall ([\d.]+), CPU [\d.]+, median of the \d+ "
                                         r"interleaved pairs ([\d.]+)", text):
         out["ratio"][peer] = (float(wall), float(pairs))
+    # a variant whose ratio line the script did not print then (--unfused-norm before 2026-12-07
+    # evening): the same two figures from the per-iteration times, as the script computes them
+    times = {name: [float(v) for v in runs.split()]
+             for name, runs in re.findall(r"^  (\S+)\s+[\d.]+ ms  CPU\s+[\d.]+ ms\s+\(all: ([\d. ]+)\)", text, re.M)}
+    for peer, runs in times.items():
+        if peer != "firecaffe" and peer not in out["ratio"] and "firecaffe" in times:
+            ours = times["firecaffe"]
+            out["ratio"][peer] = (round(out["ms"]["firecaffe"] / out["ms"][peer], 2),
+                                  round(statistics.median(a / b for a, b in zip(ours, runs)), 2))
     return out
 
 
-def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd"):
-    """Issue 25's PyTorch targets from cpu_net.py's logs in ``folder``'s subfolders, one row per log."""
-    lines = ["| net (batch) | OpenBLAS kernels | allocator | load at start | firecaffe ms | PyTorch ms | "
-             "firecaffe / PyTorch (pairs) | target | met? | 1x1 weight gradients on oneDNN instead (pairs) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
+def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd", twin="dnnl-wgrad",
+                twin_label="1x1 weight gradients on oneDNN instead (pairs)", code_column=False):
+    """Issue 25's PyTorch targets from cpu_net.py's logs in ``folder``'s subfolders, one row per log;
+    the last column: the ``twin`` firecaffe variant's time over firecaffe's; ``code_column``: a first
+    column naming the subfolder (the code that ran)."""
+    lines = [("| code " if code_column else "") + "| net (batch) | OpenBLAS kernels | allocator | load at start | "
+             f"firecaffe ms | PyTorch ms | firecaffe / PyTorch (pairs) | target | met? | {twin_label} |",
+             ("|---" if code_column else "") + "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
     for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
         for net, (label, target) in NET_TARGETS.items():
             for alloc in ("tuned", "default"):
@@ -287,9 +299,9 @@ def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd"):
                     continue
                 log = _cpu_net_log(text)
                 wall, pairs = log["ratio"]["torch"]
-                wg = log["ratio"].get("dnnl-wgrad")
+                wg = log["ratio"].get(twin)
                 met = "yes" if wall <= target else "**no**"
-                lines.append(f"| {label} | {log['kernels']} | {alloc} | {log['load']} | {log['ms']['firecaffe']:.0f} | "
+                lines.append(("| " + sub + " " if code_column else "") + f"| {label} | {log['kernels']} | {alloc} | {log['load']} | {log['ms']['firecaffe']:.0f} | "
                              f"{log['ms']['torch']:.0f} | {wall:.2f} ({pairs:.2f}) | {target} | "
                              f"{met if alloc == 'tuned' else '(default allocator)'} | "
                              f"{'' if wg is None else f'{1 / wg[0]:.2f} ({1 / wg[1]:.2f})'} |")
@@ -318,9 +330,28 @@ def caffe_rounds(texts, folder=f"{PERF}/2026-12-07-amd"):
     return "\n".join(lines)
 
 
+def norm_chain(texts, folder=f"{PERF}/2026-12-07-amd-chain/after"):
+    """benchmarks/norm_chain.py's tables (batch and global statistics), as one Markdown table."""
+    lines = ["| statistics | shape | forward, chain ms | forward, separate ms | ratio | backward, chain ms | "
+             "backward, separate ms | ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, label in (("norm_chain.log", "batch"), ("norm_chain_global.log", "global")):
+        text = _finished_log(REPO / folder / name)
+        if text is None:
+            continue
+        for row in re.findall(r"^\s+(\S+)((?:\s+[\d.]+){6})", text, re.M):
+            values = row[1].split()
+            lines.append(f"| {label} | {row[0].replace(',', 'x')} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "cpu-targets-amd": cpu_targets,
     "caffe-rounds-amd": caffe_rounds,
+    "cpu-targets-amd-chain": lambda texts: cpu_targets(
+        texts, f"{PERF}/2026-12-07-amd-chain", "unfused-norm", "BatchNorm, Scale, ReLU as separate layers instead (pairs)",
+        code_column=True),
+    "caffe-rounds-amd-chain": lambda texts: caffe_rounds(texts, f"{PERF}/2026-12-07-amd-chain"),
+    "norm-chain-amd": norm_chain,
     "sparse-ip-steady": sparse_ip_steady,
     "sparse-ip-loop": sparse_ip_loop,
     "sparse-ip-conditions": sparse_ip_conditions,
