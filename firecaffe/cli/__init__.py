@@ -33,7 +33,7 @@ for _command in (train, test, time_cmd, analyze, bench, design, cluster, compres
 def main(argv=None):
     """Entry point: run the CLI; print FirecaffeErrors without a traceback."""
     from ..run.process import RankProcess
-    rank = RankProcess()           # what this process tells when it ends (train's watcher, failure context)
+    rank = RankProcess(entry_point=True)   # what this process tells when it ends (train's watcher, failure context)
     from ..run import early_signals
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] != "train":

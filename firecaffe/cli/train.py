@@ -158,7 +158,8 @@ def train(target, solver_flag, weights, snapshot, resume_prefix, test_iter, snap
     from ..run.process import RankProcess
     rank_process = click.get_current_context().find_root().obj or RankProcess()   # made by main()
     signals = Signals(options.sigint_effect, options.sighup_effect,        # first: a SLURM warning may
-                      last_words=rank_process.last_words).install()       # come during start-up
+                      last_words=rank_process.last_words,                 # come during start-up
+                      ignore_after=("SIGUSR1",) if rank_process.entry_point else ()).install()
     click.get_current_context().call_on_close(signals.uninstall)
     world = mpi_util.world()
     signals.refresh()

@@ -72,7 +72,8 @@ class Action:
 class Signals:
     """Install with ``install()``; ``connect(world)`` under MPI (collective); ``agree(it)`` each step."""
 
-    def __init__(self, sigint_effect="stop", sighup_effect="snapshot", snapshot_on_stop=True, last_words=None):
+    def __init__(self, sigint_effect="stop", sighup_effect="snapshot", snapshot_on_stop=True, last_words=None,
+                 ignore_after=()):
         for flag, value in (("--sigint-effect", sigint_effect), ("--sighup-effect", sighup_effect)):
             if value not in EFFECTS:
                 raise ValueError(f"{flag} must be one of {', '.join(EFFECTS)}, got {value!r}")
@@ -90,6 +91,7 @@ class Signals:
         self._got = np.zeros(1, np.int64)
         self.last = Action(0)
         self._previous = {}
+        self.ignore_after = tuple(ignore_after)        # signals left ignored by uninstall (``uninstall``)
 
     # --- catching ------------------------------------------------------------
     def install(self):
@@ -117,13 +119,18 @@ class Signals:
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def uninstall(self):
-        """Give the signals back to their previous handlers (a command run inside another program)."""
+        """Give the signals back to their previous handlers (a command run inside another program),
+        except those of ``ignore_after``, which stay ignored: `firecaffe train` as the process leaves
+        SIGUSR1 ignored from here to its exit (MPI_Finalize, the interpreter's shutdown), since SLURM's
+        time-limit warning arriving then has nothing left to stop, and dying of it (status 138) would
+        make train.sbatch requeue a finished job."""
         if not self._previous:
             return
         held_output.release()
         signal.set_wakeup_fd(self._previous_fd)
+        ignored = {getattr(signal, name) for name in self.ignore_after}
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, signal.SIG_IGN if number in ignored else handler)
         self._previous.clear()
         os.write(self._wakeup, b"\0")          # 0 is no signal: the listener ends
         os.close(self._wakeup)

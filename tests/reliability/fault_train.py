@@ -12,6 +12,8 @@ On world rank RANK, at iteration ITER:
   raise-server on a parameter server rank: raise a RuntimeError after summing ITER pushes
   slow-snapshot:S  the snapshot of iteration ITER: after its weights file, print WRITING THE SNAPSHOT
               and sleep S seconds before the solver state (a big net's snapshot, mid-write)
+  slow-exit:S after training, its signal handling given back (the process's teardown, before
+              MPI_Finalize): print TRAINING OVER and sleep S seconds (ITER unused)
 """
 import os
 import signal
@@ -117,3 +119,6 @@ Solver._forward_backward = forward_backward
 ps.ParameterServer._gather_sum = gather_sum
 sys.argv = ["firecaffe"] + ARGS
 cli.main(ARGS)
+if ME == RANK and KIND.startswith("slow-exit:"):
+    print("TRAINING OVER", flush=True)
+    time.sleep(float(KIND.split(":")[1]))

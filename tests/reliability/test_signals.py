@@ -262,6 +262,40 @@ def test_a_signal_during_the_final_snapshot_loses_nothing(tmp_path, sig, to):
 
 
 @pytest.mark.mpi
+def test_the_time_limit_warning_after_training_ends_is_ignored(tmp_path):
+    """SLURM's SIGUSR1 reaching a rank after its training ended (its handlers given back, MPI_Finalize
+    still to come): the rank ignores it and the job ends with status 0, so train.sbatch does not
+    requeue a finished job (with USR1's default action the rank died, status 138)."""
+    pytest.importorskip("mpi4py")
+    job = Job(tmp_path, ["tests/reliability/fault_train.py", 1, 0, "slow-exit:4", "--", *TRAIN[2:],
+                         "--max-iter", 4, "--snapshot-prefix", tmp_path / "x"], ranks=2)
+    try:
+        job.wait_for("TRAINING OVER", timeout=120)
+        os.kill(job.rank_pid(1), signal.SIGUSR1)
+        code, seconds = job.finish(timeout=60)
+    finally:
+        job.kill()
+    log = job.text()
+    assert code == 0 and "Optimization Done." in log and "BAD TERMINATION" not in log, log[-3000:]
+
+
+def test_signals_leave_ignore_after_ignored():
+    """``ignore_after`` signals stay ignored after uninstall; the others get their handlers back."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        Signals(ignore_after=("SIGUSR1",)).install().uninstall()
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) == previous[signal.SIGHUP]
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        Signals().install().uninstall()
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@pytest.mark.mpi
 def test_a_rank_killed_while_writing_a_snapshot_is_reported_there(tmp_path):
     """Rank 0 SIGKILLed mid-snapshot: its watcher's last sign of life is the snapshot, not the allreduce."""
     pytest.importorskip("mpi4py")
