@@ -146,10 +146,32 @@ def plan_norm(net):
     return chains
 
 
+def plan_eltwise(net):
+    """{index of an Eltwise: (index of the ReLU after it,)}: an element-wise sum (every coeff 1)
+    whose next layer is a ReLU in place on its top (ResNet's residual sum then ReLU), computed by
+    ``Eltwise.forward_chain`` / ``backward_chain`` (ops/eltwise.py) in one pass over the blob each
+    way instead of two, per cache-sized piece the two layers' own arithmetic (the sum, then the
+    ReLU layer's ``relu_piece``; backward its ``relu_grad``, then the copies into the bottoms'
+    diffs): bit for bit theirs. Same conditions as the convolution's ReLU (``_relu_in_place_on``,
+    no loss weights, FIRECAFFE_FUSE_RELU not 0, not on a GPU), and the same rules for when a pass
+    runs it (``Net.forward_range``/``backward_chain``)."""
+    if not _allowed(net):
+        return {}
+    planned = {}
+    for i in range(len(net.layers) - 1):
+        layer, top = net.layers[i], net.top_vecs[i]
+        if layer.type != "Eltwise" or len(top) != 1 or not hasattr(layer, "forward_chain") \
+                or not layer.sums_plainly() or any(layer.loss_weights) or layer.reshape_every_forward:
+            continue
+        if _relu_in_place_on(net, i + 1, top[0]) and not net.layers[i + 1].reshape_every_forward:
+            planned[i] = (i + 1,)
+    return planned
+
+
 def engine_word(net, i):
-    """'fused into <conv>' for a ReLU whose forward its convolution computes, 'fused into <bn>'
-    for a Scale or ReLU of a BatchNorm chain, else None."""
-    leader = next((k for k, chain in net.norm_chain.items() if i in chain), None)
+    """'fused into <conv>' for a ReLU whose forward its convolution computes, 'fused into <leader>'
+    for a layer of a chain (a BatchNorm's Scale and ReLU, an Eltwise's ReLU), else None."""
+    leader = next((k for k, chain in net.chains.items() if i in chain), None)
     if leader is not None:
         return f"fused into {net.layers[leader].name}"
     conv = net.layers[i - 1] if i - 1 in net.relu_fusion else None

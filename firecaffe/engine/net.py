@@ -62,7 +62,9 @@ class Net(PycaffeNetAPI):
         self.relu_fusion = fusion.plan(self)       # {conv index: ReLU slope}, engine/fusion.py
         self.concat_relu = fusion.plan_concat(self)   # {concat index: {bottom: ReLU index}}, engine/fusion.py
         self.norm_chain = fusion.plan_norm(self)      # {BatchNorm index: (Scale, ReLU) indices}, engine/fusion.py
-        self.norm_tail = {chain[-1]: i for i, chain in self.norm_chain.items()}
+        self.eltwise_relu = fusion.plan_eltwise(self)   # {Eltwise index: (ReLU index,)}, engine/fusion.py
+        self.chains = {**self.norm_chain, **self.eltwise_relu}     # {leader: the layers it computes too}
+        self.chain_tail = {chain[-1]: i for i, chain in self.chains.items()}
         arena.collect_params(self, self._where)
         if shapes_only:
             self.param_arena = self.diff_arena = None
@@ -174,8 +176,8 @@ class Net(PycaffeNetAPI):
     def forward_range(self, start=0, end=None):
         """Forward through layers ``start`` to ``end``; the sum of their losses. Each layer runs between
         the ``before_forward`` and ``after_forward`` hooks (called with its index). Without such hooks,
-        a ReLU planned into its convolution and a BatchNorm chain (engine/fusion.py) are computed in
-        one go where all their layers run here."""
+        a ReLU planned into its convolution, a BatchNorm chain and an Eltwise with its ReLU
+        (engine/fusion.py) are computed in one go where all their layers run here."""
         end = len(self.layers) - 1 if end is None else end
         before, after = self.hooks["before_forward"], self.hooks["after_forward"]
         fuse = not before and not after
@@ -184,7 +186,7 @@ class Net(PycaffeNetAPI):
             for fn in before:
                 fn(i)
             slope = self.relu_fusion.get(i) if fuse and i < end else None
-            chain = self.norm_chain.get(i) if fuse else None
+            chain = self.chains.get(i) if fuse else None
             chain = chain if chain and chain[-1] <= end else None
             step = self.forward_layer(i, fused=i in done, relu_slope=slope, chain=chain)
             if step is None:
@@ -208,7 +210,7 @@ class Net(PycaffeNetAPI):
                 pass               # a layer whose backward a fused neighbour computed (engine/fusion.py)
             elif fuse and i in self.concat_relu and self.layer_need_backward[i]:
                 done |= self.backward_concat(i, end, self.bottom_need_backward)
-            elif fuse and i in self.norm_tail:
+            elif fuse and i in self.chain_tail:
                 done |= self.backward_chain(i, end)
             else:
                 self.backward_layer(i)
@@ -241,7 +243,8 @@ class Net(PycaffeNetAPI):
     def forward_layer(self, i, fused=False, relu_slope=None, chain=None):
         """Layer i's forward; its loss. ``fused``: layer i's forward was computed by a layer before it
         (only reshaped here); ``relu_slope``: layer i is a Convolution asked to apply that ReLU too,
-        ``chain``: layer i is a BatchNorm asked to compute the layers of these indices too
+        ``chain``: layer i is asked to compute the layers of these indices too (a BatchNorm chain, an
+        Eltwise with its ReLU)
         (engine/fusion.py); where it did, None is returned."""
         layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
         try:
@@ -309,19 +312,20 @@ class Net(PycaffeNetAPI):
         return set()
 
     def _chain_layers(self, chain):
-        """(Scale, ReLU or None) of a BatchNorm chain's indices."""
-        return self.layers[chain[0]], (self.layers[chain[1]] if len(chain) > 1 else None)
+        """The layers of a chain's indices (after its leader)."""
+        return [self.layers[j] for j in chain]
 
     def backward_chain(self, i, end=0, always=False):
-        """Backward of layer i, the last of a BatchNorm chain (engine/fusion.py): the whole chain in
-        one go where all of it runs in this pass (down to ``end``) and every layer of it propagates
-        down; the indices done. Otherwise layer i's own backward (``always`` as in backward_layer)."""
-        leader = self.norm_tail[i]
-        members = (leader, *self.norm_chain[leader])
-        if leader >= end and all(self.layer_need_backward[j] and self.bottom_need_backward[j][0]
+        """Backward of layer i, the last of a chain (engine/fusion.py): the whole chain in one go
+        where all of it runs in this pass (down to ``end``) and every layer of it propagates down
+        to every bottom; the indices done. Otherwise layer i's own backward (``always`` as in
+        backward_layer)."""
+        leader = self.chain_tail[i]
+        members = (leader, *self.chains[leader])
+        if leader >= end and all(self.layer_need_backward[j] and all(self.bottom_need_backward[j])
                                  for j in members):
             top, bottom = self.top_vecs[leader], self.bottom_vecs[leader]
-            if self.layers[leader].backward_chain(top, bottom, *self._chain_layers(self.norm_chain[leader])):
+            if self.layers[leader].backward_chain(top, bottom, *self._chain_layers(self.chains[leader])):
                 return set(members)
         self.backward_layer(i, always=always)
         return set()

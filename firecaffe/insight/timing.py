@@ -62,7 +62,7 @@ def time_net(net, iterations):
         done = ()
         for i in range(n):
             t = time.perf_counter()      # a fused layer's time is in the row of the layer that computes it
-            chain = net.norm_chain.get(i)
+            chain = net.chains.get(i)
             step = net.forward_layer(i, fused=i in done, relu_slope=net.relu_fusion.get(i), chain=chain)
             if step is None:
                 done = chain or (i + 1,)
@@ -76,7 +76,7 @@ def time_net(net, iterations):
                 pass
             elif i in net.concat_relu:                  # ReLU backwards its Concat computes: in its row
                 done |= net.backward_concat(i, 0, net.bottom_need_backward)
-            elif i in net.norm_tail:                  # a BatchNorm chain: in its last layer's row
+            elif i in net.chain_tail:                 # a chain (BatchNorm, Eltwise): in its last layer's row
                 done |= net.backward_chain(i, 0, always=True)
             else:
                 net.backward_layer(i, always=True)   # as `caffe time`: every layer, loss or not

@@ -208,7 +208,7 @@ class BatchNorm(_channels.Blocked, Layer):
             return None
         return x, y
 
-    def forward_chain(self, bottom, top, scale, relu):
+    def forward_chain(self, bottom, top, scale, relu=None):
         """This BatchNorm, the Scale in place on its top and (unless None) the ReLU in place after
         it, in three passes over the blob instead of eight: the mean, the centred squares, then
         per block x_norm = (x - mean) / std (kept, in the Scale's buffer, for both backward
@@ -283,7 +283,7 @@ class BatchNorm(_channels.Blocked, Layer):
             norm = math.sqrt(x.shape[0] * x.shape[2])
         return norm * float(np.abs(s).max()) + (0.0 if bias is None else float(np.abs(bias).max())) < OUTPUT_BOUND
 
-    def backward_chain(self, top, bottom, scale, relu):
+    def backward_chain(self, top, bottom, scale, relu=None):
         """The chain's backward, in two passes instead of five: per block the ReLU's gradient and
         the Scale's (its sums, and dy * s left in the blob's diff as the unfused Scale leaves it),
         with this layer's sums of that; then this layer's gradient. Every layer's arithmetic in

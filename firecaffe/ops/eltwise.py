@@ -11,11 +11,14 @@ Caffe type "Eltwise", eltwise_param:
 MAX picks its winner as Caffe does: between bottoms 0 and 1 a tie goes to 1,
 from bottom 2 on a later bottom must be strictly greater to win.
 """
+import numpy as np
+
 from ..core import backend
 from ..errors import PrototxtError
 from ..proto import caffe_pb2
-from . import register
+from . import _threads, register
 from .base import Layer
+from .neuron import relu_grad, relu_piece
 
 _OP = caffe_pb2.EltwiseParameter
 
@@ -90,6 +93,46 @@ class Eltwise(Layer):
                 b.diff[...] = dy if c == 1 else dy * dy.dtype.type(c)
             else:
                 b.diff[...] = dy * (self.max_idx == i)
+
+    # --- with the in-place ReLU after it, in one pass each way (engine/fusion.py plan_eltwise) -----
+    def sums_plainly(self):
+        """A SUM of every coeff 1: the sum the fused pass computes."""
+        return self.op == _OP.SUM and all(c == 1 for c in self.coeffs)
+
+    def forward_chain(self, bottom, top, relu):
+        """y = the sum, then the ReLU in place on it, per cache-sized piece (the layers' own
+        arithmetic in their order). True where it ran; False (nothing done) otherwise."""
+        y = top[0].data
+        arrays = [b.data for b in bottom] + [y]
+        if not self.sums_plainly() or not _threads.all_plain(arrays) \
+                or any(y is a for a in arrays[2:-1]):
+            return False
+        slope = relu.negative_slope
+
+        def part(first, second, *rest):
+            *more, out = rest
+            np.add(first, second, out=out)
+            for b in more:
+                out += b
+            relu_piece(out, out, slope, True)
+        _threads.elementwise(part, *arrays, chunk=_threads.CHUNK)
+        return True
+
+    def backward_chain(self, top, bottom, relu):
+        """The ReLU's gradient in place on the top diff (as the ReLU layer leaves it), then copied
+        into every bottom's diff, per piece. True where it ran; False (nothing done) otherwise."""
+        y, dy = top[0].data, top[0].diff
+        arrays = [y, dy] + [b.diff for b in bottom]
+        if not self.sums_plainly() or not _threads.all_plain(arrays):
+            return False
+        slope = relu.negative_slope
+
+        def part(a, g, *outs):
+            relu_grad(a, g, g, slope, True)
+            for out in outs:
+                np.copyto(out, g)
+        _threads.elementwise(part, *arrays, chunk=_threads.CHUNK)
+        return True
 
     def flops(self, bottom, top):
         per = 2 if self.op == _OP.SUM and any(c != 1 for c in self.coeffs) else 1
