@@ -331,3 +331,54 @@ def test_non_finite_gradient_takes_the_numpy_pass(monkeypatch):
     a, b = fused.backward(diffs=["x"], c=g)["x"], plain.backward(diffs=["x"], c=g)["x"]
     assert calls and np.isnan(a).any()
     assert_bits([a], [b], "NaN in the top diff")
+
+
+RESIDUAL = """
+force_backward: true
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 4 dim: 6 dim: 6 } } }
+layer { name: "c1" type: "Convolution" bottom: "x" top: "c1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 engine: CAFFE %(fill)s } }
+layer { name: "bn1" type: "BatchNorm" bottom: "c1" top: "c1" }
+layer { name: "s1" type: "Scale" bottom: "c1" top: "c1" scale_param { bias_term: true } }
+layer { name: "r1" type: "ReLU" bottom: "c1" top: "c1" }
+layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2"
+        convolution_param { num_output: 4 kernel_size: 1 engine: CAFFE %(fill)s } }
+layer { name: "bn2" type: "BatchNorm" bottom: "c2" top: "c2" }
+layer { name: "s2" type: "Scale" bottom: "c2" top: "c2" scale_param { bias_term: true } }
+layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "c2" top: "y" }
+layer { name: "r2" type: "ReLU" bottom: "y" top: "y" }
+layer { name: "ip" type: "InnerProduct" bottom: "y" top: "ip" inner_product_param { num_output: 3 %(fill)s } }
+""" % {"fill": FILL}
+
+
+def test_gradients_reported_ready_are_final(monkeypatch):
+    """The bucketed reduction sends the diff arena's first n values when backward says they are
+    done (grad_ready): with chains computing several layers at their last layer's index, every
+    value reported must already hold its final gradient."""
+    net = build(RESIDUAL, monkeypatch)
+    assert len(net.norm_chain) == 2 and len(net.eltwise_relu) == 1
+    net.forward(x=data(net.blobs["x"].data.shape))
+    net.clear_param_diffs()
+    net.blobs["ip"].diff[...] = 1.0
+    seen = []
+    net.backward_range(grad_ready=lambda n: seen.append(net.diff_arena[:n].copy()))
+    final = net.diff_arena
+    assert seen and seen[-1].size == final.size
+    for prefix in seen:
+        assert np.array_equal(prefix, final[:prefix.size])
+
+
+def test_float64_nets_run_the_chain_on_numpy(monkeypatch):
+    """A float64 net (oneDNN is float32 only): the chain's NumPy passes, bit for bit the layers."""
+    nets = []
+    for fused in (True, False):
+        monkeypatch.setenv("FIRECAFFE_FUSE_NORM", "1" if fused else "0")
+        nets.append(Net(text_format.Parse(chain_net(), caffe_pb2.NetParameter()), phase="TRAIN", dtype=np.float64))
+    for name in nets[0].params:
+        for a, b in zip(nets[0].params[name], nets[1].params[name]):
+            b.data[...] = a.data
+    x = data(nets[0].blobs["x"].data.shape).astype(np.float64)
+    a, b = step(nets[0], x), step(nets[1], x)
+    for k, (u, v) in enumerate(zip(a, b)):
+        assert u.dtype == np.float64 and np.array_equal(u.view(np.int64), v.view(np.int64)), k
+    assert nets[0].layers[2].chain_engine == "NumPy, blocked"
