@@ -12,48 +12,15 @@ over the blob each, where NumPy's per-block calls on a column broadcast ran 3-4x
 (benchmarks/norm_chain.py). Where oneDNN has only its reference kernel for a shape the NumPy
 passes run.
 """
-import ctypes
-from contextlib import contextmanager
-
 from . import api
 from .api import call
-from .prim import MemoryDesc, Primitive, PrimitiveDesc
-
-
-@contextmanager
-def _attr(post_ops):
-    """Primitive attributes with ``post_ops``: ("binary", algorithm, descriptor of the operand) and
-    ("eltwise", algorithm, alpha, beta) entries, in order."""
-    attr, ops = api.P(), api.P()
-    call("dnnl_post_ops_create", ctypes.byref(ops))
-    try:
-        for kind, alg, *rest in post_ops:
-            if kind == "binary":
-                call("dnnl_post_ops_append_binary", ops, alg, rest[0].handle)
-            else:
-                call("dnnl_post_ops_append_eltwise", ops, alg, float(rest[0]), float(rest[1]))
-        call("dnnl_primitive_attr_create", ctypes.byref(attr))
-        try:
-            call("dnnl_primitive_attr_set_post_ops", attr, ops)
-            yield attr
-        finally:
-            api.LIB.dnnl_primitive_attr_destroy(attr)
-    finally:
-        api.LIB.dnnl_post_ops_destroy(ops)
-
-
-def _relu(slope):
-    """The ReLU as post-ops: eltwise relu (s > 0 ? s : slope * s) and, for slope 0, a linear + 0
-    (slope * s is -0 for s < 0; the ReLU layer gives +0), as the convolution's fusion does."""
-    if slope is None:
-        return []
-    return [("eltwise", api.ELTWISE_RELU, slope, 0.0)] + ([("eltwise", api.ELTWISE_LINEAR, 1.0, 0.0)] if slope == 0 else [])
+from .prim import MemoryDesc, Primitive, PrimitiveDesc, post_ops_attr, relu_post_ops
 
 
 def _binary(alg, full, operand, post_ops=()):
     """A binary primitive dst = src0 alg src1, then ``post_ops``; src0 and dst of descriptor
     ``full``, src1 of ``operand``. Its ``binary_args``: the argument of each binary post-op."""
-    with _attr(post_ops) as attr:
+    with post_ops_attr(post_ops) as attr:
         pd = PrimitiveDesc(lambda out: call("dnnl_binary_primitive_desc_create", out, api.ENGINE, alg,
                                             full.handle, operand.handle, full.handle, attr))
     args = {api.ARG_SRC: (full, False), api.ARG_SRC_1: (operand, False), api.ARG_DST: (full, True)}
@@ -91,7 +58,7 @@ class ChainForward(_Shapes):
         full, col = self.full_md, self.column_md
         self.normalize = _binary(api.BINARY_SUB, full, col, [("binary", api.BINARY_DIV, col)])
         self.affine = _binary(api.BINARY_MUL, full, col,
-                              ([("binary", api.BINARY_ADD, col)] if bias else []) + _relu(slope))
+                              ([("binary", api.BINARY_ADD, col)] if bias else []) + relu_post_ops(slope))
         self.bias = bias
         prims = (self.normalize, self.affine)
         self.fast = not any(p.impl.startswith("ref") for p in prims)

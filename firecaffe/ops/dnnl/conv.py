@@ -20,15 +20,13 @@ gradient from here: oneDNN 3.2's gemm weight gradient measured 1.3-2.6x slower
 than OpenBLAS's per-sample products on those shapes (firecaffe/ops/conv.py
 ``_blas_weight_grad``).
 """
-import ctypes
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 
 from . import api
 from .api import call
-from .prim import MemoryDesc, Primitive, PrimitiveDesc, dims
+from .prim import MemoryDesc, Primitive, PrimitiveDesc, dims, post_ops_attr, relu_post_ops
 
 
 
@@ -147,28 +145,10 @@ class ConvGeometry:
         return "/".join(names) if names else "not created"
 
 
-@contextmanager
 def relu_attr(slope):
-    """Primitive attributes with one post-op, oneDNN's eltwise_relu of alpha ``slope``
-    (s > 0 ? s : slope * s, Caffe's ReLU for every slope, NaN included); None without a slope.
-    oneDNN copies the attributes into the primitive descriptor: they are destroyed after."""
-    if slope is None:
-        yield None
-        return
-    attr, ops = api.P(), api.P()
-    call("dnnl_post_ops_create", ctypes.byref(ops))
-    try:
-        call("dnnl_post_ops_append_eltwise", ops, api.ELTWISE_RELU, float(slope), 0.0)
-        if slope == 0:      # alpha * s is -0 for s < 0 in some kernels; + 0 gives Caffe's +0
-            call("dnnl_post_ops_append_eltwise", ops, api.ELTWISE_LINEAR, 1.0, 0.0)
-        call("dnnl_primitive_attr_create", ctypes.byref(attr))
-        try:
-            call("dnnl_primitive_attr_set_post_ops", attr, ops)
-            yield attr
-        finally:
-            api.LIB.dnnl_primitive_attr_destroy(attr)
-    finally:
-        api.LIB.dnnl_post_ops_destroy(ops)
+    """Primitive attributes with the ReLU of ``slope`` as post-ops (prim.relu_post_ops); None
+    without a slope. A context manager."""
+    return post_ops_attr(relu_post_ops(slope))
 
 
 @lru_cache(maxsize=256)

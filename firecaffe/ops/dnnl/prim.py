@@ -8,6 +8,7 @@ buffer of the library's own and a reorder, run before (inputs) or after
 reads and writes the arrays themselves (their data pointer, no copy).
 """
 import ctypes
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -39,6 +40,42 @@ class MemoryDesc:
     def __del__(self):
         if api.LIB is not None and self.handle:
             api.LIB.dnnl_memory_desc_destroy(self.handle)
+
+
+@contextmanager
+def post_ops_attr(post_ops):
+    """Primitive attributes with ``post_ops``: ("binary", algorithm, MemoryDesc of the operand) and
+    ("eltwise", algorithm, alpha, beta) entries, in order; None for none. oneDNN copies the
+    attributes into the primitive descriptor: they are destroyed after."""
+    if not post_ops:
+        yield None
+        return
+    attr, ops = api.P(), api.P()
+    call("dnnl_post_ops_create", ctypes.byref(ops))
+    try:
+        for kind, alg, *rest in post_ops:
+            if kind == "binary":
+                call("dnnl_post_ops_append_binary", ops, alg, rest[0].handle)
+            else:
+                call("dnnl_post_ops_append_eltwise", ops, alg, float(rest[0]), float(rest[1]))
+        call("dnnl_primitive_attr_create", ctypes.byref(attr))
+        try:
+            call("dnnl_primitive_attr_set_post_ops", attr, ops)
+            yield attr
+        finally:
+            api.LIB.dnnl_primitive_attr_destroy(attr)
+    finally:
+        api.LIB.dnnl_post_ops_destroy(ops)
+
+
+def relu_post_ops(slope):
+    """Caffe's ReLU of ``slope`` as post-ops (none for None): oneDNN's eltwise_relu, s > 0 ? s :
+    slope * s, Caffe's rule for every slope, NaN included; for slope 0 a linear + 0 after it, since
+    slope * s is -0 for s < 0 in some kernels where the ReLU layer gives +0."""
+    if slope is None:
+        return []
+    return [("eltwise", api.ELTWISE_RELU, slope, 0.0)] + \
+        ([("eltwise", api.ELTWISE_LINEAR, 1.0, 0.0)] if slope == 0 else [])
 
 
 class PrimitiveDesc:
