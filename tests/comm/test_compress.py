@@ -86,6 +86,23 @@ def test_int8_scales_each_block_by_its_largest_value():
     assert not decoded[:5].any()
 
 
+def test_int8_blocks_of_tiny_values_are_sent_as_zeros_without_invalid_arithmetic():
+    """A block whose largest value is below 127 x float32's smallest normal: its scale has no finite
+    inverse, so the block goes out as zeros (error feedback keeps it), with no overflow, NaN or
+    invalid cast on the way (each of which NumPy warned about, and an int8 cast of inf or NaN is
+    undefined); a normal block beside it is encoded as before."""
+    codec = make_codec("int8")
+    values = np.concatenate([np.full(INT8_BLOCK, 1e-39, np.float32), np.zeros(3, np.float32),
+                             np.linspace(-1, 1, INT8_BLOCK, dtype=np.float32)])
+    values[1] = -3e-38
+    with np.errstate(over="raise", invalid="raise", divide="raise"):     # underflow to subnormal is fine
+        wire = codec.encode(values)
+        decoded = np.empty_like(values)
+        codec.decode(wire, decoded)
+    assert not decoded[:INT8_BLOCK].any() and not np.signbit(decoded[:INT8_BLOCK]).any()
+    assert np.all(np.abs(decoded[INT8_BLOCK:] - values[INT8_BLOCK:]) <= 0.5 / 127 + 1e-7)
+
+
 def test_fp16_infinity_names_the_parameter_and_iteration():
     codec = make_codec("fp16")
     codec.bind(layout_from_shapes([(10,), (5, 20)], ["ip1 (bias)", "ip1 (weights)"]))

@@ -206,6 +206,9 @@ class Int8(Codec):
         for rows, (start, stop) in _blocks(n):        # the whole blocks as rows, then the short last one
             block = np.asarray(values[start:stop], np.float32).reshape(-1, rows)
             scale = np.abs(block).max(axis=1) / np.float32(127)
+            # a block whose scale is below float32's smallest normal (every value under 1.5e-36) has
+            # no finite inverse: it is sent as zeros, scale 0, and error feedback keeps its values
+            scale[scale < np.finfo(np.float32).tiny] = 0
             inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
             scaled = block * inverse[:, None]          # within +-127 (+ rounding): rint fits int8
             np.rint(scaled, out=scaled)
