@@ -5,6 +5,7 @@ iterations, and print the final test accuracy of each against uncompressed train
     python launch/compress_convergence.py --ranks 4 --comm ring --codecs none,fp16,int8 --plot loss.png
     python launch/compress_convergence.py --net squeezenet-digits --logs DIR    # keep each run's log
     python launch/compress_convergence.py --from DIR [--plot loss.png]         # the table again, from logs
+    python launch/compress_convergence.py --from DIR DIR2 ...   # one folder per seed (-- --seed N): across seeds
     python launch/compress_convergence.py --net squeezenet-cifar --data DIR --iterations 1500 --logs DIR
 
 --net squeezenet-digits trains a SqueezeNet (`firecaffe design squeezenet` scaled to the shipped
@@ -21,6 +22,7 @@ import argparse
 import json
 import pathlib
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,8 +37,9 @@ SQUEEZENET_DIGITS = ["squeezenet", "--base-e", "64", "--incr-e", "64", "--module
 WALL = "compress_convergence.py: "
 
 
-def squeezenet_digits(folder):
-    """Write the SqueezeNet-digits net and solver into ``folder``; the solver's path."""
+def squeezenet_digits(folder, fillers=None):
+    """Write the SqueezeNet-digits net and solver into ``folder``; the solver's path. ``fillers``
+    "msra": every xavier weight filler the design writes becomes msra (squeezenet_cifar's recipe)."""
     folder = pathlib.Path(folder)
     subprocess.run([sys.executable, "-m", "firecaffe", "design", *SQUEEZENET_DIGITS, "--out", str(folder / "design")],
                    check=True, capture_output=True, text=True, timeout=300)
@@ -46,6 +49,9 @@ def squeezenet_digits(folder):
                      ("batch_size: 32", "batch_size: 64"), ("batch_size: 100", "batch_size: 120")):
         assert old in net, f"design squeezenet no longer writes {old!r}"
         net = net.replace(old, new)
+    if fillers == "msra":
+        assert 'type: "xavier"' in net, "design squeezenet no longer writes xavier fillers"
+        net = net.replace('type: "xavier"', 'type: "msra"')
     (folder / "train_val.prototxt").write_text(net)
     solver = pathlib.Path("nets/lenet_digits/solver.prototxt").read_text()
     solver = re.sub(r'(?m)^net: .*$', f'net: "{folder / "train_val.prototxt"}"', solver)
@@ -98,7 +104,8 @@ def train(args, codec, folder):
     if args.logs:
         pathlib.Path(args.logs).mkdir(parents=True, exist_ok=True)
         header = json.dumps({"command": " ".join(command[3:]), "ranks": args.ranks, "comm": args.comm,
-                             "solver": args.net or args.solver, "extra": args.extra,
+                             "solver": (args.net or args.solver) + (f" ({args.fillers} fillers)" if args.fillers else ""),
+                             "extra": args.extra,
                              "wall_s": round(seconds, 1)})
         (pathlib.Path(args.logs) / f"{codec.replace(':', '_')}.log").write_text(f"{WALL}{header}\n{log}")
     return parse(codec, log, seconds)
@@ -136,6 +143,44 @@ def table(runs):
     return "\n".join(lines)
 
 
+def seed_of(header):
+    """The --seed a kept run was given (its header's extra flags), else the solver's ('solver')."""
+    extra = header.get("extra") or []
+    return extra[extra.index("--seed") + 1] if "--seed" in extra[:-1] else "solver"
+
+
+def seeds_table(folders):
+    """Across runs that differ only in their seed (one folder of kept logs each): per codec the final
+    accuracy at each seed, and its difference from none's at the same seed (mean, and the range), the
+    issue's bound beside them; then none's own spread over the seeds, which says how far a codec's
+    difference can be read as the codec's."""
+    per_seed = []
+    for folder in folders:
+        runs, header = from_logs(folder)
+        per_seed.append((seed_of(header), {run["codec"]: run["accuracy"] for run in runs}))
+    codecs = list(dict.fromkeys(codec for _, accuracies in per_seed for codec in accuracies))
+    seeds = ", ".join(seed for seed, _ in per_seed)
+    lines = [f"| --compress | final test accuracy at seeds {seeds} | mean | against none at the same seed "
+             "(points) | mean difference | median difference | target (points) | seeds within |",
+             "|---|---|---|---|---|---|---|---|"]
+    for codec in codecs:
+        values = [accuracies.get(codec) for _, accuracies in per_seed]
+        deltas = [100 * (v - accuracies["none"]) for v, (_, accuracies) in zip(values, per_seed) if v is not None]
+        shown = [v for v in values if v is not None]
+        mean = 100 * sum(shown) / len(shown)
+        target = TARGETS.get(codec)
+        within = "" if target is None else f"{sum(abs(d) <= target + 1e-9 for d in deltas)} of {len(deltas)}"
+        lines.append(f"| {codec} | {', '.join(f'{100 * v:.2f}%' if v is not None else '-' for v in values)} | "
+                     f"{mean:.2f}% | {', '.join(f'{d:+.2f}' for d in deltas)} | "
+                     f"{sum(deltas) / len(deltas):+.2f} | {statistics.median(deltas):+.2f} | "
+                     f"{'' if target is None else f'within {target}'} | {within} |")
+    none = [100 * accuracies["none"] for _, accuracies in per_seed]
+    lines.append("")
+    lines.append(f"none alone over the {len(none)} seeds: {min(none):.2f}% to {max(none):.2f}% "
+                 f"(range {max(none) - min(none):.2f} points)")
+    return "\n".join(lines)
+
+
 def plot(runs, path, title):
     """The loss curves, with what they draw in the PNG's data chunk (regen_docs.py compares it)."""
     import matplotlib
@@ -165,8 +210,12 @@ def main(argv=None):
                         help="Train this net instead of --solver's.")
     parser.add_argument("--data", help="squeezenet-cifar: the folder of make_data.py's HDF5 files")
     parser.add_argument("--iterations", type=int, default=1500, help="squeezenet-cifar: iterations per run")
+    parser.add_argument("--fillers", choices=["msra"],
+                        help="squeezenet-digits: msra weight fillers instead of the design's xavier")
     parser.add_argument("--logs", help="Keep each run's log (and wall time) in this folder.")
-    parser.add_argument("--from", dest="source", help="Print the table (and --plot) from the logs kept here.")
+    parser.add_argument("--from", dest="source", nargs="+",
+                        help="Print the table (and --plot) from the logs kept here; several folders (one per "
+                             "seed): the table across seeds.")
     parser.add_argument("--ranks", type=int, default=4)
     parser.add_argument("--comm", default="tree")
     parser.add_argument("--codecs", default="none,fp16,bf16,int8,powersgd:4")
@@ -177,11 +226,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.net == "squeezenet-cifar" and not args.source and not args.data:
         parser.error("--net squeezenet-cifar needs --data (the folder make_data.py wrote)")
+    if args.source and len(args.source) > 1:
+        header = from_logs(args.source[0])[1]
+        print(f"{header['solver']}, {header['ranks']} ranks, --comm {header['comm']}, {len(args.source)} seeds")
+        print(seeds_table(args.source))
+        return
     if args.source:
-        runs, header = from_logs(args.source)
+        runs, header = from_logs(args.source[0])
         name, ranks, comm, extra = header["solver"], header["ranks"], header["comm"], header.get("extra")
     else:
         runs, name, ranks, comm, extra = run_all(args), args.net or args.solver, args.ranks, args.comm, args.extra
+        name += f" ({args.fillers} fillers)" if args.fillers else ""
     extra = f" {' '.join(extra)}" if extra else ""
     print(f"{name}, {ranks} ranks, --comm {comm}{extra}")
     print(table(runs))
@@ -198,7 +253,7 @@ def run_all(args):
         if args.net == "squeezenet-cifar":
             args.solver = squeezenet_cifar(folder, args.data, args.iterations)
         elif args.net:
-            args.solver = squeezenet_digits(folder)
+            args.solver = squeezenet_digits(folder, args.fillers)
         runs = []
         for codec in codecs:
             runs.append(train(args, codec, folder))

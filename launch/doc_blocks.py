@@ -359,6 +359,9 @@ BLOCKS = {
     "auto": lambda texts: texts["docs/scaling/auto/table.md"].rstrip("\n"),
     "auto-amd": lambda texts: texts["docs/scaling/auto-amd/table.md"].rstrip("\n"),
     "convergence-squeezenet": lambda texts: texts["docs/scaling/compress/squeezenet_digits/table.md"].rstrip("\n"),
+    "convergence-squeezenet-seeds": lambda texts: texts["docs/scaling/compress/squeezenet_digits_seeds/table.md"].rstrip("\n"),
+    "convergence-squeezenet-msra-seeds": lambda texts: texts[
+        "docs/scaling/compress/squeezenet_digits_msra_seeds/table.md"].rstrip("\n"),
     "convergence-squeezenet-cifar": lambda texts: texts["docs/scaling/compress/squeezenet_cifar/table.md"].rstrip("\n"),
     "convergence-plain-fp16": lambda texts: texts[
         "docs/scaling/compress/squeezenet_digits_plain_fp16/table.md"].rstrip("\n"),

@@ -105,6 +105,14 @@ GENERATED["docs/scaling/compress/squeezenet_digits/table.md"] = (
 GENERATED["docs/scaling/compress/squeezenet_cifar/table.md"] = (
     "script", ["launch/compress_convergence.py", "--from", "docs/scaling/compress/squeezenet_cifar",
                "--plot", "{png}"])
+# the SqueezeNet on the digits at five seeds (the solver's, 1, and -- --seed 43 to 46), one folder of logs each
+GENERATED["docs/scaling/compress/squeezenet_digits_seeds/table.md"] = (
+    "script", ["launch/compress_convergence.py", "--from",
+               *[f"docs/scaling/compress/squeezenet_digits_seeds/seed{n}" for n in (1, 43, 44, 45, 46)]])
+# the same five seeds with msra weight fillers (--fillers msra: squeezenet_cifar's recipe)
+GENERATED["docs/scaling/compress/squeezenet_digits_msra_seeds/table.md"] = (
+    "script", ["launch/compress_convergence.py", "--from",
+               *[f"docs/scaling/compress/squeezenet_digits_msra_seeds/seed{n}" for n in (1, 43, 44, 45, 46)]])
 # PowerSGD against PyTorch's DDP powerSGD_hook on the same gradients (benchmarks/powersgd_peer.py --json)
 GENERATED["docs/scaling/compress/powersgd_peer/table.md"] = (
     "script", ["benchmarks/powersgd_peer.py", "--from", "docs/scaling/compress/powersgd_peer/squeezenet_cifar.json",
