@@ -265,17 +265,26 @@ layer { name: "o2" type: "Eltwise" bottom: "c" bottom: "o1" top: "o2" }""")
     assert_bits(step(fused, x), step(plain, x), "split")
 
 
-def test_time_names_the_chain_and_matches(monkeypatch, caplog):
+def test_time_names_the_chain_and_matches(monkeypatch):
     """`firecaffe time` runs the chain (its time in the BatchNorm's and the ReLU's rows) and says
     which layers it computes."""
     fused = build(chain_net(), monkeypatch)
-    with caplog.at_level(logging.INFO, logger=LOGGER.name):
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append          # firecaffe's logger does not propagate once set up
+    LOGGER.addHandler(handler)
+    level = LOGGER.level
+    LOGGER.setLevel(logging.INFO)
+    try:
         times = time_net(fused, 2)
-    text = caplog.text
-    assert "scale\tengine: fused into bn" in text and "relu\tengine: fused into bn" in text
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)
+    text = "\n".join(r.getMessage() for r in records)
+    assert "scale\tengine: fused into bn" in text and "relu\tengine: fused into bn" in text, text
     assert set(times) == {layer.name for layer in fused.layers}
     assert ("bn\tengine: NumPy statistics, oneDNN element-wise (jit" if dnnl.AVAILABLE else
-            "bn\tengine: NumPy, blocked") in text
+            "bn\tengine: NumPy, blocked") in text, text
 
 
 def test_resnet50_plans_every_chain(monkeypatch):
