@@ -1,8 +1,32 @@
 """Tools to test layers: build one from prototxt text and check its gradients
-against central finite differences in float64."""
+against central finite differences in float64; read what firecaffe logs."""
+import logging
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..core.blob import Blob
+
+
+@contextmanager
+def logged(level=None):
+    """The messages firecaffe's logger writes inside the block, as a list filled as they come.
+    A handler of its own: the logger does not propagate once the CLI has set it up, so pytest's
+    caplog may see nothing. ``level``: the logger's level meanwhile (e.g. INFO, for `firecaffe
+    time`'s lines), restored after."""
+    from ..core.log import LOGGER
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    saved = LOGGER.level
+    if level is not None:
+        LOGGER.setLevel(level)
+    try:
+        yield messages
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(saved)
 
 
 def layer_param(text):

@@ -78,12 +78,6 @@ def run_blocks(fn, n_batch, n_chan, nbytes):
     _run_all([(fn, p) for p in parts])
 
 
-def all_plain(arrays):
-    """True where every array is a C-contiguous NumPy array of one size (``elementwise``'s input)."""
-    return all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.size == arrays[0].size
-               for a in arrays)
-
-
 def elementwise(fn, *arrays, chunk=None):
     """Call ``fn(*parts)`` over matching parts of the flattened, C-contiguous
     NumPy ``arrays`` (all of one size), split between threads when the arrays

@@ -16,7 +16,7 @@ import numpy as np
 from ..core import backend
 from ..errors import PrototxtError
 from ..proto import caffe_pb2
-from . import _threads, register
+from . import _channels, _threads, register
 from .base import Layer
 from .neuron import relu_grad, relu_piece
 
@@ -104,7 +104,7 @@ class Eltwise(Layer):
         arithmetic in their order). True where it ran; False (nothing done) otherwise."""
         y = top[0].data
         arrays = [b.data for b in bottom] + [y]
-        if not self.sums_plainly() or not _threads.all_plain(arrays) \
+        if not self.sums_plainly() or not _channels.usable(*arrays) \
                 or any(y is a for a in arrays[2:-1]):
             return False
         slope = relu.negative_slope
@@ -123,7 +123,7 @@ class Eltwise(Layer):
         into every bottom's diff, per piece. True where it ran; False (nothing done) otherwise."""
         y, dy = top[0].data, top[0].diff
         arrays = [y, dy] + [b.diff for b in bottom]
-        if not self.sums_plainly() or not _threads.all_plain(arrays):
+        if not self.sums_plainly() or not _channels.usable(*arrays):
             return False
         slope = relu.negative_slope
 

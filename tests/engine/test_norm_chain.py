@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 
 from firecaffe import Net
-from firecaffe.core.log import LOGGER
+from firecaffe.engine.testing import logged
 from firecaffe.insight.timing import time_net
 from firecaffe.ops import dnnl
 from firecaffe.proto import caffe_pb2
@@ -269,18 +269,9 @@ def test_time_names_the_chain_and_matches(monkeypatch):
     """`firecaffe time` runs the chain (its time in the BatchNorm's and the ReLU's rows) and says
     which layers it computes."""
     fused = build(chain_net(), monkeypatch)
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append          # firecaffe's logger does not propagate once set up
-    LOGGER.addHandler(handler)
-    level = LOGGER.level
-    LOGGER.setLevel(logging.INFO)
-    try:
+    with logged(logging.INFO) as messages:
         times = time_net(fused, 2)
-    finally:
-        LOGGER.removeHandler(handler)
-        LOGGER.setLevel(level)
-    text = "\n".join(r.getMessage() for r in records)
+    text = "\n".join(messages)
     assert "scale\tengine: fused into bn" in text and "relu\tengine: fused into bn" in text, text
     assert set(times) == {layer.name for layer in fused.layers}
     assert ("bn\tengine: NumPy statistics, oneDNN element-wise (jit" if dnnl.AVAILABLE else

@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 
 from firecaffe import Net
-from firecaffe.core.log import LOGGER
+from firecaffe.engine.testing import logged
 from firecaffe.insight.timing import time_net
 from firecaffe.ops import dnnl
 from firecaffe.proto import caffe_pb2, io
@@ -299,18 +299,9 @@ def test_whole_nets_equal_fused_and_unfused(path, batch, size, phase, monkeypatc
 
 def test_firecaffe_time_names_the_fusion(monkeypatch):
     net = build(conv_relu("num_output: 16 kernel_size: 3 pad: 1", (2, 4, 6, 6)), monkeypatch)
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append          # firecaffe's logger does not propagate once set up
-    LOGGER.addHandler(handler)
-    level = LOGGER.level
-    LOGGER.setLevel(logging.INFO)
-    try:
+    with logged(logging.INFO) as messages:
         times = time_net(net, 1)
-    finally:
-        LOGGER.removeHandler(handler)
-        LOGGER.setLevel(level)
-    lines = [r.getMessage() for r in records if "engine:" in r.getMessage()]
+    lines = [message for message in messages if "engine:" in message]
     assert any("relu1" in line and "engine: fused into conv1" in line for line in lines), lines
     assert any("conv1" in line and "engine: oneDNN 3." in line for line in lines), lines
     assert set(times) == {"in", "conv1", "relu1"}

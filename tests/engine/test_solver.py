@@ -115,17 +115,10 @@ def test_truncated_snapshot_is_refused(tmp_path):
 
 
 def test_training_ends_with_caffes_line_then_time_throughput_and_the_last_snapshot(tmp_path):
-    import logging
-    from firecaffe.core.log import LOGGER
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    try:
+    from firecaffe.engine.testing import logged
+    with logged() as records:
         solver = Solver(solver_param(tmp_path, max_iter=3, snapshot_after_train=True))
         solver.solve()
-    finally:
-        LOGGER.removeHandler(handler)
     done = records.index("Optimization Done.")
     summary = records[done + 1]
     assert summary.startswith("Trained 3 iteration(s) in ") and " iter/s, " in summary, summary

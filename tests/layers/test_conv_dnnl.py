@@ -130,20 +130,13 @@ def test_engine_caffe_selects_the_numpy_path():
 
 def test_a_shape_onednn_refuses_runs_the_numpy_path():
     """oneDNN takes 1 to 3 spatial axes; Caffe's N-d convolution takes 4."""
-    import logging
-    from firecaffe.core.log import LOGGER
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append          # firecaffe's logger does not propagate once set up
-    LOGGER.addHandler(handler)
-    try:
+    from firecaffe.engine.testing import logged
+    with logged() as messages:
         (fast, fb, ft), (ref, rb, rt) = pair("Convolution", "num_output: 2 kernel_size: 2", (1, 2, 3, 3, 3, 3))
         dy = np.random.default_rng(1).standard_normal((1, 2, 2, 2, 2, 2))
         got = run(fast, fb, ft, dy)
-    finally:
-        LOGGER.removeHandler(handler)
     assert not fast.use_dnnl and fast.engine_name == "NumPy"
-    assert [r.getMessage() for r in records if "oneDNN refused" in r.getMessage()] == [
+    assert [message for message in messages if "oneDNN refused" in message] == [
         "layer 'test' (Convolution): oneDNN refused it (dnnl_convolution_forward_primitive_desc_create: "
         "invalid arguments); it runs the NumPy path"]
     for mine, theirs in zip(got, run(ref, rb, rt, dy)):
