@@ -1,5 +1,6 @@
 """ReLU fused into the Convolution before it, as oneDNN's eltwise post-op; and the other
-fusions planned once per net (a Concat computing its bottoms' ReLU backwards, ``plan_concat``;
+fusions planned once per net (a Concat or a max pooling computing its bottoms' ReLU backwards,
+``plan_bottom_relu``;
 BatchNorm -> Scale -> ReLU as one chain, ``plan_norm``).
 
 The plan is made once per net (``plan``, at construction): a Convolution and the
@@ -73,26 +74,38 @@ def plan(net):
     return fused
 
 
-def plan_concat(net):
-    """{index of a Concat: {bottom number: index of the in-place ReLU (slope 0) that made that bottom}}:
-    the ReLU backwards that the Concat's backward computes as it hands out its top diff
-    (``Concat.backward_relu``, ops/shape.py), saving one pass over each such bottom. A bottom
-    qualifies when its last producer before the Concat is a ReLU in place on it, slope 0, engine not
-    CAFFE, no loss weight, and no other layer reads or writes the blob between the two or after the
-    Concat (so its diff is the Concat's copy when the ReLU's backward would read it, and nothing
-    else reads that diff before); the Concat carries no loss weight and names the blob once."""
+def plan_bottom_relu(net):
+    """{index of a Concat or a MAX Pooling: {bottom number: index of the in-place ReLU (slope 0) that
+    made that bottom}}: the ReLU backwards that the layer's backward computes as well, saving a pass
+    over each such bottom. A Concat (``Concat.backward_relu``, ops/shape.py) writes its top diff's
+    slice times (bottom > 0), bit for bit the copy then the ReLU's backward. A MAX Pooling of one top
+    (``Pooling.backward_relu``, ops/pooling.py) masks its top diff with (top > 0) before routing it to
+    the windows' maxima (the ReLU commutes with max pooling): one pass over the smaller pooled blob,
+    equal values (the sign of an exact zero may differ); it also needs its top's values intact at
+    backward, so no later layer may write that top in place. A bottom qualifies when its last
+    producer before the layer is a ReLU in place on it, slope 0, engine not CAFFE, no loss weight,
+    not part of a chain (``plan_norm``, ``plan_eltwise``: those compute its backward already), and
+    no other layer reads or writes the blob between the two or after the layer (so its diff is the
+    layer's when the ReLU's backward would read it, and nothing else reads that diff before); the
+    layer carries no loss weight and names the blob once."""
     if not _allowed(net):
         return {}
+    in_chains = {j for leader, chain in {**plan_norm(net), **plan_eltwise(net)}.items() for j in chain}
     planned = {}
-    for i, concat in enumerate(net.layers):
-        if concat.type != "Concat" or any(concat.loss_weights) or not hasattr(concat, "backward_relu"):
+    for i, layer in enumerate(net.layers):
+        if layer.type not in ("Concat", "Pooling") or any(layer.loss_weights) \
+                or not hasattr(layer, "backward_relu"):
+            continue
+        if layer.type == "Pooling" and (layer.method != "MAX" or len(net.top_vecs[i]) != 1 or any(
+                t is net.top_vecs[i][0] for m in range(i + 1, len(net.layers)) for t in net.top_vecs[m])):
             continue
         bottoms = net.bottom_vecs[i]
         for k, blob in enumerate(bottoms):
             if sum(b is blob for b in bottoms) != 1:
                 continue
             j = next((j for j in range(i - 1, -1, -1) if any(t is blob for t in net.top_vecs[j])), None)
-            if j is None or not _relu_in_place_on(net, j, blob) or net.layers[j].negative_slope != 0:
+            if j is None or j in in_chains or not _relu_in_place_on(net, j, blob) \
+                    or net.layers[j].negative_slope != 0:
                 continue
             touched = any(any(b is blob for b in (*net.bottom_vecs[m], *net.top_vecs[m]))
                           for m in (*range(j + 1, i), *range(i + 1, len(net.layers))))
@@ -101,14 +114,14 @@ def plan_concat(net):
     return planned
 
 
-def concat_relus(net, i, end, propagate):
-    """For a backward pass reaching down to layer ``end``: the bottoms of Concat i whose ReLU
+def bottom_relus(net, i, end, propagate):
+    """For a backward pass reaching down to layer ``end``: the bottoms of layer i whose ReLU
     backward it computes now (as a set) and those ReLUs' indices, from the plan; ``propagate``
     is what each layer's backward is asked to compute (``Net.bottom_need_backward``, or every
     layer's as `firecaffe time` runs them). Empty where the ReLU would not run its backward."""
-    masked = {k for k, j in net.concat_relu.get(i, {}).items()
+    masked = {k for k, j in net.bottom_relu.get(i, {}).items()
               if j >= end and propagate[i][k] and propagate[j][0]}
-    return masked, {net.concat_relu[i][k] for k in masked}
+    return masked, {net.bottom_relu[i][k] for k in masked}
 
 
 def plan_norm(net):

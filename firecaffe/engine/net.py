@@ -60,7 +60,7 @@ class Net(PycaffeNetAPI):
         self.outputs = sorted(available)           # Caffe lists them from a std::set
         self._plan_backward()
         self.relu_fusion = fusion.plan(self)       # {conv index: ReLU slope}, engine/fusion.py
-        self.concat_relu = fusion.plan_concat(self)   # {concat index: {bottom: ReLU index}}, engine/fusion.py
+        self.bottom_relu = fusion.plan_bottom_relu(self)   # {Concat/Pooling index: {bottom: ReLU index}}, engine/fusion.py
         self.norm_chain = fusion.plan_norm(self)      # {BatchNorm index: (Scale, ReLU) indices}, engine/fusion.py
         self.eltwise_relu = fusion.plan_eltwise(self)   # {Eltwise index: (ReLU index,)}, engine/fusion.py
         self.chains = {**self.norm_chain, **self.eltwise_relu}     # {leader: the layers it computes too}
@@ -208,8 +208,8 @@ class Net(PycaffeNetAPI):
                 fn(i)
             if i in done:
                 pass               # a layer whose backward a fused neighbour computed (engine/fusion.py)
-            elif fuse and i in self.concat_relu and self.layer_need_backward[i]:
-                done |= self.backward_concat(i, end, self.bottom_need_backward)
+            elif fuse and i in self.bottom_relu and self.layer_need_backward[i]:
+                done |= self.backward_with_relus(i, end, self.bottom_need_backward)
             elif fuse and i in self.chain_tail:
                 done |= self.backward_chain(i, end)
             else:
@@ -301,10 +301,11 @@ class Net(PycaffeNetAPI):
                 gpu_errors.reraise_oom(exc, self, layer)
                 raise
 
-    def backward_concat(self, i, end, propagate):
-        """Concat i's backward with the ReLU backwards planned into it (engine/fusion.py) that
-        run in this pass (down to layer ``end``); the indices of those ReLUs, which are done."""
-        masked, relus = fusion.concat_relus(self, i, end, propagate)
+    def backward_with_relus(self, i, end, propagate):
+        """Layer i's backward (a Concat, a max pooling) with the ReLU backwards planned into it
+        (engine/fusion.py) that run in this pass (down to layer ``end``); the indices of those
+        ReLUs, which are done."""
+        masked, relus = fusion.bottom_relus(self, i, end, propagate)
         layer = self.layers[i]
         if masked and layer.backward_relu(self.top_vecs[i], propagate[i], self.bottom_vecs[i], masked):
             return relus

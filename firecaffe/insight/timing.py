@@ -74,8 +74,8 @@ def time_net(net, iterations):
             t = time.perf_counter()
             if i in done:
                 pass
-            elif i in net.concat_relu:                  # ReLU backwards its Concat computes: in its row
-                done |= net.backward_concat(i, 0, net.bottom_need_backward)
+            elif i in net.bottom_relu:          # ReLU backwards a Concat/Pooling computes: in its row
+                done |= net.backward_with_relus(i, 0, net.bottom_need_backward)
             elif i in net.chain_tail:                 # a chain (BatchNorm, Eltwise): in its last layer's row
                 done |= net.backward_chain(i, 0, always=True)
             else:

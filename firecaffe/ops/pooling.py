@@ -12,8 +12,9 @@ a float index into H*W. AVE divides by the window clipped to the padded image
 fewer cells.
 
 MAX keeps ``self.argmax`` for backward, on both paths in one encoding: the
-kernel offset ``a * k_w + b`` of the first maximum in its window (-1 when no
-input beat -inf); the mask top converts it to Caffe's H*W index. The CPU path
+kernel offset ``a * k_w + b`` of the first maximum in its window (a NaN never
+wins; -1 where no input beat float's lowest, which the output then keeps, as
+Caffe); the mask top converts it to Caffe's H*W index. The CPU path
 loops over the k_h*k_w kernel offsets, each step a vectorized pass over the
 batch; the GPU path runs firecaffe/kernels/pooling.cu.
 """
@@ -25,10 +26,11 @@ import numpy as np
 from ..core import backend
 from ..errors import PrototxtError
 from ..kernels import launch
-from ._threads import run_blocks
+from ._threads import CHUNK, elementwise, run_blocks
 from . import dnnl
 from .dnnl import pool as dnnl_pool
 from .im2col import valid_ranges
+from .neuron import relu_grad_piece
 from . import Layer, register
 
 
@@ -207,20 +209,25 @@ class Pooling(Layer):
         self._fill_planes(planes, x)
         windows = [planes[i % sh, j % sw, :, :, i // sh:i // sh + ho, j // sw:j // sw + wo]
                    for i in range(kh) for j in range(kw)]
-        np.maximum(windows[0], windows[-1], out=y) if len(windows) > 1 else np.copyto(y, windows[0])
+        # fmax: a NaN never wins a window, as in Caffe (its max starts below every number and
+        # an input must compare greater to take it)
+        np.fmax(windows[0], windows[-1], out=y) if len(windows) > 1 else np.copyto(y, windows[0])
         for window in windows[1:-1]:
-            np.maximum(y, window, out=y)
-        # argmax = the number of leading offsets below the max (so the first max wins, as
-        # in Caffe): counted with compares and adds, which NumPy does faster than masked writes
+            np.fmax(y, window, out=y)
+        # argmax = the number of leading offsets not reaching the max (so the first max wins, as
+        # in Caffe; a NaN does not reach it): counted with compares and adds, which NumPy does
+        # faster than masked writes. For booleans, searching > reached is searching and not reached.
         argmax[...] = 0
         searching[...] = True
         for window in windows[:-1]:
-            np.less(window, y, out=below)
-            np.logical_and(searching, below, out=searching)
+            np.greater_equal(window, y, out=below)
+            np.greater(searching, below, out=searching)
             np.add(argmax, searching, out=argmax)
-        lost = np.isneginf(y)
-        if lost.any():                              # no input beat -inf: Caffe keeps -1
-            argmax[lost] = -1
+        lowest = np.finfo(y.dtype).min
+        np.logical_not(np.greater(y, lowest, out=below), out=below)     # also NaN (a window of NaN)
+        if below.any():                     # no input beat Caffe's start: it keeps that and mask -1
+            y[below] = lowest
+            argmax[below] = -1
 
     def _mask_indices(self, shape):
         """Caffe's mask: the argmax as an index into H*W (-1 where there is none)."""
@@ -258,9 +265,44 @@ class Pooling(Layer):
                      + tuple(self.stride) + tuple(self.pad))
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if not propagate_down[0]:
-            return
-        dx, dy = bottom[0].diff, top[0].diff
+        if propagate_down[0]:
+            self._backward(top[0].diff, bottom[0].diff)
+
+    def backward_relu(self, top, propagate_down, bottom, masked):
+        """MAX pooling's backward with the backward of the in-place ReLU (slope 0) that made its
+        bottom done as well (engine/fusion.py ``plan_bottom_relu``; ``masked`` is {0}). Max pooling
+        commutes with that ReLU and routes each output's gradient to its window's maximum, whose
+        value is the output's, so the ReLU's mask is read on the pooled top: dy * (y > 0), one pass
+        over the top, then the pooling backward, instead of a pass over the (larger) bottom after
+        it. Every gradient has the layers' value apart; only an exact zero's sign may differ (+0
+        where the layers apart give -0 from a negative sum times 0). Only where no sum of routed
+        gradients can overflow (every |dy| finite and below float32's largest over the windows
+        that share an input); otherwise, and for arrays that are not C-contiguous NumPy ones,
+        False: nothing done."""
+        dy, y, dx = top[0].diff, top[0].data, bottom[0].diff
+        if self.method != "MAX" or len(top) != 1 or not propagate_down[0] or masked != {0} \
+                or not all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in (dy, y, dx)):
+            return False
+        if dy.size == 0:
+            self.backward_cpu(top, propagate_down, bottom)
+            return True
+        g = self._buffer("_masked_diff", dy.shape, dy.dtype)
+        sharing = math.prod(-(-k // s) for k, s in zip(self.kernel, self.stride))
+        bound, over = np.finfo(dy.dtype).max / (2 * sharing), []
+
+        def mask(a, d, out):
+            if over or not (-bound < d.min() and d.max() < bound):      # NaN compares False too
+                over.append(True)
+            else:
+                relu_grad_piece(a, d, out)
+
+        elementwise(mask, y, dy, g, chunk=CHUNK)
+        if over:
+            return False
+        self._backward(g, dx)
+        return True
+
+    def _backward(self, dy, dx):
         if dnnl_pool.backward(self, dy, dx):
             return
         if self.method == "AVE" and self._is_whole_window(dx.shape):

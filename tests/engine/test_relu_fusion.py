@@ -336,7 +336,7 @@ def test_concat_computes_the_relu_backwards_bit_for_bit(monkeypatch):
     then the ReLU's backward leave there: every blob's diff equal, and the ReLUs' backward not run."""
     fused, plain = twin_nets(fire(), monkeypatch)
     at = [layer.name for layer in fused.layers].index
-    assert fused.concat_relu == {at("cat"): {0: at("r1"), 1: at("r3")}} and plain.concat_relu == {}
+    assert fused.bottom_relu == {at("cat"): {0: at("r1"), 1: at("r3")}} and plain.bottom_relu == {}
     x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
     for net in (fused, plain):
         net.forward(x=x)
@@ -387,7 +387,7 @@ def test_a_backward_hook_sees_every_relu(monkeypatch):
 def test_no_concat_fusion_where_the_diff_could_differ(why, text, monkeypatch):
     fused, plain = twin_nets(text, monkeypatch)
     cat = [layer.name for layer in fused.layers].index("cat")
-    assert 0 not in fused.concat_relu.get(cat, {}) and 1 in fused.concat_relu[cat], why
+    assert 0 not in fused.bottom_relu.get(cat, {}) and 1 in fused.bottom_relu[cat], why
     x = np.random.default_rng(0).standard_normal((3, 4, 5, 5)).astype(np.float32)
     for net in (fused, plain):
         net.forward(x=x)

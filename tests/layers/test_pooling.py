@@ -56,6 +56,26 @@ def test_max_pooling_ties_go_to_the_first_element():
     assert top[1].data.ravel().tolist() == [0]
 
 
+@pytest.mark.parametrize("engine", ["engine: CAFFE", ""])
+def test_max_pooling_never_lets_a_nan_win(engine):
+    """Caffe's max starts at float's lowest and an input must compare greater to take it: a NaN never
+    wins its window (the maximum of the rest does, and gets the gradient), and a window of NaN alone
+    keeps the lowest value with mask -1 (Caffe's backward then writes before the array: here the
+    NumPy path routes nothing, oneDNN routes to the window's first cell)."""
+    nan = np.nan
+    x = np.array([[[[nan, 2., nan, nan], [1., 0., nan, nan]]]], np.float32)
+    layer, bottom, top = make_layer(pool_text(f"pool: MAX kernel_size: 2 stride: 2 {engine}"), [x],
+                                    dtype=np.float32, num_top=2 if engine else 1)
+    layer.forward(bottom, top)
+    np.testing.assert_array_equal(top[0].data, [[[[2, np.finfo(np.float32).min]]]])
+    top[0].diff[...] = [[[[3., 4.]]]]
+    layer.backward(top, [True], bottom)
+    assert bottom[0].diff[0, 0, 0, 1] == 3 and bottom[0].diff[0, 0, :, :2].sum() == 3
+    if engine:
+        np.testing.assert_array_equal(top[1].data, [[[[1, -1]]]])
+        assert bottom[0].diff.sum() == 3
+
+
 def test_ave_pooling_divides_by_window_clipped_to_padded_image():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     _, _, top = pool("pool: AVE kernel_size: 3 stride: 2 pad: 1", x)

@@ -33,6 +33,7 @@ MAX_NDIMS = 12
 F32 = 3
 FORMAT_ANY = 1
 TAG_NCHW16C = 78            # dnnl_aBcd16b: the layout oneDNN 3.2's convolutions pick on AVX-512 (tested)
+TAG_NCHW8C = 102            # dnnl_aBcd8b: theirs on AVX2 (tested: tests/layers/test_pooling_dnnl.py)
 CPU = 1
 STREAM_IN_ORDER = 1
 FORWARD_TRAINING = 64

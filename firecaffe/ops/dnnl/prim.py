@@ -23,14 +23,15 @@ def dims(values):
 class MemoryDesc:
     """An owned dnnl_memory_desc_t: plain C-contiguous float32, ``any`` layout,
     ``transposed`` (a 2-D (rows, cols) view of a C-contiguous (cols, rows) array),
-    ``nhwc`` or ``nChw16c`` (4-D)."""
+    ``nhwc``, ``nChw16c`` or ``nChw8c`` (4-D; channels in blocks of 16 or 8, the last padded)."""
 
     def __init__(self, shape, layout="plain"):
         self.handle = api.P()
         shape = tuple(int(s) for s in shape)
-        if layout in ("any", "nChw16c"):
+        if layout in ("any", "nChw16c", "nChw8c"):
+            tag = {"any": api.FORMAT_ANY, "nChw16c": api.TAG_NCHW16C, "nChw8c": api.TAG_NCHW8C}[layout]
             call("dnnl_memory_desc_create_with_tag", ctypes.byref(self.handle), len(shape), dims(shape),
-                 api.F32, api.FORMAT_ANY if layout == "any" else api.TAG_NCHW16C)
+                 api.F32, tag)
         else:
             strides = {"plain": lambda: np.cumprod((1,) + shape[:0:-1])[::-1], "transposed": lambda: (1, shape[0]),
                        "nhwc": lambda: (np.prod(shape[1:]), 1, shape[3] * shape[1], shape[1])}[layout]()
