@@ -286,11 +286,12 @@ def _cpu_net_log(text):
 def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd", twin="dnnl-wgrad",
                 twin_label="1x1 weight gradients on oneDNN instead (pairs)", code_column=False):
     """Issue 25's PyTorch targets from cpu_net.py's logs in ``folder``'s subfolders, one row per log;
-    the last column: the ``twin`` firecaffe variant's time over firecaffe's; ``code_column``: a first
+    the last column (none where ``twin`` is None): the ``twin`` firecaffe variant's time over firecaffe's; ``code_column``: a first
     column naming the subfolder (the code that ran)."""
     lines = [("| code " if code_column else "") + "| net (batch) | OpenBLAS kernels | allocator | load at start | "
-             f"firecaffe ms | PyTorch ms | firecaffe / PyTorch (pairs) | target | met? | {twin_label} |",
-             ("|---" if code_column else "") + "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
+             f"firecaffe ms | PyTorch ms | firecaffe / PyTorch (pairs) | target | met? |"
+             + (f" {twin_label} |" if twin else ""),
+             ("|---" if code_column else "") + "|---|---|---|---:|---:|---:|---:|---:|---|" + ("---:|" if twin else "")]
     for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
         for net, (label, target) in NET_TARGETS.items():
             for alloc in ("tuned", "default"):
@@ -303,25 +304,27 @@ def cpu_targets(texts, folder=f"{PERF}/2026-12-07-amd", twin="dnnl-wgrad",
                 met = "yes" if wall <= target else "**no**"
                 lines.append(("| " + sub + " " if code_column else "") + f"| {label} | {log['kernels']} | {alloc} | {log['load']} | {log['ms']['firecaffe']:.0f} | "
                              f"{log['ms']['torch']:.0f} | {wall:.2f} ({pairs:.2f}) | {target} | "
-                             f"{met if alloc == 'tuned' else '(default allocator)'} | "
-                             f"{'' if wg is None else f'{1 / wg[0]:.2f} ({1 / wg[1]:.2f})'} |")
+                             f"{met if alloc == 'tuned' else '(default allocator)'} |"
+                             + (f" {'' if wg is None else f'{1 / wg[0]:.2f} ({1 / wg[1]:.2f})'} |" if twin else ""))
     return "\n".join(lines)
 
 
-def caffe_rounds(texts, folder=f"{PERF}/2026-12-07-amd"):
-    """benchmarks/caffe_time_peer.sh's rounds in ``folder``'s subfolders: firecaffe's Average
-    Forward-Backward over real Caffe's of the same round."""
+def caffe_rounds(texts, folder=f"{PERF}/2026-12-07-amd", log="caffe_40rounds.log", code_column=False):
+    """benchmarks/caffe_time_peer.sh's rounds in ``folder``'s subfolders (the file ``log`` in each):
+    firecaffe's Average Forward-Backward over real Caffe's of the same round."""
     lines = ["| OpenBLAS kernels | rounds | real Caffe ms (median) | firecaffe ms (median) | ratio per round: "
              "quartiles | median ratio | target | met? |", "|---|---:|---:|---:|---|---:|---:|---|"]
     for sub in sorted(p.name for p in (REPO / folder).iterdir() if p.is_dir()):
-        text = _finished_log(REPO / folder / sub / "caffe_40rounds.log")
+        text = _finished_log(REPO / folder / sub / log)
         if text is None:
             continue
         caffe = [float(v) for v in re.findall(r"^\s+caffe\s+Average Forward-Backward: ([\d.]+)", text, re.M)]
         ours = [float(v) for v in re.findall(r"firecaffe Average Forward-Backward: ([\d.]+)", text)]
         ratios = [b / a for a, b in zip(caffe, ours)]
-        core = re.search(r"OPENBLAS_CORETYPE=(\S+) for both", text)
+        core = re.search(r"OPENBLAS_CORETYPE=(.+?) for both", text)
         kernels = f"{core.group(1)} both" if core else "Caffe SkylakeX, firecaffe the environment's Haswell"
+        kernels = "not pinned: each OpenBLAS its own" if core and core.group(1) == "(not set)" else kernels
+        kernels = f"{sub}: {kernels}" if code_column else kernels
         q1, _, q3 = statistics.quantiles(ratios, n=4)
         median = statistics.median(ratios)
         lines.append(f"| {kernels} | {len(ratios)} | {statistics.median(caffe):.0f} | {statistics.median(ours):.0f} | "
@@ -352,6 +355,9 @@ BLOCKS = {
         code_column=True),
     "caffe-rounds-amd-chain": lambda texts: caffe_rounds(texts, f"{PERF}/2026-12-07-amd-chain"),
     "norm-chain-amd": norm_chain,
+    "cpu-targets-avx2": lambda texts: cpu_targets(texts, f"{PERF}/2026-12-07-avx2", None, code_column=True),
+    "caffe-rounds-avx2": lambda texts: caffe_rounds(texts, f"{PERF}/2026-12-07-avx2", "caffe_rounds.log",
+                                                    code_column=True),
     "sparse-ip-steady": sparse_ip_steady,
     "sparse-ip-loop": sparse_ip_loop,
     "sparse-ip-conditions": sparse_ip_conditions,
