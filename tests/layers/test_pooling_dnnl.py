@@ -70,3 +70,50 @@ def test_argmax_top_and_engine_caffe_stay_on_numpy():
                              dtype=np.float32)
     for layer in (mask, caffe):
         assert not layer.dnnl_ran and layer.engine_name == "NumPy"
+
+
+@pytest.mark.parametrize("layout", ["plain", "nChw8c", "nChw16c"])
+def test_each_layout_with_a_jit_kernel_gives_caffes_numbers(layout, monkeypatch):
+    """Pooling takes the first layout where oneDNN has jit kernels (the plain arrays, else channel
+    blocks of 8 or 16, with reorders): each such layout, tried alone, routes ties as Caffe and
+    matches the NumPy path; a layout without one leaves the layer on NumPy."""
+    from firecaffe.ops.dnnl import pool
+    monkeypatch.setattr(pool, "LAYOUTS", (layout,))
+    pool.geometry.cache_clear()
+    try:
+        for params, shape in [("pool: MAX kernel_size: 3 stride: 2", (2, 11, 11, 11)),
+                              ("pool: MAX kernel_size: 2 stride: 2", (1, 3, 2, 4)),
+                              ("pool: AVE kernel_size: 3 stride: 1 pad: 1", (2, 9, 6, 7))]:
+            x = inputs(shape) if shape[1] > 1 else np.ones(shape)
+            (fast, fb, ft), (ref, rb, rt) = pair(params, x)
+            dy = np.random.default_rng(1).standard_normal(ft[0].shape)
+            got, expect = run(fast, fb, ft, dy), run(ref, rb, rt, dy)
+            geo = pool.geometry("MAX" if "MAX" in params else "AVE", fb[0].shape, ft[0].shape,
+                                tuple(fast.kernel), fast.stride, fast.pad)
+            assert fast.engine_name == (dnnl.VERSION if geo.impl else "NumPy"), (layout, geo.impl)
+            assert geo.impl is None or (geo.impl.startswith("jit") and geo.layout == layout)
+            if "MAX" in params:          # a maximum is exact, and the ties' gradient must land where Caffe's does
+                np.testing.assert_array_equal(got[0], expect[0].astype(np.float32), err_msg=f"{layout} {params}")
+            for a, b in zip(got, expect):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=f"{layout} {params}")
+    finally:
+        pool.geometry.cache_clear()
+
+
+def test_the_blocked_tags_are_the_layouts_they_name():
+    """oneDNN's tags nChw8c and nChw16c by their enum values (api.TAG_*): a reorder from the plain
+    array puts channel c of pixel p at block c // b, offset (p * b + c % b)."""
+    from firecaffe.ops.dnnl import api
+    from firecaffe.ops.dnnl.prim import MemoryDesc, _memory, _Reorder
+    shape = (1, 20, 1, 3)
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    for layout, b in [("nChw8c", 8), ("nChw16c", 16)]:
+        plain, blocked = MemoryDesc(shape), MemoryDesc(shape, layout)
+        out = np.full(-(-20 // b) * b * 3, -1, np.float32)
+        _Reorder(plain.handle, blocked.handle).run(_memory(plain.handle, x.ctypes.data),
+                                                    _memory(blocked.handle, out.ctypes.data))
+        expect = np.zeros_like(out)
+        for c in range(20):
+            for p in range(3):
+                expect[(c // b) * b * 3 + p * b + c % b] = x[0, c, 0, p]
+        np.testing.assert_array_equal(out, expect, err_msg=layout)

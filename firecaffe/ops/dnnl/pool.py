@@ -44,16 +44,24 @@ class PoolGeometry:
         alg = api.POOLING_MAX if method == "MAX" else api.POOLING_AVG_INCLUDE_PADDING
         x, y = MemoryDesc(x_shape), MemoryDesc(y_shape)
         geo = [dims(stride), dims(kernel), dims([0] * len(kernel)), dims(pad), dims(right)]
+        refusal, made = None, False
         for layout in LAYOUTS:
             xl, yl = (x, y) if layout == "plain" else (MemoryDesc(x_shape, layout), MemoryDesc(y_shape, "any"))
-            fwd = PrimitiveDesc(lambda out: call("dnnl_pooling_forward_primitive_desc_create", out, api.ENGINE,
-                                                 api.FORWARD_TRAINING, alg, xl.handle, yl.handle, *geo, None))
-            bwd = PrimitiveDesc(lambda out: call("dnnl_pooling_backward_primitive_desc_create", out, api.ENGINE,
-                                                 alg, xl.handle, yl.handle, *geo, fwd.handle, None))
+            try:
+                fwd = PrimitiveDesc(lambda out: call("dnnl_pooling_forward_primitive_desc_create", out, api.ENGINE,
+                                                     api.FORWARD_TRAINING, alg, xl.handle, yl.handle, *geo, None))
+                bwd = PrimitiveDesc(lambda out: call("dnnl_pooling_backward_primitive_desc_create", out,
+                                                     api.ENGINE, alg, xl.handle, yl.handle, *geo, fwd.handle, None))
+            except api.DnnlError as exc:       # this layout refused: the next may do
+                refusal = refusal or exc
+                continue
+            made = True
             if fwd.impl().startswith("jit") and bwd.impl().startswith("jit"):
                 self.impl, self.layout = fwd.impl(), layout
                 break
         if self.impl is None:
+            if not made and refusal is not None:
+                raise refusal                   # every layout refused: the layer says so once
             return
         fwd_args = {api.ARG_SRC: (x, False), api.ARG_DST: (y, True)}
         bwd_args = {api.ARG_DIFF_DST: (y, False), api.ARG_DIFF_SRC: (x, True)}
