@@ -1,11 +1,12 @@
 // Max and average pooling over the two spatial axes of NCHW data, Caffe's way.
 //
 // Window of output (ph, pw): rows [ph*stride_h - pad_h, + kernel_h), clipped
-// to the image for the values read. MAX starts from -inf and takes strictly
-// greater values (the first maximum wins, padding never does); argmax is the
-// kernel offset of the maximum within its window, a * kernel_w + b for window
-// row a and column b (counted from the window's corner, which may lie in the
-// padding), -1 for a window that saw no number above -inf. The NumPy path keeps
+// to the image for the values read. MAX starts from Caffe's -FLT_MAX and takes
+// strictly greater values (the first maximum wins, padding and NaN never do);
+// argmax is the kernel offset of the maximum within its window, a * kernel_w + b
+// for window row a and column b (counted from the window's corner, which may lie
+// in the padding), -1 for a window that saw no number above -FLT_MAX (whose
+// output keeps -FLT_MAX, as Caffe's). The NumPy path keeps
 // the same encoding (firecaffe/ops/pooling.py), and both turn it into Caffe's
 // H*W index only for the optional mask top.
 // AVE divides by the window clipped to the padded image, hend = min(hstart +
@@ -29,7 +30,7 @@ __device__ void max_pool_forward(const T* x, T* y, int* argmax, int planes, int 
     const int hstart = corner_h > 0 ? corner_h : 0;
     const int wstart = corner_w > 0 ? corner_w : 0;
     const T* src = x + (long long)plane * height * width;
-    T best = fc_neg_inf<T>();
+    T best = fc_caffe_lowest<T>();
     int best_index = -1;
     for (int h = hstart; h < hend; ++h) {
       for (int w = wstart; w < wend; ++w) {

@@ -13,8 +13,8 @@ fewer cells.
 
 MAX keeps ``self.argmax`` for backward, on both paths in one encoding: the
 kernel offset ``a * k_w + b`` of the first maximum in its window (a NaN never
-wins; -1 where no input beat float's lowest, which the output then keeps, as
-Caffe); the mask top converts it to Caffe's H*W index. The CPU path
+wins; -1 where no input beat Caffe's start, -FLT_MAX in float and in double,
+which the output then keeps); the mask top converts it to Caffe's H*W index. The CPU path
 loops over the k_h*k_w kernel offsets, each step a vectorized pass over the
 batch; the GPU path runs firecaffe/kernels/pooling.cu.
 """
@@ -223,7 +223,7 @@ class Pooling(Layer):
             np.greater_equal(window, y, out=below)
             np.greater(searching, below, out=searching)
             np.add(argmax, searching, out=argmax)
-        lowest = np.finfo(y.dtype).min
+        lowest = y.dtype.type(np.finfo(np.float32).min)     # Caffe's -FLT_MAX, in double too
         np.logical_not(np.greater(y, lowest, out=below), out=below)     # also NaN (a window of NaN)
         if below.any():                     # no input beat Caffe's start: it keeps that and mask -1
             y[below] = lowest

@@ -269,3 +269,18 @@ def test_dropout_at_test_time_is_the_identity(shim_gpu):
         layer.forward(bottom, top)
     np.testing.assert_array_equal(top[0].data, x)
     assert shim_gpu.launched == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pooling_lets_no_nan_win_and_starts_at_caffes_lowest(shim_gpu, dtype):
+    """Caffe's MAX starts at -FLT_MAX (in double too) and takes only a value that compares greater:
+    a NaN never wins, and a window of NaN, -inf or values below -FLT_MAX keeps -FLT_MAX, mask -1."""
+    nan, big = np.nan, -1e300 if dtype == np.float64 else -np.inf
+    x = np.array([[[[nan, 2., nan, nan, big, -np.inf],
+                    [1., 0., nan, nan, -np.inf, big]]]])
+    text = "type: 'Pooling' top: 'p' top: 'mask' pooling_param { pool: MAX kernel_size: 2 stride: 2 engine: CAFFE }"
+    cpu, gpu = _twins(shim_gpu, text, [x], dtype, num_top=2)
+    _run_both(shim_gpu, cpu, gpu, kernels=("max_pool_forward", "max_pool_backward"))
+    lowest = dtype(np.finfo(np.float32).min)
+    np.testing.assert_array_equal(cpu[2][0].data, [[[[2, lowest, lowest]]]])
+    np.testing.assert_array_equal(np.asarray(gpu[2][1].data), [[[[1, -1, -1]]]])
