@@ -90,7 +90,7 @@ def plan_bottom_relu(net):
     layer carries no loss weight and names the blob once."""
     if not _allowed(net):
         return {}
-    in_chains = {j for leader, chain in {**plan_norm(net), **plan_eltwise(net)}.items() for j in chain}
+    in_chains = {j for chain in net.chains.values() for j in chain}     # planned before this
     planned = {}
     for i, layer in enumerate(net.layers):
         if layer.type not in ("Concat", "Pooling") or any(layer.loss_weights) \

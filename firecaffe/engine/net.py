@@ -60,11 +60,11 @@ class Net(PycaffeNetAPI):
         self.outputs = sorted(available)           # Caffe lists them from a std::set
         self._plan_backward()
         self.relu_fusion = fusion.plan(self)       # {conv index: ReLU slope}, engine/fusion.py
-        self.bottom_relu = fusion.plan_bottom_relu(self)   # {Concat/Pooling index: {bottom: ReLU index}}, engine/fusion.py
         self.norm_chain = fusion.plan_norm(self)      # {BatchNorm index: (Scale, ReLU) indices}, engine/fusion.py
         self.eltwise_relu = fusion.plan_eltwise(self)   # {Eltwise index: (ReLU index,)}, engine/fusion.py
         self.chains = {**self.norm_chain, **self.eltwise_relu}     # {leader: the layers it computes too}
         self.chain_tail = {chain[-1]: i for i, chain in self.chains.items()}
+        self.bottom_relu = fusion.plan_bottom_relu(self)   # after the chains; {Concat/Pooling index: {bottom: ReLU index}}, engine/fusion.py
         arena.collect_params(self, self._where)
         if shapes_only:
             self.param_arena = self.diff_arena = None
