@@ -13,4 +13,6 @@ import firecaffe
 
 
 def pytest_sessionstart(session):
-    compileall.compile_dir(pathlib.Path(firecaffe.__file__).parent, quiet=1)
+    # quiet=2: an install the tests cannot write to (a system-wide one) is left as it is, silently;
+    # a source that does not compile shows itself where a test imports it
+    compileall.compile_dir(pathlib.Path(firecaffe.__file__).parent, quiet=2)
