@@ -7,6 +7,10 @@ it ran; ``check`` (the test) recomputes every case and compares. The digests dep
 BLAS and CPU, so each record carries a fingerprint of both, and the check compares with the record
 whose fingerprint matches this machine's (one per machine kind seen: the Intel Xeon one from before
 issue 20, the AMD EPYC one recorded at df22a0a, the last commit whose CI passed that check on Intel).
+The third record, AMD EPYC with OpenBLAS's SkylakeX kernels, was made on 2026-12-08 by df22a0a's code
+(this script copied into a worktree of that commit): its digests equal the Intel Xeon record's in
+every case, so with the same OpenBLAS kernels the two CPUs gave the same bits. The same Zen 4 machine
+with OPENBLAS_CORETYPE=Haswell reproduced the AMD Haswell record too.
 """
 import hashlib
 import json
