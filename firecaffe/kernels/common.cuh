@@ -14,18 +14,8 @@ __device__ __forceinline__ double fc_log(double x) { return log(x); }
 __device__ __forceinline__ float fc_pow(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double fc_pow(double x, double y) { return pow(x, y); }
 
-template <typename T> __device__ __forceinline__ T fc_neg_inf();
-template <> __device__ __forceinline__ float fc_neg_inf<float>() {
-  return -__int_as_float(0x7f800000);
-}
-template <> __device__ __forceinline__ double fc_neg_inf<double>() {
-  return -__longlong_as_double(0x7ff0000000000000LL);
-}
-
 // Caffe's -FLT_MAX, as T: where its MAX pooling starts, in double as well.
-template <typename T> __device__ __forceinline__ T fc_caffe_lowest() {
-  return (T)(-__int_as_float(0x7f7fffff));
-}
+template <typename T> __device__ __forceinline__ T fc_caffe_lowest() { return T(-3.40282347e+38f); }
 
 // Smallest positive normal float (Caffe's FLT_MIN), the floor of a probability in a log.
 template <typename T> __device__ __forceinline__ T fc_flt_min() { return T(1.17549435e-38f); }
